@@ -1,0 +1,37 @@
+# make run    set up .venv and run the quickstart suite, then print its result table
+# make test   set up .venv and run the whole test suite (what CI runs)
+# make setup  create .venv and install ffbench with its extras (idempotent; quick when done)
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+EXTRAS ?= torch,test
+comma  := ,
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.ffbench-installed-$(subst $(comma),-,$(EXTRAS))
+
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export RAY_AUTH_MODE ?= disabled
+export PYTHONUNBUFFERED ?= 1
+
+.PHONY: setup run test smoke clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=python3.12 or similar)"; exit 2; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	@touch $@
+
+run: setup
+	$(BIN)/ffbench run suites/quickstart.yaml
+
+smoke: setup
+	$(BIN)/ffbench run suites/smoke.yaml
+
+test: setup
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

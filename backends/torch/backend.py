@@ -1,0 +1,64 @@
+"""The PyTorch backend: picks the device, builds trainers, reports versions and memory.
+
+Device: `$FFBENCH_TORCH_DEVICE` if set, else CUDA device 0 when available, else the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+
+import torch
+
+from ffbench.backend import Backend, Trainer
+from ffbench.data import Dataset
+from ffbench.spec import BPTrial, FFTrial
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    framework = "torch"
+
+    def __init__(self) -> None:
+        wanted = os.environ.get("FFBENCH_TORCH_DEVICE")
+        self.device = torch.device(wanted or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    def versions(self) -> dict[str, str]:
+        v = {"torch": torch.__version__}
+        if self.device.type == "cuda":
+            v["cuda"] = str(torch.version.cuda)
+        return v
+
+    def device_name(self) -> str:
+        if self.device.type == "cuda":
+            return torch.cuda.get_device_name(self.device)
+        return f"cpu: {cpu_name()} ({torch.get_num_threads()} threads)"
+
+    def trainer(self, trial: FFTrial | BPTrial, data: Dataset) -> Trainer:
+        if trial.algorithm == "ff":
+            from ffbench_backends.torch.ff import FFTrainer
+            return FFTrainer(trial, data, self.device)
+        from ffbench_backends.torch.bp import BPTrainer
+        return BPTrainer(trial, data, self.device)
+
+    def reset_peak_memory(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def peak_memory(self) -> tuple[int | None, str]:
+        if self.device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(self.device)), "device"
+        # Linux reports ru_maxrss in KiB; it is the process's peak, not this trial's alone.
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process_max_rss"

@@ -1,0 +1,176 @@
+"""Forward-Forward training in PyTorch: a translation of `ffbench.reference.ff`.
+
+Each layer's loss is computed on the detached output of the layer below, so one backward
+pass of the summed losses gives every layer exactly its own gradient (the simultaneous
+schedule). Data, labels and negatives stay on the device; an epoch makes no host sync.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ffbench.backend import Phase, Trainer
+from ffbench.data import Dataset
+from ffbench.reference.ff import PEER_INIT
+from ffbench.reference.init import stack_init
+from ffbench.reference.optim import lr_at
+from ffbench.spec import NUM_CLASSES, FFTrial
+from ffbench_backends.torch import ops
+from ffbench_backends.torch.optim import Optimizer
+
+
+class FFTrainer(Trainer):
+    def __init__(self, trial: FFTrial, data: Dataset, device: torch.device):
+        self.trial, self.ff, self.device = trial, trial.ff, device
+        self.splits = {name: (torch.as_tensor(s.x, device=device), torch.as_tensor(s.y, device=device))
+                       for name, s in (("train", data.train), ("val", data.val), ("test", data.test)) if s is not None}
+        x, _ = self.splits["train"]
+        self.n, self.batch_size = x.shape[0], trial.batch_size
+        if self.batch_size > self.n:
+            raise ValueError(f"batch_size {self.batch_size} exceeds the {self.n} training images")
+        self.steps_per_epoch = self.n // self.batch_size  # the last incomplete batch is dropped
+        self.index = torch.arange(self.n, device=device)
+        widths = [x.shape[1], *trial.hidden]
+        self.params = [(torch.tensor(w, device=device, requires_grad=True), torch.tensor(b, device=device, requires_grad=True))
+                       for w, b in stack_init(trial.seed, widths, self.ff.init)]
+        self.running = [torch.full((h,), PEER_INIT, device=device) for h in trial.hidden]
+        self.readout = None
+        if self.ff.prediction == "softmax":
+            feats = sum(trial.hidden[i] for i in self.ff.prediction_layers)
+            self.readout = torch.zeros((NUM_CLASSES, feats), device=device, requires_grad=True)
+        self.trained: set[int] = set()  # layers trained so far (for evaluation during greedy)
+        self.readout_trained = False
+
+    # ------------------------------------------------------------------ phases
+    def phases(self) -> list[Phase]:
+        ff, opt, depth = self.ff, self.trial.optimizer, len(self.params)
+        if ff.schedule == "simultaneous":
+            phases = [Phase("ff", self.trial.epochs, opt, tuple(range(depth)))]
+        else:
+            phases = [Phase(f"ff.layer{i}", self.trial.epochs, opt, (i,)) for i in range(depth)]
+        if self.readout is not None and ff.readout_phase == "after":
+            phases.append(Phase("readout", ff.readout_epochs, ff.readout_optimizer or opt))
+        return phases
+
+    def begin_phase(self, phase: Phase) -> None:
+        self.phase, self.phase_epoch = phase, 0
+        params = [p for i in phase.layers for p in self.params[i]]
+        self.joint_readout = self.readout is not None and self.ff.readout_phase == "joint" and bool(phase.layers)
+        self.readout_opt = None
+        if phase.name == "readout":
+            params = [self.readout]
+        elif self.joint_readout and self.ff.readout_optimizer is None:
+            params.append(self.readout)
+        elif self.joint_readout:  # a joint read-out with its own optimiser and state
+            self.readout_opt = Optimizer(self.ff.readout_optimizer, [self.readout])
+        self.opt = Optimizer(phase.optimizer, params)
+
+    # ------------------------------------------------------------------ training
+    def train_epoch(self, phase: Phase, epoch: int, lr: float):
+        x, y = self.splits["train"]
+        order = ops.epoch_order(self.trial.seed, epoch, self.n, self.device)
+        neg_epoch = epoch if self.ff.negatives_refresh == "epoch" else 0
+        wrong = ops.wrong_labels(self.trial.seed, neg_epoch, self.index, y)
+        depth = len(self.params)
+        sums = {"ff_loss": torch.zeros(depth, device=self.device), "peer_loss": torch.zeros(depth, device=self.device),
+                "readout_loss": torch.zeros(1, device=self.device)}
+        if self.readout_opt is not None:
+            readout_lr = lr_at(self.readout_opt.spec, self.phase_epoch, phase.epochs)
+        self.phase_epoch += 1
+        for s in range(self.steps_per_epoch):
+            idx = order[s * self.batch_size:(s + 1) * self.batch_size]
+            xb, yb = x[idx], y[idx]
+            if phase.name == "readout":
+                loss = self._readout_loss(xb, yb)
+                sums["readout_loss"] += loss.detach()
+            else:
+                loss = self._ff_losses(xb, yb, wrong[idx], phase, sums)
+            loss.backward()
+            self.opt.step(lr)
+            if self.readout_opt is not None:
+                self.readout_opt.step(readout_lr)
+        self.trained.update(phase.layers)
+        self.readout_trained |= phase.name == "readout" or self.joint_readout
+        return {k: v / self.steps_per_epoch for k, v in sums.items()}
+
+    def _ff_losses(self, xb, yb, wrong_b, phase: Phase, sums) -> torch.Tensor:
+        ff, n = self.ff, xb.shape[0]
+        h = torch.cat([ops.overlay(xb, yb, ff), ops.overlay(xb, wrong_b, ff)])
+        first = min(phase.layers)
+        with torch.no_grad():  # frozen layers below the trained ones (greedy)
+            for w, b in self.params[:first]:
+                h = ops.layer_forward(h, w, b, ff)
+        total = h.new_zeros(())
+        for i in range(first, max(phase.layers) + 1):
+            w, b = self.params[i]
+            h = ops.layer_forward(h.detach(), w, b, ff)
+            loss = ops.ff_loss(ops.goodness(h, ff.goodness), n, ff)
+            sums["ff_loss"][i] += loss.detach()
+            total = total + loss
+            if ff.peer_weight > 0:
+                peer, self.running[i] = ops.peer_loss(h[:n], self.running[i], ff)
+                sums["peer_loss"][i] += peer.detach()
+                total = total + ff.peer_weight * peer
+        if self.joint_readout:
+            readout = self._readout_loss(xb, yb)
+            sums["readout_loss"] += readout.detach()
+            total = total + readout
+        return total
+
+    def _features(self, xb: torch.Tensor) -> torch.Tensor:
+        ff, feats = self.ff, []
+        h = ops.overlay(xb, None, ff)
+        with torch.no_grad():
+            for i, (w, b) in enumerate(self.params[: max(ff.prediction_layers) + 1]):
+                h = ops.layer_forward(h, w, b, ff)
+                if i in ff.prediction_layers:
+                    feats.append(ops.normalize(h, ff.norm, ff.norm_eps))
+        return torch.cat(feats, dim=1)
+
+    def _readout_loss(self, xb, yb) -> torch.Tensor:
+        return F.cross_entropy(F.linear(self._features(xb), self.readout), yb)
+
+    def epoch_losses(self, device_losses) -> dict[str, float | dict[int, float]]:
+        phase, depth = self.phase, len(self.params)
+        flat = torch.cat([device_losses["ff_loss"], device_losses["peer_loss"], device_losses["readout_loss"]]).tolist()
+        out: dict[str, float | dict[int, float]] = {}
+        if phase.layers:
+            out["ff_loss"] = {i: flat[i] for i in phase.layers}
+            if self.ff.peer_weight > 0:
+                out["peer_loss"] = {i: flat[depth + i] for i in phase.layers}
+        if phase.name == "readout" or self.joint_readout:
+            out["readout_loss"] = flat[-1]
+        return out
+
+    # ------------------------------------------------------------------ evaluation
+    def can_evaluate(self, phase: Phase) -> bool:
+        if self.readout is not None:
+            return self.readout_trained
+        return bool(self.trained & set(self.ff.prediction_layers))
+
+    @torch.no_grad()
+    def error(self, split: str) -> float:
+        x, y = self.splits[split]
+        wrong = torch.zeros((), dtype=torch.int64, device=self.device)
+        for i in range(0, x.shape[0], self.trial.eval_batch_size):
+            xb, yb = x[i:i + self.trial.eval_batch_size], y[i:i + self.trial.eval_batch_size]
+            wrong += (self.predict(xb) != yb).sum()
+        return wrong.item() / x.shape[0]
+
+    def predict(self, xb: torch.Tensor) -> torch.Tensor:
+        ff = self.ff
+        if self.readout is not None:
+            return F.linear(self._features(xb), self.readout).argmax(dim=1)
+        layers = [i for i in ff.prediction_layers if i in self.trained]
+        h, score = ops.overlay_all_labels(xb, ff), 0.0
+        for i, (w, b) in enumerate(self.params[: max(layers) + 1]):
+            h = ops.layer_forward(h, w, b, ff)
+            if i in layers:
+                score = score + ops.goodness(h, ff.goodness)
+        score = score.view(NUM_CLASSES, xb.shape[0])
+        return score.argmax(dim=0) if ff.sign == "max_ssq" else score.argmin(dim=0)
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)

@@ -1,0 +1,85 @@
+"""Torch translations of `ffbench.reference` (rng, ff), function for function."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ffbench.reference.rng import MASK32, MUL1, MUL2, STREAM_NEGATIVES, STREAM_ORDER, stream_key
+from ffbench.spec import NUM_CLASSES, FFSpec
+
+
+# ---------------------------------------------------------------- rng.py
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    """(x * c) mod 2**32 for int64 x in [0, 2**32), without int64 overflow."""
+    lo, hi = c & 0xFFFF, c >> 16
+    return (x * lo + (((x * hi) & 0xFFFF) << 16)) & MASK32
+
+
+def lowbias32(x: torch.Tensor) -> torch.Tensor:
+    x = x ^ (x >> 16)
+    x = _mul32(x, MUL1)
+    x = x ^ (x >> 15)
+    x = _mul32(x, MUL2)
+    return x ^ (x >> 16)
+
+
+def epoch_order(seed: int, epoch: int, n: int, device) -> torch.Tensor:
+    idx = torch.arange(n, device=device, dtype=torch.int64)
+    return torch.argsort(lowbias32(idx ^ stream_key(seed, STREAM_ORDER, epoch)), stable=True)
+
+
+def wrong_labels(seed: int, epoch: int, index: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    h = lowbias32(index ^ stream_key(seed, STREAM_NEGATIVES, epoch))
+    return (labels + (((h >> 8) * (NUM_CLASSES - 1)) >> 24) + 1) % NUM_CLASSES
+
+
+# ---------------------------------------------------------------- ff.py
+def overlay(x: torch.Tensor, labels: torch.Tensor | None, ff: FFSpec) -> torch.Tensor:
+    head = x.new_full((x.shape[0], NUM_CLASSES), ff.label_neutral) if labels is None else (
+        F.one_hot(labels, NUM_CLASSES).to(x.dtype)
+        * (ff.label_on * x.amax(dim=1, keepdim=True) if ff.label_on_mode == "image_max" else ff.label_on))
+    return torch.cat([head, x[:, NUM_CLASSES:]], dim=1)
+
+
+def overlay_all_labels(x: torch.Tensor, ff: FFSpec) -> torch.Tensor:
+    """(10 * B, D): x with label 0 overlaid, then label 1, ... (for goodness prediction)."""
+    b = x.shape[0]
+    eye = torch.eye(NUM_CLASSES, dtype=x.dtype, device=x.device)
+    on = ff.label_on * x.amax(dim=1) if ff.label_on_mode == "image_max" else x.new_full((b,), ff.label_on)
+    head = eye[:, None, :] * on[None, :, None]  # (10, B, 10)
+    body = x[None, :, NUM_CLASSES:].expand(NUM_CLASSES, b, x.shape[1] - NUM_CLASSES)
+    return torch.cat([head, body], dim=2).reshape(NUM_CLASSES * b, x.shape[1])
+
+
+def normalize(x: torch.Tensor, kind: str, eps: float) -> torch.Tensor:
+    sq = x * x
+    r = torch.sqrt(sq.sum(dim=1, keepdim=True) if kind == "l2" else sq.mean(dim=1, keepdim=True))
+    return x / (r + eps)
+
+
+def goodness(h: torch.Tensor, kind: str) -> torch.Tensor:
+    g = (h * h).sum(dim=1)
+    return g / h.shape[1] if kind == "mean" else g
+
+
+def relu(z: torch.Tensor, grad: str) -> torch.Tensor:
+    h = torch.relu(z)
+    return z + (h - z).detach() if grad == "straight_through" else h
+
+
+def layer_forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, ff: FFSpec) -> torch.Tensor:
+    return relu(F.linear(normalize(x, ff.norm, ff.norm_eps), w, b), ff.relu_grad)
+
+
+def ff_loss(g: torch.Tensor, n_pos: int, ff: FFSpec) -> torch.Tensor:
+    s = 1.0 if ff.sign == "max_ssq" else -1.0
+    logit = s * (g - ff.threshold)
+    t = torch.ones_like(logit)
+    t[:n_pos] = -1.0
+    return F.softplus(t * logit).mean()
+
+
+def peer_loss(h_pos: torch.Tensor, running_mean: torch.Tensor, ff: FFSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    r = ff.peer_momentum * running_mean + (1 - ff.peer_momentum) * h_pos.mean(dim=0)
+    return ((r.mean() - r) ** 2).mean(), r.detach()

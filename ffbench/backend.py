@@ -1,0 +1,94 @@
+"""What a backend implements: the contract between ffbench and one framework.
+
+Modelled on AlgoPerf's framework-neutral workload spec and benchopt's solver plugins: a
+`Backend` says what it is (`name`, `versions()`, `device_name()`), whether it can run a
+trial (`skip()` gives a reason, or None), and builds a `Trainer` for one trial. A Trainer
+holds the model, optimiser state and data on the device and exposes epochs; the generic
+loop in `ffbench.loop` does the timing, learning-rate schedule, curves and evaluation, so
+every backend is timed and recorded the same way.
+
+Rules for a Trainer: data and negatives live on the device; `train_epoch` does no host
+sync (it returns device values); `sync()` waits for the device; `epoch_losses()` and
+`error()` are the only places values come back to the host.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ffbench.data import Dataset
+from ffbench.spec import BPTrial, FFTrial, OptimizerSpec
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A stretch of training with one optimiser state and one learning-rate schedule.
+
+    ff (simultaneous): one phase "ff" training every layer (and a joint read-out).
+    ff (greedy): "ff.layer0", "ff.layer1", ... each training one layer.
+    read-out after the layers: "readout".  bp: one phase "bp".
+    """
+
+    name: str
+    epochs: int
+    optimizer: OptimizerSpec
+    layers: tuple[int, ...] = ()
+
+
+class Trainer(abc.ABC):
+    steps_per_epoch: int
+    batch_size: int
+
+    @abc.abstractmethod
+    def phases(self) -> list[Phase]: ...
+
+    @abc.abstractmethod
+    def begin_phase(self, phase: Phase) -> None:
+        """Fresh optimiser state for the parameters this phase trains."""
+
+    @abc.abstractmethod
+    def train_epoch(self, phase: Phase, epoch: int, lr: float) -> Any:
+        """One epoch (global epoch index `epoch` keys data order and negatives). No host sync."""
+
+    @abc.abstractmethod
+    def epoch_losses(self, device_losses: Any) -> dict[str, float | dict[int, float]]:
+        """Mean losses of the epoch: a value per metric, or {layer: value} for per-layer metrics."""
+
+    @abc.abstractmethod
+    def can_evaluate(self, phase: Phase) -> bool:
+        """Whether the model can predict at the end of an epoch of `phase`."""
+
+    @abc.abstractmethod
+    def error(self, split: str) -> float:
+        """Error rate on "train", "val" or "test" with the current weights."""
+
+    @abc.abstractmethod
+    def sync(self) -> None: ...
+
+
+class Backend(abc.ABC):
+    name: ClassVar[str]
+    framework: ClassVar[str]
+
+    @abc.abstractmethod
+    def versions(self) -> dict[str, str]:
+        """Framework versions, e.g. {"torch": "2.13.0"}."""
+
+    @abc.abstractmethod
+    def device_name(self) -> str: ...
+
+    def skip(self, trial: FFTrial | BPTrial) -> str | None:
+        """Why this backend cannot run `trial`, or None."""
+        return None
+
+    @abc.abstractmethod
+    def trainer(self, trial: FFTrial | BPTrial, data: Dataset) -> Trainer: ...
+
+    @abc.abstractmethod
+    def reset_peak_memory(self) -> None: ...
+
+    @abc.abstractmethod
+    def peak_memory(self) -> tuple[int | None, str]:
+        """(bytes, what was measured: "device" or "process_max_rss")."""

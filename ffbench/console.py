@@ -1,0 +1,119 @@
+"""Everything `ffbench` shows on the terminal: progress, plans, summaries, listings (rich)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+console = Console(stderr=True)
+_probe = Console()
+out = _probe if _probe.is_terminal else Console(width=150)  # files and pipes get whole tables
+
+
+def _label(spec: dict[str, Any]) -> str:
+    return f"{spec['meta']['experiment'] or spec['algorithm']} {spec['backend']} {'x'.join(map(str, spec['hidden']))} seed {spec['seed']}"
+
+
+class Progress:
+    """Live progress over trials and over the running trial's epochs; silent with quiet=True."""
+
+    def __init__(self, total: int, quiet: bool = False):
+        self.quiet = quiet
+        self.bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=quiet)
+        self.total = total
+
+    def __enter__(self) -> Progress:
+        self.bar.__enter__()
+        self.trials = self.bar.add_task("trials", total=self.total)
+        self.epochs = self.bar.add_task("", total=None, visible=False)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+    def skipped(self, n: int) -> None:
+        if n:
+            self.bar.advance(self.trials, n)
+            if not self.quiet:
+                console.print(f"skipping {n} trial(s) already done (--force re-runs them)")
+
+    def trial_started(self, p) -> None:
+        self.bar.reset(self.epochs, total=None, description=f"  {_label(p.spec)}", visible=True)
+
+    def epoch(self, p, done: int, total: int, info: dict[str, Any]) -> None:
+        err = info.get("test_error")
+        extra = f" test {100 * err:.2f}%" if err is not None else ""
+        self.bar.update(self.epochs, completed=done, total=total, description=f"  {_label(p.spec)} [{info['phase']}]{extra}")
+
+    def trial_finished(self, p, row: dict[str, Any]) -> None:
+        self.bar.advance(self.trials)
+        self.bar.update(self.epochs, visible=False)
+        if not self.quiet:
+            status = row["status"]
+            what = f"test error {100 * row['test_error']:.2f}%, {row['train_seconds']:.1f}s training" if status == "ok" else row["error"]
+            colour = "green" if status == "ok" else "red"
+            console.print(f"[{colour}]{status:>8}[/] {p.trial_id} {_label(p.spec)}: {what}", highlight=False)
+
+
+def print_plan(name: str, rows: list[dict[str, Any]]) -> None:
+    t = Table(title=f"suite {name}: {len(rows)} trial(s)")
+    for col in ("trial_id", "experiment", "algorithm", "backend", "hidden", "epochs", "negatives", "seed", "reference", "done"):
+        t.add_column(col, no_wrap=col in ("trial_id", "hidden"))
+    for r in rows:
+        ref = f"{100 * r['reference_error']:.2f}%" if r["reference_error"] is not None else ""
+        t.add_row(r["trial_id"], r["experiment"] or "", r["algorithm"], r["backend"], "x".join(map(str, r["hidden"])),
+                  str(r["epochs"]), r["negatives"] or "", str(r["seed"]), ref, "yes" if r["done"] else "")
+    out.print(t)
+
+
+def print_summary(df, out_dir: Path, summary) -> None:
+    from ffbench.reports import format_pct, summary as summarise
+    table = summarise(df)
+    t = Table(title=f"results in {out_dir} ({summary.planned} planned, {summary.skipped} already done, "
+                    f"{len(summary.rows)} run, {summary.failed} not ok)")
+    for col in ("experiment", "algorithm", "backend", "hidden", "epochs", "test error % (mean ± std)", "n", "not ok",
+                "train s", "samples/s", "reference"):
+        t.add_column(col, justify="right" if col not in ("experiment", "algorithm", "backend") else "left")
+    for _, r in table.iterrows():
+        ref = f"{100 * r['reference_error']:.2f}%" if r["reference_error"] == r["reference_error"] and r["reference_error"] is not None else ""
+        t.add_row(r["experiment"], r["algorithm"], r["backend"], r["hidden"], str(r["epochs"]),
+                  format_pct(r["test_error_mean"], r["test_error_std"], r["n"]), str(r["n"]), str(r["not_ok"]),
+                  f"{r['train_seconds_mean']:.1f}" if r["n"] else "-",
+                  f"{r['samples_per_second']:,.0f}" if r["n"] else "-", ref)
+    out.print(t)
+    out.print(f'read it with: pandas.read_parquet("{out_dir}/trials")')
+
+
+def print_listing() -> None:
+    from ffbench import registry
+    from ffbench.spec import NEGATIVES
+    t = Table(title="backends")
+    for col in ("name", "status", "description"):
+        t.add_column(col)
+    for name, entry in sorted(registry.entries().items()):
+        ok, reason = registry.status(name)
+        t.add_row(name, "installed" if ok else f"not installed: {reason}", entry.description)
+    out.print(t)
+    t = Table(title="negative-data strategies")
+    t.add_column("name")
+    t.add_column("description")
+    for name, help_text in NEGATIVES.items():
+        t.add_row(name, help_text)
+    out.print(t)
+    t = Table(title="suites (./suites)")
+    t.add_column("file")
+    t.add_column("description")
+    for path in sorted(Path("suites").glob("*.yaml")):
+        import yaml
+        try:
+            desc = (yaml.safe_load(path.read_text()) or {}).get("description", "")
+        except yaml.YAMLError:
+            desc = "(invalid YAML)"
+        t.add_row(str(path), (desc or "").strip().splitlines()[0] if desc else "")
+    out.print(t)
+

@@ -1,0 +1,99 @@
+"""The one training loop every backend runs under: phases, epochs, timing, curves.
+
+Train time counts only `train_epoch` up to a device sync; evaluation and set-up (copying
+data and weights to the device) are timed apart. The learning rate of each epoch comes from
+the reference schedule. A non-finite epoch loss stops the trial as diverged.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ffbench.backend import Backend
+from ffbench.data import Dataset
+from ffbench.errors import Diverged
+from ffbench.reference.optim import lr_at
+from ffbench.spec import BPTrial, FFTrial
+
+
+@dataclass
+class Outcome:
+    test_error: float
+    train_error: float
+    val_error: float | None
+    train_seconds: float
+    eval_seconds: float
+    setup_seconds: float
+    samples_per_second: float
+    peak_memory_bytes: int | None
+    peak_memory_source: str
+    epochs_run: int
+    steps_run: int
+    final_losses: dict[str, float | dict[int, float]]
+    curves: list[dict[str, Any]] = field(default_factory=list)  # tidy rows: epoch, phase, metric, layer, value
+
+
+def _curve_rows(epoch: int, phase: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for metric, v in values.items():
+        if isinstance(v, dict):
+            rows += [{"epoch": epoch, "phase": phase, "metric": metric, "layer": i, "value": float(x)} for i, x in v.items()]
+        elif v is not None:
+            rows.append({"epoch": epoch, "phase": phase, "metric": metric, "layer": None, "value": float(v)})
+    return rows
+
+
+def fit(backend: Backend, trial: FFTrial | BPTrial, data: Dataset,
+        on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None) -> Outcome:
+    """Train one trial and evaluate it. `on_epoch(done, total, info)` reports progress."""
+    backend.reset_peak_memory()
+    t0 = time.perf_counter()
+    trainer = backend.trainer(trial, data)
+    trainer.sync()
+    setup_s = time.perf_counter() - t0
+    phases = trainer.phases()
+    total = sum(p.epochs for p in phases)
+    train_s = eval_s = 0.0
+    epoch = steps = 0
+    curves: list[dict[str, Any]] = []
+    losses: dict[str, float | dict[int, float]] = {}
+    for phase in phases:
+        trainer.begin_phase(phase)
+        for e in range(phase.epochs):
+            lr = lr_at(phase.optimizer, e, phase.epochs)
+            t0 = time.perf_counter()
+            device_losses = trainer.train_epoch(phase, epoch, lr)
+            trainer.sync()
+            train_s += time.perf_counter() - t0
+            steps += trainer.steps_per_epoch
+            losses = trainer.epoch_losses(device_losses)
+            if not all(math.isfinite(x) for v in losses.values() for x in (v.values() if isinstance(v, dict) else [v])):
+                raise Diverged(f"{phase.name} epoch {e + 1}")
+            row: dict[str, Any] = {"lr": lr, "train_seconds": train_s, **losses}
+            last_of_phase = e + 1 == phase.epochs
+            due = trial.eval_every and ((e + 1) % trial.eval_every == 0 or last_of_phase)
+            if due and trainer.can_evaluate(phase):
+                t0 = time.perf_counter()
+                row["test_error"] = trainer.error("test")
+                if data.val is not None:
+                    row["val_error"] = trainer.error("val")
+                eval_s += time.perf_counter() - t0
+            curves += _curve_rows(epoch, phase.name, row)
+            epoch += 1
+            if on_epoch:
+                on_epoch(epoch, total, {"phase": phase.name, **{k: v for k, v in row.items() if k != "lr"}})
+    t0 = time.perf_counter()
+    errors = {s: trainer.error(s) for s in ("train", "test") + (("val",) if data.val is not None else ())}
+    eval_s += time.perf_counter() - t0
+    peak, source = backend.peak_memory()
+    return Outcome(
+        test_error=errors["test"], train_error=errors["train"], val_error=errors.get("val"),
+        train_seconds=train_s, eval_seconds=eval_s, setup_seconds=setup_s,
+        samples_per_second=steps * trainer.batch_size / train_s if train_s > 0 else float("nan"),
+        peak_memory_bytes=peak, peak_memory_source=source, epochs_run=epoch, steps_run=steps,
+        final_losses=losses, curves=curves,
+    )

@@ -1,0 +1,168 @@
+"""Forward-Forward math, defined exactly (NumPy, analytic gradients).
+
+One layer, given its (detached) input x:
+    xn = x / (sqrt(reduce(x^2)) + eps)          reduce = sum (l2) or mean (rms), per row
+    z  = xn @ W.T + b;   h = relu(z)
+    g  = reduce'(h^2)                            reduce' = sum or mean over units (goodness)
+    logit = s * (g - threshold)                  s = +1 (max_ssq) or -1 (min_ssq)
+    loss  = mean over the 2N rows of softplus(-logit) for positives, softplus(logit) for negatives
+    peer  = mean_j (mean(r) - r_j)^2,  r = momentum * r_old + (1 - momentum) * mean_pos(h)
+    objective = loss + peer_weight * peer
+The running mean r starts at 0.5 and is carried between steps (its old value is a constant).
+Simultaneous training: every layer is updated on the output of the layer below computed
+with that layer's pre-update weights of the same step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ffbench.reference import optim
+from ffbench.spec import NUM_CLASSES, FFSpec, OptimizerSpec
+
+PEER_INIT = 0.5
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def softplus(x: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, x)
+
+
+def overlay(x: np.ndarray, labels: np.ndarray | None, ff: FFSpec) -> np.ndarray:
+    """Replace the first 10 pixels by the one-hot label (or the neutral label if None)."""
+    out = np.array(x, copy=True)
+    n = out.shape[0]
+    if labels is None:
+        out[:, :NUM_CLASSES] = ff.label_neutral
+        return out
+    on = ff.label_on * (x.max(axis=1) if ff.label_on_mode == "image_max" else np.ones(n, x.dtype))
+    out[:, :NUM_CLASSES] = 0
+    out[np.arange(n), np.asarray(labels)] = on
+    return out
+
+
+def normalize(x: np.ndarray, kind: str, eps: float) -> np.ndarray:
+    sq = x * x
+    r = np.sqrt(sq.sum(axis=1, keepdims=True) if kind == "l2" else sq.mean(axis=1, keepdims=True))
+    return x / (r + eps)
+
+
+def goodness(h: np.ndarray, kind: str) -> np.ndarray:
+    g = (h * h).sum(axis=1)
+    return g / h.shape[1] if kind == "mean" else g
+
+
+def layer_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, ff: FFSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(normalised input, pre-activation, activation) of one layer."""
+    xn = normalize(x, ff.norm, ff.norm_eps)
+    z = xn @ w.T + b
+    return xn, z, np.maximum(z, 0)
+
+
+@dataclass
+class LayerStep:
+    """Everything one layer computes in one step, at its current weights."""
+
+    loss: float
+    peer_loss: float
+    g_pos: np.ndarray
+    g_neg: np.ndarray
+    dw: np.ndarray
+    db: np.ndarray
+    h_pos: np.ndarray  # this layer's outputs: the next layer's inputs
+    h_neg: np.ndarray
+    running_mean: np.ndarray
+
+
+def layer_step(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | None = None) -> LayerStep:
+    n = x_pos.shape[0]
+    xn, z, h = layer_forward(np.concatenate([x_pos, x_neg]), w, b, ff)
+    g = goodness(h, ff.goodness)
+    s = 1.0 if ff.sign == "max_ssq" else -1.0
+    logit = s * (g - ff.threshold)
+    t = np.concatenate([-np.ones(n), np.ones(n)]).astype(h.dtype)  # loss_i = softplus(t_i * logit_i)
+    loss = softplus(t * logit).mean()
+    dlogit = t * sigmoid(t * logit) / (2 * n)
+    dh = (s * dlogit)[:, None] * 2.0 * h / (h.shape[1] if ff.goodness == "mean" else 1.0)
+    peer_loss, r = 0.0, running_mean
+    if ff.peer_weight > 0:
+        r_old = np.full(h.shape[1], PEER_INIT, h.dtype) if running_mean is None else running_mean
+        r = ff.peer_momentum * r_old + (1 - ff.peer_momentum) * h[:n].mean(axis=0)
+        peer_loss = float(((r.mean() - r) ** 2).mean())
+        dr = 2.0 * (r - r.mean()) / h.shape[1]
+        dh[:n] += ff.peer_weight * (1 - ff.peer_momentum) * dr / n
+    dz = dh if ff.relu_grad == "straight_through" else dh * (z > 0)
+    return LayerStep(float(loss), peer_loss, g[:n], g[n:], dz.T @ xn, dz.sum(axis=0), h[:n], h[n:], r)
+
+
+def forward_stack(x: np.ndarray, params: list[tuple[np.ndarray, np.ndarray]], ff: FFSpec) -> list[np.ndarray]:
+    """Activations h of every layer for inputs x (labels already overlaid)."""
+    hs = []
+    for w, b in params:
+        x = layer_forward(x, w, b, ff)[2]
+        hs.append(x)
+    return hs
+
+
+def readout_features(hs: list[np.ndarray], ff: FFSpec) -> np.ndarray:
+    return np.concatenate([normalize(hs[i], ff.norm, ff.norm_eps) for i in ff.prediction_layers], axis=1)
+
+
+def softmax_xent(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy and its gradient wrt the logits."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    n = logits.shape[0]
+    p = np.exp(logp)
+    p[np.arange(n), labels] -= 1.0
+    return float(-logp[np.arange(n), labels].mean()), p / n
+
+
+def readout_step(x: np.ndarray, labels: np.ndarray, params, w_out: np.ndarray, ff: FFSpec) -> tuple[float, np.ndarray]:
+    """Read-out loss and gradient (no bias; W_out is (10, features)) on the neutral-label pass."""
+    feats = readout_features(forward_stack(overlay(x, None, ff), params, ff), ff)
+    loss, dlogits = softmax_xent(feats @ w_out.T, labels)
+    return loss, dlogits.T @ feats
+
+
+def predict(x: np.ndarray, params, ff: FFSpec, w_out: np.ndarray | None = None, layers: list[int] | None = None) -> np.ndarray:
+    """Predicted classes, by summed goodness over labels or by the softmax read-out."""
+    if ff.prediction == "softmax":
+        feats = readout_features(forward_stack(overlay(x, None, ff), params, ff), ff)
+        return (feats @ w_out.T).argmax(axis=1)
+    layers = ff.prediction_layers if layers is None else layers
+    scores = np.stack([
+        sum(goodness(hs[i], ff.goodness) for i in layers)
+        for hs in (forward_stack(overlay(x, np.full(len(x), c), ff), params, ff) for c in range(NUM_CLASSES))
+    ], axis=1)
+    return scores.argmax(axis=1) if ff.sign == "max_ssq" else scores.argmin(axis=1)
+
+
+@dataclass
+class FFState:
+    params: list[tuple[np.ndarray, np.ndarray]]
+    opt: optim.OptState
+    running_means: list[np.ndarray | None]
+
+
+def ff_init_state(params, opt_spec: OptimizerSpec) -> FFState:
+    return FFState(params, optim.init(opt_spec, [p for wb in params for p in wb]), [None] * len(params))
+
+
+def simultaneous_step(state: FFState, x_pos, x_neg, ff: FFSpec, opt_spec: OptimizerSpec, lr: float) -> tuple[FFState, list[LayerStep]]:
+    """One simultaneous step of every layer on one batch (labels already overlaid)."""
+    steps = []
+    for (w, b), r in zip(state.params, state.running_means):
+        st = layer_step(x_pos, x_neg, w, b, ff, r)
+        steps.append(st)
+        x_pos, x_neg = st.h_pos, st.h_neg
+    flat = [p for wb in state.params for p in wb]
+    grads = [g for st in steps for g in (st.dw, st.db)]
+    new, opt_state = optim.update(opt_spec, grads, state.opt, flat, lr)
+    params = [(new[2 * i], new[2 * i + 1]) for i in range(len(state.params))]
+    return FFState(params, opt_state, [st.running_mean for st in steps]), steps

@@ -1,0 +1,31 @@
+"""Initial weights, drawn on the host so every backend starts from the same numbers.
+
+Layout: W is (out, in), as torch's nn.Linear; b is (out,).
+- uniform_fan_in (torch's nn.Linear default): W, b ~ U(-1/sqrt(in), 1/sqrt(in)).
+- normal_fan_out (loeweX): W ~ N(0, 1/out), b = 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ffbench.reference.rng import init_rng
+
+
+def layer_init(rng: np.random.Generator, fan_in: int, fan_out: int, scheme: str) -> tuple[np.ndarray, np.ndarray]:
+    if scheme == "uniform_fan_in":
+        bound = 1.0 / np.sqrt(fan_in)
+        w = rng.uniform(-bound, bound, size=(fan_out, fan_in))
+        b = rng.uniform(-bound, bound, size=(fan_out,))
+    elif scheme == "normal_fan_out":
+        w = rng.normal(0.0, 1.0 / np.sqrt(fan_out), size=(fan_out, fan_in))
+        b = np.zeros(fan_out)
+    else:
+        raise ValueError(f"unknown init scheme {scheme!r}")
+    return w.astype(np.float32), b.astype(np.float32)
+
+
+def stack_init(seed: int, widths: list[int], scheme: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Weights of a stack of linear layers with the given widths (input width first)."""
+    rng = init_rng(seed)
+    return [layer_init(rng, widths[i], widths[i + 1], scheme) for i in range(len(widths) - 1)]

@@ -1,0 +1,103 @@
+"""The backend registry: names -> modules, imported only when a trial needs them.
+
+Importing ffbench imports no framework. `status(name)` answers "installed?" by looking for
+the framework's modules without importing them; `load(name)` imports the backend module and
+returns its `Backend` instance, or raises BackendUnavailable with the reason.
+
+Third-party backends register through the `ffbench.backends` entry-point group: the entry
+point's value is a module path whose `Backend` attribute is a `ffbench.backend.Backend`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
+
+from ffbench.errors import BackendUnavailable
+
+if TYPE_CHECKING:
+    from ffbench.backend import Backend
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    name: str
+    module: str
+    requires: tuple[str, ...]  # top-level modules that must be importable
+    install_hint: str
+    description: str
+
+
+_BUILTIN = (
+    BackendEntry("torch", "ffbench_backends.torch", ("torch",), "pip install 'ffbench[torch]'",
+                 "PyTorch: data and negatives on the device, no per-step host syncs"),
+)
+_REGISTRY: dict[str, BackendEntry] = {e.name: e for e in _BUILTIN}
+
+
+def register_backend(entry: BackendEntry) -> None:
+    """Add a backend (by module path; nothing is imported now)."""
+    _REGISTRY[entry.name] = entry
+    _loaded.cache_clear()
+
+
+def _entry_points() -> dict[str, BackendEntry]:
+    found = {}
+    for ep in importlib.metadata.entry_points(group="ffbench.backends"):
+        if ep.name not in _REGISTRY:
+            top = ep.value.split(":")[0].split(".")[0]
+            found[ep.name] = BackendEntry(ep.name, ep.value.split(":")[0], (top,), f"install the package providing {ep.value}",
+                                          "third-party backend")
+    return found
+
+
+def entries() -> dict[str, BackendEntry]:
+    return {**_REGISTRY, **_entry_points()}
+
+
+def names() -> list[str]:
+    return sorted(entries())
+
+
+def get_entry(name: str) -> BackendEntry:
+    all_entries = entries()
+    if name not in all_entries:
+        raise BackendUnavailable(f"unknown backend {name!r}; expected one of: {', '.join(sorted(all_entries))}")
+    return all_entries[name]
+
+
+def status(name: str) -> tuple[bool, str | None]:
+    """(installed, reason if not) without importing the framework."""
+    entry = get_entry(name)
+    for mod in entry.requires:
+        if importlib.util.find_spec(mod) is None:
+            return False, f"module {mod!r} is not installed ({entry.install_hint})"
+    if importlib.util.find_spec(entry.module) is None:
+        return False, f"backend module {entry.module!r} not found"
+    return True, None
+
+
+def installed() -> list[str]:
+    return [n for n in names() if status(n)[0]]
+
+
+def load(name: str) -> Backend:
+    """Import a backend and return its (cached) instance."""
+    ok, reason = status(name)
+    if not ok:
+        raise BackendUnavailable(f"backend {name!r} is not installed: {reason}")
+    return _loaded(name)
+
+
+@cache
+def _loaded(name: str) -> Backend:
+    entry = get_entry(name)
+    try:
+        module = importlib.import_module(entry.module)
+    except ImportError as exc:  # a framework that is present but broken
+        raise BackendUnavailable(f"backend {name!r} failed to import: {exc}") from exc
+    return module.Backend()

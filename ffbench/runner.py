@@ -1,0 +1,155 @@
+"""From validated trials to result rows: plan, run each trial in isolation, write it.
+
+`plan()` gives every trial its id and checks, before anything runs, that each backend is
+installed and can run its trials and that the data is there. `run_trial()` is the unit of
+work an executor schedules: it trains one trial and turns every outcome, including an
+exception or a NaN, into a row. `run()` feeds trials to an executor and writes each row the
+moment it arrives, so a crash or Ctrl-C loses nothing that finished.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+from ffbench import registry, results
+from ffbench.data import dataset_checksum, prepare
+from ffbench.env import environment
+from ffbench.errors import BackendUnavailable, Diverged
+from ffbench.loop import Outcome, fit
+from ffbench.spec import BPTrial, FFTrial, canonical_json, normal_form, parse_trial, trial_id
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    trial_id: str
+    spec: dict[str, Any]  # plain data (crosses process boundaries); parse with .trial()
+
+    def trial(self) -> FFTrial | BPTrial:
+        return parse_trial(self.spec)
+
+
+def plan(trials: Iterable[FFTrial | BPTrial]) -> list[PlannedTrial]:
+    """Give each trial its id; identical trials (same id) are planned once."""
+    planned: dict[str, PlannedTrial] = {}
+    for t in trials:
+        tid = trial_id(t, dataset_checksum(t.data.name))
+        planned.setdefault(tid, PlannedTrial(tid, t.model_dump(mode="json")))
+    return list(planned.values())
+
+
+def check_runnable(planned: list[PlannedTrial]) -> None:
+    """Fail up front if a backend is missing or refuses a trial (BackendUnavailable)."""
+    missing = {}
+    for name in sorted({p.spec["backend"] for p in planned}):
+        ok, reason = registry.status(name)
+        if not ok:
+            missing[name] = reason
+    if missing:
+        raise BackendUnavailable("; ".join(f"backend {n!r} is not installed: {r}" for n, r in missing.items()))
+    for p in planned:
+        reason = registry.load(p.spec["backend"]).skip(p.trial())
+        if reason:
+            raise BackendUnavailable(f"backend {p.spec['backend']!r} cannot run trial {p.trial_id}: {reason}")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class TrialRecord:
+    row: dict[str, Any]
+    curves: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_trial(p: PlannedTrial, on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None) -> TrialRecord:
+    """Train one trial; every outcome becomes a row (never raises, except KeyboardInterrupt)."""
+    started = _now()
+    trial = p.trial()
+    row: dict[str, Any] = {"status": "ok", "error": None}
+    outcome: Outcome | None = None
+    backend = None
+    try:
+        backend = registry.load(trial.backend)
+        outcome = fit(backend, trial, prepare(trial.data), on_epoch)
+    except Diverged as exc:
+        row.update(status="diverged", error=str(exc))
+    except Exception as exc:  # recorded as this trial's failure; the suite goes on
+        tb = traceback.extract_tb(exc.__traceback__)[-1:]
+        where = f" at {Path(tb[0].filename).name}:{tb[0].lineno}" if tb else ""
+        row.update(status="failed", error=f"{type(exc).__name__}: {exc}{where}")
+    finished = _now()
+    row.update(_describe(p, trial, backend, started, finished))
+    if outcome is not None:
+        row.update({k: getattr(outcome, k) for k in (
+            "test_error", "train_error", "val_error", "train_seconds", "eval_seconds", "setup_seconds",
+            "samples_per_second", "peak_memory_bytes", "peak_memory_source", "epochs_run", "steps_run")})
+        row["final_losses"] = json.dumps(outcome.final_losses)
+    return TrialRecord(row, outcome.curves if outcome else [])
+
+
+def _describe(p: PlannedTrial, trial: FFTrial | BPTrial, backend, started: datetime, finished: datetime) -> dict[str, Any]:
+    meta = trial.meta
+    return {
+        "trial_id": p.trial_id, "algorithm": trial.algorithm, "backend": trial.backend, "seed": trial.seed,
+        "suite": meta.suite, "experiment": meta.experiment, "tags": meta.tags,
+        "reference_error": meta.reference_error, "reference_source": meta.reference_source,
+        "spec_json": canonical_json(p.spec), "spec_hash_input": canonical_json(normal_form(trial)),
+        "dataset": trial.data.name, "dataset_checksum": dataset_checksum(trial.data.name),
+        "framework_versions": json.dumps(backend.versions() if backend else {}),
+        "device_name": backend.device_name() if backend else None,
+        "started_at": started, "finished_at": finished, "wall_seconds": (finished - started).total_seconds(),
+        **environment(), **results.spec_row(trial),
+    }
+
+
+class Executor(Protocol):
+    """Runs trials and yields their records as they finish (in any order)."""
+
+    def map(self, trials: list[PlannedTrial], progress: RunProgress) -> Iterator[TrialRecord]: ...
+
+
+class RunProgress(Protocol):
+    def trial_started(self, p: PlannedTrial) -> None: ...
+    def epoch(self, p: PlannedTrial, done: int, total: int, info: dict[str, Any]) -> None: ...
+    def trial_finished(self, p: PlannedTrial, row: dict[str, Any]) -> None: ...
+
+
+class LocalExecutor:
+    """Sequential, in this process: for debugging and for hosts without Ray."""
+
+    def map(self, trials: list[PlannedTrial], progress: RunProgress) -> Iterator[TrialRecord]:
+        for p in trials:
+            progress.trial_started(p)
+            yield run_trial(p, lambda done, total, info, p=p: progress.epoch(p, done, total, info))
+
+
+@dataclass
+class RunSummary:
+    planned: int
+    skipped: int
+    rows: list[dict[str, Any]]
+
+    @property
+    def failed(self) -> int:
+        return sum(r["status"] != "ok" for r in self.rows)
+
+
+def run(planned: list[PlannedTrial], out_dir: Path, executor: Executor, progress: RunProgress, *, force: bool = False) -> RunSummary:
+    """Run what is not done yet, writing each record as it arrives."""
+    done = set() if force else results.completed_ids(out_dir)
+    todo = [p for p in planned if p.trial_id not in done]
+    if todo:
+        prepare(todo[0].trial().data)  # find and verify the data once, before any trial starts
+    rows = []
+    for record in executor.map(todo, progress):
+        results.write_trial(out_dir, record.row, record.curves)
+        rows.append(record.row)
+        progress.trial_finished(next(p for p in todo if p.trial_id == record.row["trial_id"]), record.row)
+    return RunSummary(len(planned), len(planned) - len(todo), rows)

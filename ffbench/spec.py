@@ -1,0 +1,282 @@
+"""The trial spec: one typed, validated description of every knob of a trial.
+
+A trial is either Forward-Forward (`algorithm: ff`) or its backprop baseline
+(`algorithm: bp`). Both share the architecture (`hidden` widths), data, optimiser, epochs,
+batch size and seed; the FF knobs live in the `ff` block. Every choice that published
+implementations make differently is an explicit field here (see
+`../shared/reference/forward-forward.md`); `ffbench.reference` defines each one exactly.
+
+Identity: `trial_id(spec, dataset_checksum)` is a content hash of the normalised spec. The
+normal form drops fields equal to their defaults, so adding a field with a default keeps
+old ids valid. Changing a default changes meaning, so `tests/test_spec.py` pins every
+default: a change there must bump `SPEC_VERSION`. `meta` (names, tags, reference numbers)
+is not part of the identity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+
+from ffbench import registry
+
+SPEC_VERSION = 1
+NUM_CLASSES = 10
+
+# Negative-data strategies: name -> one-line description (`ffbench list`).
+NEGATIVES = {
+    "wrong_label": "the image with a wrong label, uniform over the 9 wrong classes (never the true one)",
+}
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+
+
+class Strict(BaseModel):
+    """No unknown fields, no silent type coercion ("0.1" is not a number)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+
+
+class OptimizerSpec(Strict):
+    """An optimiser, with its exact formula (see `ffbench.reference.optim`).
+
+    adam: m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+          `eps_mode: after_bias_correction` (torch, optax):  p -= lr * m_hat / (sqrt(v_hat) + eps)
+          `eps_mode: before_bias_correction` (Keras):        p -= lr * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)
+    sgd:  buf = momentum * buf + g;  p -= lr * buf   (torch convention, no dampening)
+    Both: `weight_decay` is L2 added to the gradient before the moments (g += wd * p).
+    `cooldown_start` c: the learning rate is constant for the first floor(c*E) epochs of a
+    phase of E epochs, then falls linearly: lr * (E - e) / (E - floor(c*E)) at epoch e.
+    """
+
+    name: Literal["adam", "sgd"] = "adam"
+    lr: PositiveFloat = 1e-3
+    beta1: Fraction = 0.9
+    beta2: Fraction = 0.999
+    eps: PositiveFloat = 1e-8
+    eps_mode: Literal["after_bias_correction", "before_bias_correction"] = "after_bias_correction"
+    momentum: Fraction = 0.0
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    cooldown_start: Annotated[float, Field(gt=0, lt=1)] | None = None
+
+    @model_validator(mode="after")
+    def _only_relevant_fields(self) -> OptimizerSpec:
+        # Compared with the defaults (not "was it written"), so a dumped spec re-validates.
+        defaults = {k: f.default for k, f in type(self).model_fields.items()}
+        adam_only = [k for k in ("beta1", "beta2", "eps", "eps_mode") if getattr(self, k) != defaults[k]]
+        if self.name == "sgd" and adam_only:
+            raise ValueError(f"{', '.join(adam_only)} applies to adam only, not sgd")
+        if self.name == "adam" and self.momentum != defaults["momentum"]:
+            raise ValueError("momentum applies to sgd only; adam uses beta1")
+        return self
+
+
+class DataSpec(Strict):
+    """The dataset and its splits.
+
+    MNIST's 60,000 training images are split in order: the first `60000 - validation_size`
+    are the training split, the last `validation_size` the validation split. The 10,000 test
+    images are the test split. `train_subset` keeps the first N of the training split.
+    """
+
+    name: Literal["mnist"] = "mnist"
+    validation_size: Annotated[int, Field(ge=0, le=59000)] = 10000
+    train_subset: PositiveInt | None = None
+    pixel_scale: Literal["unit", "standardize"] = "unit"  # x/255, or (x/255 - 0.1307)/0.3081
+
+
+class FFSpec(Strict):
+    """The Forward-Forward knobs (definitions: `ffbench.reference.ff`)."""
+
+    # Label embedding: the first 10 pixels are replaced by a one-hot label.
+    label_on: PositiveFloat = 1.0  # the value of the "on" pixel...
+    label_on_mode: Literal["constant", "image_max"] = "constant"  # ...or label_on * the image's max
+    label_neutral: float = 0.1  # the neutral label puts this in each of the 10 pixels
+    # Each layer's input (the raw image included) is x / (sqrt(reduce(x^2)) + norm_eps).
+    norm: Literal["l2", "rms"] = "rms"  # reduce = sum (l2) or mean (rms)
+    norm_eps: PositiveFloat = 1e-8
+    # standard: d relu(z)/dz = [z > 0].  straight_through (loeweX): the gradient passes as if identity.
+    relu_grad: Literal["standard", "straight_through"] = "standard"
+    # goodness = sum or mean of squared ReLU activities; p(positive) = sigmoid(s * (goodness - threshold)).
+    goodness: Literal["sum", "mean"] = "mean"
+    threshold: float = 1.0
+    sign: Literal["max_ssq", "min_ssq"] = "max_ssq"  # s = +1: positives have high goodness; -1: low
+    # Peer normalisation (Matlab/loeweX): weight * mean_j (mean(r) - r_j)^2 on a running mean r
+    # (starting at 0.5) of each unit's mean activity over the positive rows.
+    peer_weight: Annotated[float, Field(ge=0)] = 0.0
+    peer_momentum: Fraction = 0.9
+    # simultaneous: every minibatch updates every layer on the detached output of the layer below.
+    # greedy: layer 1 trains for all `epochs`, then layer 2, ... (epochs are per layer).
+    schedule: Literal["simultaneous", "greedy"] = "simultaneous"
+    negatives: Literal["wrong_label"] = "wrong_label"
+    negatives_refresh: Literal["epoch", "once"] = "epoch"  # new negatives every epoch, or one fixed draw
+    # goodness: overlay each label, sum goodness over `prediction_layers`, pick the best.
+    # softmax: one pass with the neutral label; a linear softmax reads the normalised
+    # activities of `prediction_layers` (its gradient never reaches the FF layers).
+    prediction: Literal["goodness", "softmax"] = "goodness"
+    prediction_layers: list[Annotated[int, Field(ge=0)]] | None = None  # None: all (goodness), all but the first (softmax)
+    readout_optimizer: OptimizerSpec | None = None  # None: the trial's optimizer
+    readout_phase: Literal["joint", "after"] = "joint"  # trained with every FF step, or after the FF layers
+    readout_epochs: PositiveInt | None = None  # for readout_phase: after
+    init: Literal["uniform_fan_in", "normal_fan_out"] = "uniform_fan_in"
+
+
+class BPSpec(Strict):
+    """The backprop baseline: ReLU MLP of the same widths, a linear 10-way output, cross-entropy."""
+
+    init: Literal["uniform_fan_in", "normal_fan_out"] = "uniform_fan_in"
+
+
+class MetaSpec(Strict):
+    """Labels that travel with a trial but are not part of its identity."""
+
+    suite: str | None = None
+    experiment: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    reference_error: Annotated[float, Field(ge=0, le=1)] | None = None  # a fraction: 0.0136, not 1.36
+    reference_source: str | None = None
+
+
+class TrialBase(Strict):
+    backend: str
+    seed: Annotated[int, Field(ge=0, lt=2**32)]
+    hidden: Annotated[list[PositiveInt], Field(min_length=1)]
+    epochs: PositiveInt
+    batch_size: PositiveInt = 100
+    data: DataSpec = Field(default_factory=DataSpec)
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    precision: Literal["fp32"] = "fp32"
+    eval_every: Annotated[int, Field(ge=0)] = 1  # evaluate val/test error every N epochs (0: only at the end)
+    eval_batch_size: PositiveInt = 1000
+    meta: MetaSpec = Field(default_factory=MetaSpec)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, name: str) -> str:
+        known = registry.names()
+        if name not in known:
+            raise ValueError(f"unknown backend {name!r}; expected one of: {', '.join(known)}")
+        return name
+
+
+class FFTrial(TrialBase):
+    algorithm: Literal["ff"]
+    ff: FFSpec = Field(default_factory=FFSpec)
+
+    @model_validator(mode="after")
+    def _resolve_and_check(self) -> FFTrial:
+        ff, depth = self.ff, len(self.hidden)
+        if ff.prediction_layers is None:
+            if ff.prediction == "goodness":
+                ff.prediction_layers = list(range(depth))
+            else:
+                ff.prediction_layers = list(range(1, depth)) if depth > 1 else [0]
+        if not ff.prediction_layers:
+            raise ValueError("ff.prediction_layers must name at least one layer")
+        bad = [i for i in ff.prediction_layers if i >= depth]
+        if bad:
+            raise ValueError(f"ff.prediction_layers {bad} out of range for {depth} hidden layers (0..{depth - 1})")
+        if len(set(ff.prediction_layers)) != len(ff.prediction_layers):
+            raise ValueError("ff.prediction_layers has repeated layers")
+        ff.prediction_layers = sorted(ff.prediction_layers)
+        uses_readout = ff.prediction == "softmax"
+        if not uses_readout and (ff.readout_optimizer or ff.readout_epochs or ff.readout_phase != "joint"):
+            raise ValueError("readout_* fields apply to ff.prediction: softmax only")
+        if uses_readout and ff.schedule == "greedy" and ff.readout_phase != "after":
+            raise ValueError("a greedy schedule trains its softmax read-out after the layers: set ff.readout_phase: after")
+        if uses_readout and (ff.readout_phase == "after") != (ff.readout_epochs is not None):
+            raise ValueError("ff.readout_epochs is required with ff.readout_phase: after, and only then")
+        return self
+
+
+class BPTrial(TrialBase):
+    algorithm: Literal["bp"]
+    bp: BPSpec = Field(default_factory=BPSpec)
+
+
+Trial = Annotated[Union[FFTrial, BPTrial], Field(discriminator="algorithm")]
+TRIAL_ADAPTER: TypeAdapter[FFTrial | BPTrial] = TypeAdapter(Trial)
+
+
+def parse_trial(data: dict[str, Any]) -> FFTrial | BPTrial:
+    """Validate one trial from plain data (raises pydantic.ValidationError)."""
+    return TRIAL_ADAPTER.validate_python(data)
+
+
+def normal_form(trial: FFTrial | BPTrial) -> dict[str, Any]:
+    """The identity-bearing content of a trial: non-default fields, without `meta`."""
+    return trial.model_dump(mode="json", exclude_defaults=True, exclude={"meta"})
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def trial_id(trial: FFTrial | BPTrial, dataset_checksum: str) -> str:
+    """Content hash of the normalised spec and the dataset it runs on (16 hex digits)."""
+    payload = {"spec_version": SPEC_VERSION, "spec": normal_form(trial), "dataset": dataset_checksum}
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
+
+
+def full_spec(trial: FFTrial | BPTrial) -> dict[str, Any]:
+    """Every field, defaults included: what a results row records."""
+    return trial.model_dump(mode="json")
+
+
+def unwrap(annotation: Any) -> Any:
+    """int for Annotated[int, ...] and for int | None; other annotations unchanged."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, types.UnionType) and type(None) in get_args(annotation):
+            inner = [a for a in get_args(annotation) if a is not type(None)]
+            if len(inner) != 1:
+                return annotation
+            annotation = inner[0]
+        else:
+            return annotation
+
+
+def leaf_fields(model: type[BaseModel], prefix: str = "") -> dict[str, Any]:
+    """Dotted path -> annotation of every leaf field ("ff.threshold": float, ...)."""
+    out: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        ann = unwrap(info.annotation)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out.update(leaf_fields(ann, f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = ann
+    return out
+
+
+def model_at(model: type[BaseModel], path: tuple[str, ...]) -> type[BaseModel] | None:
+    """The sub-model at a field path (("ff",) -> FFSpec), or None if it is not a model."""
+    for name in path:
+        info = model.model_fields.get(name)
+        ann = unwrap(info.annotation) if info else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return None
+        model = ann
+    return model
+
+
+MODELS: dict[str, type[TrialBase]] = {"ff": FFTrial, "bp": BPTrial}
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"ff": {"threshold": 2}} -> {"ff.threshold": 2}; lists stay values."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
