@@ -1,0 +1,43 @@
+"""Whole epochs in the reference: the same batches and negatives every backend must use.
+
+Slow (NumPy, any dtype) and meant for small checks: a backend trained on the same data from
+the same initial weights must end with the same parameters, within float tolerance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ffbench.reference import bp, ff, optim, rng
+from ffbench.spec import BPTrial, FFTrial
+
+
+def batches(seed: int, epoch: int, n: int, batch_size: int) -> list[np.ndarray]:
+    """The dataset indices of each minibatch of `epoch` (the last incomplete batch dropped)."""
+    order = rng.epoch_order(seed, epoch, n)
+    return [order[s * batch_size:(s + 1) * batch_size] for s in range(n // batch_size)]
+
+
+def ff_simultaneous_epoch(state: ff.FFState, x: np.ndarray, y: np.ndarray, trial: FFTrial, epoch: int, lr: float):
+    """One epoch of the simultaneous schedule; returns (state, mean loss per layer)."""
+    spec = trial.ff
+    neg_epoch = epoch if spec.negatives_refresh == "epoch" else 0
+    wrong = rng.wrong_labels(trial.seed, neg_epoch, np.arange(len(y)), y)
+    losses = []
+    for idx in batches(trial.seed, epoch, len(y), trial.batch_size):
+        x_pos, x_neg = ff.overlay(x[idx], y[idx], spec), ff.overlay(x[idx], wrong[idx], spec)
+        state, steps = ff.simultaneous_step(state, x_pos, x_neg, spec, trial.optimizer, lr)
+        losses.append([s.loss for s in steps])
+    return state, np.mean(losses, axis=0)
+
+
+def bp_epoch(params, opt_state: optim.OptState, x: np.ndarray, y: np.ndarray, trial: BPTrial, epoch: int, lr: float):
+    """One epoch of the backprop baseline; returns (params, opt_state, mean loss)."""
+    losses = []
+    for idx in batches(trial.seed, epoch, len(y), trial.batch_size):
+        loss, grads = bp.loss_and_grads(x[idx], y[idx], params)
+        flat = [p for wb in params for p in wb]
+        new, opt_state = optim.update(trial.optimizer, [g for wb in grads for g in wb], opt_state, flat, lr)
+        params = [(new[2 * i], new[2 * i + 1]) for i in range(len(params))]
+        losses.append(loss)
+    return params, opt_state, float(np.mean(losses))
