@@ -4,8 +4,8 @@ Sources, in order:
 1. an explicit path (a file or a folder), else `$FFBENCH_DATA_DIR`: a Keras-style
    `mnist.npz`, or the four IDX files (`.gz` or raw);
 2. the cache folder (`$FFBENCH_CACHE_DIR`, else `~/.cache/ffbench`), holding the same;
-3. a download of the four IDX `.gz` files from the usual mirrors into the cache, each
-   checked against its published MD5.
+3. a download of the four IDX `.gz` files from the usual mirrors (or
+   `$FFBENCH_MNIST_MIRRORS`) into the cache, each checked against its published MD5.
 
 Whatever the container, the arrays are checked against the SHA-256 of their raw bytes, so
 every trial records the same dataset checksum for the same data.
@@ -116,7 +116,13 @@ def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def download(dest: Path, mirrors: tuple[str, ...] = MIRRORS, timeout: float = 30.0) -> None:
+def mirrors() -> tuple[str, ...]:
+    """`$FFBENCH_MNIST_MIRRORS` (comma-separated base URLs), else the usual public mirrors."""
+    env = os.environ.get("FFBENCH_MNIST_MIRRORS")
+    return tuple(m.strip().rstrip("/") + "/" for m in env.split(",") if m.strip()) if env else MIRRORS
+
+
+def download(dest: Path, timeout: float = 30.0) -> None:
     """Fetch the four IDX .gz files into `dest`, checking each MD5; atomic per file."""
     dest.mkdir(parents=True, exist_ok=True)
     for stem, md5 in IDX_FILES.values():
@@ -124,7 +130,7 @@ def download(dest: Path, mirrors: tuple[str, ...] = MIRRORS, timeout: float = 30
         if target.is_file() and _md5(target) == md5:
             continue
         errors = []
-        for mirror in mirrors:
+        for mirror in mirrors():
             tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
             try:
                 with urllib.request.urlopen(mirror + stem + ".gz", timeout=timeout) as resp, open(tmp, "wb") as f:

@@ -179,8 +179,8 @@ def _explain(err: dict[str, Any], algorithm: str) -> tuple[tuple[Any, ...], str]
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         where = f"{algorithm} trials" if not loc[:-1] else ".".join(map(str, loc[:-1]))
         return loc, f"unknown field{hint}; {where} take: {', '.join(allowed)}"
-    if kind == "union_tag_invalid" or (kind == "missing" and loc == ("algorithm",)):
-        return ("algorithm",), f"expected one of: {', '.join(MODELS)}; got {value!r}" if kind != "missing" else "required: ff or bp"
+    if kind == "union_tag_invalid":
+        return ("algorithm",), f"expected one of: {', '.join(MODELS)}; got {err['ctx']['tag']!r}"
     if kind == "missing":
         return loc, "required field missing"
     if kind == "literal_error":
@@ -208,7 +208,7 @@ def load_suite(path: str | Path, overrides: list[str] | None = None) -> tuple[st
     try:
         suite = SuiteFile.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]  # a typo explains a "missing"
         loc = tuple(err["loc"])
         if err["type"] == "extra_forbidden":
             close = difflib.get_close_matches(str(loc[0]), list(SuiteFile.model_fields), n=1)

@@ -1,0 +1,121 @@
+"""Suite files: expansion, merging, overrides and one-line errors with file and line."""
+
+from pathlib import Path
+
+import pytest
+
+from ffbench.errors import ConfigError
+from ffbench.suites import load_suite
+
+SUITES = Path(__file__).resolve().parents[1] / "suites"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "s.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_grid_expansion_and_defaults(tmp_path):
+    p = write(tmp_path, """
+name: grid
+defaults:
+  backend: torch
+  hidden: [10, 10]
+  epochs: 1
+  seed: [0, 1]
+  optimizer: {name: adam, lr: 0.01}
+  ff: {threshold: 2.0}
+experiments:
+  - name: ff
+    algorithm: ff
+    ff: {goodness: [sum, mean]}
+    hidden: [[5], [5, 5], [5, 5, 5]]
+  - name: bp
+    algorithm: bp
+    optimizer: {name: sgd, lr: 0.1, momentum: 0.9}
+""")
+    name, trials = load_suite(p)
+    assert name == "grid"
+    ff = [t for t in trials if t.algorithm == "ff"]
+    bp = [t for t in trials if t.algorithm == "bp"]
+    assert len(ff) == 2 * 2 * 3 and len(bp) == 2
+    assert {tuple(t.hidden) for t in ff} == {(5,), (5, 5), (5, 5, 5)}
+    assert {t.ff.goodness for t in ff} == {"sum", "mean"} and all(t.ff.threshold == 2.0 for t in ff)
+    assert all(t.optimizer.lr == 0.01 and t.optimizer.name == "adam" for t in ff)
+    # a different optimizer name replaces the default block instead of merging adam's fields into sgd
+    assert all(t.optimizer.name == "sgd" and t.optimizer.momentum == 0.9 and t.optimizer.lr == 0.1 for t in bp)
+    assert {t.seed for t in bp} == {0, 1} and all(t.hidden == [10, 10] for t in bp)
+    assert all(t.meta.suite == "grid" and t.meta.experiment in ("ff", "bp") for t in trials)
+
+
+def test_list_typed_field_with_a_flat_list_is_one_value(tmp_path):
+    p = write(tmp_path, "defaults: {backend: torch, seed: 0, epochs: 1}\nexperiments:\n  - {algorithm: ff, hidden: [7, 8]}\n")
+    _, trials = load_suite(p)
+    assert len(trials) == 1 and trials[0].hidden == [7, 8]
+
+
+def test_labels_and_overrides(tmp_path):
+    p = write(tmp_path, """
+defaults: {backend: torch, hidden: [10], epochs: 5, seed: 0}
+experiments:
+  - {name: paper, algorithm: ff, tags: [paper], reference_error: 0.0136, reference_source: Hinton 2022}
+""")
+    _, (t,) = load_suite(p)
+    assert t.meta.reference_error == 0.0136 and t.meta.tags == ["paper"] and t.meta.experiment == "paper"
+    _, (o,) = load_suite(p, ["epochs=1", "data.train_subset=2000", "ff.threshold=3"])
+    assert (o.epochs, o.data.train_subset, o.ff.threshold) == (1, 2000, 3.0)
+
+
+def test_shipped_suites_load():
+    for path in sorted(SUITES.glob("*.yaml")):
+        name, trials = load_suite(path)
+        assert trials, path
+    _, smoke = load_suite(SUITES / "smoke.yaml")
+    assert {t.algorithm for t in smoke} == {"ff", "bp"} and 4 <= len(smoke) <= 8
+    _, paper = load_suite(SUITES / "mnist_paper.yaml")
+    refs = {t.meta.experiment: t.meta.reference_error for t in paper}
+    assert refs["ff-supervised"] == 0.0136 and refs["ff-supervised-lr2x"] == 0.0146
+    assert all(len({t.seed for t in paper if t.meta.experiment == e}) >= 3 for e in refs)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiments:\n  - algorithm: ff\n    ff:\n      threshhold: 2.0\n",
+     "s.yaml:5: experiments[0].ff.threshhold: unknown field (did you mean 'threshold'?)"),
+    ("defaults: {backend: torch, hidden: [10], epochs: ten, seed: 0}\nexperiments:\n  - {algorithm: bp}\n",
+     "s.yaml:1: defaults.epochs: input should be a valid integer; got 'ten'"),
+    ("defaults: {hidden: [10], epochs: 1, seed: 0}\nexperiments:\n  - algorithm: bp\n    backend: [torch, tourch]\n",
+     "s.yaml:4: experiments[0].backend: unknown backend 'tourch'; expected one of: "),
+    ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiments:\n  - algorithm: ff\n    ff: {negatives: permuted}\n",
+     "s.yaml:4: experiments[0].ff.negatives: expected one of: 'wrong_label'; got 'permuted'"),
+    ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiment:\n  - algorithm: ff\n",
+     "s.yaml:2: experiment: unknown top-level key (did you mean 'experiments'?)"),
+    ("defaults: {backend: torch, hidden: [10\nexperiments: []\n", "s.yaml:2: invalid YAML"),
+    ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiments:\n  - {algorithm: ff}\n  - {algorithm: cc}\n",
+     "s.yaml:4: experiments[1].algorithm: expected one of: ff, bp; got 'cc'"),
+    ("defaults: {backend: torch, hidden: [10], epochs: 1}\nexperiments:\n  - {algorithm: ff}\n",
+     "s.yaml:3: experiments[0].seed: required field missing"),
+    ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiments:\n  - algorithm: ff\n    ff: {threshold: 1}\n    ff: {threshold: 2}\n",
+     "s.yaml:5: duplicate key 'ff'"),
+    ("- just\n- a list\n", "s.yaml:1: a suite is a mapping"),
+])
+def test_errors_name_file_line_field_and_expectation(tmp_path, text, expected):
+    with pytest.raises(ConfigError) as info:
+        load_suite(write(tmp_path, text))
+    msg = str(info.value)
+    assert msg.endswith(msg.splitlines()[0]) and "\n" not in msg
+    assert msg.startswith(str(tmp_path / expected.split(":")[0])) or msg.startswith(expected)
+    assert expected.split(":", 1)[1] in msg, msg
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="nope.yaml: file not found"):
+        load_suite("nope.yaml")
+
+
+def test_bad_override():
+    p = Path(__file__).resolve().parents[1] / "suites" / "smoke.yaml"
+    with pytest.raises(ConfigError, match="--set epochs: input should be greater than 0"):
+        load_suite(p, ["epochs=0"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_suite(p, ["epochs"])
