@@ -1,0 +1,140 @@
+"""The `ffbench` command end to end (in-process): exit codes, rows, resume, bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ffbench import registry
+from ffbench.cli import main
+from ffbench.registry import BackendEntry
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def fake_backend(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    monkeypatch.setitem(registry._REGISTRY, "fake", BackendEntry("fake", "fake_backend", ("numpy",), "-", "test double"))
+    registry._loaded.cache_clear()
+    yield
+    registry._loaded.cache_clear()
+
+
+def suite(tmp_path, body: str) -> Path:
+    p = tmp_path / "suite.yaml"
+    p.write_text(body)
+    return p
+
+
+FAKE = """
+name: fakes
+defaults: {backend: fake, hidden: [4], epochs: 3, data: {train_subset: 100, validation_size: 0}}
+experiments:
+  - {name: e, algorithm: ff, seed: [0, 1, 2]}
+"""
+
+
+def test_failures_are_rows_and_the_suite_goes_on(tmp_path, fake_backend, capsys):
+    out = tmp_path / "out"
+    assert main(["run", str(suite(tmp_path, FAKE)), "--out", str(out), "--quiet"]) == 1
+    df = pd.read_parquet(out / "trials").set_index("seed")
+    assert df.loc[0, "status"] == "ok" and df.loc[0, "test_error"] == pytest.approx(0.5 / 3)
+    assert df.loc[0, "device_name"] == "fake device" and json.loads(df.loc[0, "framework_versions"]) == {"fake": "1.0"}
+    assert df.loc[0, "epochs_run"] == 3 and df.loc[0, "train_seconds"] >= 0 and df.loc[0, "peak_memory_bytes"] == 123
+    assert df.loc[1, "status"] == "failed" and "RuntimeError: boom in epoch 0" in df.loc[1, "error"]
+    assert df.loc[2, "status"] == "diverged" and "non-finite loss at fake epoch 1" in df.loc[2, "error"]
+    assert (df["dataset_checksum"].str.len() == 64).all() and (df["ffbench_version"] == "0.1.0").all()
+    curves = pd.read_parquet(out / "curves")
+    assert sorted(curves.loc[curves.metric == "fake_loss", "value"]) == pytest.approx([1 / 3, 0.5, 1.0])
+
+    # Re-running skips the ok trial and retries the failed ones, without duplicating rows.
+    assert main(["run", str(suite(tmp_path, FAKE)), "--out", str(out), "--quiet"]) == 1
+    df2 = pd.read_parquet(out / "trials")
+    assert len(df2) == 3 and df2.set_index("seed").loc[0, "started_at"] == df.loc[0, "started_at"]
+    assert df2.set_index("seed").loc[1, "started_at"] > df.loc[1, "started_at"]
+
+
+def test_dry_run_json_lists_flat_trials(tmp_path, capsys):
+    assert main(["run", str(ROOT / "suites" / "mnist_paper.yaml"), "--dry-run", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) >= 9
+    for r in rows:
+        assert {"trial_id", "algorithm", "backend", "hidden", "epochs", "negatives", "seed", "reference_error"} <= set(r)
+        assert isinstance(r["hidden"], list) and len(r["trial_id"]) == 16
+    assert {r["reference_error"] for r in rows if r["experiment"] == "ff-supervised"} == {0.0136}
+    assert {r["negatives"] for r in rows if r["algorithm"] == "ff"} == {"wrong_label"}
+
+
+def test_set_gives_new_trial_ids(tmp_path, capsys):
+    main(["run", str(ROOT / "suites" / "smoke.yaml"), "--dry-run", "--json"])
+    base = {r["trial_id"] for r in json.loads(capsys.readouterr().out)}
+    main(["run", str(ROOT / "suites" / "smoke.yaml"), "--dry-run", "--json", "--set", "epochs=5"])
+    over = json.loads(capsys.readouterr().out)
+    assert not base & {r["trial_id"] for r in over} and {r["epochs"] for r in over} == {5}
+
+
+@pytest.mark.parametrize("body,needle", [
+    ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiments:\n  - {algorithm: ff, ff: {treshold: 1}}\n",
+     "suite.yaml:3: experiments[0].ff.treshold: unknown field (did you mean 'threshold'?)"),
+    ("defaults: {backend: tourch, hidden: [10], epochs: 1, seed: 0}\nexperiments:\n  - {algorithm: ff}\n",
+     "suite.yaml:1: defaults.backend: unknown backend 'tourch'; expected one of: torch"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, body, needle):
+    out = tmp_path / "out"
+    assert main(["run", str(suite(tmp_path, body)), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_missing_file_and_bad_arguments(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml: file not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["run"])
+    assert e.value.code == 2
+    assert main(["run", str(ROOT / "suites" / "smoke.yaml"), "--json"]) == 2
+
+
+def test_missing_backend_fails_up_front(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(registry._REGISTRY, "ghost", BackendEntry("ghost", "ghost_mod", ("no_such_framework_xyz",),
+                                                                 "pip install ghost", "missing"))
+    body = "defaults: {backend: ghost, hidden: [10], epochs: 1, seed: 0}\nexperiments:\n  - {algorithm: ff}\n"
+    out = tmp_path / "out"
+    assert main(["run", str(suite(tmp_path, body)), "--out", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert "backend 'ghost' is not installed: module 'no_such_framework_xyz' is not installed (pip install ghost)" in err
+    assert not out.exists()
+
+
+def test_list_shows_backends_strategies_and_suites(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setitem(registry._REGISTRY, "ghost", BackendEntry("ghost", "ghost_mod", ("no_such_framework_xyz",),
+                                                                 "pip install ghost", "missing"))
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "torch" in out and "installed" in out and "wrong_label" in out and "suites/smoke.yaml" in out
+    assert "not installed: module 'no_such_framework_xyz'" in out
+
+
+def test_import_ffbench_imports_no_framework():
+    code = "import sys, ffbench, ffbench.cli, ffbench.spec, ffbench.registry, ffbench.runner, ffbench.suites; " \
+           "print([m for m in ('torch', 'jax', 'tensorflow', 'keras', 'ray') if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_torch_run_writes_ok_rows(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["run", str(ROOT / "suites" / "smoke.yaml"), "--out", str(out), "--quiet",
+                 "--set", "epochs=1", "--set", "data.train_subset=400", "--set", "data.validation_size=0"])
+    assert code == 0
+    df = pd.read_parquet(out / "trials")
+    assert set(df["status"]) == {"ok"} and set(df["algorithm"]) == {"ff", "bp"} and set(df["backend"]) == {"torch"}
+    assert (df["train_seconds"] > 0).all() and (df["samples_per_second"] > 0).all()
+    assert df["git_sha"].str.fullmatch("[0-9a-f]{40}").all()  # the tests run in a checkout
+    assert set(pd.read_parquet(out / "curves")["trial_id"]) == set(df["trial_id"])
