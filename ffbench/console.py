@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress as RichProgress
 from rich.table import Table
 
 console = Console(stderr=True)
@@ -72,15 +74,16 @@ def print_plan(name: str, rows: list[dict[str, Any]]) -> None:
 
 
 def print_summary(df, out_dir: Path, summary) -> None:
-    from ffbench.reports import format_pct, summary as summarise
+    from ffbench.reports import format_pct
+    from ffbench.reports import summary as summarise
     table = summarise(df)
     t = Table(title=f"results in {out_dir} ({summary.planned} planned, {summary.skipped} already done, "
                     f"{len(summary.rows)} run, {summary.failed} not ok)")
     for col in ("experiment", "algorithm", "backend", "hidden", "epochs", "test error % (mean ± std)", "n", "not ok",
-                "train s", "samples/s", "reference"):
+                "train s", "samples/s", "reference %"):
         t.add_column(col, justify="right" if col not in ("experiment", "algorithm", "backend") else "left")
     for _, r in table.iterrows():
-        ref = f"{100 * r['reference_error']:.2f}%" if r["reference_error"] == r["reference_error"] and r["reference_error"] is not None else ""
+        ref = f"{100 * r['reference_error']:.2f}" if pd.notna(r["reference_error"]) else ""
         t.add_row(r["experiment"], r["algorithm"], r["backend"], r["hidden"], str(r["epochs"]),
                   format_pct(r["test_error_mean"], r["test_error_std"], r["n"]), str(r["n"]), str(r["not_ok"]),
                   f"{r['train_seconds_mean']:.1f}" if r["n"] else "-",

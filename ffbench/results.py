@@ -19,6 +19,7 @@ from typing import Any, Literal, get_args, get_origin
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from ffbench.spec import MODELS, BPTrial, FFTrial, flatten, full_spec, leaf_fields, unwrap
 
 STATUSES = ("ok", "failed", "diverged", "timeout")

@@ -116,6 +116,7 @@ class Executor(Protocol):
 
 
 class RunProgress(Protocol):
+    def skipped(self, n: int) -> None: ...
     def trial_started(self, p: PlannedTrial) -> None: ...
     def epoch(self, p: PlannedTrial, done: int, total: int, info: dict[str, Any]) -> None: ...
     def trial_finished(self, p: PlannedTrial, row: dict[str, Any]) -> None: ...
@@ -144,12 +145,13 @@ class RunSummary:
 def run(planned: list[PlannedTrial], out_dir: Path, executor: Executor, progress: RunProgress, *, force: bool = False) -> RunSummary:
     """Run what is not done yet, writing each record as it arrives."""
     done = set() if force else results.completed_ids(out_dir)
-    todo = [p for p in planned if p.trial_id not in done]
+    todo = {p.trial_id: p for p in planned if p.trial_id not in done}
+    progress.skipped(len(planned) - len(todo))
     if todo:
-        prepare(todo[0].trial().data)  # find and verify the data once, before any trial starts
+        prepare(next(iter(todo.values())).trial().data)  # find and verify the data once, before any trial starts
     rows = []
-    for record in executor.map(todo, progress):
+    for record in executor.map(list(todo.values()), progress):
         results.write_trial(out_dir, record.row, record.curves)
         rows.append(record.row)
-        progress.trial_finished(next(p for p in todo if p.trial_id == record.row["trial_id"]), record.row)
+        progress.trial_finished(todo[record.row["trial_id"]], record.row)
     return RunSummary(len(planned), len(planned) - len(todo), rows)

@@ -52,7 +52,11 @@ def test_failures_are_rows_and_the_suite_goes_on(tmp_path, fake_backend, capsys)
     assert sorted(curves.loc[curves.metric == "fake_loss", "value"]) == pytest.approx([1 / 3, 0.5, 1.0])
 
     # Re-running skips the ok trial and retries the failed ones, without duplicating rows.
-    assert main(["run", str(suite(tmp_path, FAKE)), "--out", str(out), "--quiet"]) == 1
+    capsys.readouterr()
+    assert main(["run", str(suite(tmp_path, FAKE)), "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "skipping 1 trial(s) already done" in captured.err
+    assert "3 planned, 1 already done, 2 run, 2 not ok" in captured.out
     df2 = pd.read_parquet(out / "trials")
     assert len(df2) == 3 and df2.set_index("seed").loc[0, "started_at"] == df.loc[0, "started_at"]
     assert df2.set_index("seed").loc[1, "started_at"] > df.loc[1, "started_at"]

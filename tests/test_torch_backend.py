@@ -5,16 +5,17 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from ffbench_backends.torch import ops  # noqa: E402
+from ffbench_backends.torch.bp import BPTrainer  # noqa: E402
+from ffbench_backends.torch.ff import FFTrainer  # noqa: E402
+from ffbench_backends.torch.optim import Optimizer  # noqa: E402
+
 from ffbench.data import Dataset, Split  # noqa: E402
 from ffbench.reference import ff as R  # noqa: E402
 from ffbench.reference import optim, rng  # noqa: E402
 from ffbench.reference import train as RT  # noqa: E402
 from ffbench.reference.init import stack_init  # noqa: E402
 from ffbench.spec import FFSpec, OptimizerSpec, parse_trial  # noqa: E402
-from ffbench_backends.torch import ops  # noqa: E402
-from ffbench_backends.torch.bp import BPTrainer  # noqa: E402
-from ffbench_backends.torch.ff import FFTrainer  # noqa: E402
-from ffbench_backends.torch.optim import Optimizer  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -139,6 +140,7 @@ def test_bp_epochs_match_reference_training():
         assert loss == pytest.approx(ref_loss, rel=1e-4)
     for (w, b), (rw, rb) in zip(tr.params, params):
         np.testing.assert_allclose(w.detach().numpy(), rw, rtol=1e-3, atol=2e-5)
+        np.testing.assert_allclose(b.detach().numpy(), rb, rtol=1e-3, atol=2e-5)
 
 
 @pytest.mark.parametrize("ff_kw", [{}, {"sign": "min_ssq", "norm": "l2"}, {"prediction_layers": [1]}])

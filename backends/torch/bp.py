@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-from ffbench.backend import Phase, Trainer
-from ffbench.data import Dataset
-from ffbench.reference.init import stack_init
-from ffbench.spec import NUM_CLASSES, BPTrial
 from ffbench_backends.torch import ops
+from ffbench_backends.torch.common import TorchTrainer
 from ffbench_backends.torch.optim import Optimizer
 
+from ffbench.backend import Phase
+from ffbench.data import Dataset
+from ffbench.spec import NUM_CLASSES, BPTrial
 
-class BPTrainer(Trainer):
+
+class BPTrainer(TorchTrainer):
     def __init__(self, trial: BPTrial, data: Dataset, device: torch.device):
-        self.trial, self.device = trial, device
-        self.splits = {name: (torch.as_tensor(s.x, device=device), torch.as_tensor(s.y, device=device))
-                       for name, s in (("train", data.train), ("val", data.val), ("test", data.test)) if s is not None}
-        x, _ = self.splits["train"]
-        self.n, self.batch_size = x.shape[0], trial.batch_size
-        if self.batch_size > self.n:
-            raise ValueError(f"batch_size {self.batch_size} exceeds the {self.n} training images")
-        self.steps_per_epoch = self.n // self.batch_size
-        widths = [x.shape[1], *trial.hidden, NUM_CLASSES]
-        self.params = [(torch.tensor(w, device=device, requires_grad=True), torch.tensor(b, device=device, requires_grad=True))
-                       for w, b in stack_init(trial.seed, widths, trial.bp.init)]
+        super().__init__(trial, data, device)
+        self.params = self.init_params([data.train.x.shape[1], *trial.hidden, NUM_CLASSES], trial.bp.init)
 
     def phases(self) -> list[Phase]:
         return [Phase("bp", self.trial.epochs, self.trial.optimizer)]
@@ -56,14 +47,5 @@ class BPTrainer(Trainer):
     def can_evaluate(self, phase: Phase) -> bool:
         return True
 
-    @torch.no_grad()
-    def error(self, split: str) -> float:
-        x, y = self.splits[split]
-        wrong = torch.zeros((), dtype=torch.int64, device=self.device)
-        for i in range(0, x.shape[0], self.trial.eval_batch_size):
-            wrong += (self.logits(x[i:i + self.trial.eval_batch_size]).argmax(dim=1) != y[i:i + self.trial.eval_batch_size]).sum()
-        return wrong.item() / x.shape[0]
-
-    def sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(x).argmax(dim=1)

@@ -9,31 +9,23 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-from ffbench.backend import Phase, Trainer
-from ffbench.data import Dataset
-from ffbench.reference.ff import PEER_INIT
-from ffbench.reference.init import stack_init
-from ffbench.reference.optim import lr_at
-from ffbench.spec import NUM_CLASSES, FFTrial
 from ffbench_backends.torch import ops
+from ffbench_backends.torch.common import TorchTrainer
 from ffbench_backends.torch.optim import Optimizer
 
+from ffbench.backend import Phase
+from ffbench.data import Dataset
+from ffbench.reference.ff import PEER_INIT
+from ffbench.reference.optim import lr_at
+from ffbench.spec import NUM_CLASSES, FFTrial
 
-class FFTrainer(Trainer):
+
+class FFTrainer(TorchTrainer):
     def __init__(self, trial: FFTrial, data: Dataset, device: torch.device):
-        self.trial, self.ff, self.device = trial, trial.ff, device
-        self.splits = {name: (torch.as_tensor(s.x, device=device), torch.as_tensor(s.y, device=device))
-                       for name, s in (("train", data.train), ("val", data.val), ("test", data.test)) if s is not None}
-        x, _ = self.splits["train"]
-        self.n, self.batch_size = x.shape[0], trial.batch_size
-        if self.batch_size > self.n:
-            raise ValueError(f"batch_size {self.batch_size} exceeds the {self.n} training images")
-        self.steps_per_epoch = self.n // self.batch_size  # the last incomplete batch is dropped
+        super().__init__(trial, data, device)
+        self.ff = trial.ff
         self.index = torch.arange(self.n, device=device)
-        widths = [x.shape[1], *trial.hidden]
-        self.params = [(torch.tensor(w, device=device, requires_grad=True), torch.tensor(b, device=device, requires_grad=True))
-                       for w, b in stack_init(trial.seed, widths, self.ff.init)]
+        self.params = self.init_params([data.train.x.shape[1], *trial.hidden], self.ff.init)
         self.running = [torch.full((h,), PEER_INIT, device=device) for h in trial.hidden]
         self.readout = None
         if self.ff.prediction == "softmax":
@@ -150,14 +142,6 @@ class FFTrainer(Trainer):
         return bool(self.trained & set(self.ff.prediction_layers))
 
     @torch.no_grad()
-    def error(self, split: str) -> float:
-        x, y = self.splits[split]
-        wrong = torch.zeros((), dtype=torch.int64, device=self.device)
-        for i in range(0, x.shape[0], self.trial.eval_batch_size):
-            xb, yb = x[i:i + self.trial.eval_batch_size], y[i:i + self.trial.eval_batch_size]
-            wrong += (self.predict(xb) != yb).sum()
-        return wrong.item() / x.shape[0]
-
     def predict(self, xb: torch.Tensor) -> torch.Tensor:
         ff = self.ff
         if self.readout is not None:
@@ -170,7 +154,3 @@ class FFTrainer(Trainer):
                 score = score + ops.goodness(h, ff.goodness)
         score = score.view(NUM_CLASSES, xb.shape[0])
         return score.argmax(dim=0) if ff.sign == "max_ssq" else score.argmin(dim=0)
-
-    def sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)

@@ -1,0 +1,42 @@
+"""What the FF and BP trainers share: data on the device, batches, error counting, sync."""
+
+from __future__ import annotations
+
+import torch
+
+from ffbench.backend import Trainer
+from ffbench.data import Dataset
+from ffbench.reference.init import stack_init
+from ffbench.spec import BPTrial, FFTrial
+
+
+class TorchTrainer(Trainer):
+    def __init__(self, trial: FFTrial | BPTrial, data: Dataset, device: torch.device):
+        self.trial, self.device = trial, device
+        self.splits = {name: (torch.as_tensor(s.x, device=device), torch.as_tensor(s.y, device=device))
+                       for name, s in (("train", data.train), ("val", data.val), ("test", data.test)) if s is not None}
+        self.n, self.batch_size = len(data.train), trial.batch_size
+        if self.batch_size > self.n:
+            raise ValueError(f"batch_size {self.batch_size} exceeds the {self.n} training images")
+        self.steps_per_epoch = self.n // self.batch_size  # the last incomplete batch is dropped
+
+    def init_params(self, widths: list[int], scheme: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The reference's initial weights, on the device, as leaf tensors."""
+        return [(torch.tensor(w, device=self.device, requires_grad=True), torch.tensor(b, device=self.device, requires_grad=True))
+                for w, b in stack_init(self.trial.seed, widths, scheme)]
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def error(self, split: str) -> float:
+        x, y = self.splits[split]
+        step = self.trial.eval_batch_size
+        wrong = torch.zeros((), dtype=torch.int64, device=self.device)
+        for i in range(0, x.shape[0], step):
+            wrong += (self.predict(x[i:i + step]) != y[i:i + step]).sum()
+        return wrong.item() / x.shape[0]  # the one host sync of an evaluation
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
