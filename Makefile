@@ -9,6 +9,9 @@ comma  := ,
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ffbench-installed-$(subst $(comma),-,$(EXTRAS))
 
+# MNIST: this project's machines keep a verified copy in ../shared/data; elsewhere ffbench
+# downloads it into ~/.cache/ffbench (checksums verified either way).
+export FFBENCH_DATA_DIR ?= $(wildcard $(abspath ../shared/data))
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export RAY_AUTH_MODE ?= disabled
 export PYTHONUNBUFFERED ?= 1

@@ -11,9 +11,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
-console = Console(stderr=True)
-_probe = Console()
-out = _probe if _probe.is_terminal else Console(width=150)  # files and pipes get whole tables
+_err, _out = Console(stderr=True), Console()
+# files and pipes get whole lines and tables, not 80-column wraps
+console = _err if _err.is_terminal else Console(stderr=True, width=200)
+out = _out if _out.is_terminal else Console(width=150)
 
 
 def _label(spec: dict[str, Any]) -> str:

@@ -44,7 +44,8 @@ def plan(trials: Iterable[FFTrial | BPTrial]) -> list[PlannedTrial]:
 
 
 def check_runnable(planned: list[PlannedTrial]) -> None:
-    """Fail up front if a backend is missing or refuses a trial (BackendUnavailable)."""
+    """Fail up front if a backend is missing or refuses a trial (BackendUnavailable), or the
+    data cannot be found and verified (DataError)."""
     missing = {}
     for name in sorted({p.spec["backend"] for p in planned}):
         ok, reason = registry.status(name)
@@ -56,6 +57,8 @@ def check_runnable(planned: list[PlannedTrial]) -> None:
         reason = registry.load(p.spec["backend"]).skip(p.trial())
         if reason:
             raise BackendUnavailable(f"backend {p.spec['backend']!r} cannot run trial {p.trial_id}: {reason}")
+    for data_spec in {p.trial().data.model_dump_json(): p.trial().data for p in planned}.values():
+        prepare(data_spec)
 
 
 def _now() -> datetime:
@@ -147,8 +150,6 @@ def run(planned: list[PlannedTrial], out_dir: Path, executor: Executor, progress
     done = set() if force else results.completed_ids(out_dir)
     todo = {p.trial_id: p for p in planned if p.trial_id not in done}
     progress.skipped(len(planned) - len(todo))
-    if todo:
-        prepare(next(iter(todo.values())).trial().data)  # find and verify the data once, before any trial starts
     rows = []
     for record in executor.map(list(todo.values()), progress):
         results.write_trial(out_dir, record.row, record.curves)

@@ -142,3 +142,16 @@ def test_torch_run_writes_ok_rows(tmp_path, capsys):
     assert (df["train_seconds"] > 0).all() and (df["samples_per_second"] > 0).all()
     assert df["git_sha"].str.fullmatch("[0-9a-f]{40}").all()  # the tests run in a checkout
     assert set(pd.read_parquet(out / "curves")["trial_id"]) == set(df["trial_id"])
+
+
+def test_missing_data_fails_up_front(tmp_path, capsys, monkeypatch):
+    import ffbench.data
+    ffbench.data._prepare.cache_clear()
+    monkeypatch.setenv("FFBENCH_DATA_DIR", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "out"
+    assert main(["run", str(ROOT / "suites" / "smoke.yaml"), "--out", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert "no mnist.npz or MNIST IDX files" in err and err.count("\n") == 1
+    assert not out.exists()
+    ffbench.data._prepare.cache_clear()
