@@ -246,7 +246,10 @@ def _expand(suite: str, i: int, defaults: dict[str, Any], exp: dict[str, Any], s
             _mark(v, p, ("--set",), origin)
         fields = leaf_fields(MODELS.get(algo, FFTrial)) if isinstance(algo, str) else {}
         if merged.get("backend") == "installed":
-            merged["backend"] = registry.installed() or ["(none installed)"]
+            merged["backend"] = registry.installed()
+            if not merged["backend"]:
+                raise fail("`installed` names every installed backend, and none is: pip install 'ffbench[torch]' (or jax, keras)",
+                           origin.get(("backend",), where), "backend")
         axes = _axes(merged, fields)
         for values in itertools.product(*[_get(merged, a) for a in axes]):
             concrete = _copy(merged)
