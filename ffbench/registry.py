@@ -35,6 +35,8 @@ class BackendEntry:
 _BUILTIN = (
     BackendEntry("torch", "ffbench_backends.torch", ("torch",), "pip install 'ffbench[torch]'",
                  "PyTorch: data and negatives on the device, no per-step host syncs"),
+    BackendEntry("jax", "ffbench_backends.jax", ("jax", "optax"), "pip install 'ffbench[jax]'",
+                 "JAX + optax: each epoch is one jitted lax.scan, data and negatives on the device"),
 )
 _REGISTRY: dict[str, BackendEntry] = {e.name: e for e in _BUILTIN}
 

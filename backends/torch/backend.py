@@ -6,25 +6,14 @@ Device: `$FFBENCH_TORCH_DEVICE` if set, else CUDA device 0 when available, else 
 from __future__ import annotations
 
 import os
-import platform
 import resource
 
 import torch
 
 from ffbench.backend import Backend, Trainer
 from ffbench.data import Dataset
+from ffbench.env import cpu_name
 from ffbench.spec import BPTrial, FFTrial
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 class TorchBackend(Backend):

@@ -1,0 +1,73 @@
+"""The backprop baseline in JAX: a translation of `ffbench.reference.bp`; an epoch is one `lax.scan`."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ffbench.backend import Phase
+from ffbench.data import Dataset
+from ffbench.reference.rng import STREAM_ORDER, stream_key
+from ffbench.spec import NUM_CLASSES, BPTrial
+from ffbench_backends.jax import ops
+from ffbench_backends.jax import optim as jopt
+from ffbench_backends.jax.common import JaxTrainer
+
+
+def logits(params, x):
+    for w, b in params[:-1]:
+        x = jax.nn.relu(ops.linear(x, w, b))
+    return ops.linear(x, *params[-1])
+
+
+class BPTrainer(JaxTrainer):
+    def __init__(self, trial: BPTrial, data: Dataset, device):
+        super().__init__(trial, data, device)
+        self.params = self.init_params([data.train.x.shape[1], *trial.hidden, NUM_CLASSES], trial.bp.init)
+
+    def phases(self) -> list[Phase]:
+        return [Phase("bp", self.trial.epochs, self.trial.optimizer)]
+
+    def begin_phase(self, phase: Phase) -> None:
+        self.tx = jopt.transform(phase.optimizer)
+        self.opt_state = self.tx.init(self.params)
+        self._epoch = jax.jit(partial(_bp_epoch, self.tx, self.batch_size, self.steps_per_epoch))
+
+    def train_epoch(self, phase: Phase, epoch: int, lr: float):
+        x, y = self.splits["train"]
+        key = jnp.uint32(stream_key(self.trial.seed, STREAM_ORDER, epoch))
+        (self.params, self.opt_state), loss = self._epoch((self.params, self.opt_state), x, y, key, jnp.float32(lr))
+        return loss
+
+    def epoch_losses(self, device_losses) -> dict[str, float]:
+        return {"bp_loss": float(np.asarray(device_losses))}
+
+    def can_evaluate(self, phase: Phase) -> bool:
+        return True
+
+    def predict(self, x):
+        return _predict(self.params, x)
+
+    def sync(self) -> None:
+        jax.block_until_ready(self.params)
+
+
+@jax.jit
+def _predict(params, x):
+    return logits(params, x).argmax(axis=1)
+
+
+def _bp_epoch(tx, bsz, steps, state, x, y, key, lr):
+    order = ops.epoch_order(key, x.shape[0])[: steps * bsz].reshape(steps, bsz)
+
+    def step(carry, idx):
+        params, opt_state = carry
+        loss, grads = jax.value_and_grad(lambda p: ops.cross_entropy(logits(p, x[idx]), y[idx]))(params)
+        direction, opt_state = tx.update(grads, opt_state, params)
+        return (jopt.apply(params, direction, lr), opt_state), loss
+
+    state, losses = jax.lax.scan(step, state, order)
+    return state, losses.mean()

@@ -1,0 +1,93 @@
+"""JAX translations of `ffbench.reference` (rng, ff), function for function."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ffbench.reference.rng import MUL1, MUL2
+from ffbench.spec import NUM_CLASSES, FFSpec
+
+HIGHEST = lax.Precision.HIGHEST  # fp32 means fp32 matmuls (no TF32) on every device
+
+
+# ---------------------------------------------------------------- rng.py
+def lowbias32(x: jax.Array) -> jax.Array:
+    x = x.astype(jnp.uint32)
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(MUL1)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(MUL2)
+    return x ^ (x >> 16)
+
+
+def epoch_order(key: jax.Array, n: int) -> jax.Array:
+    """`key` is the host-computed stream key (a uint32 scalar), so epochs share one compilation."""
+    return jnp.argsort(lowbias32(jnp.arange(n, dtype=jnp.uint32) ^ key), stable=True)
+
+
+def wrong_labels(key: jax.Array, index: jax.Array, labels: jax.Array) -> jax.Array:
+    h = lowbias32(index.astype(jnp.uint32) ^ key)
+    k = (((h >> 8) * jnp.uint32(NUM_CLASSES - 1)) >> 24).astype(labels.dtype)
+    return (labels + k + 1) % NUM_CLASSES
+
+
+# ---------------------------------------------------------------- ff.py
+def overlay(x: jax.Array, labels: jax.Array | None, ff: FFSpec) -> jax.Array:
+    if labels is None:
+        head = jnp.full((x.shape[0], NUM_CLASSES), ff.label_neutral, x.dtype)
+    else:
+        on = ff.label_on * x.max(axis=1, keepdims=True) if ff.label_on_mode == "image_max" else ff.label_on
+        head = jax.nn.one_hot(labels, NUM_CLASSES, dtype=x.dtype) * on
+    return jnp.concatenate([head, x[:, NUM_CLASSES:]], axis=1)
+
+
+def overlay_all_labels(x: jax.Array, ff: FFSpec) -> jax.Array:
+    """(10 * B, D): x with label 0 overlaid, then label 1, ..."""
+    b = x.shape[0]
+    on = ff.label_on * x.max(axis=1) if ff.label_on_mode == "image_max" else jnp.full((b,), ff.label_on, x.dtype)
+    head = jnp.eye(NUM_CLASSES, dtype=x.dtype)[:, None, :] * on[None, :, None]
+    body = jnp.broadcast_to(x[None, :, NUM_CLASSES:], (NUM_CLASSES, b, x.shape[1] - NUM_CLASSES))
+    return jnp.concatenate([head, body], axis=2).reshape(NUM_CLASSES * b, x.shape[1])
+
+
+def normalize(x: jax.Array, kind: str, eps: float) -> jax.Array:
+    sq = x * x
+    r = jnp.sqrt(sq.sum(axis=1, keepdims=True) if kind == "l2" else sq.mean(axis=1, keepdims=True))
+    return x / (r + eps)
+
+
+def goodness(h: jax.Array, kind: str) -> jax.Array:
+    g = (h * h).sum(axis=1)
+    return g / h.shape[1] if kind == "mean" else g
+
+
+def relu(z: jax.Array, grad: str) -> jax.Array:
+    h = jax.nn.relu(z)
+    return z + lax.stop_gradient(h - z) if grad == "straight_through" else h
+
+
+def linear(x: jax.Array, w: jax.Array, b: jax.Array | None = None) -> jax.Array:
+    y = jnp.matmul(x, w.T, precision=HIGHEST)
+    return y if b is None else y + b
+
+
+def layer_forward(x: jax.Array, w: jax.Array, b: jax.Array, ff: FFSpec) -> jax.Array:
+    return relu(linear(normalize(x, ff.norm, ff.norm_eps), w, b), ff.relu_grad)
+
+
+def ff_loss(g: jax.Array, n_pos: int, ff: FFSpec) -> jax.Array:
+    s = 1.0 if ff.sign == "max_ssq" else -1.0
+    t = jnp.concatenate([-jnp.ones(n_pos, g.dtype), jnp.ones(g.shape[0] - n_pos, g.dtype)])
+    return jax.nn.softplus(t * s * (g - ff.threshold)).mean()
+
+
+def peer_loss(h_pos: jax.Array, running_mean: jax.Array, ff: FFSpec) -> tuple[jax.Array, jax.Array]:
+    r = ff.peer_momentum * lax.stop_gradient(running_mean) + (1 - ff.peer_momentum) * h_pos.mean(axis=0)
+    return ((r.mean() - r) ** 2).mean(), lax.stop_gradient(r)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    logp = jax.nn.log_softmax(logits, axis=1)
+    return -jnp.take_along_axis(logp, labels[:, None], axis=1).mean()
