@@ -67,6 +67,14 @@ class Trainer(abc.ABC):
     @abc.abstractmethod
     def sync(self) -> None: ...
 
+    @abc.abstractmethod
+    def state(self) -> dict[str, Any]:
+        """The weights as NumPy arrays: W0, b0, ... (PyTorch layout, (out, in)), and `readout` if any."""
+
+    @abc.abstractmethod
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Set the weights (as from `state()`); every layer and the read-out then count as trained."""
+
 
 class Backend(abc.ABC):
     name: ClassVar[str]
@@ -85,6 +93,12 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def trainer(self, trial: FFTrial | BPTrial, data: Dataset) -> Trainer: ...
+
+    def probe(self) -> Any:
+        """The parity probes for `ffbench check`: a module with ff_layers, ff_steps and bp_grads
+        (NumPy in and out; see backends/torch/probe.py). By default `<backend module>.probe`."""
+        import importlib
+        return importlib.import_module(f"{type(self).__module__.rsplit('.', 1)[0]}.probe")
 
     @abc.abstractmethod
     def reset_peak_memory(self) -> None: ...

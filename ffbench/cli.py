@@ -46,13 +46,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress display")
 
     sub.add_parser("list", help="backends (with install status), negative strategies and suites")
+
+    c = sub.add_parser("check", help="check every backend against the NumPy reference",
+                       description="Compare each backend with the float64 NumPy reference on the same spec, weights "
+                       "and batch: per-layer goodness, loss and gradients; parameters after 1 and N steps of both "
+                       "schedules; the BP baseline; predictions. Exits 1 on any FAIL.")
+    c.add_argument("--backends", help="comma-separated (default: every installed backend)")
+    c.add_argument("--spec", type=Path, help="a YAML file with one FF trial (fields as in a suite experiment)")
+    c.add_argument("--fixture", type=Path, help="run the FF layer stack of this .npz fixture (format in the README)")
+    c.add_argument("--out", type=Path, help="with --fixture: write DIR/<backend>.npz and DIR/reference.npz")
+    c.add_argument("--no-e2e", action="store_true", help="skip the end-to-end training agreement on MNIST")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"run": _run, "list": _list}[args.command](args)
+        return {"run": _run, "list": _list, "check": _check}[args.command](args)
     except FFBenchError as exc:
         print(f"ffbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -102,6 +112,36 @@ def _run(args: argparse.Namespace) -> int:
         from ffbench.console import print_summary
         print_summary(results.read_trials(out), out, summary)
     return EXIT_TRIALS_FAILED if summary.failed else EXIT_OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    from ffbench import check, registry
+    from ffbench.console import print_check
+    from ffbench.errors import BackendUnavailable
+
+    names = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else registry.installed()
+    for name in names:
+        registry.load(name)  # unknown or not installed: one line, exit 3
+    if not names:
+        raise BackendUnavailable("no backend is installed: pip install 'ffbench[torch]' (or jax, keras)")
+    if args.fixture:
+        if not args.out:
+            raise FFBenchError("--fixture needs --out DIR")
+        comparisons = [c for cs in check.run_fixture(args.fixture, args.out, names).values() for c in cs]
+        print_check(comparisons, names, f"fixture {args.fixture}: outputs in {args.out}/")
+        return EXIT_OK if all(c.passed for c in comparisons) else EXIT_TRIALS_FAILED
+    spec = None
+    if args.spec:
+        from ffbench.suites import load_trial_spec
+        spec = load_trial_spec(args.spec)
+    comparisons = [c for name in names for c in check.check_backend(name, spec)]
+    print_check(comparisons, names, "each backend (float32) against the NumPy reference (float64)")
+    if not args.no_e2e:
+        from ffbench.console import print_agreement
+        e2e, errors = check.agreement(names, check.e2e_spec())
+        comparisons += e2e
+        print_agreement(e2e, errors)
+    return EXIT_OK if all(c.passed for c in comparisons) else EXIT_TRIALS_FAILED
 
 
 def _list(args: argparse.Namespace) -> int:

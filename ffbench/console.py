@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgress
 from rich.table import Table
@@ -121,3 +122,43 @@ def print_listing() -> None:
         t.add_row(str(path), (desc or "").strip().splitlines()[0] if desc else "")
     out.print(t)
 
+
+
+def print_check(comparisons, backends: list[str], title: str) -> None:
+    """Rows: quantities (layers folded together); per backend the worst max_rel and PASS/FAIL."""
+    import re
+    groups: dict[str, dict] = {}
+    for c in comparisons:
+        key = re.sub(r"(layer|W|b|dW|db)\d+", r"\1*", c.quantity)
+        g = groups.setdefault(key, {"kind": c.kind, "tol": c.tolerance})
+        worst = g.get(c.backend)
+        if worst is None or (not c.passed, c.max_rel) > (not worst.passed, worst.max_rel):  # a failure first, then the largest
+            g[c.backend] = c
+    t = Table(title=f"ffbench check: {title}", caption="max_rel = max|backend − reference| / max|reference| "
+              "(for predict: the fraction of labels that differ); max_abs in brackets")
+    t.add_column("quantity", no_wrap=True)
+    t.add_column("tolerance", justify="right")
+    for b in backends:
+        t.add_column(f"{b} max_rel (max_abs)", justify="right")
+        t.add_column(b, justify="center")
+    for key, g in groups.items():
+        cells = []
+        for b in backends:
+            c = g.get(b)
+            cells += ["-", "-"] if c is None else [f"{c.max_rel:.1e} ({c.max_abs:.1e})",
+                                                   "[green]PASS[/]" if c.passed else "[bold red]FAIL[/]"]
+        t.add_row(escape(key), f"{g['tol']:.0e}", *cells)
+    out.print(t)
+    failed = [c for c in comparisons if not c.passed]
+    out.print(f"{len(comparisons) - len(failed)} passed, {len(failed)} failed" if failed else
+              f"all {len(comparisons)} comparisons PASS")
+
+
+def print_agreement(e2e, errors: dict[str, float]) -> None:
+    t = Table(title="end-to-end: the smoke FF trial trained on every backend and on the reference")
+    for col in ("", *errors):
+        t.add_column(col, justify="right")
+    t.add_row("test error %", *[f"{100 * e:.2f}" for e in errors.values()])
+    by = {c.backend: c for c in e2e}
+    t.add_row("loss curve max_rel", "-", *[f"{by[b].max_rel:.1e} {'PASS' if by[b].passed else 'FAIL'}" for b in list(errors)[1:]])
+    out.print(t)

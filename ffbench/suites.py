@@ -225,6 +225,24 @@ def load_suite(path: str | Path, overrides: list[str] | None = None) -> tuple[st
     return name, trials
 
 
+def load_trial_spec(path: str | Path) -> dict[str, Any]:
+    """One trial from a YAML mapping (as a suite experiment, `backend` optional), validated."""
+    path = Path(path)
+    data, lines = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping of trial fields", file=str(path), line=1)
+    data = {"backend": registry.names()[0], "seed": 0, **data}
+    try:
+        parse_trial(data)
+    except ValidationError as exc:
+        loc, msg = _explain(exc.errors()[0], data.get("algorithm", "ff"))
+        src = loc
+        while src and src not in lines:
+            src = src[:-1]
+        raise ConfigError(msg, file=str(path), line=lines.get(src), field=".".join(map(str, loc)) or None) from None
+    return data
+
+
 def _expand(suite: str, i: int, defaults: dict[str, Any], exp: dict[str, Any], sets, fail) -> list[FFTrial | BPTrial]:
     where = ("experiments", i)
     origin: dict[Path_, Path_] = {}

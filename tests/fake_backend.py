@@ -36,6 +36,12 @@ class FakeTrainer(Trainer):
     def sync(self):
         pass
 
+    def state(self):
+        return {}
+
+    def load_state(self, state):
+        pass
+
 
 class Backend(BaseBackend):
     name = framework = "fake"

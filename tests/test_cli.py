@@ -85,7 +85,7 @@ def test_set_gives_new_trial_ids(tmp_path, capsys):
     ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiments:\n  - {algorithm: ff, ff: {treshold: 1}}\n",
      "suite.yaml:3: experiments[0].ff.treshold: unknown field (did you mean 'threshold'?)"),
     ("defaults: {backend: tourch, hidden: [10], epochs: 1, seed: 0}\nexperiments:\n  - {algorithm: ff}\n",
-     "suite.yaml:1: defaults.backend: unknown backend 'tourch'; expected one of: torch"),
+     "suite.yaml:1: defaults.backend: unknown backend 'tourch'; expected one of: "),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, body, needle):
     out = tmp_path / "out"
@@ -138,7 +138,8 @@ def test_torch_run_writes_ok_rows(tmp_path, capsys):
                  "--set", "epochs=1", "--set", "data.train_subset=400", "--set", "data.validation_size=0"])
     assert code == 0
     df = pd.read_parquet(out / "trials")
-    assert set(df["status"]) == {"ok"} and set(df["algorithm"]) == {"ff", "bp"} and set(df["backend"]) == {"torch"}
+    assert set(df["status"]) == {"ok"} and set(df["algorithm"]) == {"ff", "bp"}
+    assert set(df["backend"]) == set(registry.installed()) >= {"torch"}
     assert (df["train_seconds"] > 0).all() and (df["samples_per_second"] > 0).all()
     assert df["git_sha"].str.fullmatch("[0-9a-f]{40}").all()  # the tests run in a checkout
     assert set(pd.read_parquet(out / "curves")["trial_id"]) == set(df["trial_id"])

@@ -54,6 +54,13 @@ class BPTrainer(JaxTrainer):
     def sync(self) -> None:
         jax.block_until_ready(self.params)
 
+    def state(self) -> dict:
+        return {f"{k}{i}": np.asarray(t) for i, wb in enumerate(self.params) for k, t in zip("Wb", wb)}
+
+    def load_state(self, state: dict) -> None:
+        self.params = [(jax.device_put(jnp.asarray(state[f"W{i}"]), self.device), jax.device_put(jnp.asarray(state[f"b{i}"]), self.device))
+                       for i in range(len(self.params))]
+
 
 @jax.jit
 def _predict(params, x):

@@ -92,6 +92,19 @@ class FFTrainer(JaxTrainer):
     def sync(self) -> None:
         jax.block_until_ready((self.params, self.readout))
 
+    def state(self) -> dict:
+        out = {f"{k}{i}": np.asarray(t) for i, wb in enumerate(self.params) for k, t in zip("Wb", wb)}
+        if self.readout is not None:
+            out["readout"] = np.asarray(self.readout)
+        return out
+
+    def load_state(self, state: dict) -> None:
+        self.params = [(jax.device_put(jnp.asarray(state[f"W{i}"]), self.device), jax.device_put(jnp.asarray(state[f"b{i}"]), self.device))
+                       for i in range(len(self.params))]
+        if self.readout is not None:
+            self.readout = jax.device_put(jnp.asarray(state["readout"]), self.device)
+        self.trained, self.readout_trained = set(range(len(self.params))), True
+
     # ------------------------------------------------------------------ evaluation
     def can_evaluate(self, phase: Phase) -> bool:
         if self.readout is not None:

@@ -49,3 +49,11 @@ class BPTrainer(TorchTrainer):
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits(x).argmax(dim=1)
+
+    def state(self) -> dict:
+        return {f"{k}{i}": t.detach().cpu().numpy() for i, wb in enumerate(self.params) for k, t in zip("Wb", wb)}
+
+    def load_state(self, state: dict) -> None:
+        with torch.no_grad():
+            for i, (w, b) in enumerate(self.params):
+                w.copy_(torch.as_tensor(state[f"W{i}"])), b.copy_(torch.as_tensor(state[f"b{i}"]))

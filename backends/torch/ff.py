@@ -17,7 +17,31 @@ from ffbench.backend import Phase
 from ffbench.data import Dataset
 from ffbench.reference.ff import PEER_INIT
 from ffbench.reference.optim import lr_at
-from ffbench.spec import NUM_CLASSES, FFTrial
+from ffbench.spec import NUM_CLASSES, FFSpec, FFTrial
+
+
+def ff_objective(params, running, pos, neg, ff: FFSpec, layers):
+    """The FF objective of one step for `layers` (a contiguous range), on overlaid batches.
+
+    Returns (total, FF loss per layer, peer loss per layer, new running means); layers below
+    `layers` are run frozen (greedy), each trained layer sees the detached output below it.
+    """
+    n, running = pos.shape[0], list(running)
+    ff_losses, peer_losses = {}, {}
+    h = torch.cat([pos, neg])
+    first = min(layers)
+    with torch.no_grad():
+        for w, b in params[:first]:
+            h = ops.layer_forward(h, w, b, ff)
+    total = h.new_zeros(())
+    for i in range(first, max(layers) + 1):
+        h = ops.layer_forward(h.detach(), *params[i], ff)
+        ff_losses[i] = ops.ff_loss(ops.goodness(h, ff.goodness), n, ff)
+        total = total + ff_losses[i]
+        if ff.peer_weight > 0:
+            peer_losses[i], running[i] = ops.peer_loss(h[:n], running[i], ff)
+            total = total + ff.peer_weight * peer_losses[i]
+    return total, ff_losses, peer_losses, running
 
 
 class FFTrainer(TorchTrainer):
@@ -87,23 +111,13 @@ class FFTrainer(TorchTrainer):
         return {k: v / self.steps_per_epoch for k, v in sums.items()}
 
     def _ff_losses(self, xb, yb, wrong_b, phase: Phase, sums) -> torch.Tensor:
-        ff, n = self.ff, xb.shape[0]
-        h = torch.cat([ops.overlay(xb, yb, ff), ops.overlay(xb, wrong_b, ff)])
-        first = min(phase.layers)
-        with torch.no_grad():  # frozen layers below the trained ones (greedy)
-            for w, b in self.params[:first]:
-                h = ops.layer_forward(h, w, b, ff)
-        total = h.new_zeros(())
-        for i in range(first, max(phase.layers) + 1):
-            w, b = self.params[i]
-            h = ops.layer_forward(h.detach(), w, b, ff)
-            loss = ops.ff_loss(ops.goodness(h, ff.goodness), n, ff)
-            sums["ff_loss"][i] += loss.detach()
-            total = total + loss
+        ff = self.ff
+        pos, neg = ops.overlay(xb, yb, ff), ops.overlay(xb, wrong_b, ff)
+        total, ff_losses, peer_losses, self.running = ff_objective(self.params, self.running, pos, neg, ff, phase.layers)
+        for i in phase.layers:
+            sums["ff_loss"][i] += ff_losses[i].detach()
             if ff.peer_weight > 0:
-                peer, self.running[i] = ops.peer_loss(h[:n], self.running[i], ff)
-                sums["peer_loss"][i] += peer.detach()
-                total = total + ff.peer_weight * peer
+                sums["peer_loss"][i] += peer_losses[i].detach()
         if self.joint_readout:
             readout = self._readout_loss(xb, yb)
             sums["readout_loss"] += readout.detach()
@@ -134,6 +148,22 @@ class FFTrainer(TorchTrainer):
         if phase.name == "readout" or self.joint_readout:
             out["readout_loss"] = flat[-1]
         return out
+
+    def state(self) -> dict:
+        out = {}
+        for i, (w, b) in enumerate(self.params):
+            out[f"W{i}"], out[f"b{i}"] = w.detach().cpu().numpy(), b.detach().cpu().numpy()
+        if self.readout is not None:
+            out["readout"] = self.readout.detach().cpu().numpy()
+        return out
+
+    def load_state(self, state: dict) -> None:
+        with torch.no_grad():
+            for i, (w, b) in enumerate(self.params):
+                w.copy_(torch.as_tensor(state[f"W{i}"])), b.copy_(torch.as_tensor(state[f"b{i}"]))
+            if self.readout is not None:
+                self.readout.copy_(torch.as_tensor(state["readout"]))
+        self.trained, self.readout_trained = set(range(len(self.params))), True
 
     # ------------------------------------------------------------------ evaluation
     def can_evaluate(self, phase: Phase) -> bool:

@@ -41,3 +41,29 @@ def bp_epoch(params, opt_state: optim.OptState, x: np.ndarray, y: np.ndarray, tr
         params = [(new[2 * i], new[2 * i + 1]) for i in range(len(params))]
         losses.append(loss)
     return params, opt_state, float(np.mean(losses))
+
+
+def ff_greedy_layer_epoch(params, opt_state: optim.OptState, running, layer: int, x: np.ndarray, y: np.ndarray,
+                          trial: FFTrial, epoch: int, lr: float):
+    """One epoch of the greedy schedule for `layer` (layers below frozen); its own optimiser state.
+
+    Returns (params, opt_state, running means, mean loss). `epoch` is the global epoch index.
+    """
+    spec = trial.ff
+    neg_epoch = epoch if spec.negatives_refresh == "epoch" else 0
+    wrong = rng.wrong_labels(trial.seed, neg_epoch, np.arange(len(y)), y)
+    params, running, losses = list(params), list(running), []
+    for idx in batches(trial.seed, epoch, len(y), trial.batch_size):
+        x_pos, x_neg = ff.overlay(x[idx], y[idx], spec), ff.overlay(x[idx], wrong[idx], spec)
+        for w, b in params[:layer]:
+            x_pos, x_neg = ff.layer_forward(x_pos, w, b, spec)[2], ff.layer_forward(x_neg, w, b, spec)[2]
+        st = ff.layer_step(x_pos, x_neg, *params[layer], spec, running[layer])
+        (w, b), opt_state = _pairs(optim.update(trial.optimizer, [st.dw, st.db], opt_state, list(params[layer]), lr))
+        params[layer], running[layer] = (w, b), st.running_mean
+        losses.append(st.loss)
+    return params, opt_state, running, float(np.mean(losses))
+
+
+def _pairs(update):
+    new, state = update
+    return (new[0], new[1]), state

@@ -1,0 +1,62 @@
+"""Parity probes for `ffbench check`: NumPy in, NumPy out, through the trainer's own code."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ffbench.reference.ff import PEER_INIT
+from ffbench.spec import FFSpec, OptimizerSpec
+from ffbench_backends.jax import ops
+from ffbench_backends.jax import optim as jopt
+from ffbench_backends.jax.bp import logits as bp_logits
+from ffbench_backends.jax.ff import ff_step_losses
+
+
+def _arrays(params):
+    return [(jnp.asarray(w, jnp.float32), jnp.asarray(b, jnp.float32)) for w, b in params]
+
+
+def _grads(p, running, pos, neg, ff):
+    layers = tuple(range(len(p)))
+    trainable = {"layers": dict(enumerate(p)), "readout": None}
+    fn = jax.value_and_grad(ff_step_losses, argnums=2, has_aux=True)
+    return fn(ff, layers, trainable, p, running, pos, neg, None, None)
+
+
+def ff_layers(params, x_pos, x_neg, ff: FFSpec) -> list[dict]:
+    p = _arrays(params)
+    pos, neg = jnp.asarray(x_pos), jnp.asarray(x_neg)
+    running = [jnp.full((w.shape[0],), PEER_INIT, jnp.float32) for w, _ in p]
+    (_, (losses, peers, _, _)), grads = _grads(p, running, pos, neg, ff)
+    out, h, n = [], jnp.concatenate([pos, neg]), pos.shape[0]
+    for i, (w, b) in enumerate(p):
+        h = ops.layer_forward(h, w, b, ff)
+        g = np.asarray(ops.goodness(h, ff.goodness))
+        dw, db = grads["layers"][i]
+        out.append({"g_pos": g[:n], "g_neg": g[n:], "loss": float(losses[i]), "peer_loss": float(peers[i]),
+                    "dW": np.asarray(dw), "db": np.asarray(db)})
+    return out
+
+
+def ff_steps(params, x_pos, x_neg, ff: FFSpec, opt: OptimizerSpec, steps: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    p = _arrays(params)
+    pos, neg = jnp.asarray(x_pos), jnp.asarray(x_neg)
+    running = [jnp.full((w.shape[0],), PEER_INIT, jnp.float32) for w, _ in p]
+    tx = jopt.transform(opt)
+    trainable = {"layers": dict(enumerate(p)), "readout": None}
+    state = tx.init(trainable)
+    for _ in range(steps):
+        (_, (_, _, _, running)), grads = _grads(p, running, pos, neg, ff)
+        direction, state = tx.update(grads, state, trainable)
+        trainable = jopt.apply(trainable, direction, opt.lr)
+        p = [trainable["layers"][i] for i in range(len(p))]
+    return [(np.asarray(w), np.asarray(b)) for w, b in p]
+
+
+def bp_grads(params, x, y) -> dict:
+    p = _arrays(params)
+    x, y = jnp.asarray(x), jnp.asarray(y, jnp.int32)
+    loss, grads = jax.value_and_grad(lambda q: ops.cross_entropy(bp_logits(q, x), y))(p)
+    return {"logits": np.asarray(bp_logits(p, x)), "loss": float(loss), "grads": [(np.asarray(w), np.asarray(b)) for w, b in grads]}

@@ -1,0 +1,59 @@
+"""Parity probes for `ffbench check`: NumPy in, NumPy out, through the trainer's own code."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ffbench.reference.ff import PEER_INIT
+from ffbench.spec import FFSpec, OptimizerSpec
+from ffbench_backends.torch import ops
+from ffbench_backends.torch.ff import ff_objective
+from ffbench_backends.torch.optim import Optimizer
+
+
+def _leaves(params):
+    return [(torch.tensor(np.asarray(w, np.float32), requires_grad=True), torch.tensor(np.asarray(b, np.float32), requires_grad=True))
+            for w, b in params]
+
+
+def ff_layers(params, x_pos, x_neg, ff: FFSpec) -> list[dict]:
+    """Per layer, at the given weights: goodness of positives and negatives, loss, peer loss, dW, db."""
+    p = _leaves(params)
+    pos, neg = torch.tensor(x_pos), torch.tensor(x_neg)
+    running = [torch.full((w.shape[0],), PEER_INIT) for w, _ in p]
+    total, losses, peers, _ = ff_objective(p, running, pos, neg, ff, tuple(range(len(p))))
+    total.backward()
+    out, h, n = [], torch.cat([pos, neg]), pos.shape[0]
+    with torch.no_grad():
+        for i, (w, b) in enumerate(p):
+            h = ops.layer_forward(h, w, b, ff)
+            g = ops.goodness(h, ff.goodness)
+            out.append({"g_pos": g[:n].numpy(), "g_neg": g[n:].numpy(), "loss": losses[i].item(),
+                        "peer_loss": peers[i].item() if i in peers else 0.0, "dW": w.grad.numpy(), "db": b.grad.numpy()})
+    return out
+
+
+def ff_steps(params, x_pos, x_neg, ff: FFSpec, opt: OptimizerSpec, steps: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`steps` simultaneous steps on one fixed (overlaid) batch."""
+    p = _leaves(params)
+    pos, neg = torch.tensor(x_pos), torch.tensor(x_neg)
+    running = [torch.full((w.shape[0],), PEER_INIT) for w, _ in p]
+    optimizer = Optimizer(opt, [t for wb in p for t in wb])
+    for _ in range(steps):
+        total, _, _, running = ff_objective(p, running, pos, neg, ff, tuple(range(len(p))))
+        total.backward()
+        optimizer.step(opt.lr)
+    return [(w.detach().numpy(), b.detach().numpy()) for w, b in p]
+
+
+def bp_grads(params, x, y) -> dict:
+    p = _leaves(params)
+    h = torch.tensor(x)
+    for w, b in p[:-1]:
+        h = torch.relu(F.linear(h, w, b))
+    logits = F.linear(h, *p[-1])
+    loss = F.cross_entropy(logits, torch.tensor(y))
+    loss.backward()
+    return {"logits": logits.detach().numpy(), "loss": loss.item(), "grads": [(w.grad.numpy(), b.grad.numpy()) for w, b in p]}

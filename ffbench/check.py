@@ -1,0 +1,332 @@
+"""`ffbench check`: do the backends compute what the NumPy reference defines?
+
+Every quantity is computed by each backend in float32 and by the reference in float64 on the
+same spec, initial weights and batch, and compared by
+    max_abs = max |backend - reference|,   max_rel = max_abs / max |reference|
+(relative to the tensor's scale, so near-zero entries do not blow up). A quantity passes if
+max_rel <= its tolerance (TOLERANCES). Training quantities run the backends' real trainers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ffbench import registry
+from ffbench.data import Dataset, Split
+from ffbench.reference import bp as RB
+from ffbench.reference import ff as RF
+from ffbench.reference import optim, rng
+from ffbench.reference import train as RT
+from ffbench.reference.init import stack_init
+from ffbench.reference.optim import lr_at
+from ffbench.spec import FFSpec, FFTrial, OptimizerSpec, parse_trial
+
+# quantity kind -> tolerance on max_rel (float32 against a float64 reference). Measured on
+# CPU (torch 2.13, jax 0.10): goodness/loss/grad/logits <= 5e-7, params@1 <= 9e-6,
+# params@N with SGD <= 3e-7, params@N with Adam <= 5.4e-3.
+TOLERANCES = {
+    "goodness": 1e-5,
+    "loss": 1e-5,
+    "grad": 1e-5,
+    "logits": 1e-5,
+    "params@1": 1e-4,
+    # N steps of SGD with momentum and weight decay: exact up to float32 rounding.
+    "params@N": 1e-5,
+    # N steps of Adam: Adam scales each gradient by 1/sqrt(v), so an entry whose gradient is
+    # near zero moves by about lr with the sign of its rounding error; float32 against
+    # float64 can flip it. The strict SGD run above checks the same plumbing tightly.
+    "params@N/adam": 1e-2,
+    "predict": 0.0,  # the fraction of test images whose predicted class differs
+    "e2e": 1e-3,  # per-epoch mean FF loss of a real training run (smoke config) against the reference
+}
+# The optimiser of the strict training check (besides the spec's own).
+STRICT_OPT = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3}
+
+DEFAULT_SPEC: dict[str, Any] = {
+    "algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [48, 32, 32], "epochs": 1, "batch_size": 16,
+    "optimizer": {"name": "adam", "lr": 0.01}, "ff": {"peer_weight": 0.03},
+}
+N_STEPS = 5
+
+
+@dataclass
+class Comparison:
+    backend: str
+    quantity: str
+    kind: str
+    max_abs: float
+    max_rel: float
+
+    @property
+    def tolerance(self) -> float:
+        return TOLERANCES[self.kind]
+
+    @property
+    def passed(self) -> bool:
+        return bool(np.isfinite(self.max_rel)) and self.max_rel <= self.tolerance
+
+
+def compare(backend: str, quantity: str, kind: str, got, ref) -> Comparison:
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    if got.shape != ref.shape:
+        return Comparison(backend, quantity, kind, float("inf"), float("inf"))
+    diff = float(np.max(np.abs(got - ref))) if got.size else 0.0
+    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+    return Comparison(backend, quantity, kind, diff, diff / scale if scale > 0 else diff)
+
+
+def synthetic_batch(n: int, d: int = 784, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-like inputs: 80% zeros, the rest uniform in (0, 1]; uniform labels."""
+    g = np.random.default_rng(seed)
+    x = (g.random((n, d)) * (g.random((n, d)) < 0.2)).astype(np.float32)
+    return x, g.integers(0, 10, n).astype(np.int64)
+
+
+def _dataset(x, y) -> Dataset:
+    split = Split(x, y)
+    return Dataset("mnist", "synthetic", split, None, split)
+
+
+def _pairs(state: dict, depth: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(state[f"W{i}"], state[f"b{i}"]) for i in range(depth)]
+
+
+def _train(backend, trial, x, y) -> dict:
+    """Train with the backend's real trainer (no evaluation) and return its weights."""
+    tr = backend.trainer(trial, _dataset(x, y))
+    epoch = 0
+    for phase in tr.phases():
+        tr.begin_phase(phase)
+        for e in range(phase.epochs):
+            tr.train_epoch(phase, epoch, lr_at(phase.optimizer, e, phase.epochs))
+            epoch += 1
+    tr.sync()
+    return tr.state()
+
+
+def _ref_train(trial: FFTrial, x, y) -> list[tuple[np.ndarray, np.ndarray]]:
+    x64 = x.astype(np.float64)
+    params = [(w.astype(np.float64), b.astype(np.float64)) for w, b in
+              stack_init(trial.seed, [x.shape[1], *trial.hidden], trial.ff.init)]
+    if trial.ff.schedule == "simultaneous":
+        state = RF.ff_init_state(params, trial.optimizer)
+        for e in range(trial.epochs):
+            state, _ = RT.ff_simultaneous_epoch(state, x64, y, trial, e, lr_at(trial.optimizer, e, trial.epochs))
+        return state.params
+    running, epoch = [None] * len(params), 0
+    for layer in range(len(params)):
+        st = optim.init(trial.optimizer, list(params[layer]))
+        for e in range(trial.epochs):
+            params, st, running, _ = RT.ff_greedy_layer_epoch(params, st, running, layer, x64, y, trial, epoch,
+                                                              lr_at(trial.optimizer, e, trial.epochs))
+            epoch += 1
+    return params
+
+
+def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = N_STEPS) -> list[Comparison]:
+    backend = registry.load(name)
+    probe = backend.probe()
+    trial = parse_trial({**(spec or DEFAULT_SPEC), "backend": name})
+    if not isinstance(trial, FFTrial):
+        raise ValueError("ffbench check takes an FF trial spec (its BP baseline is derived from it)")
+    ff, bsz, depth = trial.ff, trial.batch_size, len(trial.hidden)
+    out: list[Comparison] = []
+    add = lambda q, k, got, ref: out.append(compare(name, q, k, got, ref))  # noqa: E731
+
+    # 1. per-layer goodness, loss and gradients at the initial weights
+    x, y = synthetic_batch(bsz, seed=trial.seed)
+    wrong = rng.wrong_labels(trial.seed, 0, np.arange(bsz), y)
+    x_pos, x_neg = RF.overlay(x, y, ff), RF.overlay(x, wrong, ff)
+    params = stack_init(trial.seed, [x.shape[1], *trial.hidden], ff.init)
+    p64 = [(w.astype(np.float64), b.astype(np.float64)) for w, b in params]
+    got = probe.ff_layers(params, x_pos, x_neg, ff)
+    h_pos, h_neg = x_pos.astype(np.float64), x_neg.astype(np.float64)
+    for i, (w, b) in enumerate(p64):
+        st = RF.layer_step(h_pos, h_neg, w, b, ff)
+        add(f"ff.layer{i}.g_pos", "goodness", got[i]["g_pos"], st.g_pos)
+        add(f"ff.layer{i}.g_neg", "goodness", got[i]["g_neg"], st.g_neg)
+        add(f"ff.layer{i}.loss", "loss", got[i]["loss"], st.loss)
+        if ff.peer_weight:
+            add(f"ff.layer{i}.peer_loss", "loss", got[i]["peer_loss"], st.peer_loss)
+        add(f"ff.layer{i}.dW", "grad", got[i]["dW"], st.dw)
+        add(f"ff.layer{i}.db", "grad", got[i]["db"], st.db)
+        h_pos, h_neg = st.h_pos, st.h_neg
+
+    # 2. parameters after 1 and N steps, both schedules, through the real trainers, with the
+    #    spec's optimiser and with a strict SGD one
+    xs, ys = synthetic_batch(bsz * n_steps, seed=trial.seed + 1)
+    optimizers = {trial.optimizer.name: trial.optimizer, "sgd-strict": OptimizerSpec(**STRICT_OPT)}
+    for label, opt in optimizers.items():
+        n_kind = "params@N/adam" if opt.name == "adam" else "params@N"
+        for schedule in ("simultaneous", "greedy"):
+            for steps, kind in ((1, "params@1"), (n_steps, n_kind)):
+                t = trial.model_copy(update={"ff": ff.model_copy(update={"schedule": schedule}), "epochs": 1, "optimizer": opt})
+                got_state = _pairs(_train(backend, t, xs[: bsz * steps], ys[: bsz * steps]), depth)
+                ref = _ref_train(t, xs[: bsz * steps], ys[: bsz * steps])
+                for i, ((gw, gb), (rw, rb)) in enumerate(zip(got_state, ref)):
+                    add(f"ff.{schedule}[{label}].{kind.split('/')[0]}.W{i}", kind, gw, rw)
+                    add(f"ff.{schedule}[{label}].{kind.split('/')[0]}.b{i}", kind, gb, rb)
+
+    # 3. the BP baseline of the same widths: forward, loss, gradients, and N steps of training
+    bp_params = stack_init(trial.seed, [x.shape[1], *trial.hidden, 10], "uniform_fan_in")
+    bp64 = [(w.astype(np.float64), b.astype(np.float64)) for w, b in bp_params]
+    got_bp = probe.bp_grads(bp_params, x, y)
+    ref_loss, ref_grads = RB.loss_and_grads(x.astype(np.float64), y, bp64)
+    add("bp.logits", "logits", got_bp["logits"], RB.forward(x.astype(np.float64), bp64)[0])
+    add("bp.loss", "loss", got_bp["loss"], ref_loss)
+    for i, ((gw, gb), (rw, rb)) in enumerate(zip(got_bp["grads"], ref_grads)):
+        add(f"bp.dW{i}", "grad", gw, rw)
+        add(f"bp.db{i}", "grad", gb, rb)
+    for label, opt in optimizers.items():
+        bp_trial = parse_trial({k: v for k, v in trial.model_dump(mode="json").items() if k not in ("ff", "algorithm")}
+                               | {"algorithm": "bp", "optimizer": opt.model_dump(mode="json")})
+        got_bp_state = _pairs(_train(backend, bp_trial, xs, ys), depth + 1)
+        st = optim.init(opt, [p for wb in bp64 for p in wb])
+        ref_bp, st, _ = RT.bp_epoch(bp64, st, xs.astype(np.float64), ys, bp_trial, 0, opt.lr)
+        for i, ((gw, gb), (rw, rb)) in enumerate(zip(got_bp_state, ref_bp)):
+            kind = "params@N/adam" if opt.name == "adam" else "params@N"
+            add(f"bp[{label}].params@N.W{i}", kind, gw, rw)
+            add(f"bp[{label}].params@N.b{i}", kind, gb, rb)
+
+    # 4. predictions by each mode, from the same (trained) weights
+    x_test, y_test = synthetic_batch(200, seed=trial.seed + 2)
+    trained = _ref_train(trial.model_copy(update={"epochs": 1}), xs, ys)
+    readout = np.random.default_rng(trial.seed).normal(size=(10, sum(trial.hidden[i] for i in range(1, depth)))).astype(np.float32)
+    for mode in ("goodness", "softmax"):
+        t = parse_trial({**trial.model_dump(mode="json"), "ff": {**ff.model_dump(mode="json"), "prediction": mode,
+                                                                 "prediction_layers": None}})
+        tr = backend.trainer(t, _dataset(x_test, y_test))
+        state = {f"{k}{i}": v.astype(np.float32) for i, wb in enumerate(trained) for k, v in zip("Wb", wb)}
+        if mode == "softmax":
+            state["readout"] = readout
+        tr.load_state(state)
+        got_pred = np.asarray(tr.predict(tr.splits["test"][0]))
+        ref_pred = RF.predict(x_test.astype(np.float64), trained, t.ff, readout.astype(np.float64))
+        out.append(Comparison(name, f"predict.{mode}", "predict", float(np.sum(got_pred != ref_pred)),
+                              float(np.mean(got_pred != ref_pred))))
+    return out
+
+
+# ---------------------------------------------------------------- fixtures from outside
+
+def read_fixture(path) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray, np.ndarray, FFSpec, OptimizerSpec, int]:
+    """Read a fixture file (format in the README); raises ConfigError with the field at fault."""
+    import json
+
+    from pydantic import ValidationError
+
+    from ffbench.errors import ConfigError
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read fixture: {exc}", file=str(path)) from None
+    with z:
+        keys = set(z.files)
+        for need in ("x_pos", "x_neg", "spec", "W0", "b0"):
+            if need not in keys:
+                raise ConfigError("missing array; a fixture holds W0..W{L-1}, b0..b{L-1}, x_pos, x_neg and spec",
+                                  file=str(path), field=need)
+        depth = sum(1 for k in keys if k.startswith("W") and k[1:].isdigit())
+        params = [(z[f"W{i}"].astype(np.float32), z[f"b{i}"].astype(np.float32)) for i in range(depth)]
+        x_pos, x_neg = z["x_pos"].astype(np.float32), z["x_neg"].astype(np.float32)
+        try:
+            spec = json.loads(str(z["spec"]))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"not JSON: {exc}", file=str(path), field="spec") from None
+    try:
+        ff = FFSpec(**{k: spec[k] for k in ("goodness", "threshold", "norm", "norm_eps") if k in spec})
+        opt = OptimizerSpec(**spec["optimizer"])
+        steps = int(spec["steps"])
+    except (ValidationError, KeyError, TypeError) as exc:
+        msg = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else f"missing or invalid {exc}"
+        raise ConfigError(msg, file=str(path), field="spec") from None
+    return params, x_pos, x_neg, ff, opt, steps
+
+
+def fixture_outputs(layers: list[dict], final: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for i, layer in enumerate(layers):
+        out.update({f"g_pos{i}": layer["g_pos"], f"g_neg{i}": layer["g_neg"], f"loss{i}": np.asarray(layer["loss"]),
+                    f"dW{i}": layer["dW"], f"db{i}": layer["db"]})
+    for i, (w, b) in enumerate(final):
+        out[f"W{i}_final"], out[f"b{i}_final"] = w, b
+    return out
+
+
+def reference_fixture(params, x_pos, x_neg, ff, opt: OptimizerSpec, steps: int) -> dict[str, np.ndarray]:
+    p64 = [(w.astype(np.float64), b.astype(np.float64)) for w, b in params]
+    layers, h_pos, h_neg = [], x_pos.astype(np.float64), x_neg.astype(np.float64)
+    for w, b in p64:
+        st = RF.layer_step(h_pos, h_neg, w, b, ff)
+        layers.append({"g_pos": st.g_pos, "g_neg": st.g_neg, "loss": st.loss, "dW": st.dw, "db": st.db})
+        h_pos, h_neg = st.h_pos, st.h_neg
+    state = RF.ff_init_state(p64, opt)
+    for _ in range(steps):
+        state, _ = RF.simultaneous_step(state, x_pos.astype(np.float64), x_neg.astype(np.float64), ff, opt, opt.lr)
+    return fixture_outputs(layers, state.params)
+
+
+def run_fixture(path, out_dir, backends: list[str]) -> dict[str, list[Comparison]]:
+    """Write DIR/<backend>.npz (and DIR/reference.npz); compare each backend with the reference."""
+    from pathlib import Path
+    params, x_pos, x_neg, ff, opt, steps = read_fixture(path)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ref = reference_fixture(params, x_pos, x_neg, ff, opt, steps)
+    np.savez(out_dir / "reference.npz", **ref)
+    results = {}
+    for name in backends:
+        probe = registry.load(name).probe()
+        got = fixture_outputs(probe.ff_layers(params, x_pos, x_neg, ff), probe.ff_steps(params, x_pos, x_neg, ff, opt, steps))
+        np.savez(out_dir / f"{name}.npz", **got)
+        results[name] = [compare(name, k, _fixture_kind(k, opt), got[k], ref[k]) for k in ref]
+    return results
+
+
+def _fixture_kind(key: str, opt: OptimizerSpec) -> str:
+    if key.endswith("_final"):
+        return "params@N/adam" if opt.name == "adam" else "params@N"
+    return {"g": "goodness", "l": "loss", "d": "grad"}[key[0]]
+
+
+# ---------------------------------------------------------------- end-to-end agreement
+
+def e2e_spec() -> dict[str, Any]:
+    """The smoke suite's first FF experiment (2,000 MNIST images, 2 layers of 100, 2 epochs)."""
+    from pathlib import Path
+
+    from ffbench.suites import load_suite
+    _, trials = load_suite(Path(__file__).resolve().parent.parent / "suites" / "smoke.yaml")
+    trial = next(t for t in trials if t.algorithm == "ff")
+    return {k: v for k, v in trial.model_dump(mode="json").items() if k != "meta"}
+
+
+def agreement(backends: list[str], trial_spec: dict[str, Any]) -> tuple[list[Comparison], dict[str, float]]:
+    """Train the same FF trial on every backend and on the reference; compare the per-epoch,
+    per-layer loss curves (tolerance "e2e") and report the final test errors side by side."""
+    from ffbench.data import prepare
+    from ffbench.loop import fit
+
+    trial = parse_trial({**trial_spec, "backend": backends[0]})
+    data = prepare(trial.data)
+    x64, y = data.train.x.astype(np.float64), data.train.y
+    params = [(w.astype(np.float64), b.astype(np.float64)) for w, b in
+              stack_init(trial.seed, [x64.shape[1], *trial.hidden], trial.ff.init)]
+    state, ref_curve = RF.ff_init_state(params, trial.optimizer), []
+    for e in range(trial.epochs):
+        state, losses = RT.ff_simultaneous_epoch(state, x64, y, trial, e, lr_at(trial.optimizer, e, trial.epochs))
+        ref_curve.append(losses)
+    errors = {"reference": float(np.mean(RF.predict(data.test.x.astype(np.float64), state.params, trial.ff) != data.test.y))}
+    out = []
+    for name in backends:
+        t = parse_trial({**trial_spec, "backend": name})
+        outcome = fit(registry.load(name), t, data)
+        curve = np.array([[row["value"] for row in outcome.curves if row["epoch"] == e and row["metric"] == "ff_loss"]
+                          for e in range(t.epochs)])
+        c = compare(name, f"e2e.ff_loss[{t.epochs} epochs x {len(t.hidden)} layers]", "e2e", curve, np.array(ref_curve))
+        out.append(c)
+        errors[name] = outcome.test_error
+    return out, errors
