@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import os
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
@@ -37,6 +38,8 @@ _BUILTIN = (
                  "PyTorch: data and negatives on the device, no per-step host syncs"),
     BackendEntry("jax", "ffbench_backends.jax", ("jax", "optax"), "pip install 'ffbench[jax]'",
                  "JAX + optax: each epoch is one jitted lax.scan, data and negatives on the device"),
+    BackendEntry("keras", "ffbench_backends.keras", ("keras", "$KERAS_BACKEND"), "pip install 'ffbench[keras]'",
+                 "Keras 3 (KERAS_BACKEND=tensorflow or jax): FF step in keras.ops, BP with compile/fit"),
 )
 _REGISTRY: dict[str, BackendEntry] = {e.name: e for e in _BUILTIN}
 
@@ -76,6 +79,8 @@ def status(name: str) -> tuple[bool, str | None]:
     """(installed, reason if not) without importing the framework."""
     entry = get_entry(name)
     for mod in entry.requires:
+        if mod == "$KERAS_BACKEND":  # the framework Keras will run on
+            mod = os.environ.get("KERAS_BACKEND", "tensorflow")
         if importlib.util.find_spec(mod) is None:
             return False, f"module {mod!r} is not installed ({entry.install_hint})"
     if importlib.util.find_spec(entry.module) is None:

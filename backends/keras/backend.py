@@ -1,0 +1,56 @@
+"""The Keras 3 backend. `KERAS_BACKEND` (tensorflow by default, or jax) picks the framework
+underneath; every number ffbench computes goes through `keras.ops`."""
+
+from __future__ import annotations
+
+import resource
+
+import keras
+
+from ffbench.backend import Backend, Trainer
+from ffbench.data import Dataset
+from ffbench.spec import BPTrial, FFTrial
+
+
+class KerasBackend(Backend):
+    name = "keras"
+    framework = "keras"
+
+    def versions(self) -> dict[str, str]:
+        backend = keras.backend.backend()
+        versions = {"keras": keras.__version__, "keras_backend": backend}
+        if backend == "tensorflow":
+            import tensorflow as tf
+            versions["tensorflow"] = tf.__version__
+        elif backend == "jax":
+            import jax
+            versions["jax"] = jax.__version__
+        return versions
+
+    def device_name(self) -> str:
+        backend = keras.backend.backend()
+        if backend == "jax":
+            import jax
+            d = jax.devices()[0]
+            if d.platform != "cpu":
+                return f"{getattr(d, 'device_kind', d)} (keras/jax)"
+        elif backend == "tensorflow":
+            import tensorflow as tf
+            gpus = tf.config.list_physical_devices("GPU")
+            if gpus:
+                return f"{tf.config.experimental.get_device_details(gpus[0]).get('device_name', 'GPU')} (keras/tensorflow)"
+        from ffbench.env import cpu_name
+        return f"cpu: {cpu_name()} (keras/{backend})"
+
+    def trainer(self, trial: FFTrial | BPTrial, data: Dataset) -> Trainer:
+        if trial.algorithm == "ff":
+            from ffbench_backends.keras.ff import FFTrainer
+            return FFTrainer(trial, data)
+        from ffbench_backends.keras.bp import BPTrainer
+        return BPTrainer(trial, data)
+
+    def reset_peak_memory(self) -> None:
+        pass
+
+    def peak_memory(self) -> tuple[int | None, str]:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process_max_rss"

@@ -1,0 +1,41 @@
+"""What the Keras FF and BP trainers share: data as backend tensors, batches, error counting."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from ffbench.backend import Trainer
+from ffbench.data import Dataset
+from ffbench.spec import BPTrial, FFTrial
+
+
+class KerasTrainer(Trainer):
+    def __init__(self, trial: FFTrial | BPTrial, data: Dataset):
+        self.trial = trial
+        self.splits = {name: (ops.convert_to_tensor(s.x), ops.convert_to_tensor(s.y.astype(np.int32)))
+                       for name, s in (("train", data.train), ("val", data.val), ("test", data.test)) if s is not None}
+        self.n, self.batch_size = len(data.train), trial.batch_size
+        if self.batch_size > self.n:
+            raise ValueError(f"batch_size {self.batch_size} exceeds the {self.n} training images")
+        self.steps_per_epoch = self.n // self.batch_size  # the last incomplete batch is dropped
+        self.index = ops.convert_to_tensor(np.arange(self.n, dtype=np.uint32))
+
+    @staticmethod
+    def variables(params, name: str) -> list[tuple[keras.Variable, keras.Variable]]:
+        """The reference's initial weights as Keras variables: kernel = W.T (in, out), bias."""
+        return [(keras.Variable(w.T, name=f"{name}{i}_kernel"), keras.Variable(b, name=f"{name}{i}_bias"))
+                for i, (w, b) in enumerate(params)]
+
+    def predict(self, x):
+        raise NotImplementedError
+
+    def error(self, split: str) -> float:
+        x, y = self.splits[split]
+        step = self.trial.eval_batch_size
+        wrong = sum(ops.sum(ops.cast(self.predict(x[i:i + step]) != y[i:i + step], "int32")) for i in range(0, x.shape[0], step))
+        return int(ops.convert_to_numpy(wrong)) / x.shape[0]
+
+    def sync(self) -> None:
+        pass  # eager Keras ops have finished when they return their tensors

@@ -1,0 +1,102 @@
+"""`ffbench.reference` in `keras.ops`, function for function, with the reference's analytic
+gradients: one code path for every Keras backend (TensorFlow, JAX), no backend's autodiff.
+
+Layout: Keras kernels are (in, out), the transpose of the reference's W.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from keras import ops
+
+from ffbench.reference.rng import MUL1, MUL2
+from ffbench.spec import NUM_CLASSES, FFSpec
+
+
+# ---------------------------------------------------------------- rng.py
+def _u32(v: int):
+    return ops.convert_to_tensor(np.uint32(v))
+
+
+def lowbias32(x):
+    x = ops.bitwise_xor(x, ops.right_shift(x, 16))
+    x = ops.multiply(x, _u32(MUL1))
+    x = ops.bitwise_xor(x, ops.right_shift(x, 15))
+    x = ops.multiply(x, _u32(MUL2))
+    return ops.bitwise_xor(x, ops.right_shift(x, 16))
+
+
+def epoch_order(key: int, index):
+    """`index` is arange(n) as uint32 on the device."""
+    return ops.argsort(lowbias32(ops.bitwise_xor(index, _u32(key))))  # keys are distinct: the order is unique
+
+
+def wrong_labels(key: int, index, labels):
+    h = lowbias32(ops.bitwise_xor(index, _u32(key)))
+    k = ops.cast(ops.right_shift(ops.multiply(ops.right_shift(h, 8), _u32(NUM_CLASSES - 1)), 24), "int32")
+    return ops.mod(labels + k + 1, NUM_CLASSES)
+
+
+# ---------------------------------------------------------------- ff.py
+def overlay(x, labels, ff: FFSpec):
+    if labels is None:
+        head = ops.full((ops.shape(x)[0], NUM_CLASSES), ff.label_neutral, dtype=x.dtype)
+    else:
+        on = ff.label_on * ops.max(x, axis=1, keepdims=True) if ff.label_on_mode == "image_max" else ff.label_on
+        head = ops.one_hot(labels, NUM_CLASSES, dtype=x.dtype) * on
+    return ops.concatenate([head, x[:, NUM_CLASSES:]], axis=1)
+
+
+def overlay_all_labels(x, ff: FFSpec):
+    b, d = ops.shape(x)
+    on = ff.label_on * ops.max(x, axis=1) if ff.label_on_mode == "image_max" else ops.full((b,), ff.label_on, dtype=x.dtype)
+    head = ops.eye(NUM_CLASSES, dtype=x.dtype)[:, None, :] * on[None, :, None]
+    body = ops.broadcast_to(x[None, :, NUM_CLASSES:], (NUM_CLASSES, b, d - NUM_CLASSES))
+    return ops.reshape(ops.concatenate([head, body], axis=2), (NUM_CLASSES * b, d))
+
+
+def normalize(x, kind: str, eps: float):
+    sq = x * x
+    r = ops.sqrt(ops.sum(sq, axis=1, keepdims=True) if kind == "l2" else ops.mean(sq, axis=1, keepdims=True))
+    return x / (r + eps)
+
+
+def goodness(h, kind: str):
+    g = ops.sum(h * h, axis=1)
+    return g / h.shape[1] if kind == "mean" else g
+
+
+def layer_forward(x, kernel, bias, ff: FFSpec):
+    return ops.relu(ops.matmul(normalize(x, ff.norm, ff.norm_eps), kernel) + bias)
+
+
+def layer_step(x_pos, x_neg, kernel, bias, ff: FFSpec, running):
+    """reference.ff.layer_step: (loss, peer loss, goodness, h, d kernel, d bias, new running mean)."""
+    n = x_pos.shape[0]
+    xn = normalize(ops.concatenate([x_pos, x_neg], axis=0), ff.norm, ff.norm_eps)
+    z = ops.matmul(xn, kernel) + bias
+    h = ops.relu(z)
+    units = h.shape[1]
+    g = goodness(h, ff.goodness)
+    s = 1.0 if ff.sign == "max_ssq" else -1.0
+    logit = s * (g - ff.threshold)
+    t = ops.concatenate([-ops.ones((n,), h.dtype), ops.ones((n,), h.dtype)])
+    loss = ops.mean(ops.softplus(t * logit))
+    dlogit = t * ops.sigmoid(t * logit) / (2 * n)
+    dh = (s * dlogit)[:, None] * 2.0 * h / (units if ff.goodness == "mean" else 1.0)
+    peer_loss = ops.zeros(())
+    if ff.peer_weight > 0:
+        running = ff.peer_momentum * running + (1 - ff.peer_momentum) * ops.mean(h[:n], axis=0)
+        peer_loss = ops.mean((ops.mean(running) - running) ** 2)
+        dr = 2.0 * (running - ops.mean(running)) / units
+        push = ops.broadcast_to(ff.peer_weight * (1 - ff.peer_momentum) * dr / n, (n, units))
+        dh = dh + ops.concatenate([push, ops.zeros((n, units), h.dtype)], axis=0)
+    dz = dh if ff.relu_grad == "straight_through" else dh * ops.cast(z > 0, h.dtype)
+    return loss, peer_loss, g, h, ops.matmul(ops.transpose(xn), dz), ops.sum(dz, axis=0), running
+
+
+def softmax_xent(logits, labels):
+    """Mean cross-entropy and its gradient wrt the logits (reference.ff.softmax_xent)."""
+    logp = ops.log_softmax(logits, axis=1)
+    onehot = ops.one_hot(labels, NUM_CLASSES, dtype=logits.dtype)
+    return -ops.mean(ops.sum(logp * onehot, axis=1)), (ops.exp(logp) - onehot) / logits.shape[0]
