@@ -1,10 +1,11 @@
 # make run    set up .venv and run the quickstart suite, then print its result table
 # make test   set up .venv and run the whole test suite (what CI runs)
-# make setup  create .venv and install ffbench with its extras (idempotent; quick when done)
+# make setup  create .venv and install ffbench with every backend (idempotent; quick when done)
+#             EXTRAS=torch,test installs PyTorch alone
 
 PYTHON ?= python3.11
 VENV   ?= .venv
-EXTRAS ?= torch,test
+EXTRAS ?= all,test
 comma  := ,
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ffbench-installed-$(subst $(comma),-,$(EXTRAS))

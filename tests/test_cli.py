@@ -132,7 +132,7 @@ def test_import_ffbench_imports_no_framework():
     assert out.strip() == "[]"
 
 
-def test_torch_run_writes_ok_rows(tmp_path, capsys):
+def test_run_writes_ok_rows_on_every_installed_backend(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["run", str(ROOT / "suites" / "smoke.yaml"), "--out", str(out), "--quiet",
                  "--set", "epochs=1", "--set", "data.train_subset=400", "--set", "data.validation_size=0"])
@@ -156,3 +156,9 @@ def test_missing_data_fails_up_front(tmp_path, capsys, monkeypatch):
     assert "no mnist.npz or MNIST IDX files" in err and err.count("\n") == 1
     assert not out.exists()
     ffbench.data._prepare.cache_clear()
+
+
+def test_a_missing_framework_shows_as_not_installed(monkeypatch, capsys):
+    monkeypatch.setenv("KERAS_BACKEND", "no_such_keras_backend")
+    assert registry.status("keras") == (False, "module 'no_such_keras_backend' is not installed (pip install 'ffbench[keras]')")
+    assert "keras" not in registry.installed()

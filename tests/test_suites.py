@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from ffbench import registry
 from ffbench.errors import ConfigError
 from ffbench.suites import load_suite
 
@@ -72,7 +73,7 @@ def test_shipped_suites_load():
         name, trials = load_suite(path)
         assert trials, path
     _, smoke = load_suite(SUITES / "smoke.yaml")
-    assert {t.algorithm for t in smoke} == {"ff", "bp"} and 4 <= len(smoke) <= 8
+    assert {t.algorithm for t in smoke} == {"ff", "bp"} and len(smoke) == 6 * len(registry.installed())
     _, paper = load_suite(SUITES / "mnist_paper.yaml")
     refs = {t.meta.experiment: t.meta.reference_error for t in paper}
     assert refs["ff-supervised"] == 0.0136 and refs["ff-supervised-lr2x"] == 0.0146

@@ -48,10 +48,10 @@ class JaxBackend(Backend):
             return {}
 
     def reset_peak_memory(self) -> None:
-        self._base = self._stats().get("peak_bytes_in_use")
+        pass  # XLA keeps one peak per process and cannot reset it
 
     def peak_memory(self) -> tuple[int | None, str]:
         peak = self._stats().get("peak_bytes_in_use")
         if peak is not None:
-            return int(peak), "device"  # the process's device peak (XLA cannot reset it)
+            return int(peak), "device_process_peak"
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process_max_rss"
