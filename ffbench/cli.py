@@ -47,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="backends (with install status), negative strategies and suites")
 
+    rep = sub.add_parser("report", help="tables, statistics and plots from a results folder",
+                         description="Write DIR/report/report.{md,tex,html}, CSV tables and PNG/PDF plots.")
+    rep.add_argument("dir", type=Path, help="a results folder written by `ffbench run`")
+    rep.add_argument("--where", help="""a pandas query on the rows, e.g. 'backend=="jax"'""")
+    rep.add_argument("--group-by", help="comma-separated columns that define a configuration "
+                     "(default: experiment,algorithm,hidden,negatives,epochs)")
+    rep.add_argument("--target", type=float, help="target test error for time-to-target, as a fraction (0.015)")
+
     c = sub.add_parser("check", help="check every backend against the NumPy reference",
                        description="Compare each backend with the float64 NumPy reference on the same spec, weights "
                        "and batch: per-layer goodness, loss and gradients; parameters after 1 and N steps of both "
@@ -62,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"run": _run, "list": _list, "check": _check}[args.command](args)
+        return {"run": _run, "list": _list, "check": _check, "report": _report}[args.command](args)
     except FFBenchError as exc:
         print(f"ffbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -106,6 +114,7 @@ def _run(args: argparse.Namespace) -> int:
             print_plan(name, rows)
         return EXIT_OK
     runner.check_runnable(planned)
+    results.save_suite(out, args.suite)
     with Progress(len(planned), quiet=args.quiet) as progress:
         summary = runner.run(planned, out, runner.LocalExecutor(), progress, force=args.force)
     if not args.quiet:
@@ -142,6 +151,14 @@ def _check(args: argparse.Namespace) -> int:
         comparisons += e2e
         print_agreement(e2e, errors)
     return EXIT_OK if all(c.passed for c in comparisons) else EXIT_TRIALS_FAILED
+
+
+def _report(args: argparse.Namespace) -> int:
+    from ffbench import report
+    group_by = [c.strip() for c in args.group_by.split(",") if c.strip()] if args.group_by else None
+    written = report.build(args.dir, args.where, group_by, args.target)
+    print(f"wrote {len(written)} files to {args.dir / 'report'}/: " + ", ".join(p.name for p in written))
+    return EXIT_OK
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -132,6 +132,19 @@ def write_trial(out_dir: Path, row: dict[str, Any], curves: list[dict[str, Any]]
     return path
 
 
+def save_suite(out_dir: Path, suite_file: Path) -> Path:
+    """Keep a copy of the suite file a run used: DIR/suites/<stem>.<sha256[:12]>.yaml."""
+    import hashlib
+    data = Path(suite_file).read_bytes()
+    target = Path(out_dir) / "suites" / f"{Path(suite_file).stem}.{hashlib.sha256(data).hexdigest()[:12]}.yaml"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    return target
+
+
 def read_trials(out_dir: Path) -> pd.DataFrame:
     """All trial rows in DIR (an empty frame with the full schema if there are none)."""
     folder = Path(out_dir) / "trials"

@@ -1,0 +1,127 @@
+"""`ffbench report DIR`: the tables, statistics and plots a paper needs, from the Parquet results.
+
+`build(DIR)` writes DIR/report/report.{md,tex,html}, the CSV tables and the PNG/PDF plots.
+Every format comes from the same DataFrames (`tables.py`); the statistics are in `stats.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ffbench.errors import ConfigError
+from ffbench.report import plots, render, tables
+from ffbench.results import TRIAL_SCHEMA, read_curves, read_trials
+
+
+def load(out_dir: Path, where: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The trial rows (optionally filtered by a pandas query) and their curves."""
+    out_dir = Path(out_dir)
+    trials = out_dir / "trials"
+    if not out_dir.is_dir():
+        raise ConfigError("no such folder", file=str(out_dir))
+    if not trials.is_dir():
+        raise ConfigError("not an ffbench results folder (no trials/ inside; run `ffbench run SUITE --out DIR`)", file=str(out_dir))
+    try:
+        df = read_trials(out_dir)
+    except Exception as exc:  # foreign or corrupt Parquet
+        raise ConfigError(f"not an ffbench results folder: trials/ does not read as ffbench rows ({exc})", file=str(out_dir)) from None
+    if df["trial_id"].isna().any() or not df["status"].dropna().isin(("ok", "failed", "diverged", "timeout")).all():
+        raise ConfigError("not an ffbench results folder: trials/ holds rows that ffbench did not write", file=str(out_dir))
+    if where:
+        try:
+            df = df.query(where, engine="python")
+        except Exception as exc:
+            raise ConfigError(f"cannot apply {where!r}: {exc}; columns include backend, algorithm, seed, status, "
+                              "test_error, experiment, spec.*", field="--where") from None
+    curves = read_curves(out_dir)
+    return df, curves[curves["trial_id"].isin(df["trial_id"])]
+
+
+def appendix(out_dir: Path, df: pd.DataFrame) -> list[str]:
+    """The reproducibility notes: suites and hashes, versions, devices, data, and what did not finish."""
+    lines = ["## Reproducibility", ""]
+    suites = sorted((Path(out_dir) / "suites").glob("*.yaml"))
+    for s in suites:
+        lines.append(f"- suite file `{s.name}`: sha256 {hashlib.sha256(s.read_bytes()).hexdigest()}")
+    if not suites:
+        lines.append("- suite file: not recorded in this folder")
+    def uniq(col):
+        return ", ".join(sorted({str(v) for v in df[col].dropna()})) or "unknown"
+    lines += [f"- ffbench version: {uniq('ffbench_version')}; git SHA: {uniq('git_sha')}"
+              + ("; uncommitted changes in some runs" if df["git_dirty"].fillna(False).any() else ""),
+              f"- frameworks: {'; '.join(sorted({fv for fv in df['framework_versions'].dropna()}))}",
+              f"- devices: {uniq('device_name')}", f"- Python: {uniq('python_version')}; hosts: {uniq('hostname')}",
+              f"- dataset checksum (sha256): {uniq('dataset_checksum')}",
+              f"- trials: {len(df)} ({(df['status'] == 'ok').sum()} ok)", ""]
+    bad = df[df["status"] != "ok"]
+    if len(bad):
+        lines += ["### Trials that did not finish", ""]
+        lines += [f"- `{r.trial_id}` {r.experiment or ''} {r.algorithm} {r.backend} seed {r.seed}: **{r.status}**: {r.error}"
+                  for r in bad.itertuples()]
+    return lines
+
+
+def build(out_dir: Path, where: str | None = None, group_by: list[str] | None = None, target: float | None = None) -> list[Path]:
+    out_dir = Path(out_dir)
+    df, curves = load(out_dir, where)
+    config = group_by or tables.CONFIG
+    if not df.empty:
+        known = set(tables.prepare(df).columns)
+        unknown = [c for c in config if c not in known]
+        if unknown:
+            raise ConfigError(f"unknown column(s) {unknown}; try experiment, algorithm, hidden, negatives, epochs, "
+                              "depth, backend or any spec.* column", field="--group-by")
+    report = out_dir / "report"
+    report.mkdir(exist_ok=True)
+    backends = sorted(df["backend"].unique()) if not df.empty else []
+    main = tables.main_table(df, backends, config)
+    cost = tables.cost_table(df, backends, config)
+    agree = tables.agreement_table(df, config)
+    ttt = tables.time_to_target(df, curves, target, config) if not df.empty else pd.DataFrame()
+    summary = tables.summary(df, config)
+    ci_note = ("FF − BP: test error difference in percentage points, paired by backend, architecture, epoch budget "
+               "and seed; 95% Student-t interval over the pairs.")
+    target_note = (f"target: {100 * target:.2f}% test error" if target is not None else
+                   "target: per architecture, the BP test error at 20 epochs (else at its largest budget) + 0.2 pp")
+    sections = [
+        ("Test error", "Test error in % as mean ± std over seeds (ddof=1), n seeds; reference = the published number; "
+                       f"Δ = mean over backends and seeds minus reference. {ci_note}", main),
+        ("Cost", "Mean training seconds (device-synchronised, evaluation excluded), training samples per second, "
+                 "and peak memory (see peak_memory_source) per backend.", cost),
+        ("Cross-framework agreement", "Configurations run on several backends: the spread of the mean test error "
+                                      "across backends, the pooled seed std, and a one-way ANOVA p-value; flagged where "
+                                      "p < 0.01 (a difference seed noise does not explain).",
+         agree.assign(**{"ANOVA p": agree["ANOVA p"].map(render.fmt_p)}) if not agree.empty else agree),
+        ("Time to target", f"Epochs and training seconds to the first evaluation at or below the {target_note}; "
+                           "means over the seeds that reached it.", ttt),
+    ]
+    notes = appendix(out_dir, df)
+    if df.empty:
+        notes = ["**No trials in this folder yet.**", ""] + notes
+    missing = df[df["status"] != "ok"]
+    if len(missing):
+        notes = [f"**{len(missing)} trial(s) are not ok** and are left out of the statistics (listed below).", ""] + notes
+    written = []
+    images = []
+    if not df.empty:
+        images = [p for p in plots.error_curves(df, curves, report) + plots.error_vs_budget(df, report)
+                  + plots.time_to_target_bars(ttt, report) + plots.memory_vs_depth(df, report)]
+    for name, text in (("report.md", render.markdown(sections, notes)),
+                       ("report.html", render.html_page(sections, [p for p in images if p.suffix == ".png"], notes))):
+        (report / name).write_text(text)
+        written.append(report / name)
+    tex = "\n\n".join(render.latex(t, f"{title}. {cap}", f"tab:ffbench-{title.lower().replace(' ', '-')}",
+                                   best_of=backends if t is main else None)
+                      for title, cap, t in sections if not t.empty)
+    (report / "report.tex").write_text(tex or "% no trials\n")
+    written.append(report / "report.tex")
+    for name, t in (("summary.csv", summary), ("main.csv", main), ("agreement.csv", agree), ("time_to_target.csv", ttt)):
+        render._visible(t).to_csv(report / name, index=False)
+        written.append(report / name)
+    (report / "meta.json").write_text(json.dumps({"where": where, "group_by": config, "target": target,
+                                                  "columns": len(TRIAL_SCHEMA.names)}, indent=1))
+    return written + images

@@ -1,0 +1,158 @@
+"""`ffbench report`: statistics by hand, golden Markdown/LaTeX, plots, bad input."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ffbench import results
+from ffbench.cli import main
+from ffbench.report import build, render, stats, tables
+from ffbench.spec import parse_trial
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+# ------------------------------------------------------------------ statistics by hand
+
+def test_mean_std_by_hand():
+    mean, sd, n = stats.mean_std([1.0, 2.0, 3.0, 4.0])
+    assert (mean, n) == (2.5, 4) and sd == pytest.approx(math.sqrt(5 / 3))  # ddof=1: 5/3
+    assert math.isnan(stats.mean_std([7.0])[1]) and stats.mean_std([])[2] == 0
+    assert stats.mean_std([1.0, float("nan"), 3.0])[:2] == (2.0, pytest.approx(math.sqrt(2)))
+
+
+def test_t_interval_by_hand():
+    mean, lo, hi, n = stats.t_interval([1.0, 2.0, 3.0, 4.0])
+    half = 3.182446 * math.sqrt(5 / 3) / 2  # t(0.975, 3) = 3.182446 from tables
+    assert (mean, n) == (2.5, 4) and lo == pytest.approx(2.5 - half, abs=1e-5) and hi == pytest.approx(2.5 + half, abs=1e-5)
+    assert math.isnan(stats.t_interval([1.0])[1])
+
+
+def test_anova_by_hand():
+    # groups [1,2,3] and [4,5,6]: SSB = 13.5 (1 dof), SSW = 4 (4 dof), F = 13.5; p = P(F(1,4) > 13.5) = 0.02131
+    assert stats.anova_p([[1, 2, 3], [4, 5, 6]]) == pytest.approx(0.02131, abs=2e-5)
+    assert stats.anova_p([[1, 2, 3], [1, 2, 3]]) == pytest.approx(1.0)
+    assert stats.anova_p([[0.1, 0.1], [0.2, 0.2]]) == 0.0  # no seed noise at all: a real difference
+    assert math.isnan(stats.anova_p([[1, 2, 3]]))
+
+
+def test_first_reaching_by_hand():
+    assert stats.first_reaching([0, 1, 2], [0.5, 0.3, 0.1], [1.0, 2.0, 3.0], 0.3) == (2, 2.0)
+    assert stats.first_reaching([2, 0, 1], [0.1, 0.5, 0.3], [3.0, 1.0, 2.0], 0.3) == (2, 2.0)  # order-free
+    assert stats.first_reaching([0, 1], [0.5, 0.4], [1.0, 2.0], 0.05) is None
+
+
+# ------------------------------------------------------------------ a fixture results folder
+
+FF_ERR = {0: 0.05, 1: 0.06, 2: 0.07}
+BP_ERR = {0: 0.02, 1: 0.02, 2: 0.03}
+
+
+def fixture_dir(root: Path, failed: bool = True) -> Path:
+    out = root / "res"
+    for algo, errs, secs in (("ff", FF_ERR, 10.0), ("bp", BP_ERR, 5.0)):
+        for seed, err in errs.items():
+            t = parse_trial({"algorithm": algo, "backend": "torch", "seed": seed, "hidden": [100, 100], "epochs": 3,
+                             "meta": {"experiment": algo, "reference_error": 0.0136 if algo == "ff" else None}})
+            tid = f"{algo}{seed}"
+            row = {"trial_id": tid, "algorithm": algo, "backend": "torch", "seed": seed, "status": "ok", "test_error": err,
+                   "train_seconds": secs, "samples_per_second": 1000.0, "peak_memory_bytes": 2**20 * (200 if algo == "ff" else 300),
+                   "peak_memory_source": "device", "experiment": algo, "reference_error": t.meta.reference_error,
+                   "ffbench_version": "0.1.0", "git_sha": "abc", "git_dirty": False, "framework_versions": json.dumps({"torch": "x"}),
+                   "device_name": "dev", "dataset_checksum": "d" * 64, "python_version": "3.11", "hostname": "h",
+                   **results.spec_row(t)}
+            curve = []
+            for e in range(3):  # error falls to its final value; train_seconds grows by secs/3 per epoch
+                curve += [{"epoch": e, "phase": algo, "metric": "test_error", "layer": None, "value": err + 0.01 * (2 - e)},
+                          {"epoch": e, "phase": algo, "metric": "train_seconds", "layer": None, "value": secs * (e + 1) / 3}]
+            results.write_trial(out, row, curve)
+    if failed:
+        t = parse_trial({"algorithm": "ff", "backend": "torch", "seed": 9, "hidden": [100, 100], "epochs": 3})
+        results.write_trial(out, {"trial_id": "bad9", "algorithm": "ff", "backend": "torch", "seed": 9, "status": "diverged",
+                                  "error": "non-finite loss at ff epoch 2", "experiment": "ff", **results.spec_row(t)})
+    return out
+
+
+def test_paired_differences_and_interval(tmp_path):
+    df = results.read_trials(fixture_dir(tmp_path))
+    p = tables.paired_ff_minus_bp(df).iloc[0]
+    diffs = [FF_ERR[s] - BP_ERR[s] for s in range(3)]  # 0.03, 0.04, 0.04
+    sd = np.std(diffs, ddof=1)
+    half = 4.302653 * sd / math.sqrt(3)  # t(0.975, 2) = 4.302653
+    assert p["pairs"] == 3 and p["ff_minus_bp"] == pytest.approx(np.mean(diffs))
+    assert p["ci_low"] == pytest.approx(np.mean(diffs) - half, abs=1e-6) and p["ci_high"] == pytest.approx(np.mean(diffs) + half, abs=1e-6)
+
+
+def test_time_to_target_including_not_reached(tmp_path):
+    out = fixture_dir(tmp_path)
+    df, curves = results.read_trials(out), results.read_curves(out)
+    # default target: BP at its largest budget (no 20-epoch BP here) = mean(0.02, 0.02, 0.03) + 0.002
+    assert tables.default_targets(df) == {"100x100": pytest.approx(0.07 / 3 + 0.002)}
+    ttt = tables.time_to_target(df, curves).set_index("algorithm")
+    # BP curves: seed0 0.04,0.03,0.02 -> reaches 0.02533 at epoch 3 (5 s); seed2 0.05,0.04,0.03 never
+    assert ttt.loc["bp", "reached"] == "2/3" and ttt.loc["bp", "epochs to target"] == 3 and ttt.loc["bp", "train s to target"] == 5.0
+    assert ttt.loc["ff", "reached"] == "0/3" and ttt.loc["ff", "epochs to target"] == "not reached"
+    loose = tables.time_to_target(df, curves, target=0.0705).set_index("algorithm")
+    # FF seeds 0, 1, 2 first reach 7.05% at epochs 1, 2, 3 (train s 10/3, 20/3, 10)
+    assert loose.loc["ff", "reached"] == "3/3" and loose.loc["ff", "epochs to target"] == 2.0
+    assert loose.loc["ff", "train s to target"] == pytest.approx(20 / 3, abs=0.01)
+
+
+def test_golden_markdown_and_latex(tmp_path):
+    df = results.read_trials(fixture_dir(tmp_path))
+    main_t = tables.main_table(df, ["torch"])
+    md = render.markdown([("Test error", "caption", main_t)], [])
+    tex = render.latex(main_t, "Test error: mean ± std", "tab:x", best_of=["torch"])
+    # The golden files were checked by hand: BP 2,2,3 -> 2.33 ± 0.58; FF 5,6,7 -> 6.00 ± 1.00; Δ = 6.00 − 1.36.
+    assert md == (GOLDEN / "main.md").read_text()
+    assert tex == (GOLDEN / "main.tex").read_text()
+    assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex and "\\textbf{2.33" in tex
+
+
+def test_report_writes_every_format_and_valid_pngs(tmp_path, capsys):
+    out = fixture_dir(tmp_path)
+    assert main(["report", str(out)]) == 0
+    rep = out / "report"
+    for name in ("report.md", "report.tex", "report.html", "summary.csv", "main.csv", "error_vs_epoch.png", "error_vs_epoch.pdf",
+                 "time_to_target.png", "memory_vs_depth.png"):
+        assert (rep / name).is_file(), name
+    import matplotlib.image
+    for png in rep.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert matplotlib.image.imread(png).shape[2] in (3, 4)
+    md = (rep / "report.md").read_text()
+    assert "6.00 ± 1.00 (n=3)" in md and "+3.67 [+2.23, +5.10] (n=3)" in md and "+4.64" in md  # Δ = 6.00 − 1.36
+    assert "1 trial(s) are not ok" in md and "bad9" in md and "non-finite loss" in md
+    assert pd.read_csv(rep / "summary.csv").set_index("algorithm").loc["ff", "n"] == 3
+    assert "data:image/png;base64," in (rep / "report.html").read_text()
+
+
+def test_where_and_group_by(tmp_path, capsys):
+    out = fixture_dir(tmp_path)
+    assert main(["report", str(out), "--where", 'algorithm=="ff"', "--group-by", "algorithm"]) == 0
+    s = pd.read_csv(out / "report" / "summary.csv")
+    assert list(s["algorithm"]) == ["ff"] and list(s.columns[:2]) == ["algorithm", "backend"]
+    assert main(["report", str(out), "--where", "no_such_column > 1"]) == 2
+    assert main(["report", str(out), "--group-by", "colour"]) == 2
+    err = capsys.readouterr().err
+    assert "--where: cannot apply" in err and "--group-by: unknown column(s) ['colour']" in err
+
+
+def test_bad_and_empty_folders(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    (tmp_path / "plain").mkdir()
+    assert main(["report", str(tmp_path / "plain")]) == 2
+    foreign = tmp_path / "foreign" / "trials"
+    foreign.mkdir(parents=True)
+    pd.DataFrame({"x": [1, 2]}).to_parquet(foreign / "x.parquet")
+    assert main(["report", str(tmp_path / "foreign")]) == 2
+    err = capsys.readouterr().err
+    assert "nope: no such folder" in err and "plain: not an ffbench results folder" in err and "did not write" in err
+    assert err.count("\n") == 3 and "Traceback" not in err
+    (tmp_path / "empty" / "trials").mkdir(parents=True)
+    assert main(["report", str(tmp_path / "empty")]) == 0
+    assert "No trials in this folder yet" in (tmp_path / "empty" / "report" / "report.md").read_text()
