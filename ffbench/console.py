@@ -76,22 +76,22 @@ def print_plan(name: str, rows: list[dict[str, Any]]) -> None:
 
 
 def print_summary(df, out_dir: Path, summary) -> None:
-    from ffbench.reports import format_pct
-    from ffbench.reports import summary as summarise
+    from ffbench.report.tables import cell
+    from ffbench.report.tables import summary as summarise
     table = summarise(df)
     t = Table(title=f"results in {out_dir} ({summary.planned} planned, {summary.skipped} already done, "
                     f"{len(summary.rows)} run, {summary.failed} not ok)")
-    for col in ("experiment", "algorithm", "backend", "hidden", "epochs", "test error % (mean ± std, n)", "n", "not ok",
+    for col in ("experiment", "algorithm", "backend", "hidden", "epochs", "test error % (mean ± std, n)", "not ok",
                 "train s", "samples/s", "reference %"):
         t.add_column(col, justify="right" if col not in ("experiment", "algorithm", "backend") else "left")
     for _, r in table.iterrows():
         ref = f"{100 * r['reference_error']:.2f}" if pd.notna(r["reference_error"]) else ""
         t.add_row(r["experiment"], r["algorithm"], r["backend"], r["hidden"], str(r["epochs"]),
-                  cell(r["test_error_mean"], r["test_error_std"], r["n"]), str(r["n"]), str(r["not_ok"]),
+                  cell(r["test_error_mean"], r["test_error_std"], r["n"]), str(r["not_ok"]),
                   f"{r['train_seconds_mean']:.1f}" if r["n"] else "-",
                   f"{r['samples_per_second']:,.0f}" if r["n"] else "-", ref)
     out.print(t)
-    out.print(f'read it with: pandas.read_parquet("{out_dir}/trials")')
+    out.print(f'read it with: pandas.read_parquet("{out_dir}/trials"); tables and plots: ffbench report {out_dir}')
 
 
 def print_listing() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from ffbench import results
 from ffbench.cli import main
-from ffbench.report import build, render, stats, tables
+from ffbench.report import render, stats, tables
 from ffbench.spec import parse_trial
 
 GOLDEN = Path(__file__).parent / "golden"

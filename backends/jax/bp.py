@@ -7,14 +7,14 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from ffbench_backends.jax import ops
+from ffbench_backends.jax import optim as jopt
+from ffbench_backends.jax.common import JaxTrainer
 
 from ffbench.backend import Phase
 from ffbench.data import Dataset
 from ffbench.reference.rng import STREAM_ORDER, stream_key
 from ffbench.spec import NUM_CLASSES, BPTrial
-from ffbench_backends.jax import ops
-from ffbench_backends.jax import optim as jopt
-from ffbench_backends.jax.common import JaxTrainer
 
 
 def logits(params, x):

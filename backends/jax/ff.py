@@ -13,6 +13,9 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from ffbench_backends.jax import ops
+from ffbench_backends.jax import optim as jopt
+from ffbench_backends.jax.common import JaxTrainer
 
 from ffbench.backend import Phase
 from ffbench.data import Dataset
@@ -20,9 +23,6 @@ from ffbench.reference.ff import PEER_INIT
 from ffbench.reference.optim import lr_at
 from ffbench.reference.rng import STREAM_NEGATIVES, STREAM_ORDER, stream_key
 from ffbench.spec import NUM_CLASSES, FFTrial
-from ffbench_backends.jax import ops
-from ffbench_backends.jax import optim as jopt
-from ffbench_backends.jax.common import JaxTrainer
 
 
 class FFTrainer(JaxTrainer):

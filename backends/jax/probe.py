@@ -5,13 +5,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from ffbench.reference.ff import PEER_INIT
-from ffbench.spec import FFSpec, OptimizerSpec
 from ffbench_backends.jax import ops
 from ffbench_backends.jax import optim as jopt
 from ffbench_backends.jax.bp import logits as bp_logits
 from ffbench_backends.jax.ff import ff_step_losses
+
+from ffbench.reference.ff import PEER_INIT
+from ffbench.spec import FFSpec, OptimizerSpec
 
 
 def _arrays(params):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+from ffbench_backends.keras.common import KerasTrainer
+from ffbench_backends.keras.optim import SpecOptimizer
 from keras import ops
 
 from ffbench.backend import Phase
@@ -12,8 +14,6 @@ from ffbench.data import Dataset
 from ffbench.reference import rng
 from ffbench.reference.init import stack_init
 from ffbench.spec import NUM_CLASSES, BPTrial
-from ffbench_backends.keras.common import KerasTrainer
-from ffbench_backends.keras.optim import SpecOptimizer
 
 
 class BPTrainer(KerasTrainer):

@@ -8,6 +8,9 @@ makes no host sync.
 from __future__ import annotations
 
 import numpy as np
+from ffbench_backends.keras import ops as kops
+from ffbench_backends.keras.common import KerasTrainer
+from ffbench_backends.keras.optim import SpecOptimizer
 from keras import ops
 
 from ffbench.backend import Phase
@@ -17,9 +20,6 @@ from ffbench.reference.init import stack_init
 from ffbench.reference.optim import lr_at
 from ffbench.reference.rng import STREAM_NEGATIVES, STREAM_ORDER, stream_key
 from ffbench.spec import NUM_CLASSES, FFTrial
-from ffbench_backends.keras import ops as kops
-from ffbench_backends.keras.common import KerasTrainer
-from ffbench_backends.keras.optim import SpecOptimizer
 
 
 class FFTrainer(KerasTrainer):

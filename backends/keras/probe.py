@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+from ffbench_backends.keras import ops as kops
+from ffbench_backends.keras.optim import SpecOptimizer
 from keras import ops
 
 from ffbench.reference.ff import PEER_INIT
 from ffbench.spec import FFSpec, OptimizerSpec
-from ffbench_backends.keras import ops as kops
-from ffbench_backends.keras.optim import SpecOptimizer
 
 
 def _np(t) -> np.ndarray:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from ffbench.reference.ff import PEER_INIT
-from ffbench.spec import FFSpec, OptimizerSpec
 from ffbench_backends.torch import ops
 from ffbench_backends.torch.ff import ff_objective
 from ffbench_backends.torch.optim import Optimizer
+
+from ffbench.reference.ff import PEER_INIT
+from ffbench.spec import FFSpec, OptimizerSpec
 
 
 def _leaves(params):
