@@ -40,6 +40,7 @@ def error_curves(df: pd.DataFrame, curves: pd.DataFrame, out: Path) -> list[Path
             ax.fill_between(x, 100 * (stat["mean"] - stat["std"]), 100 * (stat["mean"] + stat["std"]),
                             color=line.get_color(), alpha=0.2)
         ax.set(title=f"backend: {b}", xlabel="epoch", yscale="log")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
         ax.grid(alpha=0.3, which="both")
@@ -58,6 +59,7 @@ def error_vs_budget(df: pd.DataFrame, out: Path) -> list[Path]:
         ax.errorbar(stat.index, 100 * stat["mean"], yerr=100 * stat["std"], marker="o", capsize=3,
                     ls="-" if algo == "ff" else "--", label=f"{algo.upper()} {hidden} ({backend})")
     ax.set(xlabel="epoch budget", ylabel="final test error (%)", title="error against epoch budget")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return _save(fig, out, "error_vs_budget")
@@ -89,6 +91,7 @@ def memory_vs_depth(df: pd.DataFrame, out: Path) -> list[Path]:
         stat = g.groupby("depth")["peak_memory_bytes"].mean() / 2**20
         ax.plot(stat.index, stat.values, marker="o", ls="-" if algo == "ff" else "--", label=f"{algo.upper()} ({backend}, {source})")
     ax.set(xlabel="depth (hidden layers)", ylabel="peak memory (MiB)", title="peak memory against depth")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return _save(fig, out, "memory_vs_depth")

@@ -16,20 +16,30 @@ TEX_REPLACE = {"±": r"$\pm$", "Δ": r"$\Delta$", "−": "$-$", "–": "--"}
 
 
 def _visible(df: pd.DataFrame) -> pd.DataFrame:
+    """The columns a reader sees (helper columns start with "_"); CSV files keep their raw numbers."""
     return df[[c for c in df.columns if not str(c).startswith("_")]]
+
+
+def _display(df: pd.DataFrame) -> pd.DataFrame:
+    """For Markdown, LaTeX and HTML: floats to 3 significant digits, NaN as blank."""
+    def fmt(v):
+        if isinstance(v, float):
+            return "" if math.isnan(v) else f"{v:.3g}"
+        return v
+    return _visible(df).map(fmt)
 
 
 def markdown(sections: list[tuple[str, str, pd.DataFrame]], notes: list[str]) -> str:
     parts = ["# ffbench report", ""]
     for title, caption, df in sections:
         parts += [f"## {title}", "", caption, ""]
-        parts += [_visible(df).to_markdown(index=False, floatfmt=".3g", disable_numparse=True) if not df.empty else "_no rows_", ""]
+        parts += [_display(df).to_markdown(index=False, disable_numparse=True) if not df.empty else "_no rows_", ""]
     return "\n".join(parts + notes) + "\n"
 
 
 def latex(df: pd.DataFrame, caption: str, label: str, best_of: list[str] | None = None) -> str:
     """A booktabs table, ready to \\input; in each `best_of` column the lowest error is bold."""
-    shown = _visible(df).copy()
+    shown = _display(df).copy()
     for col in best_of or []:
         means = df.get(f"_{col}_mean")
         if means is not None and means.notna().any():
@@ -60,7 +70,7 @@ def html_page(sections: list[tuple[str, str, pd.DataFrame]], images: list[Path],
              "</style></head><body><h1>ffbench report</h1>"]
     for title, caption, df in sections:
         parts.append(f"<h2>{html.escape(title)}</h2><p>{html.escape(caption)}</p>")
-        parts.append(_visible(df).to_html(index=False, na_rep="", float_format=lambda v: f"{v:.3g}") if not df.empty else "<p><i>no rows</i></p>")
+        parts.append(_display(df).to_html(index=False) if not df.empty else "<p><i>no rows</i></p>")
     for img in images:
         data = base64.b64encode(img.read_bytes()).decode()
         parts.append(f"<h3>{html.escape(img.stem.replace('_', ' '))}</h3><img alt='{img.stem}' src='data:image/png;base64,{data}'>")
