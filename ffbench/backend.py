@@ -76,6 +76,30 @@ class Trainer(abc.ABC):
         """Set the weights (as from `state()`); every layer and the read-out then count as trained."""
 
 
+class FFSchedule:
+    """The phases of an FF trial and when it can predict: framework-neutral, shared by every
+    backend's FF trainer (which sets `trained` and `readout_trained` as it goes)."""
+
+    trial: FFTrial
+    trained: set[int]
+    readout_trained: bool
+
+    def phases(self) -> list[Phase]:
+        ff, opt, depth = self.trial.ff, self.trial.optimizer, len(self.trial.hidden)
+        if ff.schedule == "simultaneous":
+            phases = [Phase("ff", self.trial.epochs, opt, tuple(range(depth)))]
+        else:
+            phases = [Phase(f"ff.layer{i}", self.trial.epochs, opt, (i,)) for i in range(depth)]
+        if ff.prediction == "softmax" and ff.readout_phase == "after":
+            phases.append(Phase("readout", ff.readout_epochs, ff.readout_optimizer or opt))
+        return phases
+
+    def can_evaluate(self, phase: Phase) -> bool:
+        if self.trial.ff.prediction == "softmax":
+            return self.readout_trained
+        return bool(self.trained & set(self.trial.ff.prediction_layers))
+
+
 class Backend(abc.ABC):
     name: ClassVar[str]
     framework: ClassVar[str]

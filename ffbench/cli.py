@@ -114,9 +114,10 @@ def _run(args: argparse.Namespace) -> int:
             print_plan(name, rows)
         return EXIT_OK
     runner.check_runnable(planned)
-    results.save_suite(out, args.suite)
-    with Progress(len(planned), quiet=args.quiet) as progress:
-        summary = runner.run(planned, out, runner.LocalExecutor(), progress, force=args.force)
+    with results.exclusive(out):
+        results.save_suite(out, args.suite)
+        with Progress(len(planned), quiet=args.quiet) as progress:
+            summary = runner.run(planned, out, runner.LocalExecutor(), progress, force=args.force)
     if not args.quiet:
         from ffbench.console import print_summary
         print_summary(results.read_trials(out), out, summary)

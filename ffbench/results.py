@@ -12,7 +12,10 @@ discovery ignores the hidden files.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import socket
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -20,9 +23,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ffbench.errors import FFBenchError
 from ffbench.spec import MODELS, BPTrial, FFTrial, flatten, full_spec, leaf_fields, unwrap
 
 STATUSES = ("ok", "failed", "diverged", "timeout")
+
+
+class ResultsBusy(FFBenchError):
+    exit_code = 3
 
 # Columns every row has besides the flattened spec (`spec.` prefix).
 RESULT_FIELDS: list[tuple[str, pa.DataType]] = [
@@ -130,6 +138,32 @@ def write_trial(out_dir: Path, row: dict[str, Any], curves: list[dict[str, Any]]
     path = out_dir / "trials" / f"{trial}.parquet"
     _write_atomic(pa.Table.from_pylist([row], schema=TRIAL_SCHEMA), path)
     return path
+
+
+@contextmanager
+def exclusive(out_dir: Path):
+    """Hold DIR for one `ffbench run`: a second run on the same DIR is refused, not interleaved.
+    The lock is an flock on DIR/.ffbench.lock, released by the kernel if the holder dies."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    f = open(out_dir / ".ffbench.lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise ResultsBusy(f"{out_dir}: another ffbench run is writing here ({holder}); wait for it, or use another --out") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} on {socket.gethostname()}")
+    f.flush()
+    try:
+        yield
+    finally:
+        f.truncate(0)
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
 
 
 def save_suite(out_dir: Path, suite_file: Path) -> Path:

@@ -162,3 +162,15 @@ def test_a_missing_framework_shows_as_not_installed(monkeypatch, capsys):
     monkeypatch.setenv("KERAS_BACKEND", "no_such_keras_backend")
     assert registry.status("keras") == (False, "module 'no_such_keras_backend' is not installed (pip install 'ffbench[keras]')")
     assert "keras" not in registry.installed()
+
+
+def test_a_second_run_on_the_same_folder_is_refused(tmp_path, fake_backend, capsys):
+    from ffbench import results
+    out = tmp_path / "out"
+    with results.exclusive(out):
+        assert main(["run", str(suite(tmp_path, FAKE)), "--out", str(out), "--quiet"]) == 3
+        err = capsys.readouterr().err
+        assert "another ffbench run is writing here (pid" in err and err.count("\n") == 1
+        assert not (out / "trials").exists()
+    assert main(["run", str(suite(tmp_path, FAKE)), "--out", str(out), "--quiet"]) == 1  # free again: runs (seed 1 fails)
+    assert len(list((out / "suites").glob("suite.*.yaml"))) == 1

@@ -17,7 +17,7 @@ from ffbench_backends.jax import ops
 from ffbench_backends.jax import optim as jopt
 from ffbench_backends.jax.common import JaxTrainer
 
-from ffbench.backend import Phase
+from ffbench.backend import FFSchedule, Phase
 from ffbench.data import Dataset
 from ffbench.reference.ff import PEER_INIT
 from ffbench.reference.optim import lr_at
@@ -25,7 +25,7 @@ from ffbench.reference.rng import STREAM_NEGATIVES, STREAM_ORDER, stream_key
 from ffbench.spec import NUM_CLASSES, FFTrial
 
 
-class FFTrainer(JaxTrainer):
+class FFTrainer(FFSchedule, JaxTrainer):
     def __init__(self, trial: FFTrial, data: Dataset, device):
         super().__init__(trial, data, device)
         self.ff = trial.ff
@@ -41,16 +41,6 @@ class FFTrainer(JaxTrainer):
         self._predictors: dict[tuple[int, ...], object] = {}
 
     # ------------------------------------------------------------------ phases
-    def phases(self) -> list[Phase]:
-        ff, opt, depth = self.ff, self.trial.optimizer, len(self.params)
-        if ff.schedule == "simultaneous":
-            phases = [Phase("ff", self.trial.epochs, opt, tuple(range(depth)))]
-        else:
-            phases = [Phase(f"ff.layer{i}", self.trial.epochs, opt, (i,)) for i in range(depth)]
-        if self.readout is not None and ff.readout_phase == "after":
-            phases.append(Phase("readout", ff.readout_epochs, ff.readout_optimizer or opt))
-        return phases
-
     def begin_phase(self, phase: Phase) -> None:
         self.phase, self.phase_epoch = phase, 0
         self.joint_readout = self.readout is not None and self.ff.readout_phase == "joint" and bool(phase.layers)
@@ -106,11 +96,6 @@ class FFTrainer(JaxTrainer):
         self.trained, self.readout_trained = set(range(len(self.params))), True
 
     # ------------------------------------------------------------------ evaluation
-    def can_evaluate(self, phase: Phase) -> bool:
-        if self.readout is not None:
-            return self.readout_trained
-        return bool(self.trained & set(self.ff.prediction_layers))
-
     def predict(self, x):
         layers = tuple(self.ff.prediction_layers) if self.readout is not None else \
             tuple(i for i in self.ff.prediction_layers if i in self.trained)

@@ -13,7 +13,7 @@ from ffbench_backends.keras.common import KerasTrainer
 from ffbench_backends.keras.optim import SpecOptimizer
 from keras import ops
 
-from ffbench.backend import Phase
+from ffbench.backend import FFSchedule, Phase
 from ffbench.data import Dataset
 from ffbench.reference.ff import PEER_INIT
 from ffbench.reference.init import stack_init
@@ -22,7 +22,7 @@ from ffbench.reference.rng import STREAM_NEGATIVES, STREAM_ORDER, stream_key
 from ffbench.spec import NUM_CLASSES, FFTrial
 
 
-class FFTrainer(KerasTrainer):
+class FFTrainer(FFSchedule, KerasTrainer):
     def __init__(self, trial: FFTrial, data: Dataset):
         super().__init__(trial, data)
         self.ff = trial.ff
@@ -35,16 +35,6 @@ class FFTrainer(KerasTrainer):
             self.readout = keras.Variable(np.zeros((feats, NUM_CLASSES), np.float32), name="readout_kernel")
         self.trained: set[int] = set()
         self.readout_trained = False
-
-    def phases(self) -> list[Phase]:
-        ff, opt, depth = self.ff, self.trial.optimizer, len(self.params)
-        if ff.schedule == "simultaneous":
-            phases = [Phase("ff", self.trial.epochs, opt, tuple(range(depth)))]
-        else:
-            phases = [Phase(f"ff.layer{i}", self.trial.epochs, opt, (i,)) for i in range(depth)]
-        if self.readout is not None and ff.readout_phase == "after":
-            phases.append(Phase("readout", ff.readout_epochs, ff.readout_optimizer or opt))
-        return phases
 
     def begin_phase(self, phase: Phase) -> None:
         self.phase, self.phase_epoch = phase, 0
@@ -142,11 +132,6 @@ class FFTrainer(KerasTrainer):
         if self.readout is not None:
             self.readout.assign(state["readout"].T)
         self.trained, self.readout_trained = set(range(len(self.params))), True
-
-    def can_evaluate(self, phase: Phase) -> bool:
-        if self.readout is not None:
-            return self.readout_trained
-        return bool(self.trained & set(self.ff.prediction_layers))
 
     def predict(self, xb):
         ff = self.ff

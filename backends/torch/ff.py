@@ -13,7 +13,7 @@ from ffbench_backends.torch import ops
 from ffbench_backends.torch.common import TorchTrainer
 from ffbench_backends.torch.optim import Optimizer
 
-from ffbench.backend import Phase
+from ffbench.backend import FFSchedule, Phase
 from ffbench.data import Dataset
 from ffbench.reference.ff import PEER_INIT
 from ffbench.reference.optim import lr_at
@@ -44,7 +44,7 @@ def ff_objective(params, running, pos, neg, ff: FFSpec, layers):
     return total, ff_losses, peer_losses, running
 
 
-class FFTrainer(TorchTrainer):
+class FFTrainer(FFSchedule, TorchTrainer):
     def __init__(self, trial: FFTrial, data: Dataset, device: torch.device):
         super().__init__(trial, data, device)
         self.ff = trial.ff
@@ -59,16 +59,6 @@ class FFTrainer(TorchTrainer):
         self.readout_trained = False
 
     # ------------------------------------------------------------------ phases
-    def phases(self) -> list[Phase]:
-        ff, opt, depth = self.ff, self.trial.optimizer, len(self.params)
-        if ff.schedule == "simultaneous":
-            phases = [Phase("ff", self.trial.epochs, opt, tuple(range(depth)))]
-        else:
-            phases = [Phase(f"ff.layer{i}", self.trial.epochs, opt, (i,)) for i in range(depth)]
-        if self.readout is not None and ff.readout_phase == "after":
-            phases.append(Phase("readout", ff.readout_epochs, ff.readout_optimizer or opt))
-        return phases
-
     def begin_phase(self, phase: Phase) -> None:
         self.phase, self.phase_epoch = phase, 0
         params = [p for i in phase.layers for p in self.params[i]]
@@ -166,11 +156,6 @@ class FFTrainer(TorchTrainer):
         self.trained, self.readout_trained = set(range(len(self.params))), True
 
     # ------------------------------------------------------------------ evaluation
-    def can_evaluate(self, phase: Phase) -> bool:
-        if self.readout is not None:
-            return self.readout_trained
-        return bool(self.trained & set(self.ff.prediction_layers))
-
     @torch.no_grad()
     def predict(self, xb: torch.Tensor) -> torch.Tensor:
         ff = self.ff
