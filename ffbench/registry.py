@@ -81,6 +81,8 @@ def status(name: str) -> tuple[bool, str | None]:
     for mod in entry.requires:
         if mod == "$KERAS_BACKEND":  # the framework Keras will run on
             mod = os.environ.get("KERAS_BACKEND", "tensorflow")
+            if mod not in ("tensorflow", "jax"):
+                return False, f"KERAS_BACKEND={mod} is not supported; ffbench runs Keras on tensorflow or jax"
         if importlib.util.find_spec(mod) is None:
             return False, f"module {mod!r} is not installed ({entry.install_hint})"
     if importlib.util.find_spec(entry.module) is None:

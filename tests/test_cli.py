@@ -159,9 +159,12 @@ def test_missing_data_fails_up_front(tmp_path, capsys, monkeypatch):
 
 
 def test_a_missing_framework_shows_as_not_installed(monkeypatch, capsys):
-    monkeypatch.setenv("KERAS_BACKEND", "no_such_keras_backend")
-    assert registry.status("keras") == (False, "module 'no_such_keras_backend' is not installed (pip install 'ffbench[keras]')")
-    assert "keras" not in registry.installed()
+    monkeypatch.setitem(registry._REGISTRY, "ghost", BackendEntry("ghost", "ghost_mod", ("numpy", "no_such_framework_xyz"),
+                                                                 "pip install ghost", "missing"))
+    assert registry.status("ghost") == (False, "module 'no_such_framework_xyz' is not installed (pip install ghost)")
+    assert "ghost" not in registry.installed()
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    assert registry.status("keras") == (False, "KERAS_BACKEND=torch is not supported; ffbench runs Keras on tensorflow or jax")
 
 
 def test_a_second_run_on_the_same_folder_is_refused(tmp_path, fake_backend, capsys):

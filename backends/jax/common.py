@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import jax
 import jax.numpy as jnp
 
@@ -25,8 +26,9 @@ class JaxTrainer(Trainer):
         return [(jax.device_put(jnp.asarray(w), self.device), jax.device_put(jnp.asarray(b), self.device))
                 for w, b in stack_init(self.trial.seed, widths, scheme)]
 
+    @abc.abstractmethod
     def predict(self, x: jax.Array) -> jax.Array:
-        raise NotImplementedError
+        """Predicted classes of a batch with the current weights."""
 
     def error(self, split: str) -> float:
         x, y = self.splits[split]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import keras
 import numpy as np
 from keras import ops
@@ -28,8 +29,9 @@ class KerasTrainer(Trainer):
         return [(keras.Variable(w.T, name=f"{name}{i}_kernel"), keras.Variable(b, name=f"{name}{i}_bias"))
                 for i, (w, b) in enumerate(params)]
 
+    @abc.abstractmethod
     def predict(self, x):
-        raise NotImplementedError
+        """Predicted classes of a batch with the current weights."""
 
     def error(self, split: str) -> float:
         x, y = self.splits[split]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import torch
 
 from ffbench.backend import Trainer
@@ -25,8 +26,9 @@ class TorchTrainer(Trainer):
         return [(torch.tensor(w, device=self.device, requires_grad=True), torch.tensor(b, device=self.device, requires_grad=True))
                 for w, b in stack_init(self.trial.seed, widths, scheme)]
 
+    @abc.abstractmethod
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Predicted classes of a batch with the current weights."""
 
     @torch.no_grad()
     def error(self, split: str) -> float:
