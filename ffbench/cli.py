@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="with --dry-run: print the trials as a JSON list")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec field in every trial, e.g. --set epochs=1 --set data.train_subset=2000")
+    r.add_argument("--only", action="append", default=[], metavar="TAG", help="run only trials with this tag (repeatable)")
+    r.add_argument("--skip", action="append", default=[], metavar="TAG", help="leave out trials with this tag (repeatable)")
+    r.add_argument("--backend", action="append", default=[], metavar="B", help="run only this backend's trials (repeatable)")
     r.add_argument("--force", action="store_true", help="re-run trials that already have an ok row")
     r.add_argument("--executor", choices=["local"], default="local", help="where trials run (local: in this process)")
     r.add_argument("--quiet", action="store_true", help="no progress display")
@@ -102,6 +105,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.json and not args.dry_run:
         raise FFBenchError("--json goes with --dry-run")
     name, trials = suites.load_suite(args.suite, args.overrides)
+    trials = suites.select(trials, only=args.only, skip=args.skip, backends=args.backend)
     planned = runner.plan(trials)
     out = args.out or Path("results") / name
     done = results.completed_ids(out)

@@ -225,6 +225,23 @@ def load_suite(path: str | Path, overrides: list[str] | None = None) -> tuple[st
     return name, trials
 
 
+def select(trials: list[FFTrial | BPTrial], only: list[str] = (), skip: list[str] = (),
+           backends: list[str] = ()) -> list[FFTrial | BPTrial]:
+    """Trials with any tag in `only` (if given), none in `skip`, on `backends` (if given)."""
+    tags = sorted({tag for t in trials for tag in t.meta.tags})
+    for tag in [*only, *skip]:
+        if tag not in tags:
+            raise ConfigError(f"no trial has tag {tag!r}; tags in this suite: {', '.join(tags) or '(none)'}",
+                              field="--only" if tag in only else "--skip")
+    present = sorted({t.backend for t in trials})
+    for b in backends:
+        if b not in present:
+            raise ConfigError(f"no trial runs on {b!r}; backends in this suite: {', '.join(present)}", field="--backend")
+    return [t for t in trials
+            if (not only or set(only) & set(t.meta.tags)) and not set(skip) & set(t.meta.tags)
+            and (not backends or t.backend in backends)]
+
+
 def load_trial_spec(path: str | Path) -> dict[str, Any]:
     """One trial from a YAML mapping (as a suite experiment, `backend` optional), validated."""
     path = Path(path)

@@ -120,3 +120,17 @@ def test_bad_override():
         load_suite(p, ["epochs=0"])
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         load_suite(p, ["epochs"])
+
+
+def test_select_by_tag_and_backend():
+    from ffbench.suites import select
+    _, trials = load_suite(SUITES / "mnist_paper.yaml")
+    bp = select(trials, only=["bp-baseline"])
+    assert bp and {t.algorithm for t in bp} == {"bp"}
+    no_bp = select(trials, skip=["bp-baseline"])
+    assert no_bp and {t.algorithm for t in no_bp} == {"ff"} and len(bp) + len(no_bp) == len(trials)
+    assert select(trials, backends=["torch"]) == [t for t in trials if t.backend == "torch"]
+    with pytest.raises(ConfigError, match="--only: no trial has tag 'nope'; tags in this suite: bp-baseline, ff, paper"):
+        select(trials, only=["nope"])
+    with pytest.raises(ConfigError, match="--backend: no trial runs on 'tpu'"):
+        select(trials, backends=["tpu"])
