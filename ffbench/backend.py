@@ -46,7 +46,8 @@ class Trainer(abc.ABC):
 
     @abc.abstractmethod
     def begin_phase(self, phase: Phase) -> None:
-        """Fresh optimiser state for the parameters this phase trains."""
+        """Fresh optimiser state for the parameters this phase trains. A compiling backend
+        compiles the phase's epoch program here, so its cost is reported as compile time."""
 
     @abc.abstractmethod
     def train_epoch(self, phase: Phase, epoch: int, lr: float) -> Any:

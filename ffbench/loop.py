@@ -1,7 +1,8 @@
 """The one training loop every backend runs under: phases, epochs, timing, curves.
 
-Train time counts only `train_epoch` up to a device sync; evaluation and set-up (copying
-data and weights to the device) are timed apart. The learning rate of each epoch comes from
+Train time counts only `train_epoch` up to a device sync; evaluation, set-up (copying
+data and weights to the device) and `begin_phase` (where a compiling backend compiles the
+phase's epoch program) are timed apart. The learning rate of each epoch comes from
 the reference schedule. A non-finite epoch loss stops the trial as diverged.
 """
 
@@ -28,6 +29,7 @@ class Outcome:
     train_seconds: float
     eval_seconds: float
     setup_seconds: float
+    compile_seconds: float  # begin_phase: building (JAX: compiling) each phase's program
     samples_per_second: float
     peak_memory_bytes: int | None
     peak_memory_source: str
@@ -57,12 +59,15 @@ def fit(backend: Backend, trial: FFTrial | BPTrial, data: Dataset,
     setup_s = time.perf_counter() - t0
     phases = trainer.phases()
     total = sum(p.epochs for p in phases)
-    train_s = eval_s = 0.0
+    train_s = eval_s = compile_s = 0.0
     epoch = steps = 0
     curves: list[dict[str, Any]] = []
     losses: dict[str, float | dict[int, float]] = {}
     for phase in phases:
+        t0 = time.perf_counter()
         trainer.begin_phase(phase)
+        trainer.sync()
+        compile_s += time.perf_counter() - t0
         for e in range(phase.epochs):
             lr = lr_at(phase.optimizer, e, phase.epochs)
             t0 = time.perf_counter()
@@ -92,7 +97,7 @@ def fit(backend: Backend, trial: FFTrial | BPTrial, data: Dataset,
     peak, source = backend.peak_memory()
     return Outcome(
         test_error=errors["test"], train_error=errors["train"], val_error=errors.get("val"),
-        train_seconds=train_s, eval_seconds=eval_s, setup_seconds=setup_s,
+        train_seconds=train_s, eval_seconds=eval_s, setup_seconds=setup_s, compile_seconds=compile_s,
         samples_per_second=steps * trainer.batch_size / train_s if train_s > 0 else float("nan"),
         peak_memory_bytes=peak, peak_memory_source=source, epochs_run=epoch, steps_run=steps,
         final_losses=losses, curves=curves,

@@ -46,6 +46,7 @@ RESULT_FIELDS: list[tuple[str, pa.DataType]] = [
     ("train_seconds", pa.float64()),
     ("eval_seconds", pa.float64()),
     ("setup_seconds", pa.float64()),
+    ("compile_seconds", pa.float64()),
     ("wall_seconds", pa.float64()),
     ("samples_per_second", pa.float64()),
     ("peak_memory_bytes", pa.int64()),

@@ -91,7 +91,7 @@ def run_trial(p: PlannedTrial, on_epoch: Callable[[int, int, dict[str, Any]], No
     row.update(_describe(p, trial, backend, started, finished))
     if outcome is not None:
         row.update({k: getattr(outcome, k) for k in (
-            "test_error", "train_error", "val_error", "train_seconds", "eval_seconds", "setup_seconds",
+            "test_error", "train_error", "val_error", "train_seconds", "eval_seconds", "setup_seconds", "compile_seconds",
             "samples_per_second", "peak_memory_bytes", "peak_memory_source", "epochs_run", "steps_run")})
         row["final_losses"] = json.dumps(outcome.final_losses)
     return TrialRecord(row, outcome.curves if outcome else [])

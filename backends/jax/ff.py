@@ -51,7 +51,13 @@ class FFTrainer(FFSchedule, JaxTrainer):
                                        "readout": self.readout if main_has_readout else None})
         self.rtx = jopt.transform(self.ff.readout_optimizer) if self.separate_readout else None
         self.ropt_state = self.rtx.init(self.readout) if self.rtx else None
-        self._epoch = jax.jit(partial(_ff_epoch, self, phase.layers, phase.name == "readout"))
+        x, y = self.splits["train"]
+        key, zero = jnp.uint32(0), jnp.float32(0)
+        self._epoch = jax.jit(partial(_ff_epoch, self, phase.layers, phase.name == "readout")).lower(
+            self._state(), x, y, self.index, key, key, zero, zero).compile()  # ahead of time: compile time is reported apart
+
+    def _state(self):
+        return (self.params, self.readout, self.running, self.opt_state, self.ropt_state)
 
     # ------------------------------------------------------------------ training
     def train_epoch(self, phase: Phase, epoch: int, lr: float):
@@ -61,8 +67,7 @@ class FFTrainer(FFSchedule, JaxTrainer):
         neg_key = jnp.uint32(stream_key(self.trial.seed, STREAM_NEGATIVES, neg_epoch))
         readout_lr = lr_at(self.ff.readout_optimizer, self.phase_epoch, phase.epochs) if self.rtx else 0.0
         self.phase_epoch += 1
-        state = (self.params, self.readout, self.running, self.opt_state, self.ropt_state)
-        state, losses = self._epoch(state, x, y, self.index, order_key, neg_key, jnp.float32(lr), jnp.float32(readout_lr))
+        state, losses = self._epoch(self._state(), x, y, self.index, order_key, neg_key, jnp.float32(lr), jnp.float32(readout_lr))
         self.params, self.readout, self.running, self.opt_state, self.ropt_state = state
         self.trained.update(phase.layers)
         self.readout_trained |= phase.name == "readout" or self.joint_readout

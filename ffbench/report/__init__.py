@@ -90,8 +90,9 @@ def build(out_dir: Path, where: str | None = None, group_by: list[str] | None = 
     sections = [
         ("Test error", "Test error in % as mean ± std over seeds (ddof=1), n seeds; reference = the published number; "
                        f"Δ = mean over backends and seeds minus reference. {ci_note}", main),
-        ("Cost", "Mean training seconds (device-synchronised, evaluation excluded), training samples per second, "
-                 "and peak memory (see peak_memory_source) per backend.", cost),
+        ("Cost", "Mean training seconds (device-synchronised; evaluation and compilation excluded), compile seconds "
+                 "(building each phase's program, JAX's XLA compilation), training samples per second, and peak memory "
+                 "(see peak_memory_source) per backend.", cost),
         ("Cross-framework agreement", "Configurations run on several backends: the spread of the mean test error "
                                       "across backends, the pooled seed std, and a one-way ANOVA p-value; flagged where "
                                       "p < 0.01 (a difference seed noise does not explain).",

@@ -40,6 +40,7 @@ def summary(df: pd.DataFrame, config: list[str] = CONFIG) -> pd.DataFrame:
         rows.append({**dict(zip(keys, key)), "n": n, "not_ok": int((g["status"] != "ok").sum()),
                      "test_error_mean": mean, "test_error_std": std,
                      "train_seconds_mean": ok["train_seconds"].mean() if n else math.nan,
+                     "compile_seconds_mean": ok["compile_seconds"].mean() if n else math.nan,
                      "samples_per_second": ok["samples_per_second"].mean() if n else math.nan,
                      "peak_memory_mb": ok["peak_memory_bytes"].mean() / 2**20 if n else math.nan,
                      "reference_error": g["reference_error"].dropna().iloc[0] if g["reference_error"].notna().any() else math.nan})
@@ -102,6 +103,8 @@ def cost_table(df: pd.DataFrame, backends: list[str], config: list[str] = CONFIG
         for b in backends:
             ok = b in by.index and by.loc[b, "n"] > 0
             row[f"{b} train s"] = f"{by.loc[b, 'train_seconds_mean']:.1f}" if ok else "–"
+            compile_s = by.loc[b, "compile_seconds_mean"] if ok else math.nan
+            row[f"{b} compile s"] = f"{compile_s:.1f}" if compile_s == compile_s else "–"
             row[f"{b} samples/s"] = f"{by.loc[b, 'samples_per_second']:,.0f}" if ok else "–"
             row[f"{b} peak MiB"] = f"{by.loc[b, 'peak_memory_mb']:,.0f}" if ok else "–"
         rows.append(row)
