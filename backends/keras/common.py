@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+
 import keras
 import numpy as np
 from keras import ops
