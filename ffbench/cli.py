@@ -58,6 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: experiment,algorithm,hidden,negatives,epochs)")
     rep.add_argument("--target", type=float, help="target test error for time-to-target, as a fraction (0.015)")
 
+    b = sub.add_parser("bench", help="time training epochs of one spec on each backend (no Ray)",
+                       description="Compile and warm-up are timed apart; epoch_seconds is the median of the timed epochs.")
+    b.add_argument("--backend", action="append", default=[], help="repeatable (default: every installed backend)")
+    b.add_argument("--algorithm", choices=["ff", "bp"], default="ff")
+    b.add_argument("--hidden", default="1000,1000,1000", help="comma-separated widths (default 1000,1000,1000)")
+    b.add_argument("--batch", type=int, default=100)
+    b.add_argument("--epochs", type=int, default=3, help="timed epochs, after one warm-up epoch")
+    b.add_argument("--train-subset", type=int, help="time on the first N training images only")
+    b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="any other spec field")
+    b.add_argument("--json", action="store_true", help="print a JSON list of results")
+
     c = sub.add_parser("check", help="check every backend against the NumPy reference",
                        description="Compare each backend with the float64 NumPy reference on the same spec, weights "
                        "and batch: per-layer goodness, loss and gradients; parameters after 1 and N steps of both "
@@ -73,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"run": _run, "list": _list, "check": _check, "report": _report}[args.command](args)
+        return {"run": _run, "list": _list, "check": _check, "report": _report, "bench": _bench}[args.command](args)
     except FFBenchError as exc:
         print(f"ffbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -156,6 +167,37 @@ def _check(args: argparse.Namespace) -> int:
         comparisons += e2e
         print_agreement(e2e, errors)
     return EXIT_OK if all(c.passed for c in comparisons) else EXIT_TRIALS_FAILED
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from ffbench import bench, registry
+    from ffbench.suites import _set, parse_override
+
+    try:
+        hidden = [int(w) for w in args.hidden.split(",")]
+    except ValueError:
+        raise FFBenchError(f"--hidden {args.hidden!r}: expected comma-separated widths, e.g. 1000,1000,1000") from None
+    spec: dict[str, Any] = {"algorithm": args.algorithm, "seed": 0, "hidden": hidden, "batch_size": args.batch}
+    if args.train_subset:
+        spec["data"] = {"train_subset": args.train_subset}
+    for text in args.overrides:
+        path, value = parse_override(text)
+        _set(spec, path, value)
+    names = args.backend or registry.installed()
+    for name in names:
+        registry.load(name)
+    rows = []
+    for name in names:
+        try:
+            rows.append(bench.bench_backend(name, spec, args.epochs))
+        except ValueError as exc:  # pydantic ValidationError included: a bad --set or --hidden
+            raise FFBenchError(f"bench: {str(exc).splitlines()[0] if not hasattr(exc, 'errors') else exc.errors()[0]['msg']}") from None
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        from ffbench.console import print_bench
+        print_bench(rows)
+    return EXIT_OK
 
 
 def _report(args: argparse.Namespace) -> int:

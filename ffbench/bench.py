@@ -1,0 +1,74 @@
+"""`ffbench bench`: time training epochs of one spec on each backend, in this process.
+
+Per backend: build the trainer (data and weights to the device), `begin_phase` (a compiling
+backend compiles here: `compile_seconds`), one warm-up epoch (`warmup_seconds`), then
+`epochs` timed epochs, each ended by a device sync; `epoch_seconds` is their median.
+Evaluation is not run. Achieved TFLOP/s counts the matmul FLOPs of one step (`step_flops`).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+from ffbench import registry
+from ffbench.data import prepare
+from ffbench.reference.optim import lr_at
+from ffbench.spec import BPTrial, FFTrial, parse_trial
+
+
+def step_flops(trial: FFTrial | BPTrial, input_dim: int = 784) -> int:
+    """Matmul FLOPs of one training step (simultaneous FF or BP; 2 FLOPs per multiply-add).
+
+    FF: each layer runs its 2B positive and negative rows forward and computes its weight
+    gradient (no input gradient: inputs are detached): 2 matmuls of 2B x in x out. The joint
+    softmax read-out adds a neutral-label forward pass of every layer up to the last one read.
+    BP: forward, weight gradient and input gradient (not for the first layer) of B rows.
+    """
+    widths, b = [input_dim, *trial.hidden], trial.batch_size
+    if trial.algorithm == "bp":
+        widths = [*widths, 10]
+        return sum(2 * b * i * o * (2 if k == 0 else 3) for k, (i, o) in enumerate(zip(widths, widths[1:])))
+    flops = sum(2 * (2 * b) * i * o * 2 for i, o in zip(widths, widths[1:]))
+    ff = trial.ff
+    if ff.prediction == "softmax" and ff.readout_phase == "joint":
+        last = max(ff.prediction_layers)
+        flops += sum(2 * b * i * o for i, o in list(zip(widths, widths[1:]))[: last + 1])
+        feats = sum(trial.hidden[i] for i in ff.prediction_layers)
+        flops += 2 * 2 * b * feats * 10
+    return flops
+
+
+def bench_backend(name: str, spec: dict[str, Any], epochs: int) -> dict[str, Any]:
+    backend = registry.load(name)
+    trial = parse_trial({**spec, "backend": name, "epochs": epochs + 1, "eval_every": 0})
+    if trial.algorithm == "ff" and trial.ff.schedule != "simultaneous":
+        raise ValueError("bench times the simultaneous FF schedule (or bp)")
+    data = prepare(trial.data)
+    backend.reset_peak_memory()
+    t0 = time.perf_counter()
+    tr = backend.trainer(trial, data)
+    tr.sync()
+    setup = time.perf_counter() - t0
+    phase = tr.phases()[0]
+    t0 = time.perf_counter()
+    tr.begin_phase(phase)
+    tr.sync()
+    compile_s = time.perf_counter() - t0
+    times = []
+    for e in range(epochs + 1):  # epoch 0 is the warm-up
+        t0 = time.perf_counter()
+        tr.train_epoch(phase, e, lr_at(phase.optimizer, e, epochs + 1))
+        tr.sync()
+        times.append(time.perf_counter() - t0)
+    epoch_s = statistics.median(times[1:])
+    samples = tr.steps_per_epoch * tr.batch_size
+    peak, source = backend.peak_memory()
+    return {"backend": name, "algorithm": trial.algorithm, "hidden": trial.hidden, "batch_size": trial.batch_size,
+            "train_images": len(data.train), "epochs_timed": epochs, "epoch_seconds": epoch_s, "epoch_seconds_all": times[1:],
+            "compile_seconds": compile_s, "warmup_seconds": times[0], "setup_seconds": setup,
+            "samples_per_second": samples / epoch_s,
+            "tflops": step_flops(trial, data.train.x.shape[1]) * tr.steps_per_epoch / epoch_s / 1e12,
+            "peak_memory_bytes": peak, "peak_memory_source": source, "device_name": backend.device_name(),
+            "versions": backend.versions()}

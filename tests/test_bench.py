@@ -1,0 +1,33 @@
+"""`ffbench bench`: the FLOP count by hand, and a tiny run on every installed backend (CI keeps it working)."""
+
+import json
+
+from ffbench import registry
+from ffbench.bench import step_flops
+from ffbench.cli import main
+from ffbench.spec import parse_trial
+
+
+def test_step_flops_by_hand():
+    ff = parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [3], "epochs": 1, "batch_size": 2})
+    assert step_flops(ff, input_dim=4) == 2 * (2 * 2) * 4 * 3 * 2  # fwd + dW of 4 rows (2 pos, 2 neg): 192
+    bp = parse_trial({"algorithm": "bp", "backend": "torch", "seed": 0, "hidden": [3], "epochs": 1, "batch_size": 2})
+    assert step_flops(bp, input_dim=4) == 2 * 2 * 4 * 3 * 2 + 2 * 2 * 3 * 10 * 3  # first layer no dX: 96 + 360
+    # the paper's 3x1000 at batch 100: about 4 GFLOP per step (gpu-anchors.md counts 3x for fwd+bwd incl. dX)
+    big = parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [1000] * 3, "epochs": 1, "batch_size": 100})
+    assert 2.0e9 < step_flops(big) < 4.5e9
+
+
+def test_tiny_bench_json_on_every_backend(capsys):
+    args = ["bench", "--hidden", "16,16", "--batch", "50", "--epochs", "2", "--train-subset", "200", "--json"]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["backend"] for r in rows] == registry.installed()
+    for r in rows:
+        assert {"backend", "epoch_seconds", "compile_seconds", "samples_per_second", "peak_memory_bytes", "tflops"} <= set(r)
+        assert r["epoch_seconds"] > 0 and r["samples_per_second"] == 200 / r["epoch_seconds"] and len(r["epoch_seconds_all"]) == 2
+    assert main(["bench", "--backend", "torch", "--algorithm", "bp", "--hidden", "8", "--epochs", "1", "--train-subset", "100",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["algorithm"] == "bp"
+    assert main(["bench", "--hidden", "1k"]) == 2
+    assert "--hidden '1k': expected comma-separated widths" in capsys.readouterr().err
