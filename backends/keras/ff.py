@@ -22,16 +22,6 @@ from ffbench.reference.rng import STREAM_NEGATIVES, STREAM_ORDER, stream_key
 from ffbench.spec import NUM_CLASSES, FFTrial
 
 
-def compile_step(fn):
-    """On TensorFlow, the step becomes one traced graph (`tf.function`); other Keras backends
-    run it eagerly."""
-    import keras
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-        return tf.function(fn, reduce_retracing=True)
-    return fn
-
-
 class FFTrainer(FFSchedule, KerasTrainer):
     def __init__(self, trial: FFTrial, data: Dataset):
         super().__init__(trial, data)
@@ -51,20 +41,6 @@ class FFTrainer(FFSchedule, KerasTrainer):
         self.joint_readout = self.readout is not None and self.ff.readout_phase == "joint" and bool(phase.layers)
         self.opt = SpecOptimizer(phase.optimizer)
         self.readout_opt = SpecOptimizer(self.ff.readout_optimizer) if self.joint_readout and self.ff.readout_optimizer else None
-        # Optimiser variables exist before the step is traced.
-        if phase.name == "readout":
-            self.opt.build([self.readout])
-        else:
-            joint = [self.readout] if self.joint_readout and self.readout_opt is None else []
-            self.opt.build([v for i in phase.layers for v in self.params[i]] + joint)
-        if self.readout_opt is not None:
-            self.readout_opt.build([self.readout])
-        self._step = compile_step(self._step_fn)
-        if hasattr(self._step, "get_concrete_function"):  # trace now (no update runs): compile time, not training
-            x, y = self.splits["train"]
-            zeros = ([ops.zeros(())] * len(self.params), [ops.zeros(())] * len(self.params), ops.zeros(()))
-            idx = kops.epoch_order(0, self.index)[: self.batch_size]  # the dtype and shape every step uses
-            self._step.get_concrete_function(x, y, y, idx, self.running, zeros)
 
     def train_epoch(self, phase: Phase, epoch: int, lr: float):
         x, y = self.splits["train"]
@@ -76,26 +52,23 @@ class FFTrainer(FFSchedule, KerasTrainer):
             self.readout_opt.set_lr(lr_at(self.readout_opt.spec, self.phase_epoch, phase.epochs))
         self.phase_epoch += 1
         depth = len(self.params)
-        sums = ([ops.zeros(())] * depth, [ops.zeros(())] * depth, ops.zeros(()))
+        sums = {"ff_loss": [ops.zeros(())] * depth, "peer_loss": [ops.zeros(())] * depth, "readout_loss": ops.zeros(())}
         for s in range(self.steps_per_epoch):
             idx = order[s * self.batch_size:(s + 1) * self.batch_size]
-            self.running, sums = self._step(x, y, wrong, idx, self.running, sums)
+            xb, yb = ops.take(x, idx, axis=0), ops.take(y, idx, axis=0)
+            if phase.name == "readout":
+                loss, grad = self._readout_grad(xb, yb)
+                self.opt.apply([grad], [self.readout])
+                sums["readout_loss"] = sums["readout_loss"] + loss
+            else:
+                self._ff_step(xb, yb, ops.take(wrong, idx, axis=0), phase, sums)
         self.trained.update(phase.layers)
         self.readout_trained |= phase.name == "readout" or self.joint_readout
-        return {"ff_loss": sums[0], "peer_loss": sums[1], "readout_loss": sums[2]}
+        return sums
 
-    def _step_fn(self, x, y, wrong, idx, running, sums):
-        """One step of the current phase, as a pure function of its inputs (so that TensorFlow
-        can trace it): returns the new running means and the loss sums."""
-        ff, phase = self.ff, self.phase
-        xb, yb = ops.take(x, idx, axis=0), ops.take(y, idx, axis=0)
-        ff_sums, peer_sums, readout_sum = list(sums[0]), list(sums[1]), sums[2]
-        running = list(running)
-        if phase.name == "readout":
-            loss, grad = self._readout_grad(xb, yb)
-            self.opt.apply([grad], [self.readout])
-            return running, (ff_sums, peer_sums, readout_sum + loss)
-        h_pos, h_neg = kops.overlay(xb, yb, ff), kops.overlay(xb, ops.take(wrong, idx, axis=0), ff)
+    def _ff_step(self, xb, yb, wrong_b, phase: Phase, sums) -> None:
+        ff = self.ff
+        h_pos, h_neg = kops.overlay(xb, yb, ff), kops.overlay(xb, wrong_b, ff)
         readout_grad = self._readout_grad(xb, yb) if self.joint_readout else None  # at the pre-update weights
         grads, variables = [], []
         for i in range(max(phase.layers) + 1):
@@ -103,23 +76,22 @@ class FFTrainer(FFSchedule, KerasTrainer):
             if i not in phase.layers:  # frozen (greedy)
                 h_pos, h_neg = kops.layer_forward(h_pos, kernel, bias, ff), kops.layer_forward(h_neg, kernel, bias, ff)
                 continue
-            loss, peer, _, h, dk, db, new_running = kops.layer_step(h_pos, h_neg, kernel, bias, ff, running[i])
+            loss, peer, _, h, dk, db, running = kops.layer_step(h_pos, h_neg, kernel, bias, ff, self.running[i])
             if ff.peer_weight > 0:
-                running[i] = new_running
-                peer_sums[i] = peer_sums[i] + peer
-            ff_sums[i] = ff_sums[i] + loss
+                self.running[i] = running
+                sums["peer_loss"][i] = sums["peer_loss"][i] + peer
+            sums["ff_loss"][i] = sums["ff_loss"][i] + loss
             grads += [dk, db]
             variables += [kernel, bias]
             h_pos, h_neg = h[: xb.shape[0]], h[xb.shape[0]:]
         if readout_grad is not None:
-            readout_sum = readout_sum + readout_grad[0]
+            sums["readout_loss"] = sums["readout_loss"] + readout_grad[0]
             if self.readout_opt is not None:
                 self.readout_opt.apply([readout_grad[1]], [self.readout])
             else:
                 grads.append(readout_grad[1])
                 variables.append(self.readout)
         self.opt.apply(grads, variables)
-        return running, (ff_sums, peer_sums, readout_sum)
 
     def features(self, xb):
         ff, feats = self.ff, []
