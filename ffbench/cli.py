@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,35 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2
         print(f"ffbench: error: {message} (see ffbench --help)", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, not {text!r}")
+    return value
+
+
+def _nonneg(text: str) -> float:
+    value = _positive(text) if text.strip() not in ("0", "0.0") else 0.0
+    if value > 1 and value != int(value):
+        raise argparse.ArgumentTypeError(f"more than 1 GPU per trial must be a whole number, not {text!r}")
+    return value
+
+
+@contextmanager
+def _sigterm_interrupts():
+    """SIGTERM stops a run the way Ctrl-C does: in-flight trials are cancelled, finished ones kept."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,8 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--skip", action="append", default=[], metavar="TAG", help="leave out trials with this tag (repeatable)")
     r.add_argument("--backend", action="append", default=[], metavar="B", help="run only this backend's trials (repeatable)")
     r.add_argument("--force", action="store_true", help="re-run trials that already have an ok row")
-    r.add_argument("--executor", choices=["local"], default="local", help="where trials run (local: in this process)")
-    r.add_argument("--quiet", action="store_true", help="no progress display")
+    r.add_argument("--executor", choices=["auto", "ray", "local"], default="auto",
+                   help="ray: each trial a Ray task (embedded local Ray, or --address); local: one at a time in this "
+                   "process; auto (default): ray if installed, else local")
+    r.add_argument("--address", help="join a running Ray cluster: host:port, auto, or ray://host:port (default: start "
+                   "an embedded Ray using every CPU and GPU here)")
+    r.add_argument("--gpus-per-trial", type=_nonneg, metavar="G", help="GPUs each trial asks for; a fraction packs trials "
+                   "(0.25: 4 per GPU). Overrides the suite's `resources`. Default: 1 where the cluster has GPUs, else 0")
+    r.add_argument("--cpus-per-trial", type=_positive, metavar="C", help="CPUs each trial asks for (default 1)")
+    r.add_argument("--max-retries", type=int, default=2, metavar="N", help="retries of a trial whose worker process died "
+                   "(killed, out of memory, node lost); default 2")
+    r.add_argument("--trial-timeout", type=_positive, metavar="SECONDS", help="record a trial running longer as `timeout`")
+    r.add_argument("--quiet", action="store_true", help="no progress display or summary")
 
     sub.add_parser("list", help="backends (with install status), negative strategies and suites")
 
@@ -112,6 +153,7 @@ def _dry_run_rows(planned, done: set[str]) -> list[dict[str, Any]]:
 def _run(args: argparse.Namespace) -> int:
     from ffbench import results, runner, suites
     from ffbench.console import Progress
+    from ffbench.ray_executor import executor_for
 
     if args.json and not args.dry_run:
         raise FFBenchError("--json goes with --dry-run")
@@ -128,11 +170,15 @@ def _run(args: argparse.Namespace) -> int:
             from ffbench.console import print_plan
             print_plan(name, rows)
         return EXIT_OK
+    if args.max_retries < 0:
+        raise FFBenchError(f"--max-retries {args.max_retries}: expected 0 or more")
     runner.check_runnable(planned)
-    with results.exclusive(out):
+    executor = executor_for(args.executor, args.address, gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
+                            max_retries=args.max_retries, trial_timeout=args.trial_timeout)
+    with results.exclusive(out), executor as ex, _sigterm_interrupts():
         results.save_suite(out, args.suite)
         with Progress(len(planned), quiet=args.quiet) as progress:
-            summary = runner.run(planned, out, runner.LocalExecutor(), progress, force=args.force)
+            summary = runner.run(planned, out, ex, progress, force=args.force)
     if not args.quiet:
         from ffbench.console import print_summary
         print_summary(results.read_trials(out), out, summary)

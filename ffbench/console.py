@@ -23,45 +23,78 @@ def _label(spec: dict[str, Any]) -> str:
 
 
 class Progress:
-    """Live progress over trials and over the running trial's epochs; silent with quiet=True."""
+    """Live progress: a header bar over the trials to run (done, running, not ok, skipped,
+    ETA) and one line per running trial (its epochs, where it runs). Silent with quiet=True."""
 
     def __init__(self, total: int, quiet: bool = False):
         self.quiet = quiet
         self.bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=quiet)
         self.total = total
+        self.counts = {"done": 0, "running": 0, "not ok": 0, "skipped": 0}
+        self.lines: dict[str, Any] = {}  # trial_id -> rich task of a running trial
+        self.where: dict[str, str] = {}
 
     def __enter__(self) -> Progress:
         self.bar.__enter__()
-        self.trials = self.bar.add_task("trials", total=self.total)
-        self.epochs = self.bar.add_task("", total=None, visible=False)
+        self.trials = self.bar.add_task(self._header(), total=self.total)
         return self
 
     def __exit__(self, *exc) -> None:
         self.bar.__exit__(*exc)
 
-    def skipped(self, n: int) -> None:
-        if n:
-            self.bar.advance(self.trials, n)
-            if not self.quiet:
-                console.print(f"skipping {n} trial(s) already done (--force re-runs them)")
+    def _header(self) -> str:
+        return "trials: " + ", ".join(f"{v} {k}" for k, v in self.counts.items() if v or k in ("done", "running"))
 
-    def trial_started(self, p) -> None:
-        self.bar.reset(self.epochs, total=None, description=f"  {_label(p.spec)}", visible=True)
+    def _refresh(self) -> None:
+        self.bar.update(self.trials, description=self._header())
+
+    def skipped(self, n: int) -> None:
+        self.counts["skipped"] = n
+        self.bar.update(self.trials, total=self.total - n)
+        self._refresh()
+        if n and not self.quiet:
+            console.print(f"skipping {n} trial(s) already done (--force re-runs them)")
+
+    def trial_started(self, p, where: dict[str, Any]) -> None:
+        place = []
+        if where.get("attempt", 1) > 1:
+            place.append(f"attempt {where['attempt']}")
+        if where.get("node"):
+            place.append(f"node {where['node']}")
+        if where.get("devices"):
+            place.append(f"GPU {where['devices']}")
+        self.where[p.trial_id] = f" ({', '.join(place)})" if place else ""
+        if p.trial_id in self.lines:  # a retry after a worker died
+            self.bar.reset(self.lines[p.trial_id], total=None, description=f"  {_label(p.spec)}{self.where[p.trial_id]}")
+        else:
+            self.counts["running"] += 1
+            self.lines[p.trial_id] = self.bar.add_task(f"  {_label(p.spec)}{self.where[p.trial_id]}", total=None)
+        self._refresh()
 
     def epoch(self, p, done: int, total: int, info: dict[str, Any]) -> None:
+        if p.trial_id not in self.lines:  # a late message from a finished trial
+            return
         err = info.get("test_error")
         extra = f" test {100 * err:.2f}%" if err is not None else ""
-        self.bar.update(self.epochs, completed=done, total=total, description=f"  {_label(p.spec)} [{info['phase']}]{extra}")
+        self.bar.update(self.lines[p.trial_id], completed=done, total=total,
+                        description=f"  {_label(p.spec)}{self.where[p.trial_id]} [{info.get('phase', '')}]{extra}")
 
     def trial_finished(self, p, row: dict[str, Any]) -> None:
+        task = self.lines.pop(p.trial_id, None)
+        if task is not None:
+            self.bar.remove_task(task)
+            self.counts["running"] -= 1
+        self.counts["done"] += 1
+        self.counts["not ok"] += row["status"] != "ok"
         self.bar.advance(self.trials)
-        self.bar.update(self.epochs, visible=False)
+        self._refresh()
         if not self.quiet:
             status = row["status"]
             what = f"test error {100 * row['test_error']:.2f}%, {row['train_seconds']:.1f}s training" if status == "ok" else row["error"]
             colour = "green" if status == "ok" else "red"
-            console.print(f"[{colour}]{status:>8}[/] {p.trial_id} {_label(p.spec)}: {what}", highlight=False)
+            attempt = f" (attempt {row['attempt']})" if (row.get("attempt") or 1) > 1 else ""
+            console.print(f"[{colour}]{status:>8}[/] {p.trial_id} {_label(p.spec)}{attempt}: {escape(str(what))}", highlight=False)
 
 
 def print_plan(name: str, rows: list[dict[str, Any]]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_TRIALS_FAILED = 1  # the suite ran, but some trials failed, diverged or timed out
 EXIT_BAD_INPUT = 2  # a suite, spec or argument is wrong; nothing was run or written
-EXIT_ENVIRONMENT = 3  # a backend is not installed, or the data cannot be found or verified
+EXIT_ENVIRONMENT = 3  # a backend, the data, Ray or the resources a suite asks for are missing; or DIR is busy
 EXIT_INTERRUPTED = 130
 
 
@@ -35,6 +35,16 @@ class BackendUnavailable(FFBenchError):
 
 class DataError(FFBenchError):
     exit_code = EXIT_ENVIRONMENT
+
+
+class ResourcesUnavailable(FFBenchError):
+    """A trial asks for more GPUs or CPUs than any node of the cluster has."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+class TrialTimeout(Exception):
+    """Raised inside a trial that ran past its time limit: the trial is recorded as `timeout`."""
 
 
 class Diverged(Exception):

@@ -50,8 +50,11 @@ def _curve_rows(epoch: int, phase: str, values: dict[str, Any]) -> list[dict[str
 
 
 def fit(backend: Backend, trial: FFTrial | BPTrial, data: Dataset,
-        on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None) -> Outcome:
-    """Train one trial and evaluate it. `on_epoch(done, total, info)` reports progress."""
+        on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None,
+        curves: list[dict[str, Any]] | None = None) -> Outcome:
+    """Train one trial and evaluate it. `on_epoch(done, total, info)` reports progress (and
+    may raise to stop the trial); the curve rows are appended to `curves` as epochs finish,
+    so a trial stopped part-way still has them."""
     backend.reset_peak_memory()
     t0 = time.perf_counter()
     trainer = backend.trainer(trial, data)
@@ -61,7 +64,7 @@ def fit(backend: Backend, trial: FFTrial | BPTrial, data: Dataset,
     total = sum(p.epochs for p in phases)
     train_s = eval_s = compile_s = 0.0
     epoch = steps = 0
-    curves: list[dict[str, Any]] = []
+    curves = [] if curves is None else curves
     losses: dict[str, float | dict[int, float]] = {}
     for phase in phases:
         t0 = time.perf_counter()
@@ -87,7 +90,7 @@ def fit(backend: Backend, trial: FFTrial | BPTrial, data: Dataset,
                 if data.val is not None:
                     row["val_error"] = trainer.error("val")
                 eval_s += time.perf_counter() - t0
-            curves += _curve_rows(epoch, phase.name, row)
+            curves.extend(_curve_rows(epoch, phase.name, row))
             epoch += 1
             if on_epoch:
                 on_epoch(epoch, total, {"phase": phase.name, **{k: v for k, v in row.items() if k != "lr"}})

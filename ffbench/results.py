@@ -70,6 +70,12 @@ RESULT_FIELDS: list[tuple[str, pa.DataType]] = [
     ("framework_versions", pa.string()),  # JSON
     ("device_name", pa.string()),
     ("hostname", pa.string()),
+    ("executor", pa.string()),  # local or ray
+    ("attempt", pa.int64()),  # 1, or more when a crashed worker's trial was retried
+    ("node_id", pa.string()),  # the Ray node that ran it
+    ("visible_devices", pa.string()),  # CUDA_VISIBLE_DEVICES in the trial's process
+    ("gpus_per_trial", pa.float64()),
+    ("cpus_per_trial", pa.float64()),
     ("started_at", pa.timestamp("us", tz="UTC")),
     ("finished_at", pa.timestamp("us", tz="UTC")),
 ]

@@ -10,6 +10,7 @@ moment it arrives, so a crash or Ctrl-C loses nothing that finished.
 from __future__ import annotations
 
 import json
+import os
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any, Protocol
 from ffbench import registry, results
 from ffbench.data import dataset_checksum, prepare
 from ffbench.env import environment
-from ffbench.errors import BackendUnavailable, Diverged
+from ffbench.errors import BackendUnavailable, Diverged, TrialTimeout
 from ffbench.loop import Outcome, fit
 from ffbench.spec import BPTrial, FFTrial, canonical_json, normal_form, parse_trial, trial_id
 
@@ -71,18 +72,33 @@ class TrialRecord:
     curves: list[dict[str, Any]] = field(default_factory=list)
 
 
-def run_trial(p: PlannedTrial, on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None) -> TrialRecord:
-    """Train one trial; every outcome becomes a row (never raises, except KeyboardInterrupt)."""
+def run_trial(p: PlannedTrial, on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None,
+              timeout: float | None = None) -> TrialRecord:
+    """Train one trial; every outcome becomes a row (never raises, except KeyboardInterrupt).
+
+    With `timeout` (seconds), the trial stops at the first epoch boundary past it and is
+    recorded as `timeout` with the curves so far; an executor that can kill a process
+    (Ray) also enforces it inside an epoch."""
     started = _now()
     trial = p.trial()
     row: dict[str, Any] = {"status": "ok", "error": None}
     outcome: Outcome | None = None
     backend = None
+    curves: list[dict[str, Any]] = []
+
+    def epoch_done(done: int, total: int, info: dict[str, Any]) -> None:
+        if on_epoch:
+            on_epoch(done, total, info)
+        if timeout is not None and (_now() - started).total_seconds() > timeout:
+            raise TrialTimeout(f"ran past the {timeout:g}s trial timeout (stopped after epoch {done} of {total})")
+
     try:
         backend = registry.load(trial.backend)
-        outcome = fit(backend, trial, prepare(trial.data), on_epoch)
+        outcome = fit(backend, trial, prepare(trial.data), epoch_done, curves)
     except Diverged as exc:
         row.update(status="diverged", error=str(exc))
+    except TrialTimeout as exc:
+        row.update(status="timeout", error=str(exc))
     except Exception as exc:  # recorded as this trial's failure; the suite goes on
         tb = traceback.extract_tb(exc.__traceback__)[-1:]
         where = f" at {Path(tb[0].filename).name}:{tb[0].lineno}" if tb else ""
@@ -94,7 +110,17 @@ def run_trial(p: PlannedTrial, on_epoch: Callable[[int, int, dict[str, Any]], No
             "test_error", "train_error", "val_error", "train_seconds", "eval_seconds", "setup_seconds", "compile_seconds",
             "samples_per_second", "peak_memory_bytes", "peak_memory_source", "epochs_run", "steps_run")})
         row["final_losses"] = json.dumps(outcome.final_losses)
-    return TrialRecord(row, outcome.curves if outcome else [])
+    else:
+        row["epochs_run"] = len({c["epoch"] for c in curves})
+    return TrialRecord(row, curves)
+
+
+def lost_trial(p: PlannedTrial, status: str, error: str, started: datetime | None = None) -> TrialRecord:
+    """The row of a trial whose process never returned (killed at its timeout, or crashed
+    more often than the retries allow): written by the driver, without metrics."""
+    finished = _now()
+    trial = p.trial()
+    return TrialRecord({"status": status, "error": error, **_describe(p, trial, None, started or finished, finished)})
 
 
 def _describe(p: PlannedTrial, trial: FFTrial | BPTrial, backend, started: datetime, finished: datetime) -> dict[str, Any]:
@@ -113,25 +139,32 @@ def _describe(p: PlannedTrial, trial: FFTrial | BPTrial, backend, started: datet
 
 
 class Executor(Protocol):
-    """Runs trials and yields their records as they finish (in any order)."""
+    """Runs trials and yields their records as they finish (in any order). Closing the
+    iterator (Ctrl-C, SIGTERM) stops scheduling and cancels what is in flight."""
 
     def map(self, trials: list[PlannedTrial], progress: RunProgress) -> Iterator[TrialRecord]: ...
 
 
 class RunProgress(Protocol):
     def skipped(self, n: int) -> None: ...
-    def trial_started(self, p: PlannedTrial) -> None: ...
+    def trial_started(self, p: PlannedTrial, where: dict[str, Any]) -> None: ...  # attempt, node, pid, devices
     def epoch(self, p: PlannedTrial, done: int, total: int, info: dict[str, Any]) -> None: ...
     def trial_finished(self, p: PlannedTrial, row: dict[str, Any]) -> None: ...
 
 
 class LocalExecutor:
-    """Sequential, in this process: for debugging and for hosts without Ray."""
+    """Sequential, in this process: for debugging and for hosts without Ray. The trial
+    timeout is checked at epoch boundaries."""
+
+    def __init__(self, trial_timeout: float | None = None):
+        self.trial_timeout = trial_timeout
 
     def map(self, trials: list[PlannedTrial], progress: RunProgress) -> Iterator[TrialRecord]:
         for p in trials:
-            progress.trial_started(p)
-            yield run_trial(p, lambda done, total, info, p=p: progress.epoch(p, done, total, info))
+            progress.trial_started(p, {"attempt": 1, "pid": os.getpid()})
+            record = run_trial(p, lambda done, total, info, p=p: progress.epoch(p, done, total, info), self.trial_timeout)
+            record.row.update(executor="local", attempt=1, visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
+            yield record
 
 
 @dataclass
@@ -151,8 +184,14 @@ def run(planned: list[PlannedTrial], out_dir: Path, executor: Executor, progress
     todo = {p.trial_id: p for p in planned if p.trial_id not in done}
     progress.skipped(len(planned) - len(todo))
     rows = []
-    for record in executor.map(list(todo.values()), progress):
-        results.write_trial(out_dir, record.row, record.curves)
-        rows.append(record.row)
-        progress.trial_finished(todo[record.row["trial_id"]], record.row)
+    records = executor.map(list(todo.values()), progress)
+    try:
+        for record in records:
+            results.write_trial(out_dir, record.row, record.curves)
+            rows.append(record.row)
+            progress.trial_finished(todo[record.row["trial_id"]], record.row)
+    finally:
+        close = getattr(records, "close", None)
+        if close:  # a generator: run its clean-up (cancel in-flight trials) now, not at garbage collection
+            close()
     return RunSummary(len(planned), len(planned) - len(todo), rows)

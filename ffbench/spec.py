@@ -133,6 +133,21 @@ class BPSpec(Strict):
     init: Literal["uniform_fan_in", "normal_fan_out"] = "uniform_fan_in"
 
 
+class Resources(Strict):
+    """What one trial asks a scheduler for (Ray); not part of the trial's identity.
+    None: the `ffbench run` flags decide (default 1 GPU per trial where the cluster has GPUs)."""
+
+    gpus: Annotated[float, Field(ge=0)] | None = None  # fractional packs trials: 0.25 = 4 per GPU
+    cpus: Annotated[float, Field(gt=0)] | None = None
+
+    @field_validator("gpus")
+    @classmethod
+    def _whole_above_one(cls, v: float | None) -> float | None:
+        if v is not None and v > 1 and v != int(v):
+            raise ValueError("more than 1 GPU per trial must be a whole number (a fraction packs trials onto one GPU)")
+        return v
+
+
 class MetaSpec(Strict):
     """Labels that travel with a trial but are not part of its identity."""
 
@@ -141,6 +156,7 @@ class MetaSpec(Strict):
     tags: list[str] = Field(default_factory=list)
     reference_error: Annotated[float, Field(ge=0, le=1)] | None = None  # a fraction: 0.0136, not 1.36
     reference_source: str | None = None
+    resources: Resources = Field(default_factory=Resources)
 
 
 class TrialBase(Strict):

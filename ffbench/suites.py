@@ -6,7 +6,8 @@
       hidden: [500, 500]
       optimizer: {name: adam, lr: 0.001}
     experiments:
-      - name: ff                # experiment-level labels: name, tags, reference_error, reference_source
+      - name: ff                # experiment-level labels: name, tags, reference_error, reference_source,
+        resources: {gpus: 0.25}   #   resources (per trial, for Ray: gpus, cpus; not part of the trial_id)
         algorithm: ff
         backend: [torch, jax]   # a list where the field takes one value is a grid axis
         seed: [0, 1, 2]
@@ -35,7 +36,7 @@ from ffbench.spec import MODELS, BPTrial, FFTrial, leaf_fields, model_at, parse_
 
 Path_ = tuple[Any, ...]
 EXPERIMENT_LABELS = {"name": "experiment", "tags": "tags", "reference_error": "reference_error",
-                     "reference_source": "reference_source"}
+                     "reference_source": "reference_source", "resources": "resources"}
 ALGORITHM_BLOCKS = {"ff": "ff", "bp": "bp"}
 
 

@@ -21,3 +21,23 @@ def mnist_dir() -> Path:
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("FFBENCH_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def pytest_collection_modifyitems(config, items):
+    import importlib.util
+    if importlib.util.find_spec("ray") is None:
+        skip = pytest.mark.skip(reason="Ray is not installed (pip install 'ffbench[ray]')")
+        for item in items:
+            if "ray" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture()
+def ray_tmp(monkeypatch):
+    """Ray's session files in a short folder of the test's own (Ray's socket paths must stay short)."""
+    import shutil
+    import tempfile
+    folder = Path(tempfile.mkdtemp(prefix="ffray-", dir="/tmp"))
+    monkeypatch.setenv("RAY_TMPDIR", str(folder))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

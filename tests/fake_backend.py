@@ -1,6 +1,8 @@
-"""A backend for runner tests: seed 0 trains fine, seed 1 raises, seed 2 goes NaN."""
+"""A backend for runner tests: seed 0 trains fine, seed 1 raises, seed 2 goes NaN, seed 3
+hangs inside its first epoch, and seeds 100-199 train fine at `hidden[0] / 10` seconds per epoch."""
 
 import math
+import time
 
 from ffbench.backend import Backend as BaseBackend
 from ffbench.backend import Phase, Trainer
@@ -21,6 +23,10 @@ class FakeTrainer(Trainer):
     def train_epoch(self, phase, epoch, lr):
         if self.trial.seed == 1:
             raise RuntimeError("boom in epoch %d" % epoch)
+        if self.trial.seed == 3:
+            time.sleep(3600)
+        if 100 <= self.trial.seed < 200:
+            time.sleep(self.trial.hidden[0] / 10)
         self.epochs_done += 1
         return math.nan if self.trial.seed == 2 else 1.0 / (epoch + 1)
 

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture()
 def fake_backend(monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # Ray workers import it too
     monkeypatch.setitem(registry._REGISTRY, "fake", BackendEntry("fake", "fake_backend", ("numpy",), "-", "test double"))
     registry._loaded.cache_clear()
     yield
@@ -38,9 +39,10 @@ experiments:
 """
 
 
-def test_failures_are_rows_and_the_suite_goes_on(tmp_path, fake_backend, capsys):
+@pytest.mark.parametrize("executor", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+def test_failures_are_rows_and_the_suite_goes_on(tmp_path, fake_backend, capsys, executor, ray_tmp):
     out = tmp_path / "out"
-    assert main(["run", str(suite(tmp_path, FAKE)), "--out", str(out), "--quiet"]) == 1
+    assert main(["run", str(suite(tmp_path, FAKE)), "--out", str(out), "--quiet", "--executor", executor]) == 1
     df = pd.read_parquet(out / "trials").set_index("seed")
     assert df.loc[0, "status"] == "ok" and df.loc[0, "test_error"] == pytest.approx(0.5 / 3)
     assert df.loc[0, "device_name"] == "fake device" and json.loads(df.loc[0, "framework_versions"]) == {"fake": "1.0"}
@@ -53,7 +55,7 @@ def test_failures_are_rows_and_the_suite_goes_on(tmp_path, fake_backend, capsys)
 
     # Re-running skips the ok trial and retries the failed ones, without duplicating rows.
     capsys.readouterr()
-    assert main(["run", str(suite(tmp_path, FAKE)), "--out", str(out)]) == 1
+    assert main(["run", str(suite(tmp_path, FAKE)), "--out", str(out), "--executor", executor]) == 1
     captured = capsys.readouterr()
     assert "skipping 1 trial(s) already done" in captured.err
     assert "3 planned, 1 already done, 2 run, 2 not ok" in captured.out
@@ -132,9 +134,10 @@ def test_import_ffbench_imports_no_framework():
     assert out.strip() == "[]"
 
 
-def test_run_writes_ok_rows_on_every_installed_backend(tmp_path, capsys):
+@pytest.mark.ray
+def test_embedded_ray_runs_the_smoke_suite_on_every_installed_backend(tmp_path, capsys, ray_tmp):
     out = tmp_path / "out"
-    code = main(["run", str(ROOT / "suites" / "smoke.yaml"), "--out", str(out), "--quiet",
+    code = main(["run", str(ROOT / "suites" / "smoke.yaml"), "--out", str(out), "--quiet", "--executor", "ray",
                  "--set", "epochs=1", "--set", "data.train_subset=400", "--set", "data.validation_size=0"])
     assert code == 0
     df = pd.read_parquet(out / "trials")
@@ -143,6 +146,9 @@ def test_run_writes_ok_rows_on_every_installed_backend(tmp_path, capsys):
     assert (df["train_seconds"] > 0).all() and (df["samples_per_second"] > 0).all()
     assert df["git_sha"].str.fullmatch("[0-9a-f]{40}").all()  # the tests run in a checkout
     assert set(pd.read_parquet(out / "curves")["trial_id"]) == set(df["trial_id"])
+    assert set(df["executor"]) == {"ray"} and set(df["attempt"]) == {1} and df["node_id"].notna().all()
+    assert set(df["gpus_per_trial"]) == {0.0} and set(df["cpus_per_trial"]) == {1.0}
+    assert list(ray_tmp.iterdir()), "Ray kept its session files in RAY_TMPDIR"
 
 
 def test_missing_data_fails_up_front(tmp_path, capsys, monkeypatch):
@@ -171,9 +177,22 @@ def test_a_second_run_on_the_same_folder_is_refused(tmp_path, fake_backend, caps
     from ffbench import results
     out = tmp_path / "out"
     with results.exclusive(out):
-        assert main(["run", str(suite(tmp_path, FAKE)), "--out", str(out), "--quiet"]) == 3
+        assert main(["run", str(suite(tmp_path, FAKE)), "--out", str(out), "--quiet", "--executor", "local"]) == 3
         err = capsys.readouterr().err
         assert "another ffbench run is writing here (pid" in err and err.count("\n") == 1
         assert not (out / "trials").exists()
-    assert main(["run", str(suite(tmp_path, FAKE)), "--out", str(out), "--quiet"]) == 1  # free again: runs (seed 1 fails)
+    assert main(["run", str(suite(tmp_path, FAKE)), "--out", str(out), "--quiet", "--executor", "local"]) == 1  # free again: runs (seed 1 fails)
     assert len(list((out / "suites").glob("suite.*.yaml"))) == 1
+
+
+def test_the_local_executor_stops_a_trial_at_its_timeout_keeping_its_curves(tmp_path, fake_backend):
+    body = FAKE.replace("seed: [0, 1, 2]", "seed: 100").replace("hidden: [4], epochs: 3", "hidden: [5], epochs: 20")
+    out = tmp_path / "out"
+    assert main(["run", str(suite(tmp_path, body)), "--out", str(out), "--quiet", "--executor", "local",
+                 "--trial-timeout", "1.2"]) == 1
+    row = pd.read_parquet(out / "trials").iloc[0]
+    assert row["status"] == "timeout" and "ran past the 1.2s trial timeout" in row["error"]
+    assert 1 <= row["epochs_run"] <= 3  # 0.5 s per epoch
+    curves = pd.read_parquet(out / "curves")
+    assert sorted(curves.loc[curves.metric == "fake_loss", "epoch"]) == list(range(row["epochs_run"]))
+    assert row["executor"] == "local" and row["attempt"] == 1

@@ -134,3 +134,22 @@ def test_select_by_tag_and_backend():
         select(trials, only=["nope"])
     with pytest.raises(ConfigError, match="--backend: no trial runs on 'tpu'"):
         select(trials, backends=["tpu"])
+
+
+def test_resources_travel_with_the_trial_but_not_in_its_id(tmp_path):
+    from ffbench.data import dataset_checksum
+    from ffbench.spec import trial_id
+    p = write(tmp_path, """
+defaults: {backend: torch, hidden: [5], epochs: 1, seed: 0, resources: {cpus: 2}}
+experiments:
+  - {name: packed, algorithm: ff, resources: {gpus: 0.25}}
+  - {name: plain, algorithm: ff}
+""")
+    _, (packed, plain) = load_suite(p)
+    assert packed.meta.resources.gpus == 0.25 and packed.meta.resources.cpus is None  # the experiment's block wins whole
+    assert plain.meta.resources.cpus == 2 and plain.meta.resources.gpus is None
+    assert trial_id(packed, dataset_checksum("mnist")) == trial_id(plain, dataset_checksum("mnist"))
+    bad = write(tmp_path, "experiments:\n  - {name: x, algorithm: ff, backend: torch, hidden: [5], epochs: 1, seed: 0,\n"
+                          "     resources: {gpus: 1.5}}\n")
+    with pytest.raises(ConfigError, match=r"s.yaml:\d+: .*resources.gpus: .*whole number"):
+        load_suite(bad)

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 def test_smoke_suite_learns_well_below_chance(tmp_path):
     out = tmp_path / "smoke"
-    assert main(["run", str(ROOT / "suites" / "smoke.yaml"), "--out", str(out), "--quiet"]) == 0
+    assert main(["run", str(ROOT / "suites" / "smoke.yaml"), "--out", str(out), "--quiet", "--executor", "local"]) == 0
     df = pd.read_parquet(out / "trials")
     assert set(df["status"]) == {"ok"}
     for algorithm, group in df.groupby("algorithm"):
@@ -27,7 +27,7 @@ def test_smoke_suite_learns_well_below_chance(tmp_path):
 
 
 def test_same_seed_same_result(tmp_path):
-    args = ["run", str(ROOT / "suites" / "smoke.yaml"), "--quiet", "--set", "data.train_subset=600",
+    args = ["run", str(ROOT / "suites" / "smoke.yaml"), "--quiet", "--executor", "local", "--set", "data.train_subset=600",
             "--set", "data.validation_size=0", "--set", "epochs=1"]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
     assert main([*args, "--out", str(tmp_path / "b")]) == 0

@@ -1,0 +1,251 @@
+"""Trials as Ray tasks: spread a suite over every GPU of a machine or a cluster.
+
+    with RayExecutor(address=None) as ex:        # None: an embedded local Ray, torn down on exit
+        for record in ex.map(trials, progress):  # records arrive as trials finish
+            ...
+
+Each trial is one task asking for `gpus` (fractions pack several trials on a GPU) and
+`cpus`, from the trial's `meta.resources`, else the executor's defaults (1 GPU where the
+cluster has GPUs, 1 CPU). Worker processes are pooled per (backend, GPU or not), so a
+process never holds two frameworks; a GPU task gets a fresh process (Ray's max_calls=1 for
+GPU functions), which sees only its assigned devices through CUDA_VISIBLE_DEVICES, with
+JAX preallocation off and TensorFlow memory growth on. A CPU task sees no GPU.
+
+Faults: a worker that dies (killed, OOM, lost node) is retried by Ray up to `max_retries`
+times and the attempt number is recorded; a trial running past `trial_timeout` stops at
+its next epoch boundary, or is killed `grace` seconds later, and is recorded as `timeout`.
+Closing the iterator (Ctrl-C) cancels everything in flight. Rows are written by the
+driver only, so a remote worker never touches the results folder.
+
+Progress flows back through a small actor (`_Hub`): when a trial really starts (not when
+it is queued), its attempt, node and process, and each finished epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ffbench import registry
+from ffbench.errors import BackendUnavailable, FFBenchError, ResourcesUnavailable
+from ffbench.runner import PlannedTrial, RunProgress, TrialRecord, lost_trial, run_trial
+
+# Pinned into every worker before a framework is imported.
+WORKER_ENV = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "TF_FORCE_GPU_ALLOW_GROWTH": "true", "TF_CPP_MIN_LOG_LEVEL": "2"}
+CPU_ONLY_ENV = {"CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"}
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise BackendUnavailable("Ray is not installed: pip install 'ffbench[ray]', or run with --executor local") from None
+    return ray
+
+
+def default_temp_dir() -> Path:
+    """Ray's session files for an embedded run: under $RAY_TMPDIR (or the system temp dir),
+    in a folder of this user's (Ray's socket paths must stay short)."""
+    return Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / f"ffbench-ray-{os.getuid()}"
+
+
+def _worker(p: PlannedTrial, entry: dict[str, Any], hub, timeout: float | None) -> TrialRecord:
+    """The task body, in a worker process."""
+    import ray
+
+    if entry["name"] not in registry.entries():  # a backend the driver registered at run time
+        registry.register_backend(registry.BackendEntry(**{**entry, "requires": tuple(entry["requires"])}))
+    ctx = ray.get_runtime_context()
+    node, devices = ctx.get_node_id(), os.environ.get("CUDA_VISIBLE_DEVICES")
+    attempt = ray.get(hub.started.remote(p.trial_id, {"node": node[:8], "pid": os.getpid(), "devices": devices}))
+
+    def on_epoch(done: int, total: int, info: dict[str, Any]) -> None:
+        hub.epoch.remote(p.trial_id, done, total, {k: v for k, v in info.items() if isinstance(v, (int, float, str))})
+
+    record = run_trial(p, on_epoch, timeout)
+    record.row.update(executor="ray", attempt=attempt, node_id=node, visible_devices=devices)
+    return record
+
+
+class _Hub:
+    """Driver-side mailbox (a Ray actor): trial starts, attempt counts and epoch progress."""
+
+    def __init__(self):
+        self.attempts: dict[str, int] = {}
+        self.events: list[tuple] = []
+
+    def started(self, trial_id: str, where: dict[str, Any]) -> int:
+        self.attempts[trial_id] = self.attempts.get(trial_id, 0) + 1
+        self.events.append(("started", trial_id, {**where, "attempt": self.attempts[trial_id]}))
+        return self.attempts[trial_id]
+
+    def epoch(self, trial_id: str, done: int, total: int, info: dict[str, Any]) -> None:
+        self.events.append(("epoch", trial_id, done, total, info))
+
+    def drain(self) -> list[tuple]:
+        events, self.events = self.events, []
+        return events
+
+    def attempt(self, trial_id: str) -> int:
+        return self.attempts.get(trial_id, 0)
+
+
+class RayExecutor:
+    """Runs each trial as a Ray task; a context manager that connects to (or starts) Ray."""
+
+    def __init__(self, address: str | None = None, *, gpus_per_trial: float | None = None, cpus_per_trial: float | None = None,
+                 max_retries: int = 2, trial_timeout: float | None = None, grace: float = 30.0,
+                 temp_dir: Path | None = None, num_cpus: int | None = None, num_gpus: int | None = None, poll: float = 0.2):
+        self.address, self.gpus, self.cpus = address, gpus_per_trial, cpus_per_trial
+        self.max_retries, self.trial_timeout, self.grace, self.poll = max_retries, trial_timeout, grace, poll
+        self.temp_dir, self.num_cpus, self.num_gpus = temp_dir, num_cpus, num_gpus
+        self.startup_seconds: float | None = None
+        self._started_ray = False
+
+    # ------------------------------------------------------------ connect / start
+    def __enter__(self) -> RayExecutor:
+        ray = _ray()
+        t0 = time.perf_counter()
+        if ray.is_initialized():  # a caller (a test, a notebook) already connected: use that
+            pass
+        elif self.address is None:
+            temp = Path(self.temp_dir or default_temp_dir())
+            temp.mkdir(parents=True, exist_ok=True)
+            ray.init(address="local", include_dashboard=False, _temp_dir=str(temp), num_cpus=self.num_cpus,
+                     num_gpus=self.num_gpus, log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
+            self._started_ray = True
+        else:
+            try:
+                ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise BackendUnavailable(f"--address {self.address}: cannot connect to a Ray cluster: {msg}") from None
+            self._started_ray = True
+        self.startup_seconds = time.perf_counter() - t0
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._started_ray:
+            _ray().shutdown()
+            self._started_ray = False
+
+    # ------------------------------------------------------------ resources
+    def _nodes(self) -> list[dict[str, float]]:
+        return [n["Resources"] for n in _ray().nodes() if n.get("Alive")]
+
+    def resources(self, p: PlannedTrial, cluster_has_gpus: bool) -> tuple[float, float]:
+        """(gpus, cpus) for one trial: the run's flags, else the suite's, else the defaults."""
+        asked = p.spec["meta"].get("resources") or {}
+        gpus = self.gpus if self.gpus is not None else asked.get("gpus")
+        cpus = self.cpus if self.cpus is not None else asked.get("cpus")
+        return (float(gpus) if gpus is not None else (1.0 if cluster_has_gpus else 0.0),
+                float(cpus) if cpus is not None else 1.0)
+
+    def check_feasible(self, needs: dict[tuple[float, float], list[PlannedTrial]]) -> None:
+        """Refuse, before anything is scheduled, a request no node can meet (Ray would wait forever)."""
+        nodes = self._nodes()
+        for (gpus, cpus), trials in needs.items():
+            if not any(n.get("GPU", 0) >= gpus and n.get("CPU", 0) >= cpus for n in nodes):
+                have = ", ".join(f"{n.get('GPU', 0):g} GPU/{n.get('CPU', 0):g} CPU" for n in nodes)
+                what = trials[0].spec["meta"].get("experiment") or trials[0].trial_id
+                raise ResourcesUnavailable(
+                    f"{len(trials)} trial(s) (e.g. {what}) ask for {gpus:g} GPU and {cpus:g} CPU each, but no node of "
+                    f"the Ray cluster has that much (nodes: {have}); lower --gpus-per-trial / --cpus-per-trial")
+
+    # ------------------------------------------------------------ run
+    def map(self, trials: list[PlannedTrial], progress: RunProgress) -> Iterator[TrialRecord]:
+        if not trials:
+            return
+        ray = _ray()
+        has_gpus = any(n.get("GPU", 0) > 0 for n in self._nodes())
+        asks = {p.trial_id: self.resources(p, has_gpus) for p in trials}
+        needs: dict[tuple[float, float], list[PlannedTrial]] = {}
+        for p in trials:
+            needs.setdefault(asks[p.trial_id], []).append(p)
+        self.check_feasible(needs)
+
+        hub = ray.remote(num_cpus=0)(_Hub).remote()
+        cpu_task, gpu_task = ray.remote(_worker), ray.remote(max_calls=1)(_worker)
+        pending: dict[Any, PlannedTrial] = {}
+        for p in trials:
+            gpus, cpus = asks[p.trial_id]
+            backend = p.spec["backend"]
+            env = {**WORKER_ENV, "FFBENCH_WORKER_POOL": f"{backend}-{'gpu' if gpus else 'cpu'}", **({} if gpus else CPU_ONLY_ENV)}
+            task = gpu_task if gpus else cpu_task
+            ref = task.options(num_gpus=gpus, num_cpus=cpus, max_retries=self.max_retries, retry_exceptions=False,
+                               name=f"ffbench {p.spec['meta'].get('experiment') or p.spec['algorithm']} {p.trial_id}",
+                               runtime_env={"env_vars": env}).remote(p, asdict(registry.entries()[backend]), hub, self.trial_timeout)
+            pending[ref] = p
+
+        started: dict[str, float] = {}
+        killed: set[str] = set()
+        by_id = {p.trial_id: p for p in trials}
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=self.poll)
+                for event in ray.get(hub.drain.remote()):
+                    kind, tid = event[0], event[1]
+                    if kind == "started":
+                        started[tid] = time.monotonic()
+                        progress.trial_started(by_id[tid], {**event[2], "gpus": asks[tid][0], "cpus": asks[tid][1]})
+                    elif kind == "epoch":
+                        progress.epoch(by_id[tid], *event[2:])
+                for ref in ready:
+                    p = pending.pop(ref)
+                    record = self._collect(ray, ref, p, hub, killed)
+                    gpus, cpus = asks[p.trial_id]
+                    record.row.update(gpus_per_trial=gpus, cpus_per_trial=cpus, executor="ray")
+                    yield record
+                if self.trial_timeout is not None:
+                    now = time.monotonic()
+                    for ref, p in pending.items():
+                        t = started.get(p.trial_id)
+                        if t is not None and p.trial_id not in killed and now - t > self.trial_timeout + self.grace:
+                            killed.add(p.trial_id)
+                            ray.cancel(ref, force=True)
+        finally:
+            for ref in pending:  # interrupted: stop what is queued or running
+                ray.cancel(ref, force=True)
+            ray.kill(hub)
+
+    def _collect(self, ray, ref, p: PlannedTrial, hub, killed: set[str]) -> TrialRecord:
+        from ray.exceptions import RayError, TaskCancelledError
+
+        try:
+            return ray.get(ref)
+        except TaskCancelledError:
+            if p.trial_id not in killed:
+                raise
+            attempt = ray.get(hub.attempt.remote(p.trial_id))
+            record = lost_trial(p, "timeout", f"killed {self.grace:g}s after the {self.trial_timeout:g}s trial timeout "
+                                              "(no epoch finished in time)")
+        except RayError as exc:  # the worker died on every attempt (killed, out of memory, node lost)
+            attempt = ray.get(hub.attempt.remote(p.trial_id))
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            record = lost_trial(p, "failed", f"{type(exc).__name__} on attempt {attempt} of {self.max_retries + 1}: {first}")
+        record.row["attempt"] = attempt
+        return record
+
+
+def executor_for(name: str, address: str | None, **options: Any):
+    """`--executor auto|ray|local` -> an executor (a context manager for Ray)."""
+    from contextlib import nullcontext
+
+    from ffbench.runner import LocalExecutor
+
+    if name == "local":
+        if address:
+            raise FFBenchError("--address needs the Ray executor (leave out --executor local)")
+        return nullcontext(LocalExecutor(options.get("trial_timeout")))
+    if name == "auto" and not address:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            return nullcontext(LocalExecutor(options.get("trial_timeout")))
+    return RayExecutor(address, **options)
