@@ -63,12 +63,16 @@ def _worker(p: PlannedTrial, entry: dict[str, Any], hub, timeout: float | None) 
         registry.register_backend(registry.BackendEntry(**{**entry, "requires": tuple(entry["requires"])}))
     ctx = ray.get_runtime_context()
     node, devices = ctx.get_node_id(), os.environ.get("CUDA_VISIBLE_DEVICES")
-    attempt = ray.get(hub.started.remote(p.trial_id, {"node": node[:8], "pid": os.getpid(), "devices": devices}))
+    # Fire and forget: a task blocked in ray.get gives its CPUs back to the scheduler, which
+    # would start another trial on them. The attempt number is asked for once the work is done
+    # (calls from one caller reach the actor in order).
+    hub.started.remote(p.trial_id, {"node": node[:8], "pid": os.getpid(), "devices": devices})
 
     def on_epoch(done: int, total: int, info: dict[str, Any]) -> None:
         hub.epoch.remote(p.trial_id, done, total, {k: v for k, v in info.items() if isinstance(v, (int, float, str))})
 
     record = run_trial(p, on_epoch, timeout)
+    attempt = ray.get(hub.attempt.remote(p.trial_id))
     record.row.update(executor="ray", attempt=attempt, node_id=node, visible_devices=devices)
     return record
 
@@ -80,10 +84,9 @@ class _Hub:
         self.attempts: dict[str, int] = {}
         self.events: list[tuple] = []
 
-    def started(self, trial_id: str, where: dict[str, Any]) -> int:
+    def started(self, trial_id: str, where: dict[str, Any]) -> None:
         self.attempts[trial_id] = self.attempts.get(trial_id, 0) + 1
         self.events.append(("started", trial_id, {**where, "attempt": self.attempts[trial_id]}))
-        return self.attempts[trial_id]
 
     def epoch(self, trial_id: str, done: int, total: int, info: dict[str, Any]) -> None:
         self.events.append(("epoch", trial_id, done, total, info))

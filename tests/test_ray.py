@@ -110,6 +110,15 @@ def test_gpu_trials_land_only_on_gpu_nodes_and_never_exceed_the_gpus(cluster, tm
     assert set(df["gpus_per_trial"]) == {1.0} and set(df["visible_devices"]) == {"0"} and set(df["attempt"]) == {1}
 
 
+def test_cpu_requests_bound_concurrency_too(cluster, tmp_path):
+    trials = fake_trials(range(130, 134), width=10)
+    with RayExecutor(gpus_per_trial=0, cpus_per_trial=4) as ex:
+        runner.run(trials, tmp_path, ex, Recorder())
+    df = results.read_trials(tmp_path)
+    assert set(df["status"]) == {"ok"} and set(df["node_id"]) <= cluster  # only the GPU nodes have 4 CPUs
+    assert max_overlap(df) <= 2 and set(df["visible_devices"]) == {""}  # a CPU trial sees no GPU
+
+
 def test_fractional_gpu_requests_pack_several_trials_per_gpu(cluster, tmp_path):
     trials = fake_trials(range(110, 118), width=15, epochs=3)
     rec = Recorder()
