@@ -29,15 +29,6 @@ class _Quiet:
     def trial_finished(self, p, row): ...
 
 
-def _max_overlap(df) -> int:
-    events = sorted([(t, 1) for t in df["started_at"]] + [(t, -1) for t in df["finished_at"]], key=lambda e: (e[0], e[1]))
-    running = peak = 0
-    for _, step in events:
-        running += step
-        peak = max(peak, running)
-    return peak
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=12)
@@ -47,6 +38,7 @@ def main() -> int:
     from ffbench import results, runner
     from ffbench.env import cpu_name
     from ffbench.ray_executor import RayExecutor
+    from ffbench.report.stats import max_concurrency
     from ffbench.runner import LocalExecutor
     from ffbench.spec import parse_trial
 
@@ -66,7 +58,7 @@ def main() -> int:
         df = results.read_trials(out)
         assert (df["status"] == "ok").all(), df["error"].dropna().tolist()
         inside = df["wall_seconds"].sum()
-        conc = _max_overlap(df)
+        conc = max_concurrency(df["started_at"], df["finished_at"])
         per_trial = (wall - inside / conc) / len(trials)
         lines.append(f"| {name} | {conc} | {wall:.2f} | {inside / len(trials):.3f} | {per_trial:.3f} |")
 

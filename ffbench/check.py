@@ -22,7 +22,7 @@ from ffbench.reference import optim, rng
 from ffbench.reference import train as RT
 from ffbench.reference.init import stack_init
 from ffbench.reference.optim import lr_at
-from ffbench.spec import FFSpec, FFTrial, OptimizerSpec, parse_trial
+from ffbench.spec import NEGATIVES, FFSpec, FFTrial, OptimizerSpec, parse_trial
 
 # quantity kind -> tolerance on max_rel (float32 against a float64 reference). Measured on
 # CPU (torch 2.13, jax 0.10): goodness/loss/grad/logits <= 5e-7, params@1 <= 9e-6,
@@ -170,7 +170,18 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
                     add(f"ff.{schedule}[{label}].{kind.split('/')[0]}.W{i}", kind, gw, rw)
                     add(f"ff.{schedule}[{label}].{kind.split('/')[0]}.b{i}", kind, gb, rb)
 
-    # 3. the BP baseline of the same widths: forward, loss, gradients, and N steps of training
+    # 3. every negative strategy: parameters after 2 epochs of strict SGD through the real
+    #    trainers (the hard strategies score the data with the trained weights in the second)
+    for strategy in NEGATIVES:
+        t = trial.model_copy(update={"ff": ff.model_copy(update={"negatives": strategy, "negatives_refresh": "epoch",
+                                                                 "schedule": "simultaneous"}),
+                                     "epochs": 2, "optimizer": OptimizerSpec(**STRICT_OPT)})
+        got_state = _pairs(_train(backend, t, xs, ys), depth)
+        for i, ((gw, gb), (rw, rb)) in enumerate(zip(got_state, _ref_train(t, xs, ys))):
+            add(f"ff.negatives[{strategy}].params@N.W{i}", "params@N", gw, rw)
+            add(f"ff.negatives[{strategy}].params@N.b{i}", "params@N", gb, rb)
+
+    # 4. the BP baseline of the same widths: forward, loss, gradients, and N steps of training
     bp_params = stack_init(trial.seed, [x.shape[1], *trial.hidden, 10], "uniform_fan_in")
     bp64 = [(w.astype(np.float64), b.astype(np.float64)) for w, b in bp_params]
     got_bp = probe.bp_grads(bp_params, x, y)
@@ -191,7 +202,7 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
             add(f"bp[{label}].params@N.W{i}", kind, gw, rw)
             add(f"bp[{label}].params@N.b{i}", kind, gb, rb)
 
-    # 4. predictions by each mode, from the same (trained) weights
+    # 5. predictions by each mode, from the same (trained) weights
     x_test, y_test = synthetic_batch(200, seed=trial.seed + 2)
     trained = _ref_train(trial.model_copy(update={"epochs": 1}), xs, ys)
     readout = np.random.default_rng(trial.seed).normal(size=(10, sum(trial.hidden[i] for i in range(1, depth)))).astype(np.float32)

@@ -114,12 +114,12 @@ def print_summary(df, out_dir: Path, summary) -> None:
     table = summarise(df)
     t = Table(title=f"results in {out_dir} ({summary.planned} planned, {summary.skipped} already done, "
                     f"{len(summary.rows)} run, {summary.failed} not ok)")
-    for col in ("experiment", "algorithm", "backend", "hidden", "epochs", "test error % (mean ± std, n)", "not ok",
+    for col in ("experiment", "algorithm", "backend", "hidden", "negatives", "epochs", "test error % (mean ± std, n)", "not ok",
                 "train s", "samples/s", "reference %"):
-        t.add_column(col, justify="right" if col not in ("experiment", "algorithm", "backend") else "left")
+        t.add_column(col, justify="right" if col not in ("experiment", "algorithm", "backend", "negatives") else "left")
     for _, r in table.iterrows():
         ref = f"{100 * r['reference_error']:.2f}" if pd.notna(r["reference_error"]) else ""
-        t.add_row(r["experiment"], r["algorithm"], r["backend"], r["hidden"], str(r["epochs"]),
+        t.add_row(r["experiment"], r["algorithm"], r["backend"], r["hidden"], r["negatives"], str(r["epochs"]),
                   cell(r["test_error_mean"], r["test_error_std"], r["n"]), str(r["not_ok"]),
                   f"{r['train_seconds_mean']:.1f}" if r["n"] else "-",
                   f"{r['samples_per_second']:,.0f}" if r["n"] else "-", ref)

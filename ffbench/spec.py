@@ -30,6 +30,9 @@ NUM_CLASSES = 10
 # Negative-data strategies: name -> one-line description (`ffbench list`).
 NEGATIVES = {
     "wrong_label": "the image with a wrong label, uniform over the 9 wrong classes (never the true one)",
+    "permuted_label": "the image with a label of the batch, randomly permuted (PyTorch/Keras examples; can be the true one)",
+    "hard_label": "the image with a wrong label sampled from the model's own softmax over goodness (Matlab ffcode)",
+    "hard_label_top2": "the image with the model's best-scoring wrong label (the JAX example's hard negatives)",
 }
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -114,8 +117,9 @@ class FFSpec(Strict):
     # simultaneous: every minibatch updates every layer on the detached output of the layer below.
     # greedy: layer 1 trains for all `epochs`, then layer 2, ... (epochs are per layer).
     schedule: Literal["simultaneous", "greedy"] = "simultaneous"
-    negatives: Literal["wrong_label"] = "wrong_label"
-    negatives_refresh: Literal["epoch", "once"] = "epoch"  # new negatives every epoch, or one fixed draw
+    negatives: Literal["wrong_label", "permuted_label", "hard_label", "hard_label_top2"] = "wrong_label"  # see NEGATIVES
+    # epoch: new negatives every epoch (the hard ones: scored with the weights at the epoch's start); once: one fixed draw
+    negatives_refresh: Literal["epoch", "once"] = "epoch"
     # goodness: overlay each label, sum goodness over `prediction_layers`, pick the best.
     # softmax: one pass with the neutral label; a linear softmax reads the normalised
     # activities of `prediction_layers` (its gradient never reaches the FF layers).
@@ -208,6 +212,9 @@ class FFTrial(TrialBase):
             raise ValueError("a greedy schedule trains its softmax read-out after the layers: set ff.readout_phase: after")
         if uses_readout and (ff.readout_phase == "after") != (ff.readout_epochs is not None):
             raise ValueError("ff.readout_epochs is required with ff.readout_phase: after, and only then")
+        if ff.negatives.startswith("hard_label") and ff.negatives_refresh != "epoch":
+            raise ValueError(f"ff.negatives: {ff.negatives} scores the data with the current weights each epoch; "
+                             "it needs ff.negatives_refresh: epoch")
         return self
 
 

@@ -18,6 +18,7 @@ from ffbench import registry, results, runner
 from ffbench.errors import ResourcesUnavailable
 from ffbench.ray_executor import RayExecutor
 from ffbench.registry import BackendEntry
+from ffbench.report.stats import max_concurrency
 from ffbench.spec import parse_trial
 
 pytestmark = pytest.mark.ray
@@ -55,12 +56,7 @@ def fake_trials(seeds, width=10, epochs=2):
 
 def max_overlap(df: pd.DataFrame) -> int:
     """The most trials running at one instant, from each row's started_at/finished_at."""
-    events = sorted([(t, 1) for t in df["started_at"]] + [(t, -1) for t in df["finished_at"]], key=lambda e: (e[0], e[1]))
-    running = peak = 0
-    for _, step in events:
-        running += step
-        peak = max(peak, running)
-    return peak
+    return max_concurrency(df["started_at"], df["finished_at"])
 
 
 def session_processes(sid: int) -> list[int]:

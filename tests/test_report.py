@@ -40,6 +40,13 @@ def test_anova_by_hand():
     assert math.isnan(stats.anova_p([[1, 2, 3]]))
 
 
+def test_max_concurrency_by_hand():
+    # [0,2) [1,3) [2,4) [5,6): at most 2 open; touching intervals do not overlap
+    assert stats.max_concurrency([0, 1, 2, 5], [2, 3, 4, 6]) == 2
+    assert stats.max_concurrency([0, 0, 0], [1, 1, 1]) == 3
+    assert stats.max_concurrency([], []) == 0
+
+
 def test_first_reaching_by_hand():
     assert stats.first_reaching([0, 1, 2], [0.5, 0.3, 0.1], [1.0, 2.0, 3.0], 0.3) == (2, 2.0)
     assert stats.first_reaching([2, 0, 1], [0.1, 0.5, 0.3], [3.0, 1.0, 2.0], 0.3) == (2, 2.0)  # order-free

@@ -78,6 +78,10 @@ def test_shipped_suites_load():
     refs = {t.meta.experiment: t.meta.reference_error for t in paper}
     assert refs["ff-supervised"] == 0.0136 and refs["ff-supervised-lr2x"] == 0.0146
     assert all(len({t.seed for t in paper if t.meta.experiment == e}) >= 3 for e in refs)
+    _, negs = load_suite(SUITES / "negatives.yaml")
+    from ffbench.spec import NEGATIVES
+    assert {t.ff.negatives for t in negs if t.algorithm == "ff"} == set(NEGATIVES)
+    assert {t.epochs for t in negs if t.algorithm == "bp"} == {t.epochs for t in negs if t.algorithm == "ff"} == {10, 30, 60}
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -87,8 +91,9 @@ def test_shipped_suites_load():
      "s.yaml:1: defaults.epochs: input should be a valid integer; got 'ten'"),
     ("defaults: {hidden: [10], epochs: 1, seed: 0}\nexperiments:\n  - algorithm: bp\n    backend: [torch, tourch]\n",
      "s.yaml:4: experiments[0].backend: unknown backend 'tourch'; expected one of: "),
-    ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiments:\n  - algorithm: ff\n    ff: {negatives: permuted}\n",
-     "s.yaml:4: experiments[0].ff.negatives: expected one of: 'wrong_label'; got 'permuted'"),
+    ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiments:\n  - algorithm: ff\n    ff: {negatives: random}\n",
+     "s.yaml:4: experiments[0].ff.negatives: expected one of: 'wrong_label', 'permuted_label', 'hard_label', "
+     "'hard_label_top2'; got 'random'"),
     ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiment:\n  - algorithm: ff\n",
      "s.yaml:2: experiment: unknown top-level key (did you mean 'experiments'?)"),
     ("defaults: {backend: torch, hidden: [10\nexperiments: []\n", "s.yaml:2: invalid YAML"),

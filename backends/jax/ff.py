@@ -8,6 +8,7 @@ losses gives every layer exactly its own gradient (the simultaneous schedule).
 
 from __future__ import annotations
 
+import time
 from functools import partial
 
 import jax
@@ -20,8 +21,9 @@ from ffbench_backends.jax.common import JaxTrainer
 from ffbench.backend import FFSchedule, Phase
 from ffbench.data import Dataset
 from ffbench.reference.ff import PEER_INIT
+from ffbench.reference.negatives import score_layers
 from ffbench.reference.optim import lr_at
-from ffbench.reference.rng import STREAM_NEGATIVES, STREAM_ORDER, stream_key
+from ffbench.reference.rng import STREAM_NEGATIVES, STREAM_ORDER, STREAM_PERMUTE, stream_key
 from ffbench.spec import NUM_CLASSES, FFTrial
 
 
@@ -39,6 +41,7 @@ class FFTrainer(FFSchedule, JaxTrainer):
         self.trained: set[int] = set()
         self.readout_trained = False
         self._predictors: dict[tuple[int, ...], object] = {}
+        self.negatives_seconds: float | None = None  # scoring the data for hard negatives, this epoch
 
     # ------------------------------------------------------------------ phases
     def begin_phase(self, phase: Phase) -> None:
@@ -52,9 +55,13 @@ class FFTrainer(FFSchedule, JaxTrainer):
         self.rtx = jopt.transform(self.ff.readout_optimizer) if self.separate_readout else None
         self.ropt_state = self.rtx.init(self.readout) if self.rtx else None
         x, y = self.splits["train"]
-        key, zero = jnp.uint32(0), jnp.float32(0)
+        positions, zero = jnp.zeros(self.steps_per_epoch * self.batch_size, jnp.int32), jnp.float32(0)
         self._epoch = jax.jit(partial(_ff_epoch, self, phase.layers, phase.name == "readout")).lower(
-            self._state(), x, y, self.index, key, key, zero, zero).compile()  # ahead of time: compile time is reported apart
+            self._state(), x, y, positions, positions, zero, zero).compile()  # ahead of time: compile time is reported apart
+        self._order = jax.jit(partial(_order, self.n, self.steps_per_epoch * self.batch_size))
+        if phase.layers and self.ff.negatives.startswith("hard_label"):
+            layers = tuple(score_layers(self.ff, max(phase.layers)))
+            self._scorer = jax.jit(partial(_label_scores, self.ff, layers))
 
     def _state(self):
         return (self.params, self.readout, self.running, self.opt_state, self.ropt_state)
@@ -62,20 +69,41 @@ class FFTrainer(FFSchedule, JaxTrainer):
     # ------------------------------------------------------------------ training
     def train_epoch(self, phase: Phase, epoch: int, lr: float):
         x, y = self.splits["train"]
-        order_key = jnp.uint32(stream_key(self.trial.seed, STREAM_ORDER, epoch))
-        neg_epoch = epoch if self.ff.negatives_refresh == "epoch" else 0
-        neg_key = jnp.uint32(stream_key(self.trial.seed, STREAM_NEGATIVES, neg_epoch))
+        order = self._order(jnp.uint32(stream_key(self.trial.seed, STREAM_ORDER, epoch)))
+        neg = order if phase.name == "readout" else self._negatives(epoch, order)
         readout_lr = lr_at(self.ff.readout_optimizer, self.phase_epoch, phase.epochs) if self.rtx else 0.0
         self.phase_epoch += 1
-        state, losses = self._epoch(self._state(), x, y, self.index, order_key, neg_key, jnp.float32(lr), jnp.float32(readout_lr))
+        state, losses = self._epoch(self._state(), x, y, order, neg, jnp.float32(lr), jnp.float32(readout_lr))
         self.params, self.readout, self.running, self.opt_state, self.ropt_state = state
         self.trained.update(phase.layers)
         self.readout_trained |= phase.name == "readout" or self.joint_readout
         return losses
 
+    def _negatives(self, epoch: int, order: jax.Array) -> jax.Array:
+        """The negative label of each position of the epoch's order (`reference.negatives`)."""
+        ff, (x, y), seed = self.ff, self.splits["train"], self.trial.seed
+        key = jnp.uint32(stream_key(seed, STREAM_NEGATIVES, epoch if ff.negatives_refresh == "epoch" else 0))
+        self.negatives_seconds = None
+        if ff.negatives == "wrong_label":
+            return _wrong_by_position(key, self.index, y, order)
+        if ff.negatives == "permuted_label":
+            perm_key = jnp.uint32(stream_key(seed, STREAM_PERMUTE, epoch if ff.negatives_refresh == "epoch" else 0))
+            return _permuted_by_position(self.steps_per_epoch, self.batch_size, perm_key, y, order)
+        t0 = time.perf_counter()
+        step = self.trial.eval_batch_size
+        scores = jnp.concatenate([self._scorer(self.params, x[i:i + step]) for i in range(0, self.n, step)])
+        neg = _hard_by_position(ff.negatives, key, self.index, y, scores, order)
+        neg.block_until_ready()
+        self.negatives_seconds = time.perf_counter() - t0
+        return neg
+
     def epoch_losses(self, device_losses) -> dict[str, float | dict[int, float]]:
-        ff_loss, peer, readout = (np.asarray(v, dtype=np.float64) for v in device_losses)
+        ff_loss, peer, readout, collisions = (np.asarray(v, dtype=np.float64) for v in device_losses)
         out: dict[str, float | dict[int, float]] = {}
+        if self.phase.layers and self.ff.negatives == "permuted_label":
+            out["negative_collision_rate"] = float(collisions) / self.batch_size
+        if self.phase.layers and self.negatives_seconds is not None:
+            out["negatives_seconds"] = self.negatives_seconds
         if self.phase.layers:
             out["ff_loss"] = {i: float(ff_loss[i]) for i in self.phase.layers}
             if self.ff.peer_weight > 0:
@@ -119,16 +147,45 @@ def features(ff, params, x):
     return jax.lax.stop_gradient(jnp.concatenate(feats, axis=1))
 
 
-def _predict(ff, layers, params, readout, x):
-    if readout is not None:
-        return ops.linear(features(ff, params, x), readout).argmax(axis=1)
+def _label_scores(ff, layers, params, x):
+    """(B, 10) summed goodness over `layers` with each label overlaid, signed (`reference.ff.label_scores`)."""
     h, score = ops.overlay_all_labels(x, ff), 0.0
     for i, (w, b) in enumerate(params[: max(layers) + 1]):
         h = ops.layer_forward(h, w, b, ff)
         if i in layers:
             score = score + ops.goodness(h, ff.goodness)
-    score = score.reshape(NUM_CLASSES, x.shape[0])
-    return score.argmax(axis=0) if ff.sign == "max_ssq" else score.argmin(axis=0)
+    score = score.reshape(NUM_CLASSES, x.shape[0]).T
+    return score if ff.sign == "max_ssq" else -score
+
+
+def _predict(ff, layers, params, readout, x):
+    if readout is not None:
+        return ops.linear(features(ff, params, x), readout).argmax(axis=1)
+    return _label_scores(ff, layers, params, x).argmax(axis=1)
+
+
+def _order(n, used, key):
+    return ops.epoch_order(key, n)[:used].astype(jnp.int32)
+
+
+@jax.jit
+def _wrong_by_position(key, index, y, order):
+    return ops.wrong_labels(key, index, y)[order]
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _permuted_by_position(steps, batch_size, key, y, order):
+    perm = ops.batch_permutations(key, steps, batch_size)
+    return jnp.take_along_axis(y[order].reshape(steps, batch_size), perm, axis=1).reshape(-1)
+
+
+@partial(jax.jit, static_argnums=0)
+def _hard_by_position(strategy, key, index, y, scores, order):
+    if strategy == "hard_label":
+        wrong = ops.sample_wrong(scores, y, ops.uniform24(ops.negatives_hash(key, index)))
+    else:
+        wrong = ops.best_wrong(scores, y)
+    return wrong[order]
 
 
 def ff_step_losses(ff, layers, trainable, params, running, pos, neg, xb, yb):
@@ -158,24 +215,25 @@ def ff_step_losses(ff, layers, trainable, params, running, pos, neg, xb, yb):
     return total, (jnp.stack(ff_losses), jnp.stack(peer_losses), readout_loss, running)
 
 
-def _ff_epoch(tr: FFTrainer, layers, readout_only, state, x, y, index, order_key, neg_key, lr, readout_lr):
+def _ff_epoch(tr: FFTrainer, layers, readout_only, state, x, y, order, neg, lr, readout_lr):
     ff, bsz, steps = tr.ff, tr.batch_size, tr.steps_per_epoch
-    order = ops.epoch_order(order_key, x.shape[0])[: steps * bsz].reshape(steps, bsz)
-    wrong = ops.wrong_labels(neg_key, index, y)
+    order, neg = order.reshape(steps, bsz), neg.reshape(steps, bsz)
 
-    def readout_step(carry, idx):
+    def readout_step(carry, batch):
+        idx, _ = batch
         params, readout, running, opt_state, ropt_state = carry
         xb, yb = x[idx], y[idx]
         loss, grad = jax.value_and_grad(lambda w: ops.cross_entropy(ops.linear(features(ff, params, xb), w), yb))(readout)
         direction, opt_state = tr.tx.update({"layers": {}, "readout": grad}, opt_state, {"layers": {}, "readout": readout})
         readout = jopt.apply(readout, direction["readout"], lr)
         zeros = jnp.zeros(len(params))
-        return (params, readout, running, opt_state, ropt_state), (zeros, zeros, loss)
+        return (params, readout, running, opt_state, ropt_state), (zeros, zeros, loss, jnp.zeros((), jnp.int32))
 
-    def ff_step(carry, idx):
+    def ff_step(carry, batch):
+        idx, negb = batch
         params, readout, running, opt_state, ropt_state = carry
         xb, yb = x[idx], y[idx]
-        pos, neg = ops.overlay(xb, yb, ff), ops.overlay(xb, wrong[idx], ff)
+        pos, neg = ops.overlay(xb, yb, ff), ops.overlay(xb, negb, ff)
         trainable = {"layers": {i: params[i] for i in layers}, "readout": readout if tr.joint_readout else None}
         grad_fn = jax.value_and_grad(ff_step_losses, argnums=2, has_aux=True)
         (_, (ffl, peer, rl, running)), grads = grad_fn(ff, layers, trainable, params, running, pos, neg, xb, yb)
@@ -188,7 +246,7 @@ def _ff_epoch(tr: FFTrainer, layers, readout_only, state, x, y, index, order_key
         params = [trainable["layers"].get(i, p) for i, p in enumerate(params)]
         if trainable["readout"] is not None:
             readout = trainable["readout"]
-        return (params, readout, running, opt_state, ropt_state), (ffl, peer, rl)
+        return (params, readout, running, opt_state, ropt_state), (ffl, peer, rl, (negb == yb).sum())
 
-    state, (ffl, peer, rl) = jax.lax.scan(readout_step if readout_only else ff_step, state, order)
-    return state, (ffl.mean(axis=0), peer.mean(axis=0), rl.mean())
+    state, (ffl, peer, rl, hits) = jax.lax.scan(readout_step if readout_only else ff_step, state, (order, neg))
+    return state, (ffl.mean(axis=0), peer.mean(axis=0), rl.mean(), hits.mean())

@@ -27,10 +27,37 @@ def epoch_order(key: jax.Array, n: int) -> jax.Array:
     return jnp.argsort(lowbias32(jnp.arange(n, dtype=jnp.uint32) ^ key), stable=True)
 
 
+def negatives_hash(key: jax.Array, index: jax.Array) -> jax.Array:
+    return lowbias32(index.astype(jnp.uint32) ^ key)
+
+
+def uniform24(h: jax.Array) -> jax.Array:
+    return (h >> 8).astype(jnp.float32) * 2.0**-24
+
+
 def wrong_labels(key: jax.Array, index: jax.Array, labels: jax.Array) -> jax.Array:
-    h = lowbias32(index.astype(jnp.uint32) ^ key)
+    h = negatives_hash(key, index)
     k = (((h >> 8) * jnp.uint32(NUM_CLASSES - 1)) >> 24).astype(labels.dtype)
     return (labels + k + 1) % NUM_CLASSES
+
+
+def batch_permutations(key: jax.Array, steps: int, batch_size: int) -> jax.Array:
+    h = lowbias32(jnp.arange(steps * batch_size, dtype=jnp.uint32) ^ key)
+    return jnp.argsort(h.reshape(steps, batch_size), axis=1, stable=True)
+
+
+# ---------------------------------------------------------------- negatives.py
+def best_wrong(scores: jax.Array, labels: jax.Array) -> jax.Array:
+    mask = labels[:, None] == jnp.arange(NUM_CLASSES)[None, :]
+    return jnp.where(mask, -jnp.inf, scores).argmax(axis=1).astype(labels.dtype)
+
+
+def sample_wrong(scores: jax.Array, labels: jax.Array, u: jax.Array) -> jax.Array:
+    mask = labels[:, None] == jnp.arange(NUM_CLASSES)[None, :]
+    top = jnp.where(mask, -jnp.inf, scores).max(axis=1, keepdims=True)
+    c = jnp.cumsum(jnp.where(mask, 0.0, jnp.exp(scores - top)), axis=1)
+    pick = jnp.minimum((c <= (u * c[:, -1])[:, None]).sum(axis=1), NUM_CLASSES - 1).astype(labels.dtype)
+    return jnp.where(pick == labels, best_wrong(scores, labels), pick)
 
 
 # ---------------------------------------------------------------- ff.py

@@ -7,6 +7,8 @@ makes no host sync.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from ffbench_backends.keras import ops as kops
 from ffbench_backends.keras.common import KerasTrainer
@@ -17,8 +19,9 @@ from ffbench.backend import FFSchedule, Phase
 from ffbench.data import Dataset
 from ffbench.reference.ff import PEER_INIT
 from ffbench.reference.init import stack_init
+from ffbench.reference.negatives import score_layers
 from ffbench.reference.optim import lr_at
-from ffbench.reference.rng import STREAM_NEGATIVES, STREAM_ORDER, stream_key
+from ffbench.reference.rng import STREAM_NEGATIVES, STREAM_ORDER, STREAM_PERMUTE, stream_key
 from ffbench.spec import NUM_CLASSES, FFTrial
 
 
@@ -35,6 +38,7 @@ class FFTrainer(FFSchedule, KerasTrainer):
             self.readout = keras.Variable(np.zeros((feats, NUM_CLASSES), np.float32), name="readout_kernel")
         self.trained: set[int] = set()
         self.readout_trained = False
+        self.negatives_seconds: float | None = None  # scoring the data for hard negatives, this epoch
 
     def begin_phase(self, phase: Phase) -> None:
         self.phase, self.phase_epoch = phase, 0
@@ -44,15 +48,15 @@ class FFTrainer(FFSchedule, KerasTrainer):
 
     def train_epoch(self, phase: Phase, epoch: int, lr: float):
         x, y = self.splits["train"]
-        order = kops.epoch_order(stream_key(self.trial.seed, STREAM_ORDER, epoch), self.index)
-        neg_epoch = epoch if self.ff.negatives_refresh == "epoch" else 0
-        wrong = kops.wrong_labels(stream_key(self.trial.seed, STREAM_NEGATIVES, neg_epoch), self.index, y)
+        order = kops.epoch_order(stream_key(self.trial.seed, STREAM_ORDER, epoch), self.index)[: self.steps_per_epoch * self.batch_size]
+        neg = None if phase.name == "readout" else self._negatives(phase, epoch, order)
         self.opt.set_lr(lr)
         if self.readout_opt is not None:
             self.readout_opt.set_lr(lr_at(self.readout_opt.spec, self.phase_epoch, phase.epochs))
         self.phase_epoch += 1
         depth = len(self.params)
-        sums = {"ff_loss": [ops.zeros(())] * depth, "peer_loss": [ops.zeros(())] * depth, "readout_loss": ops.zeros(())}
+        sums = {"ff_loss": [ops.zeros(())] * depth, "peer_loss": [ops.zeros(())] * depth, "readout_loss": ops.zeros(()),
+                "collisions": ops.zeros((), dtype="int32")}
         for s in range(self.steps_per_epoch):
             idx = order[s * self.batch_size:(s + 1) * self.batch_size]
             xb, yb = ops.take(x, idx, axis=0), ops.take(y, idx, axis=0)
@@ -61,10 +65,36 @@ class FFTrainer(FFSchedule, KerasTrainer):
                 self.opt.apply([grad], [self.readout])
                 sums["readout_loss"] = sums["readout_loss"] + loss
             else:
-                self._ff_step(xb, yb, ops.take(wrong, idx, axis=0), phase, sums)
+                negb = neg[s * self.batch_size:(s + 1) * self.batch_size]
+                sums["collisions"] = sums["collisions"] + ops.sum(ops.cast(negb == yb, "int32"))
+                self._ff_step(xb, yb, negb, phase, sums)
         self.trained.update(phase.layers)
         self.readout_trained |= phase.name == "readout" or self.joint_readout
         return sums
+
+    def _negatives(self, phase: Phase, epoch: int, order):
+        """The negative label of each position of the epoch's order (`reference.negatives`)."""
+        ff, (x, y), seed = self.ff, self.splits["train"], self.trial.seed
+        key_epoch = epoch if ff.negatives_refresh == "epoch" else 0
+        self.negatives_seconds = None
+        if ff.negatives == "wrong_label":
+            return ops.take(kops.wrong_labels(stream_key(seed, STREAM_NEGATIVES, key_epoch), self.index, y), order, axis=0)
+        if ff.negatives == "permuted_label":
+            perm = kops.batch_permutations(stream_key(seed, STREAM_PERMUTE, key_epoch), self.steps_per_epoch, self.batch_size)
+            y_ordered = ops.reshape(ops.take(y, order, axis=0), (self.steps_per_epoch, self.batch_size))
+            return ops.reshape(ops.take_along_axis(y_ordered, perm, axis=1), (-1,))
+        t0 = time.perf_counter()
+        layers, step = score_layers(ff, max(phase.layers)), self.trial.eval_batch_size
+        scores = ops.concatenate([self.label_scores(x[i:i + step], layers) for i in range(0, self.n, step)], axis=0)
+        if ff.negatives == "hard_label":
+            u = kops.uniform24(kops.negatives_hash(stream_key(seed, STREAM_NEGATIVES, key_epoch), self.index))
+            wrong = kops.sample_wrong(scores, y, u)
+        else:
+            wrong = kops.best_wrong(scores, y)
+        neg = ops.take(wrong, order, axis=0)
+        ops.convert_to_numpy(neg[:1])  # wait for it: the scoring is timed apart
+        self.negatives_seconds = time.perf_counter() - t0
+        return neg
 
     def _ff_step(self, xb, yb, wrong_b, phase: Phase, sums) -> None:
         ff = self.ff
@@ -116,6 +146,10 @@ class FFTrainer(FFSchedule, KerasTrainer):
                 out["peer_loss"] = {i: float(ops.convert_to_numpy(device_losses["peer_loss"][i])) / steps for i in self.phase.layers}
         if self.phase.name == "readout" or self.joint_readout:
             out["readout_loss"] = float(ops.convert_to_numpy(device_losses["readout_loss"])) / steps
+        if self.phase.layers and self.ff.negatives == "permuted_label":
+            out["negative_collision_rate"] = float(ops.convert_to_numpy(device_losses["collisions"])) / (steps * self.batch_size)
+        if self.phase.layers and self.negatives_seconds is not None:
+            out["negatives_seconds"] = self.negatives_seconds
         return out
 
     def state(self) -> dict:
@@ -133,15 +167,18 @@ class FFTrainer(FFSchedule, KerasTrainer):
             self.readout.assign(state["readout"].T)
         self.trained, self.readout_trained = set(range(len(self.params))), True
 
-    def predict(self, xb):
+    def label_scores(self, xb, layers: list[int]):
+        """(B, 10) summed goodness over `layers` with each label overlaid, signed (`reference.ff.label_scores`)."""
         ff = self.ff
-        if self.readout is not None:
-            return ops.argmax(ops.matmul(self.features(xb), self.readout), axis=1)
-        layers = [i for i in ff.prediction_layers if i in self.trained]
         h, score = kops.overlay_all_labels(xb, ff), 0.0
         for i, (kernel, bias) in enumerate(self.params[: max(layers) + 1]):
             h = kops.layer_forward(h, kernel, bias, ff)
             if i in layers:
                 score = score + kops.goodness(h, ff.goodness)
-        score = ops.reshape(score, (NUM_CLASSES, xb.shape[0]))
-        return ops.cast(ops.argmax(score, axis=0) if ff.sign == "max_ssq" else ops.argmin(score, axis=0), "int32")
+        score = ops.transpose(ops.reshape(score, (NUM_CLASSES, xb.shape[0])))
+        return score if ff.sign == "max_ssq" else -score
+
+    def predict(self, xb):
+        if self.readout is not None:
+            return ops.argmax(ops.matmul(self.features(xb), self.readout), axis=1)
+        return ops.cast(ops.argmax(self.label_scores(xb, [i for i in self.ff.prediction_layers if i in self.trained]), axis=1), "int32")

@@ -31,10 +31,41 @@ def epoch_order(key: int, index):
     return ops.argsort(lowbias32(ops.bitwise_xor(index, _u32(key))))  # keys are distinct: the order is unique
 
 
+def negatives_hash(key: int, index):
+    return lowbias32(ops.bitwise_xor(index, _u32(key)))
+
+
+def uniform24(h):
+    return ops.cast(ops.right_shift(h, 8), "float32") * (2.0**-24)
+
+
 def wrong_labels(key: int, index, labels):
-    h = lowbias32(ops.bitwise_xor(index, _u32(key)))
+    h = negatives_hash(key, index)
     k = ops.cast(ops.right_shift(ops.multiply(ops.right_shift(h, 8), _u32(NUM_CLASSES - 1)), 24), "int32")
     return ops.mod(labels + k + 1, NUM_CLASSES)
+
+
+def batch_permutations(key: int, steps: int, batch_size: int):
+    h = lowbias32(ops.bitwise_xor(ops.arange(steps * batch_size, dtype="uint32"), _u32(key)))
+    return ops.argsort(ops.reshape(h, (steps, batch_size)), axis=1)  # distinct keys: the order is unique
+
+
+# ---------------------------------------------------------------- negatives.py
+def _label_mask(labels):
+    return ops.cast(ops.one_hot(labels, NUM_CLASSES), "bool")
+
+
+def best_wrong(scores, labels):
+    return ops.cast(ops.argmax(ops.where(_label_mask(labels), -np.inf, scores), axis=1), "int32")
+
+
+def sample_wrong(scores, labels, u):
+    mask = _label_mask(labels)
+    top = ops.max(ops.where(mask, -np.inf, scores), axis=1, keepdims=True)
+    c = ops.cumsum(ops.where(mask, 0.0, ops.exp(scores - top)), axis=1)
+    below = ops.cast(c <= ops.expand_dims(u * c[:, -1], 1), "int32")
+    pick = ops.minimum(ops.sum(below, axis=1), NUM_CLASSES - 1)
+    return ops.where(pick == labels, best_wrong(scores, labels), pick)
 
 
 # ---------------------------------------------------------------- ff.py

@@ -7,6 +7,8 @@ schedule). Data, labels and negatives stay on the device; an epoch makes no host
 
 from __future__ import annotations
 
+import time
+
 import torch
 import torch.nn.functional as F
 from ffbench_backends.torch import ops
@@ -16,6 +18,7 @@ from ffbench_backends.torch.optim import Optimizer
 from ffbench.backend import FFSchedule, Phase
 from ffbench.data import Dataset
 from ffbench.reference.ff import PEER_INIT
+from ffbench.reference.negatives import score_layers
 from ffbench.reference.optim import lr_at
 from ffbench.spec import NUM_CLASSES, FFSpec, FFTrial
 
@@ -57,6 +60,7 @@ class FFTrainer(FFSchedule, TorchTrainer):
             self.readout = torch.zeros((NUM_CLASSES, feats), device=device, requires_grad=True)
         self.trained: set[int] = set()  # layers trained so far (for evaluation during greedy)
         self.readout_trained = False
+        self.negatives_seconds: float | None = None  # scoring the data for hard negatives, this epoch
 
     # ------------------------------------------------------------------ phases
     def begin_phase(self, phase: Phase) -> None:
@@ -75,12 +79,11 @@ class FFTrainer(FFSchedule, TorchTrainer):
     # ------------------------------------------------------------------ training
     def train_epoch(self, phase: Phase, epoch: int, lr: float):
         x, y = self.splits["train"]
-        order = ops.epoch_order(self.trial.seed, epoch, self.n, self.device)
-        neg_epoch = epoch if self.ff.negatives_refresh == "epoch" else 0
-        wrong = ops.wrong_labels(self.trial.seed, neg_epoch, self.index, y)
+        order = ops.epoch_order(self.trial.seed, epoch, self.n, self.device)[: self.steps_per_epoch * self.batch_size]
         depth = len(self.params)
         sums = {"ff_loss": torch.zeros(depth, device=self.device), "peer_loss": torch.zeros(depth, device=self.device),
-                "readout_loss": torch.zeros(1, device=self.device)}
+                "readout_loss": torch.zeros(1, device=self.device), "collisions": torch.zeros(1, device=self.device)}
+        neg = None if phase.name == "readout" else self._negatives(phase, epoch, order)
         if self.readout_opt is not None:
             readout_lr = lr_at(self.readout_opt.spec, self.phase_epoch, phase.epochs)
         self.phase_epoch += 1
@@ -91,7 +94,9 @@ class FFTrainer(FFSchedule, TorchTrainer):
                 loss = self._readout_loss(xb, yb)
                 sums["readout_loss"] += loss.detach()
             else:
-                loss = self._ff_losses(xb, yb, wrong[idx], phase, sums)
+                negb = neg[s * self.batch_size:(s + 1) * self.batch_size]
+                sums["collisions"] += (negb == yb).sum()
+                loss = self._ff_losses(xb, yb, negb, phase, sums)
             loss.backward()
             self.opt.step(lr)
             if self.readout_opt is not None:
@@ -99,6 +104,29 @@ class FFTrainer(FFSchedule, TorchTrainer):
         self.trained.update(phase.layers)
         self.readout_trained |= phase.name == "readout" or self.joint_readout
         return {k: v / self.steps_per_epoch for k, v in sums.items()}
+
+    @torch.no_grad()
+    def _negatives(self, phase: Phase, epoch: int, order: torch.Tensor) -> torch.Tensor:
+        """The negative label of each position of the epoch's order (`reference.negatives`)."""
+        ff, (x, y), seed = self.ff, self.splits["train"], self.trial.seed
+        key_epoch = epoch if ff.negatives_refresh == "epoch" else 0
+        self.negatives_seconds = None
+        if ff.negatives == "wrong_label":
+            return ops.wrong_labels(seed, key_epoch, self.index, y)[order]
+        if ff.negatives == "permuted_label":
+            perm = ops.batch_permutations(seed, key_epoch, self.steps_per_epoch, self.batch_size, self.device)
+            return torch.gather(y[order].view(perm.shape), 1, perm).reshape(-1)
+        t0 = time.perf_counter()
+        layers = score_layers(ff, max(phase.layers))
+        step = self.trial.eval_batch_size
+        scores = torch.cat([self.label_scores(x[i:i + step], layers) for i in range(0, self.n, step)])
+        if ff.negatives == "hard_label":
+            wrong = ops.sample_wrong(scores, y, ops.uniform24(ops.negatives_hash(seed, key_epoch, self.index)))
+        else:
+            wrong = ops.best_wrong(scores, y)
+        self.sync()
+        self.negatives_seconds = time.perf_counter() - t0
+        return wrong[order]
 
     def _ff_losses(self, xb, yb, wrong_b, phase: Phase, sums) -> torch.Tensor:
         ff = self.ff
@@ -129,8 +157,13 @@ class FFTrainer(FFSchedule, TorchTrainer):
 
     def epoch_losses(self, device_losses) -> dict[str, float | dict[int, float]]:
         phase, depth = self.phase, len(self.params)
-        flat = torch.cat([device_losses["ff_loss"], device_losses["peer_loss"], device_losses["readout_loss"]]).tolist()
+        flat = torch.cat([device_losses[k] for k in ("ff_loss", "peer_loss", "readout_loss", "collisions")]).tolist()
         out: dict[str, float | dict[int, float]] = {}
+        if phase.layers and self.ff.negatives == "permuted_label":
+            out["negative_collision_rate"] = flat[-1] / self.batch_size  # collisions per step / rows per step
+        if phase.layers and self.negatives_seconds is not None:
+            out["negatives_seconds"] = self.negatives_seconds
+        flat = flat[:-1]
         if phase.layers:
             out["ff_loss"] = {i: flat[i] for i in phase.layers}
             if self.ff.peer_weight > 0:
@@ -157,15 +190,19 @@ class FFTrainer(FFSchedule, TorchTrainer):
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def predict(self, xb: torch.Tensor) -> torch.Tensor:
+    def label_scores(self, xb: torch.Tensor, layers: list[int]) -> torch.Tensor:
+        """(B, 10) summed goodness over `layers` with each label overlaid, signed (`reference.ff.label_scores`)."""
         ff = self.ff
-        if self.readout is not None:
-            return F.linear(self._features(xb), self.readout).argmax(dim=1)
-        layers = [i for i in ff.prediction_layers if i in self.trained]
         h, score = ops.overlay_all_labels(xb, ff), 0.0
         for i, (w, b) in enumerate(self.params[: max(layers) + 1]):
             h = ops.layer_forward(h, w, b, ff)
             if i in layers:
                 score = score + ops.goodness(h, ff.goodness)
-        score = score.view(NUM_CLASSES, xb.shape[0])
-        return score.argmax(dim=0) if ff.sign == "max_ssq" else score.argmin(dim=0)
+        score = score.view(NUM_CLASSES, xb.shape[0]).T
+        return score if ff.sign == "max_ssq" else -score
+
+    @torch.no_grad()
+    def predict(self, xb: torch.Tensor) -> torch.Tensor:
+        if self.readout is not None:
+            return F.linear(self._features(xb), self.readout).argmax(dim=1)
+        return self.label_scores(xb, [i for i in self.ff.prediction_layers if i in self.trained]).argmax(dim=1)

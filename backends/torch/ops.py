@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ffbench.reference.rng import MASK32, MUL1, MUL2, STREAM_NEGATIVES, STREAM_ORDER, stream_key
+from ffbench.reference.rng import MASK32, MUL1, MUL2, STREAM_NEGATIVES, STREAM_ORDER, STREAM_PERMUTE, stream_key
 from ffbench.spec import NUM_CLASSES, FFSpec
 
 
@@ -29,9 +29,35 @@ def epoch_order(seed: int, epoch: int, n: int, device) -> torch.Tensor:
     return torch.argsort(lowbias32(idx ^ stream_key(seed, STREAM_ORDER, epoch)), stable=True)
 
 
+def negatives_hash(seed: int, epoch: int, index: torch.Tensor) -> torch.Tensor:
+    return lowbias32(index ^ stream_key(seed, STREAM_NEGATIVES, epoch))
+
+
+def uniform24(h: torch.Tensor) -> torch.Tensor:
+    return (h >> 8).to(torch.float32) * 2.0**-24
+
+
 def wrong_labels(seed: int, epoch: int, index: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    h = lowbias32(index ^ stream_key(seed, STREAM_NEGATIVES, epoch))
+    h = negatives_hash(seed, epoch, index)
     return (labels + (((h >> 8) * (NUM_CLASSES - 1)) >> 24) + 1) % NUM_CLASSES
+
+
+def batch_permutations(seed: int, epoch: int, steps: int, batch_size: int, device) -> torch.Tensor:
+    idx = torch.arange(steps * batch_size, device=device, dtype=torch.int64)
+    return torch.argsort(lowbias32(idx ^ stream_key(seed, STREAM_PERMUTE, epoch)).view(steps, batch_size), dim=1, stable=True)
+
+
+# ---------------------------------------------------------------- negatives.py
+def best_wrong(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return scores.masked_fill(F.one_hot(labels, NUM_CLASSES).bool(), -torch.inf).argmax(dim=1)
+
+
+def sample_wrong(scores: torch.Tensor, labels: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    mask = F.one_hot(labels, NUM_CLASSES).bool()
+    top = scores.masked_fill(mask, -torch.inf).amax(dim=1, keepdim=True)
+    c = torch.exp(scores - top).masked_fill(mask, 0.0).cumsum(dim=1)
+    pick = (c <= (u * c[:, -1])[:, None]).sum(dim=1).clamp(max=NUM_CLASSES - 1)
+    return torch.where(pick == labels, best_wrong(scores, labels), pick)
 
 
 # ---------------------------------------------------------------- ff.py

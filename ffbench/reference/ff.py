@@ -130,17 +130,22 @@ def readout_step(x: np.ndarray, labels: np.ndarray, params, w_out: np.ndarray, f
     return loss, dlogits.T @ feats
 
 
+def label_scores(x: np.ndarray, params, ff: FFSpec, layers: list[int]) -> np.ndarray:
+    """(N, 10): the summed goodness over `layers` with each label overlaid, signed so that
+    higher means "more positive" (negated for min_ssq)."""
+    scores = np.stack([
+        sum(goodness(hs[i], ff.goodness) for i in layers)
+        for hs in (forward_stack(overlay(x, np.full(len(x), c), ff), params[: max(layers) + 1], ff) for c in range(NUM_CLASSES))
+    ], axis=1)
+    return scores if ff.sign == "max_ssq" else -scores
+
+
 def predict(x: np.ndarray, params, ff: FFSpec, w_out: np.ndarray | None = None, layers: list[int] | None = None) -> np.ndarray:
     """Predicted classes, by summed goodness over labels or by the softmax read-out."""
     if ff.prediction == "softmax":
         feats = readout_features(forward_stack(overlay(x, None, ff), params, ff), ff)
         return (feats @ w_out.T).argmax(axis=1)
-    layers = ff.prediction_layers if layers is None else layers
-    scores = np.stack([
-        sum(goodness(hs[i], ff.goodness) for i in layers)
-        for hs in (forward_stack(overlay(x, np.full(len(x), c), ff), params, ff) for c in range(NUM_CLASSES))
-    ], axis=1)
-    return scores.argmax(axis=1) if ff.sign == "max_ssq" else scores.argmin(axis=1)
+    return label_scores(x, params, ff, ff.prediction_layers if layers is None else layers).argmax(axis=1)
 
 
 @dataclass

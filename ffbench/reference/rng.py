@@ -26,6 +26,7 @@ MUL2 = 0x846CA68B
 # Streams: independent sequences derived from one seed.
 STREAM_ORDER = 1
 STREAM_NEGATIVES = 2
+STREAM_PERMUTE = 3
 
 
 def lowbias32(x: np.ndarray) -> np.ndarray:
@@ -61,8 +62,23 @@ def wrong_label_offset(h: np.ndarray, num_classes: int = 10) -> np.ndarray:
 
 def wrong_labels(seed: int, epoch: int, index: np.ndarray, labels: np.ndarray, num_classes: int = 10) -> np.ndarray:
     """Wrong labels for samples `index` (dataset indices) with true `labels`, in `epoch`."""
-    h = lowbias32(np.uint32(stream_key(seed, STREAM_NEGATIVES, epoch)) ^ np.asarray(index).astype(np.uint32))
-    return (np.asarray(labels, np.int64) + wrong_label_offset(h, num_classes)) % num_classes
+    return (np.asarray(labels, np.int64) + wrong_label_offset(negatives_hash(seed, epoch, index), num_classes)) % num_classes
+
+
+def negatives_hash(seed: int, epoch: int, index: np.ndarray) -> np.ndarray:
+    """The per-sample uint32 hash behind a sample's negative label in `epoch`."""
+    return lowbias32(np.uint32(stream_key(seed, STREAM_NEGATIVES, epoch)) ^ np.asarray(index).astype(np.uint32))
+
+
+def uniform24(h: np.ndarray) -> np.ndarray:
+    """A uint32 hash -> a uniform number in [0, 1) with 24 bits (exact in float32)."""
+    return (np.asarray(h, np.uint32) >> np.uint32(8)).astype(np.float64) * 2.0**-24
+
+
+def batch_permutations(seed: int, epoch: int, steps: int, batch_size: int) -> np.ndarray:
+    """(steps, batch_size): for each minibatch of `epoch`, a permutation of its positions."""
+    h = lowbias32(np.uint32(stream_key(seed, STREAM_PERMUTE, epoch)) ^ np.arange(steps * batch_size, dtype=np.uint32))
+    return np.argsort(h.reshape(steps, batch_size), axis=1, kind="stable").astype(np.int64)
 
 
 def init_rng(seed: int) -> np.random.Generator:

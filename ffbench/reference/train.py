@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ffbench.reference import bp, ff, optim, rng
+from ffbench.reference import bp, ff, negatives, optim, rng
 from ffbench.spec import BPTrial, FFTrial
 
 
@@ -21,11 +21,11 @@ def batches(seed: int, epoch: int, n: int, batch_size: int) -> list[np.ndarray]:
 def ff_simultaneous_epoch(state: ff.FFState, x: np.ndarray, y: np.ndarray, trial: FFTrial, epoch: int, lr: float):
     """One epoch of the simultaneous schedule; returns (state, mean loss per layer)."""
     spec = trial.ff
-    neg_epoch = epoch if spec.negatives_refresh == "epoch" else 0
-    wrong = rng.wrong_labels(trial.seed, neg_epoch, np.arange(len(y)), y)
+    bs = batches(trial.seed, epoch, len(y), trial.batch_size)
+    negs = negatives.epoch_labels(trial, x, y, epoch, bs, state.params, len(state.params) - 1)
     losses = []
-    for idx in batches(trial.seed, epoch, len(y), trial.batch_size):
-        x_pos, x_neg = ff.overlay(x[idx], y[idx], spec), ff.overlay(x[idx], wrong[idx], spec)
+    for idx, neg in zip(bs, negs):
+        x_pos, x_neg = ff.overlay(x[idx], y[idx], spec), ff.overlay(x[idx], neg, spec)
         state, steps = ff.simultaneous_step(state, x_pos, x_neg, spec, trial.optimizer, lr)
         losses.append([s.loss for s in steps])
     return state, np.mean(losses, axis=0)
@@ -50,11 +50,11 @@ def ff_greedy_layer_epoch(params, opt_state: optim.OptState, running, layer: int
     Returns (params, opt_state, running means, mean loss). `epoch` is the global epoch index.
     """
     spec = trial.ff
-    neg_epoch = epoch if spec.negatives_refresh == "epoch" else 0
-    wrong = rng.wrong_labels(trial.seed, neg_epoch, np.arange(len(y)), y)
+    bs = batches(trial.seed, epoch, len(y), trial.batch_size)
+    negs = negatives.epoch_labels(trial, x, y, epoch, bs, params, layer)
     params, running, losses = list(params), list(running), []
-    for idx in batches(trial.seed, epoch, len(y), trial.batch_size):
-        x_pos, x_neg = ff.overlay(x[idx], y[idx], spec), ff.overlay(x[idx], wrong[idx], spec)
+    for idx, neg in zip(bs, negs):
+        x_pos, x_neg = ff.overlay(x[idx], y[idx], spec), ff.overlay(x[idx], neg, spec)
         for w, b in params[:layer]:
             x_pos, x_neg = ff.layer_forward(x_pos, w, b, spec)[2], ff.layer_forward(x_neg, w, b, spec)[2]
         st = ff.layer_step(x_pos, x_neg, *params[layer], spec, running[layer])

@@ -42,3 +42,13 @@ def anova_p(groups: Sequence[Sequence[float]]) -> float:
     if all(np.ptp(g) == 0 for g in groups):  # no seed noise at all: any difference is significant
         return 0.0 if len({float(g[0]) for g in groups}) > 1 else 1.0
     return float(stats.f_oneway(*groups).pvalue)
+
+
+def max_concurrency(starts: Sequence, ends: Sequence) -> int:
+    """The most intervals [start, end) open at one instant (an end at t closes before a start at t)."""
+    events = sorted([(t, 1) for t in starts] + [(t, -1) for t in ends], key=lambda e: (e[0], e[1]))
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
