@@ -33,6 +33,7 @@ NEGATIVES = {
     "permuted_label": "the image with a label of the batch, randomly permuted (PyTorch/Keras examples; can be the true one)",
     "hard_label": "the image with a wrong label sampled from the model's own softmax over goodness (Matlab ffcode)",
     "hard_label_top2": "the image with the model's best-scoring wrong label (the JAX example's hard negatives)",
+    "hybrid_image": "unsupervised: the image mixed with one of another class through a blurred random mask (paper)",
 }
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -117,7 +118,8 @@ class FFSpec(Strict):
     # simultaneous: every minibatch updates every layer on the detached output of the layer below.
     # greedy: layer 1 trains for all `epochs`, then layer 2, ... (epochs are per layer).
     schedule: Literal["simultaneous", "greedy"] = "simultaneous"
-    negatives: Literal["wrong_label", "permuted_label", "hard_label", "hard_label_top2"] = "wrong_label"  # see NEGATIVES
+    negatives: Literal["wrong_label", "permuted_label", "hard_label", "hard_label_top2", "hybrid_image"] = "wrong_label"  # NEGATIVES
+    hybrid_blur_passes: Annotated[int, Field(ge=1, le=12)] = 6  # hybrid_image: mask blurs (bit-exact across backends up to 6)
     # epoch: new negatives every epoch (the hard ones: scored with the weights at the epoch's start); once: one fixed draw
     negatives_refresh: Literal["epoch", "once"] = "epoch"
     # goodness: overlay each label, sum goodness over `prediction_layers`, pick the best.
@@ -129,6 +131,11 @@ class FFSpec(Strict):
     readout_phase: Literal["joint", "after"] = "joint"  # trained with every FF step, or after the FF layers
     readout_epochs: PositiveInt | None = None  # for readout_phase: after
     init: Literal["uniform_fan_in", "normal_fan_out"] = "uniform_fan_in"
+
+    @property
+    def embeds_labels(self) -> bool:
+        """Supervised FF puts the label in the input; unsupervised FF (hybrid_image) does not."""
+        return self.negatives != "hybrid_image"
 
 
 class BPSpec(Strict):
@@ -212,6 +219,8 @@ class FFTrial(TrialBase):
             raise ValueError("a greedy schedule trains its softmax read-out after the layers: set ff.readout_phase: after")
         if uses_readout and (ff.readout_phase == "after") != (ff.readout_epochs is not None):
             raise ValueError("ff.readout_epochs is required with ff.readout_phase: after, and only then")
+        if not ff.embeds_labels and ff.prediction != "softmax":
+            raise ValueError("ff.negatives: hybrid_image is unsupervised (no label in the input): it needs ff.prediction: softmax")
         if ff.negatives.startswith("hard_label") and ff.negatives_refresh != "epoch":
             raise ValueError(f"ff.negatives: {ff.negatives} scores the data with the current weights each epoch; "
                              "it needs ff.negatives_refresh: epoch")

@@ -53,15 +53,21 @@ class SuiteFile(BaseModel):
 def _construct(node: yaml.Node, path: Path_, lines: dict[Path_, int], file: str) -> Any:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
-        out = {}
+        out, merged = {}, {}
         for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: explicit keys win
+                for src in v.value if isinstance(v, yaml.SequenceNode) else [v]:
+                    if not isinstance(src, yaml.MappingNode):
+                        raise ConfigError("`<<` merges a mapping (an &anchor of one)", file=file, line=k.start_mark.line + 1)
+                    merged = {**_construct(src, path, lines, file), **merged}
+                continue
             if not isinstance(k, yaml.ScalarNode):
                 raise ConfigError("keys must be plain names", file=file, line=k.start_mark.line + 1)
             if k.value in out:
                 raise ConfigError(f"duplicate key {k.value!r}", file=file, line=k.start_mark.line + 1)
             out[k.value] = _construct(v, path + (k.value,), lines, file)
             lines[path + (k.value,)] = k.start_mark.line + 1  # a field's line is its key's line
-        return out
+        return {**merged, **out}
     if isinstance(node, yaml.SequenceNode):
         return [_construct(v, path + (i,), lines, file) for i, v in enumerate(node.value)]
     return _scalar(node)

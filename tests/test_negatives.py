@@ -14,9 +14,12 @@ from ffbench.spec import NEGATIVES, parse_trial
 
 
 def test_every_strategy_is_listed_and_valid():
-    assert set(NEGATIVES) == {"wrong_label", "permuted_label", "hard_label", "hard_label_top2"}
+    assert set(NEGATIVES) == {"wrong_label", "permuted_label", "hard_label", "hard_label_top2", "hybrid_image"}
     for name in NEGATIVES:
-        parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [4], "epochs": 1, "ff": {"negatives": name}})
+        parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [4], "epochs": 1,
+                     "ff": {"negatives": name, "prediction": "softmax"}})
+    with pytest.raises(ValueError, match="hybrid_image is unsupervised"):
+        parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [4], "epochs": 1, "ff": {"negatives": "hybrid_image"}})
     with pytest.raises(ValueError, match="needs ff.negatives_refresh: epoch"):
         parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [4], "epochs": 1,
                      "ff": {"negatives": "hard_label", "negatives_refresh": "once"}})
@@ -60,6 +63,52 @@ def test_hard_label_samples_the_models_distribution_over_wrong_classes():
     assert N.best_wrong(np.array([[3.0, 9, 1, 2, 0, 0, 0, 0, 0, 0]]), np.array([0]))[0] == 1
 
 
+def test_blur_by_hand():
+    m = np.zeros((1, 28, 28))
+    m[0, 10, 10] = 1.0
+    b = N.blur(m, 1)  # the outer product of [1/4, 1/2, 1/4] with itself around (10, 10)
+    assert b[0, 9:12, 9:12] == pytest.approx(np.outer([0.25, 0.5, 0.25], [0.25, 0.5, 0.25]))
+    assert b.sum() == pytest.approx(1.0) and b[0, :8].sum() == 0
+    edge = np.zeros((1, 28, 28))
+    edge[0, 0, 0] = 1.0  # the border pixel repeated outside: 3/4 stays in the corner along each axis
+    assert N.blur(edge, 1)[0, 0, 0] == pytest.approx(0.75 * 0.75)
+    ones = np.ones((1, 28, 28))
+    assert (N.blur(ones, 6) == 1.0).all()  # a constant survives blurring, borders included
+
+
+def test_hybrid_masks_have_the_blur_and_threshold_statistics():
+    m = N.hybrid_masks(0, 0, np.arange(3000), 6)
+    assert set(np.unique(m)) == {0.0, 1.0} and m.mean() == pytest.approx(0.5, abs=0.01)  # symmetric: half of each image
+    img = m.reshape(-1, 28, 28)
+    same_h = (img[:, :, 1:] == img[:, :, :-1]).mean()
+    bits = rng.lowbias32(np.arange(3000 * 784, dtype=np.uint32) ^ np.uint32(rng.stream_key(0, rng.STREAM_MASK, 0))) >> np.uint32(31)
+    raw = bits.reshape(-1, 28, 28)
+    assert (raw[:, :, 1:] == raw[:, :, :-1]).mean() == pytest.approx(0.5, abs=0.01)  # the bits: independent
+    assert same_h > 0.85  # blurred then thresholded: large blobs, neighbours mostly agree
+    fewer = N.hybrid_masks(0, 0, np.arange(3000), 1).reshape(-1, 28, 28)
+    assert (fewer[:, :, 1:] == fewer[:, :, :-1]).mean() < same_h  # more passes, larger blobs
+    assert (N.hybrid_masks(0, 0, np.arange(5), 6) == m[:5]).all() and not (N.hybrid_masks(0, 1, np.arange(5), 6) == m[:5]).all()
+
+
+def test_hybrid_partners_are_always_of_another_class_and_spread_over_it():
+    y = np.random.default_rng(2).integers(0, 10, 20000)
+    partners = N.hybrid_partners(3, 0, np.arange(len(y)), y)
+    assert not (y[partners] == y).any()
+    for c in range(10):
+        counts = np.bincount(y[partners[y == c]], minlength=10)
+        assert counts[c] == 0 and (counts[np.arange(10) != c] > 0.7 * (y == c).sum() / 9).all()
+    assert len(np.unique(partners)) > 0.55 * len(y)  # spread over the members, not a few favourites
+    trial = parse_trial({"algorithm": "ff", "backend": "torch", "seed": 3, "hidden": [4], "epochs": 1, "batch_size": 4,
+                         "ff": {"negatives": "hybrid_image", "prediction": "softmax"}})
+    x = np.random.default_rng(0).random((20000, 784))
+    idx = np.arange(4)
+    neg = N.negative_inputs(trial, x, idx, partners[idx], 0)
+    m = N.hybrid_masks(3, 0, idx, 6)
+    assert neg == pytest.approx(m * x[idx] + (1 - m) * x[partners[idx]])
+    with pytest.raises(ValueError, match=r"classes \[3\] are missing"):
+        N.check_data(trial.ff, y[y != 3])
+
+
 def test_score_layers():
     ff = parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [4, 4, 4], "epochs": 1,
                       "ff": {"prediction_layers": [1, 2]}}).ff
@@ -99,6 +148,34 @@ def _run(name, ops, seed, epoch, scores, y, u_index):
     out = (ops.wrong_labels(neg_key, idx, yy), ops.batch_permutations(perm_key, 4, 25), ops.sample_wrong(ss, yy, u),
            ops.best_wrong(ss, yy))
     return [np.asarray(K.convert_to_numpy(o)) for o in out]
+
+
+def _hybrid(name, ops, seed, epoch, y):
+    """(partners, masks of the first 8) from a backend's ops, as NumPy."""
+    from ffbench.reference.rng import STREAM_HYBRID, STREAM_MASK
+    hk, mk = stream_key(seed, STREAM_HYBRID, epoch), stream_key(seed, STREAM_MASK, epoch)
+    if name == "torch":
+        import torch
+        idx, yy = torch.arange(len(y)), torch.as_tensor(y)
+        return ops.hybrid_partners(seed, epoch, idx, yy, ops.class_table(yy)).numpy(), ops.hybrid_masks(seed, epoch, idx[:8], 6).numpy()
+    if name == "jax":
+        import jax.numpy as jnp
+        idx, yy = jnp.arange(len(y), dtype=jnp.uint32), jnp.asarray(y, jnp.int32)
+        return (np.asarray(ops.hybrid_partners(jnp.uint32(hk), idx, yy, ops.class_table(yy))),
+                np.asarray(ops.hybrid_masks(jnp.uint32(mk), idx[:8], 6)))
+    from keras import ops as K
+    idx, yy = K.arange(len(y), dtype="uint32"), K.convert_to_tensor(y.astype(np.int32))
+    return (np.asarray(K.convert_to_numpy(ops.hybrid_partners(hk, idx, yy, ops.class_table(yy)))),
+            np.asarray(K.convert_to_numpy(ops.hybrid_masks(mk, idx[:8], 6))))
+
+
+@pytest.mark.parametrize("name", ["torch", "jax", "keras"])
+def test_backend_hybrid_ops_equal_the_reference(name):
+    ops = _backend_ops(name)
+    y = np.random.default_rng(4).integers(0, 10, 3000)
+    partners, masks = _hybrid(name, ops, 9, 1, y)
+    assert (partners == N.hybrid_partners(9, 1, np.arange(3000), y)).all()
+    assert (masks == N.hybrid_masks(9, 1, np.arange(8), 6)).all()
 
 
 @pytest.mark.parametrize("name", ["torch", "jax", "keras"])

@@ -76,7 +76,9 @@ def test_shipped_suites_load():
     assert {t.algorithm for t in smoke} == {"ff", "bp"} and len(smoke) == 6 * len(registry.installed())
     _, paper = load_suite(SUITES / "mnist_paper.yaml")
     refs = {t.meta.experiment: t.meta.reference_error for t in paper}
-    assert refs["ff-supervised"] == 0.0136 and refs["ff-supervised-lr2x"] == 0.0146
+    assert refs["ff-supervised"] == 0.0136 and refs["ff-supervised-lr2x"] == 0.0146 and refs["ff-unsupervised"] == 0.0137
+    unsup = next(t for t in paper if t.meta.experiment == "ff-unsupervised")
+    assert unsup.ff.negatives == "hybrid_image" and unsup.ff.prediction_layers == [1, 2, 3] and unsup.epochs == 100
     assert all(len({t.seed for t in paper if t.meta.experiment == e}) >= 3 for e in refs)
     _, negs = load_suite(SUITES / "negatives.yaml")
     from ffbench.spec import NEGATIVES
@@ -93,7 +95,7 @@ def test_shipped_suites_load():
      "s.yaml:4: experiments[0].backend: unknown backend 'tourch'; expected one of: "),
     ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiments:\n  - algorithm: ff\n    ff: {negatives: random}\n",
      "s.yaml:4: experiments[0].ff.negatives: expected one of: 'wrong_label', 'permuted_label', 'hard_label', "
-     "'hard_label_top2'; got 'random'"),
+     "'hard_label_top2', 'hybrid_image'; got 'random'"),
     ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiment:\n  - algorithm: ff\n",
      "s.yaml:2: experiment: unknown top-level key (did you mean 'experiments'?)"),
     ("defaults: {backend: torch, hidden: [10\nexperiments: []\n", "s.yaml:2: invalid YAML"),
@@ -158,3 +160,24 @@ experiments:
                           "     resources: {gpus: 1.5}}\n")
     with pytest.raises(ConfigError, match=r"s.yaml:\d+: .*resources.gpus: .*whole number"):
         load_suite(bad)
+
+
+def test_yaml_merge_keys_share_a_block_and_explicit_keys_win(tmp_path):
+    p = write(tmp_path, """
+defaults: {backend: torch, hidden: [5], epochs: 1, seed: 0}
+experiments:
+  - name: a
+    algorithm: ff
+    ff: &base {threshold: 3.0, goodness: sum}
+  - name: b
+    algorithm: ff
+    ff:
+      <<: *base
+      goodness: mean
+      threshhold: 2.0
+""")
+    with pytest.raises(ConfigError, match=r"s.yaml:12: experiments\[1\].ff.threshhold: unknown field"):
+        load_suite(p)
+    p.write_text(p.read_text().replace("      threshhold: 2.0\n", ""))
+    _, (a, b) = load_suite(p)
+    assert (a.ff.threshold, a.ff.goodness) == (3.0, "sum") and (b.ff.threshold, b.ff.goodness) == (3.0, "mean")

@@ -21,9 +21,9 @@ from ffbench_backends.jax.common import JaxTrainer
 from ffbench.backend import FFSchedule, Phase
 from ffbench.data import Dataset
 from ffbench.reference.ff import PEER_INIT
-from ffbench.reference.negatives import score_layers
+from ffbench.reference.negatives import check_data, score_layers
 from ffbench.reference.optim import lr_at
-from ffbench.reference.rng import STREAM_NEGATIVES, STREAM_ORDER, STREAM_PERMUTE, stream_key
+from ffbench.reference.rng import STREAM_HYBRID, STREAM_MASK, STREAM_NEGATIVES, STREAM_ORDER, STREAM_PERMUTE, stream_key
 from ffbench.spec import NUM_CLASSES, FFTrial
 
 
@@ -31,6 +31,7 @@ class FFTrainer(FFSchedule, JaxTrainer):
     def __init__(self, trial: FFTrial, data: Dataset, device):
         super().__init__(trial, data, device)
         self.ff = trial.ff
+        check_data(self.ff, data.train.y)
         self.params = self.init_params([data.train.x.shape[1], *trial.hidden], self.ff.init)
         self.running = [jnp.full((h,), PEER_INIT, jnp.float32) for h in trial.hidden]
         self.readout = None
@@ -57,7 +58,7 @@ class FFTrainer(FFSchedule, JaxTrainer):
         x, y = self.splits["train"]
         positions, zero = jnp.zeros(self.steps_per_epoch * self.batch_size, jnp.int32), jnp.float32(0)
         self._epoch = jax.jit(partial(_ff_epoch, self, phase.layers, phase.name == "readout")).lower(
-            self._state(), x, y, positions, positions, zero, zero).compile()  # ahead of time: compile time is reported apart
+            self._state(), x, y, positions, positions, jnp.uint32(0), zero, zero).compile()  # ahead of time: compile time is reported apart
         self._order = jax.jit(partial(_order, self.n, self.steps_per_epoch * self.batch_size))
         if phase.layers and self.ff.negatives.startswith("hard_label"):
             layers = tuple(score_layers(self.ff, max(phase.layers)))
@@ -72,8 +73,9 @@ class FFTrainer(FFSchedule, JaxTrainer):
         order = self._order(jnp.uint32(stream_key(self.trial.seed, STREAM_ORDER, epoch)))
         neg = order if phase.name == "readout" else self._negatives(epoch, order)
         readout_lr = lr_at(self.ff.readout_optimizer, self.phase_epoch, phase.epochs) if self.rtx else 0.0
+        mask_key = jnp.uint32(stream_key(self.trial.seed, STREAM_MASK, epoch if self.ff.negatives_refresh == "epoch" else 0))
         self.phase_epoch += 1
-        state, losses = self._epoch(self._state(), x, y, order, neg, jnp.float32(lr), jnp.float32(readout_lr))
+        state, losses = self._epoch(self._state(), x, y, order, neg, mask_key, jnp.float32(lr), jnp.float32(readout_lr))
         self.params, self.readout, self.running, self.opt_state, self.ropt_state = state
         self.trained.update(phase.layers)
         self.readout_trained |= phase.name == "readout" or self.joint_readout
@@ -84,6 +86,9 @@ class FFTrainer(FFSchedule, JaxTrainer):
         ff, (x, y), seed = self.ff, self.splits["train"], self.trial.seed
         key = jnp.uint32(stream_key(seed, STREAM_NEGATIVES, epoch if ff.negatives_refresh == "epoch" else 0))
         self.negatives_seconds = None
+        if ff.negatives == "hybrid_image":  # the partner image of each position
+            hybrid_key = jnp.uint32(stream_key(seed, STREAM_HYBRID, epoch if ff.negatives_refresh == "epoch" else 0))
+            return _partners_by_position(hybrid_key, self.index, y, order)
         if ff.negatives == "wrong_label":
             return _wrong_by_position(key, self.index, y, order)
         if ff.negatives == "permuted_label":
@@ -169,6 +174,11 @@ def _order(n, used, key):
 
 
 @jax.jit
+def _partners_by_position(key, index, y, order):
+    return ops.hybrid_partners(key, index, y, ops.class_table(y))[order]
+
+
+@jax.jit
 def _wrong_by_position(key, index, y, order):
     return ops.wrong_labels(key, index, y)[order]
 
@@ -215,7 +225,7 @@ def ff_step_losses(ff, layers, trainable, params, running, pos, neg, xb, yb):
     return total, (jnp.stack(ff_losses), jnp.stack(peer_losses), readout_loss, running)
 
 
-def _ff_epoch(tr: FFTrainer, layers, readout_only, state, x, y, order, neg, lr, readout_lr):
+def _ff_epoch(tr: FFTrainer, layers, readout_only, state, x, y, order, neg, mask_key, lr, readout_lr):
     ff, bsz, steps = tr.ff, tr.batch_size, tr.steps_per_epoch
     order, neg = order.reshape(steps, bsz), neg.reshape(steps, bsz)
 
@@ -233,7 +243,11 @@ def _ff_epoch(tr: FFTrainer, layers, readout_only, state, x, y, order, neg, lr, 
         idx, negb = batch
         params, readout, running, opt_state, ropt_state = carry
         xb, yb = x[idx], y[idx]
-        pos, neg = ops.overlay(xb, yb, ff), ops.overlay(xb, negb, ff)
+        if ff.negatives == "hybrid_image":  # negb: the partners
+            m = ops.hybrid_masks(mask_key, idx, ff.hybrid_blur_passes)
+            pos, neg = xb, m * xb + (1.0 - m) * x[negb]
+        else:
+            pos, neg = ops.overlay(xb, yb, ff), ops.overlay(xb, negb, ff)
         trainable = {"layers": {i: params[i] for i in layers}, "readout": readout if tr.joint_readout else None}
         grad_fn = jax.value_and_grad(ff_step_losses, argnums=2, has_aux=True)
         (_, (ffl, peer, rl, running)), grads = grad_fn(ff, layers, trainable, params, running, pos, neg, xb, yb)

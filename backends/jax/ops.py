@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ffbench.reference.negatives import SIDE
 from ffbench.reference.rng import MUL1, MUL2
 from ffbench.spec import NUM_CLASSES, FFSpec
 
@@ -47,6 +48,35 @@ def batch_permutations(key: jax.Array, steps: int, batch_size: int) -> jax.Array
 
 
 # ---------------------------------------------------------------- negatives.py
+def class_table(y: jax.Array):
+    members = jnp.argsort(y, stable=True).astype(jnp.int32)
+    count = jnp.bincount(y, length=NUM_CLASSES).astype(jnp.int32)
+    return members, jnp.cumsum(count) - count, count
+
+
+def hybrid_partners(key: jax.Array, index: jax.Array, y: jax.Array, table) -> jax.Array:
+    members, start, count = table
+    h = lowbias32(index.astype(jnp.uint32) ^ key)
+    other = (y + (((h >> 8) * jnp.uint32(NUM_CLASSES - 1)) >> 24).astype(y.dtype) + 1) % NUM_CLASSES
+    pos = ((lowbias32(h) >> 16) * count[other].astype(jnp.uint32)) >> 16
+    return members[start[other] + pos.astype(jnp.int32)]
+
+
+def blur(m: jax.Array, passes: int) -> jax.Array:
+    for _ in range(passes):
+        p = jnp.concatenate([m[:, :, :1], m, m[:, :, -1:]], axis=2)
+        m = 0.25 * p[:, :, :-2] + 0.5 * p[:, :, 1:-1] + 0.25 * p[:, :, 2:]
+        p = jnp.concatenate([m[:, :1], m, m[:, -1:]], axis=1)
+        m = 0.25 * p[:, :-2] + 0.5 * p[:, 1:-1] + 0.25 * p[:, 2:]
+    return m
+
+
+def hybrid_masks(key: jax.Array, index: jax.Array, passes: int) -> jax.Array:
+    pixel = index.astype(jnp.uint32)[:, None] * jnp.uint32(SIDE * SIDE) + jnp.arange(SIDE * SIDE, dtype=jnp.uint32)[None, :]
+    bits = (lowbias32(pixel ^ key) >> 31).astype(jnp.float32)
+    return (blur(bits.reshape(-1, SIDE, SIDE), passes) > 0.5).astype(jnp.float32).reshape(-1, SIDE * SIDE)
+
+
 def best_wrong(scores: jax.Array, labels: jax.Array) -> jax.Array:
     mask = labels[:, None] == jnp.arange(NUM_CLASSES)[None, :]
     return jnp.where(mask, -jnp.inf, scores).argmax(axis=1).astype(labels.dtype)
@@ -62,6 +92,8 @@ def sample_wrong(scores: jax.Array, labels: jax.Array, u: jax.Array) -> jax.Arra
 
 # ---------------------------------------------------------------- ff.py
 def overlay(x: jax.Array, labels: jax.Array | None, ff: FFSpec) -> jax.Array:
+    if not ff.embeds_labels:
+        return x
     if labels is None:
         head = jnp.full((x.shape[0], NUM_CLASSES), ff.label_neutral, x.dtype)
     else:

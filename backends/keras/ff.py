@@ -19,9 +19,9 @@ from ffbench.backend import FFSchedule, Phase
 from ffbench.data import Dataset
 from ffbench.reference.ff import PEER_INIT
 from ffbench.reference.init import stack_init
-from ffbench.reference.negatives import score_layers
+from ffbench.reference.negatives import check_data, score_layers
 from ffbench.reference.optim import lr_at
-from ffbench.reference.rng import STREAM_NEGATIVES, STREAM_ORDER, STREAM_PERMUTE, stream_key
+from ffbench.reference.rng import STREAM_HYBRID, STREAM_MASK, STREAM_NEGATIVES, STREAM_ORDER, STREAM_PERMUTE, stream_key
 from ffbench.spec import NUM_CLASSES, FFTrial
 
 
@@ -29,6 +29,7 @@ class FFTrainer(FFSchedule, KerasTrainer):
     def __init__(self, trial: FFTrial, data: Dataset):
         super().__init__(trial, data)
         self.ff = trial.ff
+        check_data(self.ff, data.train.y)
         self.params = self.variables(stack_init(trial.seed, [data.train.x.shape[1], *trial.hidden], self.ff.init), "ff")
         self.running = [ops.full((h,), PEER_INIT, dtype="float32") for h in trial.hidden]
         self.readout = None
@@ -50,6 +51,7 @@ class FFTrainer(FFSchedule, KerasTrainer):
         x, y = self.splits["train"]
         order = kops.epoch_order(stream_key(self.trial.seed, STREAM_ORDER, epoch), self.index)[: self.steps_per_epoch * self.batch_size]
         neg = None if phase.name == "readout" else self._negatives(phase, epoch, order)
+        mask_key = stream_key(self.trial.seed, STREAM_MASK, epoch if self.ff.negatives_refresh == "epoch" else 0)
         self.opt.set_lr(lr)
         if self.readout_opt is not None:
             self.readout_opt.set_lr(lr_at(self.readout_opt.spec, self.phase_epoch, phase.epochs))
@@ -66,7 +68,11 @@ class FFTrainer(FFSchedule, KerasTrainer):
                 sums["readout_loss"] = sums["readout_loss"] + loss
             else:
                 negb = neg[s * self.batch_size:(s + 1) * self.batch_size]
-                sums["collisions"] = sums["collisions"] + ops.sum(ops.cast(negb == yb, "int32"))
+                if self.ff.negatives == "permuted_label":
+                    sums["collisions"] = sums["collisions"] + ops.sum(ops.cast(negb == yb, "int32"))
+                if self.ff.negatives == "hybrid_image":  # the negative images themselves
+                    m = kops.hybrid_masks(mask_key, idx, self.ff.hybrid_blur_passes)
+                    negb = m * xb + (1.0 - m) * ops.take(x, negb, axis=0)
                 self._ff_step(xb, yb, negb, phase, sums)
         self.trained.update(phase.layers)
         self.readout_trained |= phase.name == "readout" or self.joint_readout
@@ -77,6 +83,9 @@ class FFTrainer(FFSchedule, KerasTrainer):
         ff, (x, y), seed = self.ff, self.splits["train"], self.trial.seed
         key_epoch = epoch if ff.negatives_refresh == "epoch" else 0
         self.negatives_seconds = None
+        if ff.negatives == "hybrid_image":  # the partner image of each position
+            partners = kops.hybrid_partners(stream_key(seed, STREAM_HYBRID, key_epoch), self.index, y, kops.class_table(y))
+            return ops.take(partners, order, axis=0)
         if ff.negatives == "wrong_label":
             return ops.take(kops.wrong_labels(stream_key(seed, STREAM_NEGATIVES, key_epoch), self.index, y), order, axis=0)
         if ff.negatives == "permuted_label":
@@ -96,9 +105,11 @@ class FFTrainer(FFSchedule, KerasTrainer):
         self.negatives_seconds = time.perf_counter() - t0
         return neg
 
-    def _ff_step(self, xb, yb, wrong_b, phase: Phase, sums) -> None:
+    def _ff_step(self, xb, yb, negb, phase: Phase, sums) -> None:
+        """`negb`: the negatives' labels, or (hybrid_image) the negative images."""
         ff = self.ff
-        h_pos, h_neg = kops.overlay(xb, yb, ff), kops.overlay(xb, wrong_b, ff)
+        h_pos = kops.overlay(xb, yb, ff)
+        h_neg = negb if ff.negatives == "hybrid_image" else kops.overlay(xb, negb, ff)
         readout_grad = self._readout_grad(xb, yb) if self.joint_readout else None  # at the pre-update weights
         grads, variables = [], []
         for i in range(max(phase.layers) + 1):

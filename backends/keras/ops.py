@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
+from ffbench.reference.negatives import SIDE
 from ffbench.reference.rng import MUL1, MUL2
 from ffbench.spec import NUM_CLASSES, FFSpec
 
@@ -51,6 +52,37 @@ def batch_permutations(key: int, steps: int, batch_size: int):
 
 
 # ---------------------------------------------------------------- negatives.py
+def class_table(y):
+    n = ops.shape(y)[0]
+    members = ops.cast(ops.argsort(y * n + ops.arange(n, dtype="int32")), "int32")  # unique keys: a stable sort by class
+    count = ops.cast(ops.bincount(y, minlength=NUM_CLASSES), "int32")
+    return members, ops.cumsum(count) - count, count
+
+
+def hybrid_partners(key: int, index, y, table):
+    members, start, count = table
+    h = lowbias32(ops.bitwise_xor(index, _u32(key)))
+    k = ops.cast(ops.right_shift(ops.multiply(ops.right_shift(h, 8), _u32(NUM_CLASSES - 1)), 24), "int32")
+    other = ops.mod(y + k + 1, NUM_CLASSES)
+    pos = ops.right_shift(ops.multiply(ops.right_shift(lowbias32(h), 16), ops.cast(ops.take(count, other), "uint32")), 16)
+    return ops.take(members, ops.take(start, other) + ops.cast(pos, "int32"))
+
+
+def blur(m, passes: int):
+    for _ in range(passes):
+        p = ops.concatenate([m[:, :, :1], m, m[:, :, -1:]], axis=2)
+        m = 0.25 * p[:, :, :-2] + 0.5 * p[:, :, 1:-1] + 0.25 * p[:, :, 2:]
+        p = ops.concatenate([m[:, :1], m, m[:, -1:]], axis=1)
+        m = 0.25 * p[:, :-2] + 0.5 * p[:, 1:-1] + 0.25 * p[:, 2:]
+    return m
+
+
+def hybrid_masks(key: int, index, passes: int):
+    pixel = ops.expand_dims(ops.cast(index, "uint32"), 1) * _u32(SIDE * SIDE) + ops.expand_dims(ops.arange(SIDE * SIDE, dtype="uint32"), 0)
+    bits = ops.cast(ops.right_shift(lowbias32(ops.bitwise_xor(pixel, _u32(key))), 31), "float32")
+    return ops.reshape(ops.cast(blur(ops.reshape(bits, (-1, SIDE, SIDE)), passes) > 0.5, "float32"), (-1, SIDE * SIDE))
+
+
 def _label_mask(labels):
     return ops.cast(ops.one_hot(labels, NUM_CLASSES), "bool")
 
@@ -70,6 +102,8 @@ def sample_wrong(scores, labels, u):
 
 # ---------------------------------------------------------------- ff.py
 def overlay(x, labels, ff: FFSpec):
+    if not ff.embeds_labels:
+        return x
     if labels is None:
         head = ops.full((ops.shape(x)[0], NUM_CLASSES), ff.label_neutral, dtype=x.dtype)
     else:

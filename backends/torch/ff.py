@@ -18,7 +18,7 @@ from ffbench_backends.torch.optim import Optimizer
 from ffbench.backend import FFSchedule, Phase
 from ffbench.data import Dataset
 from ffbench.reference.ff import PEER_INIT
-from ffbench.reference.negatives import score_layers
+from ffbench.reference.negatives import check_data, score_layers
 from ffbench.reference.optim import lr_at
 from ffbench.spec import NUM_CLASSES, FFSpec, FFTrial
 
@@ -51,6 +51,7 @@ class FFTrainer(FFSchedule, TorchTrainer):
     def __init__(self, trial: FFTrial, data: Dataset, device: torch.device):
         super().__init__(trial, data, device)
         self.ff = trial.ff
+        check_data(self.ff, data.train.y)
         self.index = torch.arange(self.n, device=device)
         self.params = self.init_params([data.train.x.shape[1], *trial.hidden], self.ff.init)
         self.running = [torch.full((h,), PEER_INIT, device=device) for h in trial.hidden]
@@ -84,6 +85,7 @@ class FFTrainer(FFSchedule, TorchTrainer):
         sums = {"ff_loss": torch.zeros(depth, device=self.device), "peer_loss": torch.zeros(depth, device=self.device),
                 "readout_loss": torch.zeros(1, device=self.device), "collisions": torch.zeros(1, device=self.device)}
         neg = None if phase.name == "readout" else self._negatives(phase, epoch, order)
+        key_epoch = epoch if self.ff.negatives_refresh == "epoch" else 0
         if self.readout_opt is not None:
             readout_lr = lr_at(self.readout_opt.spec, self.phase_epoch, phase.epochs)
         self.phase_epoch += 1
@@ -95,7 +97,11 @@ class FFTrainer(FFSchedule, TorchTrainer):
                 sums["readout_loss"] += loss.detach()
             else:
                 negb = neg[s * self.batch_size:(s + 1) * self.batch_size]
-                sums["collisions"] += (negb == yb).sum()
+                if self.ff.negatives == "permuted_label":
+                    sums["collisions"] += (negb == yb).sum()
+                if self.ff.negatives == "hybrid_image":
+                    m = ops.hybrid_masks(self.trial.seed, key_epoch, idx, self.ff.hybrid_blur_passes)
+                    negb = m * xb + (1.0 - m) * x[negb]  # the negative images themselves
                 loss = self._ff_losses(xb, yb, negb, phase, sums)
             loss.backward()
             self.opt.step(lr)
@@ -111,6 +117,8 @@ class FFTrainer(FFSchedule, TorchTrainer):
         ff, (x, y), seed = self.ff, self.splits["train"], self.trial.seed
         key_epoch = epoch if ff.negatives_refresh == "epoch" else 0
         self.negatives_seconds = None
+        if ff.negatives == "hybrid_image":  # the partner image of each position
+            return ops.hybrid_partners(seed, key_epoch, self.index, y, ops.class_table(y))[order]
         if ff.negatives == "wrong_label":
             return ops.wrong_labels(seed, key_epoch, self.index, y)[order]
         if ff.negatives == "permuted_label":
@@ -128,9 +136,10 @@ class FFTrainer(FFSchedule, TorchTrainer):
         self.negatives_seconds = time.perf_counter() - t0
         return wrong[order]
 
-    def _ff_losses(self, xb, yb, wrong_b, phase: Phase, sums) -> torch.Tensor:
+    def _ff_losses(self, xb, yb, negb, phase: Phase, sums) -> torch.Tensor:
+        """`negb`: the negatives' labels, or (hybrid_image) the negative images."""
         ff = self.ff
-        pos, neg = ops.overlay(xb, yb, ff), ops.overlay(xb, wrong_b, ff)
+        pos, neg = ops.overlay(xb, yb, ff), (negb if negb.is_floating_point() else ops.overlay(xb, negb, ff))
         total, ff_losses, peer_losses, self.running = ff_objective(self.params, self.running, pos, neg, ff, phase.layers)
         for i in phase.layers:
             sums["ff_loss"][i] += ff_losses[i].detach()

@@ -5,7 +5,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ffbench.reference.rng import MASK32, MUL1, MUL2, STREAM_NEGATIVES, STREAM_ORDER, STREAM_PERMUTE, stream_key
+from ffbench.reference.negatives import SIDE
+from ffbench.reference.rng import (
+    MASK32,
+    MUL1,
+    MUL2,
+    STREAM_HYBRID,
+    STREAM_MASK,
+    STREAM_NEGATIVES,
+    STREAM_ORDER,
+    STREAM_PERMUTE,
+    stream_key,
+)
 from ffbench.spec import NUM_CLASSES, FFSpec
 
 
@@ -48,6 +59,34 @@ def batch_permutations(seed: int, epoch: int, steps: int, batch_size: int, devic
 
 
 # ---------------------------------------------------------------- negatives.py
+def class_table(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    members = torch.argsort(y, stable=True)
+    count = torch.bincount(y, minlength=NUM_CLASSES)
+    return members, torch.cumsum(count, 0) - count, count
+
+
+def hybrid_partners(seed: int, epoch: int, index: torch.Tensor, y: torch.Tensor, table) -> torch.Tensor:
+    members, start, count = table
+    h = lowbias32(index ^ stream_key(seed, STREAM_HYBRID, epoch))
+    other = (y + (((h >> 8) * (NUM_CLASSES - 1)) >> 24) + 1) % NUM_CLASSES
+    return members[start[other] + (((lowbias32(h) >> 16) * count[other]) >> 16)]
+
+
+def blur(m: torch.Tensor, passes: int) -> torch.Tensor:
+    for _ in range(passes):
+        p = torch.cat([m[:, :, :1], m, m[:, :, -1:]], dim=2)
+        m = 0.25 * p[:, :, :-2] + 0.5 * p[:, :, 1:-1] + 0.25 * p[:, :, 2:]
+        p = torch.cat([m[:, :1], m, m[:, -1:]], dim=1)
+        m = 0.25 * p[:, :-2] + 0.5 * p[:, 1:-1] + 0.25 * p[:, 2:]
+    return m
+
+
+def hybrid_masks(seed: int, epoch: int, index: torch.Tensor, passes: int) -> torch.Tensor:
+    pixel = index[:, None] * (SIDE * SIDE) + torch.arange(SIDE * SIDE, device=index.device)[None, :]
+    bits = (lowbias32(pixel ^ stream_key(seed, STREAM_MASK, epoch)) >> 31).to(torch.float32)
+    return (blur(bits.view(-1, SIDE, SIDE), passes) > 0.5).to(torch.float32).view(-1, SIDE * SIDE)
+
+
 def best_wrong(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return scores.masked_fill(F.one_hot(labels, NUM_CLASSES).bool(), -torch.inf).argmax(dim=1)
 
@@ -62,6 +101,8 @@ def sample_wrong(scores: torch.Tensor, labels: torch.Tensor, u: torch.Tensor) ->
 
 # ---------------------------------------------------------------- ff.py
 def overlay(x: torch.Tensor, labels: torch.Tensor | None, ff: FFSpec) -> torch.Tensor:
+    if not ff.embeds_labels:
+        return x
     head = x.new_full((x.shape[0], NUM_CLASSES), ff.label_neutral) if labels is None else (
         F.one_hot(labels, NUM_CLASSES).to(x.dtype)
         * (ff.label_on * x.amax(dim=1, keepdim=True) if ff.label_on_mode == "image_max" else ff.label_on))

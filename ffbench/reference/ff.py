@@ -34,8 +34,11 @@ def softplus(x: np.ndarray) -> np.ndarray:
 
 
 def overlay(x: np.ndarray, labels: np.ndarray | None, ff: FFSpec) -> np.ndarray:
-    """Replace the first 10 pixels by the one-hot label (or the neutral label if None)."""
+    """Replace the first 10 pixels by the one-hot label (or the neutral label if None); unsupervised
+    FF (hybrid_image negatives) embeds no label: x unchanged."""
     out = np.array(x, copy=True)
+    if not ff.embeds_labels:
+        return out
     n = out.shape[0]
     if labels is None:
         out[:, :NUM_CLASSES] = ff.label_neutral

@@ -13,6 +13,14 @@ the hashes of epoch 0 are reused every epoch.
   hash; the label is the first class whose cumulative probability exceeds u * total.
 - hard_label_top2: the best-scoring wrong class, i.e. the model's second choice when it is
   right (the JAX example).
+- hybrid_image (unsupervised: no label is embedded anywhere): m * a + (1 - m) * b for the
+  image a and a partner b of another class. The partner's class is drawn like a wrong label
+  (offset of the sample's hash h in its own stream); the member of that class is `((lowbias32(h) >> 16) * count)
+  >> 16` in the class's table (uniform up to count/65536, < 10% on MNIST). The mask: one random
+  bit per pixel (the top bit of hash(key ^ (i * 784 + pixel))), blurred `hybrid_blur_passes`
+  times with [1/4, 1/2, 1/4] along rows then columns (border pixels repeated), then m = [blurred > 0.5].
+  Up to 6 passes every value is a dyadic fraction exact in float32, so every backend makes the
+  same masks bit for bit.
 
 The hard strategies score the whole training set with the weights at the start of each epoch
 (one episode per epoch): 10 forward passes per training image, timed apart as
@@ -24,10 +32,11 @@ from __future__ import annotations
 import numpy as np
 
 from ffbench.reference import rng
-from ffbench.reference.ff import label_scores
+from ffbench.reference.ff import label_scores, overlay
 from ffbench.spec import NUM_CLASSES, FFSpec
 
 HARD = ("hard_label", "hard_label_top2")
+SIDE = 28  # MNIST images are 28 x 28
 
 
 def score_layers(ff: FFSpec, upto: int) -> list[int]:
@@ -53,11 +62,66 @@ def best_wrong(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return s.argmax(axis=1)
 
 
+def class_table(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(members, start, count): dataset indices sorted by class (stable), and each class's
+    first position and size in that list."""
+    members = np.argsort(y, kind="stable")
+    count = np.bincount(y, minlength=NUM_CLASSES)
+    return members, np.concatenate([[0], np.cumsum(count)[:-1]]), count
+
+
+def check_data(ff: FFSpec, y: np.ndarray) -> None:
+    """hybrid_image draws partners from every other class: each class must be in the training data."""
+    missing = sorted(set(range(NUM_CLASSES)) - set(np.unique(y).tolist()))
+    if ff.negatives == "hybrid_image" and missing:
+        raise ValueError(f"hybrid_image needs every class in the training data; classes {missing} are missing")
+
+
+def hybrid_partners(seed: int, epoch: int, index: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The dataset index of each sample's partner image, always of another class."""
+    members, start, count = class_table(y)
+    h = rng.lowbias32(np.uint32(rng.stream_key(seed, rng.STREAM_HYBRID, epoch)) ^ np.asarray(index).astype(np.uint32))
+    other = (y[index] + rng.wrong_label_offset(h)) % NUM_CLASSES
+    pos = ((rng.lowbias32(h) >> np.uint32(16)).astype(np.int64) * count[other]) >> 16
+    return members[start[other] + pos]
+
+
+def blur(m: np.ndarray, passes: int) -> np.ndarray:
+    """(n, 28, 28): `passes` times [1/4, 1/2, 1/4] along rows, then along columns; the border pixel is repeated outside."""
+    for _ in range(passes):
+        p = np.pad(m, ((0, 0), (0, 0), (1, 1)), mode="edge")
+        m = 0.25 * p[:, :, :-2] + 0.5 * p[:, :, 1:-1] + 0.25 * p[:, :, 2:]
+        p = np.pad(m, ((0, 0), (1, 1), (0, 0)), mode="edge")
+        m = 0.25 * p[:, :-2, :] + 0.5 * p[:, 1:-1, :] + 0.25 * p[:, 2:, :]
+    return m
+
+
+def hybrid_masks(seed: int, epoch: int, index: np.ndarray, passes: int) -> np.ndarray:
+    """(n, 784) masks in {0, 1} for samples `index`."""
+    key = np.uint32(rng.stream_key(seed, rng.STREAM_MASK, epoch))
+    pixel = np.asarray(index, np.uint32)[:, None] * np.uint32(SIDE * SIDE) + np.arange(SIDE * SIDE, dtype=np.uint32)[None, :]
+    bits = (rng.lowbias32(pixel ^ key) >> np.uint32(31)).astype(np.float64)
+    return (blur(bits.reshape(-1, SIDE, SIDE), passes) > 0.5).astype(np.float64).reshape(-1, SIDE * SIDE)
+
+
+def negative_inputs(trial, x: np.ndarray, idx: np.ndarray, neg: np.ndarray, epoch: int) -> np.ndarray:
+    """The negative inputs of one batch: the images with labels `neg` overlaid, or (hybrid_image)
+    each image mixed with its partner `neg`."""
+    ff = trial.ff
+    if ff.negatives != "hybrid_image":
+        return overlay(x[idx], neg, ff)
+    m = hybrid_masks(trial.seed, epoch if ff.negatives_refresh == "epoch" else 0, idx, ff.hybrid_blur_passes)
+    return m * x[idx] + (1.0 - m) * x[neg]
+
+
 def epoch_labels(trial, x: np.ndarray, y: np.ndarray, epoch: int, batches: list[np.ndarray], params, upto: int) -> list[np.ndarray]:
     """The negative labels of each batch of `epoch` (a list aligned with `batches`)."""
     ff = trial.ff
     key_epoch = epoch if ff.negatives_refresh == "epoch" else 0
     index = np.arange(len(y))
+    if ff.negatives == "hybrid_image":
+        partners = hybrid_partners(trial.seed, key_epoch, index, y)
+        return [partners[idx] for idx in batches]
     if ff.negatives == "wrong_label":
         wrong = rng.wrong_labels(trial.seed, key_epoch, index, y)
     elif ff.negatives == "permuted_label":

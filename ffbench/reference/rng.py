@@ -27,6 +27,8 @@ MUL2 = 0x846CA68B
 STREAM_ORDER = 1
 STREAM_NEGATIVES = 2
 STREAM_PERMUTE = 3
+STREAM_HYBRID = 4  # hybrid_image: the partner image
+STREAM_MASK = 5  # hybrid_image: the mask's random bits
 
 
 def lowbias32(x: np.ndarray) -> np.ndarray:

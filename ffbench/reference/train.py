@@ -25,7 +25,7 @@ def ff_simultaneous_epoch(state: ff.FFState, x: np.ndarray, y: np.ndarray, trial
     negs = negatives.epoch_labels(trial, x, y, epoch, bs, state.params, len(state.params) - 1)
     losses = []
     for idx, neg in zip(bs, negs):
-        x_pos, x_neg = ff.overlay(x[idx], y[idx], spec), ff.overlay(x[idx], neg, spec)
+        x_pos, x_neg = ff.overlay(x[idx], y[idx], spec), negatives.negative_inputs(trial, x, idx, neg, epoch)
         state, steps = ff.simultaneous_step(state, x_pos, x_neg, spec, trial.optimizer, lr)
         losses.append([s.loss for s in steps])
     return state, np.mean(losses, axis=0)
@@ -54,7 +54,7 @@ def ff_greedy_layer_epoch(params, opt_state: optim.OptState, running, layer: int
     negs = negatives.epoch_labels(trial, x, y, epoch, bs, params, layer)
     params, running, losses = list(params), list(running), []
     for idx, neg in zip(bs, negs):
-        x_pos, x_neg = ff.overlay(x[idx], y[idx], spec), ff.overlay(x[idx], neg, spec)
+        x_pos, x_neg = ff.overlay(x[idx], y[idx], spec), negatives.negative_inputs(trial, x, idx, neg, epoch)
         for w, b in params[:layer]:
             x_pos, x_neg = ff.layer_forward(x_pos, w, b, spec)[2], ff.layer_forward(x_neg, w, b, spec)[2]
         st = ff.layer_step(x_pos, x_neg, *params[layer], spec, running[layer])
