@@ -11,6 +11,7 @@ import pytest
 from ffbench import registry
 from ffbench.cli import main
 from ffbench.registry import BackendEntry
+from ffbench.spec import NEGATIVES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +73,7 @@ def test_dry_run_json_lists_flat_trials(tmp_path, capsys):
         assert {"trial_id", "algorithm", "backend", "hidden", "epochs", "negatives", "seed", "reference_error"} <= set(r)
         assert isinstance(r["hidden"], list) and len(r["trial_id"]) == 16
     assert {r["reference_error"] for r in rows if r["experiment"] == "ff-supervised"} == {0.0136}
-    assert {r["negatives"] for r in rows if r["algorithm"] == "ff"} == {"wrong_label"}
+    assert {r["negatives"] for r in rows if r["algorithm"] == "ff"} == {"wrong_label", "hybrid_image"}
 
 
 def test_set_gives_new_trial_ids(tmp_path, capsys):
@@ -123,7 +124,7 @@ def test_list_shows_backends_strategies_and_suites(capsys, monkeypatch):
                                                                  "pip install ghost", "missing"))
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "torch" in out and "installed" in out and "wrong_label" in out and "suites/smoke.yaml" in out
+    assert "torch" in out and "installed" in out and all(n in out for n in NEGATIVES) and "suites/smoke.yaml" in out
     assert "not installed: module 'no_such_framework_xyz'" in out
 
 
