@@ -181,6 +181,15 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
             add(f"ff.negatives[{strategy}].params@N.W{i}", "params@N", gw, rw)
             add(f"ff.negatives[{strategy}].params@N.b{i}", "params@N", gb, rb)
 
+    # 3b. +-2 px jitter of the training images (data.jitter), in FF and BP, after 2 epochs of strict SGD
+    strict = OptimizerSpec(**STRICT_OPT)
+    jittered = trial.data.model_copy(update={"jitter": 2})
+    t = trial.model_copy(update={"data": jittered, "epochs": 2, "optimizer": strict,
+                                 "ff": ff.model_copy(update={"schedule": "simultaneous"})})
+    for i, ((gw, gb), (rw, rb)) in enumerate(zip(_pairs(_train(backend, t, xs, ys), depth), _ref_train(t, xs, ys))):
+        add(f"ff.jitter.params@N.W{i}", "params@N", gw, rw)
+        add(f"ff.jitter.params@N.b{i}", "params@N", gb, rb)
+
     # 4. the BP baseline of the same widths: forward, loss, gradients, and N steps of training
     bp_params = stack_init(trial.seed, [x.shape[1], *trial.hidden, 10], "uniform_fan_in")
     bp64 = [(w.astype(np.float64), b.astype(np.float64)) for w, b in bp_params]
@@ -197,6 +206,13 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
         got_bp_state = _pairs(_train(backend, bp_trial, xs, ys), depth + 1)
         st = optim.init(opt, [p for wb in bp64 for p in wb])
         ref_bp, st, _ = RT.bp_epoch(bp64, st, xs.astype(np.float64), ys, bp_trial, 0, opt.lr)
+        if opt.name == "sgd":  # and once more with jittered images
+            jt = bp_trial.model_copy(update={"data": jittered})
+            st = optim.init(opt, [p for wb in bp64 for p in wb])
+            ref_j, _, _ = RT.bp_epoch(bp64, st, xs.astype(np.float64), ys, jt, 0, opt.lr)
+            for i, ((gw, gb), (rw, rb)) in enumerate(zip(_pairs(_train(backend, jt, xs, ys), depth + 1), ref_j)):
+                add(f"bp.jitter.params@N.W{i}", "params@N", gw, rw)
+                add(f"bp.jitter.params@N.b{i}", "params@N", gb, rb)
         for i, ((gw, gb), (rw, rb)) in enumerate(zip(got_bp_state, ref_bp)):
             kind = "params@N/adam" if opt.name == "adam" else "params@N"
             add(f"bp[{label}].params@N.W{i}", kind, gw, rw)

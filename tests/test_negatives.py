@@ -102,7 +102,7 @@ def test_hybrid_partners_are_always_of_another_class_and_spread_over_it():
                          "ff": {"negatives": "hybrid_image", "prediction": "softmax"}})
     x = np.random.default_rng(0).random((20000, 784))
     idx = np.arange(4)
-    neg = N.negative_inputs(trial, x, idx, partners[idx], 0)
+    neg = N.negative_inputs(trial, x, x[idx], idx, partners[idx], 0)
     m = N.hybrid_masks(3, 0, idx, 6)
     assert neg == pytest.approx(m * x[idx] + (1 - m) * x[partners[idx]])
     with pytest.raises(ValueError, match=r"classes \[3\] are missing"):

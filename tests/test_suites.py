@@ -79,6 +79,8 @@ def test_shipped_suites_load():
     assert refs["ff-supervised"] == 0.0136 and refs["ff-supervised-lr2x"] == 0.0146 and refs["ff-unsupervised"] == 0.0137
     unsup = next(t for t in paper if t.meta.experiment == "ff-unsupervised")
     assert unsup.ff.negatives == "hybrid_image" and unsup.ff.prediction_layers == [1, 2, 3] and unsup.epochs == 100
+    jitter = next(t for t in paper if t.meta.experiment == "ff-supervised-jitter")
+    assert (jitter.meta.reference_error, jitter.data.jitter, jitter.epochs) == (0.0064, 2, 500) and "expensive" in jitter.meta.tags
     assert all(len({t.seed for t in paper if t.meta.experiment == e}) >= 3 for e in refs)
     _, negs = load_suite(SUITES / "negatives.yaml")
     from ffbench.spec import NEGATIVES
@@ -137,7 +139,9 @@ def test_select_by_tag_and_backend():
     no_bp = select(trials, skip=["bp-baseline"])
     assert no_bp and {t.algorithm for t in no_bp} == {"ff"} and len(bp) + len(no_bp) == len(trials)
     assert select(trials, backends=["torch"]) == [t for t in trials if t.backend == "torch"]
-    with pytest.raises(ConfigError, match="--only: no trial has tag 'nope'; tags in this suite: bp-baseline, ff, paper"):
+    cheap = select(trials, skip=["expensive"])
+    assert cheap and max(t.epochs for t in cheap) == 100 and all(t.data.jitter == 0 for t in cheap)
+    with pytest.raises(ConfigError, match="--only: no trial has tag 'nope'; tags in this suite: bp-baseline, expensive, ff, paper, unsupervised"):
         select(trials, only=["nope"])
     with pytest.raises(ConfigError, match="--backend: no trial runs on 'tpu'"):
         select(trials, backends=["tpu"])

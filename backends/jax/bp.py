@@ -13,7 +13,7 @@ from ffbench_backends.jax.common import JaxTrainer
 
 from ffbench.backend import Phase
 from ffbench.data import Dataset
-from ffbench.reference.rng import STREAM_ORDER, stream_key
+from ffbench.reference.rng import STREAM_JITTER, STREAM_ORDER, stream_key
 from ffbench.spec import NUM_CLASSES, BPTrial
 
 
@@ -35,13 +35,14 @@ class BPTrainer(JaxTrainer):
         self.tx = jopt.transform(phase.optimizer)
         self.opt_state = self.tx.init(self.params)
         x, y = self.splits["train"]
-        self._epoch = jax.jit(partial(_bp_epoch, self.tx, self.batch_size, self.steps_per_epoch)).lower(
-            (self.params, self.opt_state), x, y, jnp.uint32(0), jnp.float32(0)).compile()  # compile time reported apart
+        self._epoch = jax.jit(partial(_bp_epoch, self.tx, self.batch_size, self.steps_per_epoch, self.trial.data.jitter)).lower(
+            (self.params, self.opt_state), x, y, jnp.uint32(0), jnp.uint32(0), jnp.float32(0)).compile()  # compile time reported apart
 
     def train_epoch(self, phase: Phase, epoch: int, lr: float):
         x, y = self.splits["train"]
         key = jnp.uint32(stream_key(self.trial.seed, STREAM_ORDER, epoch))
-        (self.params, self.opt_state), loss = self._epoch((self.params, self.opt_state), x, y, key, jnp.float32(lr))
+        jitter_key = jnp.uint32(stream_key(self.trial.seed, STREAM_JITTER, epoch))
+        (self.params, self.opt_state), loss = self._epoch((self.params, self.opt_state), x, y, key, jitter_key, jnp.float32(lr))
         return loss
 
     def epoch_losses(self, device_losses) -> dict[str, float]:
@@ -69,12 +70,13 @@ def _predict(params, x):
     return logits(params, x).argmax(axis=1)
 
 
-def _bp_epoch(tx, bsz, steps, state, x, y, key, lr):
+def _bp_epoch(tx, bsz, steps, jitter, state, x, y, key, jitter_key, lr):
     order = ops.epoch_order(key, x.shape[0])[: steps * bsz].reshape(steps, bsz)
 
     def step(carry, idx):
         params, opt_state = carry
-        loss, grads = jax.value_and_grad(lambda p: ops.cross_entropy(logits(p, x[idx]), y[idx]))(params)
+        xb = ops.batch_images(x, idx, jitter_key, jitter)
+        loss, grads = jax.value_and_grad(lambda p: ops.cross_entropy(logits(p, xb), y[idx]))(params)
         direction, opt_state = tx.update(grads, opt_state, params)
         return (jopt.apply(params, direction, lr), opt_state), loss
 

@@ -20,10 +20,10 @@ from ffbench_backends.jax.common import JaxTrainer
 
 from ffbench.backend import FFSchedule, Phase
 from ffbench.data import Dataset
+from ffbench.reference import rng
 from ffbench.reference.ff import PEER_INIT
 from ffbench.reference.negatives import check_data, score_layers
 from ffbench.reference.optim import lr_at
-from ffbench.reference.rng import STREAM_HYBRID, STREAM_MASK, STREAM_NEGATIVES, STREAM_ORDER, STREAM_PERMUTE, stream_key
 from ffbench.spec import NUM_CLASSES, FFTrial
 
 
@@ -58,7 +58,7 @@ class FFTrainer(FFSchedule, JaxTrainer):
         x, y = self.splits["train"]
         positions, zero = jnp.zeros(self.steps_per_epoch * self.batch_size, jnp.int32), jnp.float32(0)
         self._epoch = jax.jit(partial(_ff_epoch, self, phase.layers, phase.name == "readout")).lower(
-            self._state(), x, y, positions, positions, jnp.uint32(0), zero, zero).compile()  # ahead of time: compile time is reported apart
+            self._state(), x, y, positions, positions, jnp.uint32(0), jnp.uint32(0), zero, zero).compile()  # ahead of time: compile time is reported apart
         self._order = jax.jit(partial(_order, self.n, self.steps_per_epoch * self.batch_size))
         if phase.layers and self.ff.negatives.startswith("hard_label"):
             layers = tuple(score_layers(self.ff, max(phase.layers)))
@@ -70,12 +70,13 @@ class FFTrainer(FFSchedule, JaxTrainer):
     # ------------------------------------------------------------------ training
     def train_epoch(self, phase: Phase, epoch: int, lr: float):
         x, y = self.splits["train"]
-        order = self._order(jnp.uint32(stream_key(self.trial.seed, STREAM_ORDER, epoch)))
+        order = self._order(jnp.uint32(rng.stream_key(self.trial.seed, rng.STREAM_ORDER, epoch)))
         neg = order if phase.name == "readout" else self._negatives(epoch, order)
         readout_lr = lr_at(self.ff.readout_optimizer, self.phase_epoch, phase.epochs) if self.rtx else 0.0
-        mask_key = jnp.uint32(stream_key(self.trial.seed, STREAM_MASK, epoch if self.ff.negatives_refresh == "epoch" else 0))
+        mask_key = jnp.uint32(rng.stream_key(self.trial.seed, rng.STREAM_MASK, epoch if self.ff.negatives_refresh == "epoch" else 0))
+        jitter_key = jnp.uint32(rng.stream_key(self.trial.seed, rng.STREAM_JITTER, epoch))
         self.phase_epoch += 1
-        state, losses = self._epoch(self._state(), x, y, order, neg, mask_key, jnp.float32(lr), jnp.float32(readout_lr))
+        state, losses = self._epoch(self._state(), x, y, order, neg, mask_key, jitter_key, jnp.float32(lr), jnp.float32(readout_lr))
         self.params, self.readout, self.running, self.opt_state, self.ropt_state = state
         self.trained.update(phase.layers)
         self.readout_trained |= phase.name == "readout" or self.joint_readout
@@ -84,15 +85,15 @@ class FFTrainer(FFSchedule, JaxTrainer):
     def _negatives(self, epoch: int, order: jax.Array) -> jax.Array:
         """The negative label of each position of the epoch's order (`reference.negatives`)."""
         ff, (x, y), seed = self.ff, self.splits["train"], self.trial.seed
-        key = jnp.uint32(stream_key(seed, STREAM_NEGATIVES, epoch if ff.negatives_refresh == "epoch" else 0))
+        key = jnp.uint32(rng.stream_key(seed, rng.STREAM_NEGATIVES, epoch if ff.negatives_refresh == "epoch" else 0))
         self.negatives_seconds = None
         if ff.negatives == "hybrid_image":  # the partner image of each position
-            hybrid_key = jnp.uint32(stream_key(seed, STREAM_HYBRID, epoch if ff.negatives_refresh == "epoch" else 0))
+            hybrid_key = jnp.uint32(rng.stream_key(seed, rng.STREAM_HYBRID, epoch if ff.negatives_refresh == "epoch" else 0))
             return _partners_by_position(hybrid_key, self.index, y, order)
         if ff.negatives == "wrong_label":
             return _wrong_by_position(key, self.index, y, order)
         if ff.negatives == "permuted_label":
-            perm_key = jnp.uint32(stream_key(seed, STREAM_PERMUTE, epoch if ff.negatives_refresh == "epoch" else 0))
+            perm_key = jnp.uint32(rng.stream_key(seed, rng.STREAM_PERMUTE, epoch if ff.negatives_refresh == "epoch" else 0))
             return _permuted_by_position(self.steps_per_epoch, self.batch_size, perm_key, y, order)
         t0 = time.perf_counter()
         step = self.trial.eval_batch_size
@@ -225,14 +226,14 @@ def ff_step_losses(ff, layers, trainable, params, running, pos, neg, xb, yb):
     return total, (jnp.stack(ff_losses), jnp.stack(peer_losses), readout_loss, running)
 
 
-def _ff_epoch(tr: FFTrainer, layers, readout_only, state, x, y, order, neg, mask_key, lr, readout_lr):
-    ff, bsz, steps = tr.ff, tr.batch_size, tr.steps_per_epoch
+def _ff_epoch(tr: FFTrainer, layers, readout_only, state, x, y, order, neg, mask_key, jitter_key, lr, readout_lr):
+    ff, bsz, steps, jitter = tr.ff, tr.batch_size, tr.steps_per_epoch, tr.trial.data.jitter
     order, neg = order.reshape(steps, bsz), neg.reshape(steps, bsz)
 
     def readout_step(carry, batch):
         idx, _ = batch
         params, readout, running, opt_state, ropt_state = carry
-        xb, yb = x[idx], y[idx]
+        xb, yb = ops.batch_images(x, idx, jitter_key, jitter), y[idx]
         loss, grad = jax.value_and_grad(lambda w: ops.cross_entropy(ops.linear(features(ff, params, xb), w), yb))(readout)
         direction, opt_state = tr.tx.update({"layers": {}, "readout": grad}, opt_state, {"layers": {}, "readout": readout})
         readout = jopt.apply(readout, direction["readout"], lr)
@@ -242,10 +243,10 @@ def _ff_epoch(tr: FFTrainer, layers, readout_only, state, x, y, order, neg, mask
     def ff_step(carry, batch):
         idx, negb = batch
         params, readout, running, opt_state, ropt_state = carry
-        xb, yb = x[idx], y[idx]
+        xb, yb = ops.batch_images(x, idx, jitter_key, jitter), y[idx]
         if ff.negatives == "hybrid_image":  # negb: the partners
             m = ops.hybrid_masks(mask_key, idx, ff.hybrid_blur_passes)
-            pos, neg = xb, m * xb + (1.0 - m) * x[negb]
+            pos, neg = xb, m * xb + (1.0 - m) * ops.batch_images(x, negb, jitter_key, jitter)
         else:
             pos, neg = ops.overlay(xb, yb, ff), ops.overlay(xb, negb, ff)
         trainable = {"layers": {i: params[i] for i in layers}, "readout": readout if tr.joint_readout else None}

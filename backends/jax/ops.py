@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ffbench.reference.negatives import SIDE
+from ffbench.reference.augment import SIDE
 from ffbench.reference.rng import MUL1, MUL2
 from ffbench.spec import NUM_CLASSES, FFSpec
 
@@ -45,6 +45,26 @@ def wrong_labels(key: jax.Array, index: jax.Array, labels: jax.Array) -> jax.Arr
 def batch_permutations(key: jax.Array, steps: int, batch_size: int) -> jax.Array:
     h = lowbias32(jnp.arange(steps * batch_size, dtype=jnp.uint32) ^ key)
     return jnp.argsort(h.reshape(steps, batch_size), axis=1, stable=True)
+
+
+# ---------------------------------------------------------------- augment.py
+def jitter_shifts(key: jax.Array, index: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+    h = lowbias32(index.astype(jnp.uint32) ^ key)
+    n = jnp.uint32(2 * k + 1)
+    return ((((h >> 8) * n) >> 24).astype(jnp.int32) - k, (((lowbias32(h) >> 8) * n) >> 24).astype(jnp.int32) - k)
+
+
+def shift_images(x: jax.Array, dy: jax.Array, dx: jax.Array) -> jax.Array:
+    ar = jnp.arange(SIDE, dtype=jnp.int32)
+    r, c = ar[None, :, None] - dy[:, None, None], ar[None, None, :] - dx[:, None, None]
+    inside = ((r >= 0) & (r < SIDE) & (c >= 0) & (c < SIDE)).reshape(x.shape[0], -1)
+    src = (jnp.clip(r, 0, SIDE - 1) * SIDE + jnp.clip(c, 0, SIDE - 1)).reshape(x.shape[0], -1)
+    return jnp.where(inside, jnp.take_along_axis(x, src, axis=1), 0.0)
+
+
+def batch_images(x: jax.Array, idx: jax.Array, key: jax.Array, k: int) -> jax.Array:
+    """Training images `idx`, shifted by up to +-k pixels (`reference.augment`); k = 0: as they are."""
+    return x[idx] if not k else shift_images(x[idx], *jitter_shifts(key, idx, k))
 
 
 # ---------------------------------------------------------------- negatives.py

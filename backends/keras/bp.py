@@ -11,7 +11,7 @@ from keras import ops
 
 from ffbench.backend import Phase
 from ffbench.data import Dataset
-from ffbench.reference import rng
+from ffbench.reference import augment, rng
 from ffbench.reference.init import stack_init
 from ffbench.spec import NUM_CLASSES, BPTrial
 
@@ -37,7 +37,8 @@ class BPTrainer(KerasTrainer):
         x, y = self.host
         order = rng.epoch_order(self.trial.seed, epoch, self.n)[: self.steps_per_epoch * self.batch_size]
         self.opt.set_lr(lr)
-        history = self.model.fit(x[order], y[order], batch_size=self.batch_size, epochs=1, shuffle=False, verbose=0)
+        xs = augment.batch_images(self.trial, x, order, epoch)  # on the host, like the order: `fit` takes arrays
+        history = self.model.fit(xs, y[order], batch_size=self.batch_size, epochs=1, shuffle=False, verbose=0)
         return history.history["loss"][-1]
 
     def epoch_losses(self, device_losses) -> dict[str, float]:

@@ -17,11 +17,11 @@ from keras import ops
 
 from ffbench.backend import FFSchedule, Phase
 from ffbench.data import Dataset
+from ffbench.reference import rng
 from ffbench.reference.ff import PEER_INIT
 from ffbench.reference.init import stack_init
 from ffbench.reference.negatives import check_data, score_layers
 from ffbench.reference.optim import lr_at
-from ffbench.reference.rng import STREAM_HYBRID, STREAM_MASK, STREAM_NEGATIVES, STREAM_ORDER, STREAM_PERMUTE, stream_key
 from ffbench.spec import NUM_CLASSES, FFTrial
 
 
@@ -49,9 +49,10 @@ class FFTrainer(FFSchedule, KerasTrainer):
 
     def train_epoch(self, phase: Phase, epoch: int, lr: float):
         x, y = self.splits["train"]
-        order = kops.epoch_order(stream_key(self.trial.seed, STREAM_ORDER, epoch), self.index)[: self.steps_per_epoch * self.batch_size]
+        order = kops.epoch_order(rng.stream_key(self.trial.seed, rng.STREAM_ORDER, epoch), self.index)[: self.steps_per_epoch * self.batch_size]
         neg = None if phase.name == "readout" else self._negatives(phase, epoch, order)
-        mask_key = stream_key(self.trial.seed, STREAM_MASK, epoch if self.ff.negatives_refresh == "epoch" else 0)
+        mask_key = rng.stream_key(self.trial.seed, rng.STREAM_MASK, epoch if self.ff.negatives_refresh == "epoch" else 0)
+        jitter_key = rng.stream_key(self.trial.seed, rng.STREAM_JITTER, epoch)
         self.opt.set_lr(lr)
         if self.readout_opt is not None:
             self.readout_opt.set_lr(lr_at(self.readout_opt.spec, self.phase_epoch, phase.epochs))
@@ -61,7 +62,7 @@ class FFTrainer(FFSchedule, KerasTrainer):
                 "collisions": ops.zeros((), dtype="int32")}
         for s in range(self.steps_per_epoch):
             idx = order[s * self.batch_size:(s + 1) * self.batch_size]
-            xb, yb = ops.take(x, idx, axis=0), ops.take(y, idx, axis=0)
+            xb, yb = kops.batch_images(x, idx, jitter_key, self.trial.data.jitter), ops.take(y, idx, axis=0)
             if phase.name == "readout":
                 loss, grad = self._readout_grad(xb, yb)
                 self.opt.apply([grad], [self.readout])
@@ -72,7 +73,7 @@ class FFTrainer(FFSchedule, KerasTrainer):
                     sums["collisions"] = sums["collisions"] + ops.sum(ops.cast(negb == yb, "int32"))
                 if self.ff.negatives == "hybrid_image":  # the negative images themselves
                     m = kops.hybrid_masks(mask_key, idx, self.ff.hybrid_blur_passes)
-                    negb = m * xb + (1.0 - m) * ops.take(x, negb, axis=0)
+                    negb = m * xb + (1.0 - m) * kops.batch_images(x, negb, jitter_key, self.trial.data.jitter)
                 self._ff_step(xb, yb, negb, phase, sums)
         self.trained.update(phase.layers)
         self.readout_trained |= phase.name == "readout" or self.joint_readout
@@ -84,19 +85,19 @@ class FFTrainer(FFSchedule, KerasTrainer):
         key_epoch = epoch if ff.negatives_refresh == "epoch" else 0
         self.negatives_seconds = None
         if ff.negatives == "hybrid_image":  # the partner image of each position
-            partners = kops.hybrid_partners(stream_key(seed, STREAM_HYBRID, key_epoch), self.index, y, kops.class_table(y))
+            partners = kops.hybrid_partners(rng.stream_key(seed, rng.STREAM_HYBRID, key_epoch), self.index, y, kops.class_table(y))
             return ops.take(partners, order, axis=0)
         if ff.negatives == "wrong_label":
-            return ops.take(kops.wrong_labels(stream_key(seed, STREAM_NEGATIVES, key_epoch), self.index, y), order, axis=0)
+            return ops.take(kops.wrong_labels(rng.stream_key(seed, rng.STREAM_NEGATIVES, key_epoch), self.index, y), order, axis=0)
         if ff.negatives == "permuted_label":
-            perm = kops.batch_permutations(stream_key(seed, STREAM_PERMUTE, key_epoch), self.steps_per_epoch, self.batch_size)
+            perm = kops.batch_permutations(rng.stream_key(seed, rng.STREAM_PERMUTE, key_epoch), self.steps_per_epoch, self.batch_size)
             y_ordered = ops.reshape(ops.take(y, order, axis=0), (self.steps_per_epoch, self.batch_size))
             return ops.reshape(ops.take_along_axis(y_ordered, perm, axis=1), (-1,))
         t0 = time.perf_counter()
         layers, step = score_layers(ff, max(phase.layers)), self.trial.eval_batch_size
         scores = ops.concatenate([self.label_scores(x[i:i + step], layers) for i in range(0, self.n, step)], axis=0)
         if ff.negatives == "hard_label":
-            u = kops.uniform24(kops.negatives_hash(stream_key(seed, STREAM_NEGATIVES, key_epoch), self.index))
+            u = kops.uniform24(kops.negatives_hash(rng.stream_key(seed, rng.STREAM_NEGATIVES, key_epoch), self.index))
             wrong = kops.sample_wrong(scores, y, u)
         else:
             wrong = kops.best_wrong(scores, y)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
-from ffbench.reference.negatives import SIDE
+from ffbench.reference.augment import SIDE
 from ffbench.reference.rng import MUL1, MUL2
 from ffbench.spec import NUM_CLASSES, FFSpec
 
@@ -49,6 +49,30 @@ def wrong_labels(key: int, index, labels):
 def batch_permutations(key: int, steps: int, batch_size: int):
     h = lowbias32(ops.bitwise_xor(ops.arange(steps * batch_size, dtype="uint32"), _u32(key)))
     return ops.argsort(ops.reshape(h, (steps, batch_size)), axis=1)  # distinct keys: the order is unique
+
+
+# ---------------------------------------------------------------- augment.py
+def jitter_shifts(key: int, index, k: int):
+    h = lowbias32(ops.bitwise_xor(ops.cast(index, "uint32"), _u32(key)))
+    n = _u32(2 * k + 1)
+    dy = ops.cast(ops.right_shift(ops.multiply(ops.right_shift(h, 8), n), 24), "int32") - k
+    dx = ops.cast(ops.right_shift(ops.multiply(ops.right_shift(lowbias32(h), 8), n), 24), "int32") - k
+    return dy, dx
+
+
+def shift_images(x, dy, dx):
+    ar = ops.arange(SIDE, dtype="int32")
+    r = ops.reshape(ar, (1, SIDE, 1)) - ops.reshape(dy, (-1, 1, 1))
+    c = ops.reshape(ar, (1, 1, SIDE)) - ops.reshape(dx, (-1, 1, 1))
+    inside = ops.reshape((r >= 0) & (r < SIDE) & (c >= 0) & (c < SIDE), (ops.shape(x)[0], -1))
+    src = ops.reshape(ops.clip(r, 0, SIDE - 1) * SIDE + ops.clip(c, 0, SIDE - 1), (ops.shape(x)[0], -1))
+    return ops.where(inside, ops.take_along_axis(x, src, axis=1), 0.0)
+
+
+def batch_images(x, idx, key: int, k: int):
+    """Training images `idx`, shifted by up to +-k pixels (`reference.augment`); k = 0: as they are."""
+    xb = ops.take(x, idx, axis=0)
+    return xb if not k else shift_images(xb, *jitter_shifts(key, idx, k))
 
 
 # ---------------------------------------------------------------- negatives.py

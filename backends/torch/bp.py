@@ -35,7 +35,7 @@ class BPTrainer(TorchTrainer):
         total = torch.zeros((), device=self.device)
         for s in range(self.steps_per_epoch):
             idx = order[s * self.batch_size:(s + 1) * self.batch_size]
-            loss = F.cross_entropy(self.logits(x[idx]), y[idx])
+            loss = F.cross_entropy(self.logits(self.batch_images(x, idx, epoch)), y[idx])
             loss.backward()
             self.opt.step(lr)
             total += loss.detach()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 
 import torch
+from ffbench_backends.torch import ops
 
 from ffbench.backend import Trainer
 from ffbench.data import Dataset
@@ -26,6 +27,11 @@ class TorchTrainer(Trainer):
         """The reference's initial weights, on the device, as leaf tensors."""
         return [(torch.tensor(w, device=self.device, requires_grad=True), torch.tensor(b, device=self.device, requires_grad=True))
                 for w, b in stack_init(self.trial.seed, widths, scheme)]
+
+    def batch_images(self, x: torch.Tensor, idx: torch.Tensor, epoch: int) -> torch.Tensor:
+        """Training images `idx` in `epoch`, shifted by `data.jitter` (`reference.augment`)."""
+        k = self.trial.data.jitter
+        return x[idx] if not k else ops.shift_images(x[idx], *ops.jitter_shifts(self.trial.seed, epoch, idx, k))
 
     @abc.abstractmethod
     def predict(self, x: torch.Tensor) -> torch.Tensor:

@@ -91,7 +91,7 @@ class FFTrainer(FFSchedule, TorchTrainer):
         self.phase_epoch += 1
         for s in range(self.steps_per_epoch):
             idx = order[s * self.batch_size:(s + 1) * self.batch_size]
-            xb, yb = x[idx], y[idx]
+            xb, yb = self.batch_images(x, idx, epoch), y[idx]
             if phase.name == "readout":
                 loss = self._readout_loss(xb, yb)
                 sums["readout_loss"] += loss.detach()
@@ -101,7 +101,7 @@ class FFTrainer(FFSchedule, TorchTrainer):
                     sums["collisions"] += (negb == yb).sum()
                 if self.ff.negatives == "hybrid_image":
                     m = ops.hybrid_masks(self.trial.seed, key_epoch, idx, self.ff.hybrid_blur_passes)
-                    negb = m * xb + (1.0 - m) * x[negb]  # the negative images themselves
+                    negb = m * xb + (1.0 - m) * self.batch_images(x, negb, epoch)  # the negative images themselves
                 loss = self._ff_losses(xb, yb, negb, phase, sums)
             loss.backward()
             self.opt.step(lr)

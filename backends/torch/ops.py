@@ -1,16 +1,17 @@
-"""Torch translations of `ffbench.reference` (rng, ff), function for function."""
+"""Torch translations of `ffbench.reference` (rng, augment, negatives, ff), function for function."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from ffbench.reference.negatives import SIDE
+from ffbench.reference.augment import SIDE
 from ffbench.reference.rng import (
     MASK32,
     MUL1,
     MUL2,
     STREAM_HYBRID,
+    STREAM_JITTER,
     STREAM_MASK,
     STREAM_NEGATIVES,
     STREAM_ORDER,
@@ -56,6 +57,21 @@ def wrong_labels(seed: int, epoch: int, index: torch.Tensor, labels: torch.Tenso
 def batch_permutations(seed: int, epoch: int, steps: int, batch_size: int, device) -> torch.Tensor:
     idx = torch.arange(steps * batch_size, device=device, dtype=torch.int64)
     return torch.argsort(lowbias32(idx ^ stream_key(seed, STREAM_PERMUTE, epoch)).view(steps, batch_size), dim=1, stable=True)
+
+
+# ---------------------------------------------------------------- augment.py
+def jitter_shifts(seed: int, epoch: int, index: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    h = lowbias32(index ^ stream_key(seed, STREAM_JITTER, epoch))
+    n = 2 * k + 1
+    return (((h >> 8) * n) >> 24) - k, (((lowbias32(h) >> 8) * n) >> 24) - k
+
+
+def shift_images(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    ar = torch.arange(SIDE, device=x.device)
+    r, c = ar[None, :, None] - dy[:, None, None], ar[None, None, :] - dx[:, None, None]
+    inside = ((r >= 0) & (r < SIDE) & (c >= 0) & (c < SIDE)).view(len(x), -1)
+    src = (r.clamp(0, SIDE - 1) * SIDE + c.clamp(0, SIDE - 1)).view(len(x), -1)
+    return torch.where(inside, torch.gather(x, 1, src), 0.0)
 
 
 # ---------------------------------------------------------------- negatives.py

@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ffbench.reference import rng
+from ffbench.reference import augment, rng
+from ffbench.reference.augment import SIDE
 from ffbench.reference.ff import label_scores, overlay
 from ffbench.spec import NUM_CLASSES, FFSpec
 
 HARD = ("hard_label", "hard_label_top2")
-SIDE = 28  # MNIST images are 28 x 28
 
 
 def score_layers(ff: FFSpec, upto: int) -> list[int]:
@@ -104,14 +104,14 @@ def hybrid_masks(seed: int, epoch: int, index: np.ndarray, passes: int) -> np.nd
     return (blur(bits.reshape(-1, SIDE, SIDE), passes) > 0.5).astype(np.float64).reshape(-1, SIDE * SIDE)
 
 
-def negative_inputs(trial, x: np.ndarray, idx: np.ndarray, neg: np.ndarray, epoch: int) -> np.ndarray:
-    """The negative inputs of one batch: the images with labels `neg` overlaid, or (hybrid_image)
-    each image mixed with its partner `neg`."""
+def negative_inputs(trial, x: np.ndarray, xb: np.ndarray, idx: np.ndarray, neg: np.ndarray, epoch: int) -> np.ndarray:
+    """The negative inputs of one batch (images `xb` = the training images of `idx`): the images
+    with labels `neg` overlaid, or (hybrid_image) each image mixed with its partner `neg`."""
     ff = trial.ff
     if ff.negatives != "hybrid_image":
-        return overlay(x[idx], neg, ff)
+        return overlay(xb, neg, ff)
     m = hybrid_masks(trial.seed, epoch if ff.negatives_refresh == "epoch" else 0, idx, ff.hybrid_blur_passes)
-    return m * x[idx] + (1.0 - m) * x[neg]
+    return m * xb + (1.0 - m) * augment.batch_images(trial, x, neg, epoch)
 
 
 def epoch_labels(trial, x: np.ndarray, y: np.ndarray, epoch: int, batches: list[np.ndarray], params, upto: int) -> list[np.ndarray]:

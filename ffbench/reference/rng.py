@@ -29,6 +29,7 @@ STREAM_NEGATIVES = 2
 STREAM_PERMUTE = 3
 STREAM_HYBRID = 4  # hybrid_image: the partner image
 STREAM_MASK = 5  # hybrid_image: the mask's random bits
+STREAM_JITTER = 6  # data.jitter: each training image's shift
 
 
 def lowbias32(x: np.ndarray) -> np.ndarray:
@@ -81,6 +82,15 @@ def batch_permutations(seed: int, epoch: int, steps: int, batch_size: int) -> np
     """(steps, batch_size): for each minibatch of `epoch`, a permutation of its positions."""
     h = lowbias32(np.uint32(stream_key(seed, STREAM_PERMUTE, epoch)) ^ np.arange(steps * batch_size, dtype=np.uint32))
     return np.argsort(h.reshape(steps, batch_size), axis=1, kind="stable").astype(np.int64)
+
+
+def jitter_shifts(seed: int, epoch: int, index: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(dy, dx) in [-k, k] of each sample in `epoch`: uniform over the (2k + 1)^2 shifts."""
+    h = lowbias32(np.uint32(stream_key(seed, STREAM_JITTER, epoch)) ^ np.asarray(index).astype(np.uint32))
+    n = np.uint32(2 * k + 1)
+    dy = ((h >> np.uint32(8)) * n) >> np.uint32(24)
+    dx = ((lowbias32(h) >> np.uint32(8)) * n) >> np.uint32(24)
+    return dy.astype(np.int64) - k, dx.astype(np.int64) - k
 
 
 def init_rng(seed: int) -> np.random.Generator:

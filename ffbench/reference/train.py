@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ffbench.reference import bp, ff, negatives, optim, rng
+from ffbench.reference import augment, bp, ff, negatives, optim, rng
 from ffbench.spec import BPTrial, FFTrial
 
 
@@ -25,7 +25,8 @@ def ff_simultaneous_epoch(state: ff.FFState, x: np.ndarray, y: np.ndarray, trial
     negs = negatives.epoch_labels(trial, x, y, epoch, bs, state.params, len(state.params) - 1)
     losses = []
     for idx, neg in zip(bs, negs):
-        x_pos, x_neg = ff.overlay(x[idx], y[idx], spec), negatives.negative_inputs(trial, x, idx, neg, epoch)
+        xb = augment.batch_images(trial, x, idx, epoch)
+        x_pos, x_neg = ff.overlay(xb, y[idx], spec), negatives.negative_inputs(trial, x, xb, idx, neg, epoch)
         state, steps = ff.simultaneous_step(state, x_pos, x_neg, spec, trial.optimizer, lr)
         losses.append([s.loss for s in steps])
     return state, np.mean(losses, axis=0)
@@ -35,7 +36,7 @@ def bp_epoch(params, opt_state: optim.OptState, x: np.ndarray, y: np.ndarray, tr
     """One epoch of the backprop baseline; returns (params, opt_state, mean loss)."""
     losses = []
     for idx in batches(trial.seed, epoch, len(y), trial.batch_size):
-        loss, grads = bp.loss_and_grads(x[idx], y[idx], params)
+        loss, grads = bp.loss_and_grads(augment.batch_images(trial, x, idx, epoch), y[idx], params)
         flat = [p for wb in params for p in wb]
         new, opt_state = optim.update(trial.optimizer, [g for wb in grads for g in wb], opt_state, flat, lr)
         params = [(new[2 * i], new[2 * i + 1]) for i in range(len(params))]
@@ -54,7 +55,8 @@ def ff_greedy_layer_epoch(params, opt_state: optim.OptState, running, layer: int
     negs = negatives.epoch_labels(trial, x, y, epoch, bs, params, layer)
     params, running, losses = list(params), list(running), []
     for idx, neg in zip(bs, negs):
-        x_pos, x_neg = ff.overlay(x[idx], y[idx], spec), negatives.negative_inputs(trial, x, idx, neg, epoch)
+        xb = augment.batch_images(trial, x, idx, epoch)
+        x_pos, x_neg = ff.overlay(xb, y[idx], spec), negatives.negative_inputs(trial, x, xb, idx, neg, epoch)
         for w, b in params[:layer]:
             x_pos, x_neg = ff.layer_forward(x_pos, w, b, spec)[2], ff.layer_forward(x_neg, w, b, spec)[2]
         st = ff.layer_step(x_pos, x_neg, *params[layer], spec, running[layer])
