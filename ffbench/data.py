@@ -211,4 +211,8 @@ def _prepare(spec_json: str, path: str | None) -> Dataset:
         train = Split(train.x[: spec.train_subset], train.y[: spec.train_subset])
     val = Split(x[n_train:], y[n_train:]) if spec.validation_size else None
     test = Split(_scale(raw["x_test"], spec.pixel_scale), raw["y_test"].astype(np.int64))
+    if spec.test_subset is not None:  # a quick pass only: the error of a real run is on all 10,000
+        if spec.test_subset > len(test.y):
+            raise DataError(f"data.test_subset={spec.test_subset} exceeds the {len(test.y)} test images")
+        test = Split(test.x[: spec.test_subset], test.y[: spec.test_subset])
     return Dataset(spec.name, MNIST_CHECKSUM, train, val, test)

@@ -86,12 +86,14 @@ class DataSpec(Strict):
 
     MNIST's 60,000 training images are split in order: the first `60000 - validation_size`
     are the training split, the last `validation_size` the validation split. The 10,000 test
-    images are the test split. `train_subset` keeps the first N of the training split.
+    images are the test split. `train_subset` keeps the first N of the training split,
+    `test_subset` the first N test images (quick passes only).
     """
 
     name: Literal["mnist"] = "mnist"
     validation_size: Annotated[int, Field(ge=0, le=59000)] = 10000
     train_subset: PositiveInt | None = None
+    test_subset: PositiveInt | None = None  # evaluate on the first N test images: for quick passes, not for results
     pixel_scale: Literal["unit", "standardize"] = "unit"  # x/255, or (x/255 - 0.1307)/0.3081
     # Shift each training image by up to +-jitter pixels, a new shift per image and epoch
     # (`ffbench.reference.augment`; 2: the paper's 25 shifts). Test/validation images are never shifted.

@@ -35,3 +35,24 @@ def test_same_seed_same_result(tmp_path):
     b = pd.read_parquet(tmp_path / "b" / "trials").set_index("trial_id").sort_index()
     pd.testing.assert_series_equal(a["test_error"], b["test_error"])
     pd.testing.assert_series_equal(a["final_losses"], b["final_losses"])
+
+
+QUICK = ["--set", "epochs=1", "--set", "data.train_subset=2000", "--set", "seed=0", "--set", "data.validation_size=0",
+         "--set", "data.test_subset=500"]
+
+
+@pytest.mark.parametrize("suite", ["quickstart", "negatives", "mnist_paper"])
+def test_every_shipped_suite_runs_end_to_end_in_a_quick_pass(suite, tmp_path):
+    """Every row of every shipped suite (overridden to one epoch on 2,000 images, one seed) trains
+    to an ok row on each backend it names; the overrides make their own trial_ids."""
+    from ffbench.runner import plan
+    from ffbench.suites import load_suite
+    out = tmp_path / suite
+    assert main(["run", str(ROOT / "suites" / f"{suite}.yaml"), "--out", str(out), "--quiet", "--executor", "local", *QUICK]) == 0
+    df = pd.read_parquet(out / "trials")
+    _, trials = load_suite(ROOT / "suites" / f"{suite}.yaml", [a for a in QUICK if a != "--set"])
+    _, real = load_suite(ROOT / "suites" / f"{suite}.yaml")
+    assert len(df) == len(plan(trials)) and set(df["status"]) == {"ok"}
+    assert not set(df["trial_id"]) & {p.trial_id for p in plan(real)}
+    assert set(df["experiment"]) == {p.spec["meta"]["experiment"] for p in plan(trials)}
+    assert df["test_error"].between(0, 1).all() and (df["train_seconds"] > 0).all()
