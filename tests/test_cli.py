@@ -197,3 +197,18 @@ def test_the_local_executor_stops_a_trial_at_its_timeout_keeping_its_curves(tmp_
     curves = pd.read_parquet(out / "curves")
     assert sorted(curves.loc[curves.metric == "fake_loss", "epoch"]) == list(range(row["epochs_run"]))
     assert row["executor"] == "local" and row["attempt"] == 1
+
+
+def test_an_edited_suite_extends_the_results(tmp_path, fake_backend, capsys):
+    out = tmp_path / "out"
+    first = FAKE.replace("seed: [0, 1, 2]", "seed: [0]")
+    assert main(["run", str(suite(tmp_path, first)), "--out", str(out), "--quiet", "--executor", "local"]) == 0
+    before = pd.read_parquet(out / "trials")
+    edited = first.replace("seed: [0]", "seed: [0, 100]")
+    capsys.readouterr()
+    assert main(["run", str(suite(tmp_path, edited)), "--out", str(out), "--executor", "local"]) == 0
+    assert "skipping 1 trial(s) already done" in capsys.readouterr().err
+    after = pd.read_parquet(out / "trials").set_index("seed")
+    assert len(after) == 2 and after.loc[0, "started_at"] == before.loc[0, "started_at"]  # reused, not re-run
+    assert after.loc[100, "status"] == "ok"
+    assert len(list((out / "suites").glob("suite.*.yaml"))) == 2  # both versions of the suite file kept
