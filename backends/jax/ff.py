@@ -22,7 +22,7 @@ from ffbench.backend import FFSchedule, Phase
 from ffbench.data import Dataset
 from ffbench.reference import rng
 from ffbench.reference.ff import PEER_INIT
-from ffbench.reference.negatives import check_data, score_layers
+from ffbench.reference.negatives import check_data, negatives_epoch, score_layers
 from ffbench.reference.optim import lr_at
 from ffbench.spec import NUM_CLASSES, FFTrial
 
@@ -73,7 +73,7 @@ class FFTrainer(FFSchedule, JaxTrainer):
         order = self._order(jnp.uint32(rng.stream_key(self.trial.seed, rng.STREAM_ORDER, epoch)))
         neg = order if phase.name == "readout" else self._negatives(epoch, order)
         readout_lr = lr_at(self.ff.readout_optimizer, self.phase_epoch, phase.epochs) if self.rtx else 0.0
-        mask_key = jnp.uint32(rng.stream_key(self.trial.seed, rng.STREAM_MASK, epoch if self.ff.negatives_refresh == "epoch" else 0))
+        mask_key = jnp.uint32(rng.stream_key(self.trial.seed, rng.STREAM_MASK, negatives_epoch(self.ff, epoch)))
         jitter_key = jnp.uint32(rng.stream_key(self.trial.seed, rng.STREAM_JITTER, epoch))
         self.phase_epoch += 1
         state, losses = self._epoch(self._state(), x, y, order, neg, mask_key, jitter_key, jnp.float32(lr), jnp.float32(readout_lr))
@@ -85,15 +85,16 @@ class FFTrainer(FFSchedule, JaxTrainer):
     def _negatives(self, epoch: int, order: jax.Array) -> jax.Array:
         """The negative label of each position of the epoch's order (`reference.negatives`)."""
         ff, (x, y), seed = self.ff, self.splits["train"], self.trial.seed
-        key = jnp.uint32(rng.stream_key(seed, rng.STREAM_NEGATIVES, epoch if ff.negatives_refresh == "epoch" else 0))
+        key_epoch = negatives_epoch(ff, epoch)
+        key = jnp.uint32(rng.stream_key(seed, rng.STREAM_NEGATIVES, key_epoch))
         self.negatives_seconds = None
         if ff.negatives == "hybrid_image":  # the partner image of each position
-            hybrid_key = jnp.uint32(rng.stream_key(seed, rng.STREAM_HYBRID, epoch if ff.negatives_refresh == "epoch" else 0))
+            hybrid_key = jnp.uint32(rng.stream_key(seed, rng.STREAM_HYBRID, key_epoch))
             return _partners_by_position(hybrid_key, self.index, y, order)
         if ff.negatives == "wrong_label":
             return _wrong_by_position(key, self.index, y, order)
         if ff.negatives == "permuted_label":
-            perm_key = jnp.uint32(rng.stream_key(seed, rng.STREAM_PERMUTE, epoch if ff.negatives_refresh == "epoch" else 0))
+            perm_key = jnp.uint32(rng.stream_key(seed, rng.STREAM_PERMUTE, key_epoch))
             return _permuted_by_position(self.steps_per_epoch, self.batch_size, perm_key, y, order)
         t0 = time.perf_counter()
         step = self.trial.eval_batch_size

@@ -20,7 +20,7 @@ from ffbench.data import Dataset
 from ffbench.reference import rng
 from ffbench.reference.ff import PEER_INIT
 from ffbench.reference.init import stack_init
-from ffbench.reference.negatives import check_data, score_layers
+from ffbench.reference.negatives import check_data, negatives_epoch, score_layers
 from ffbench.reference.optim import lr_at
 from ffbench.spec import NUM_CLASSES, FFTrial
 
@@ -51,7 +51,7 @@ class FFTrainer(FFSchedule, KerasTrainer):
         x, y = self.splits["train"]
         order = kops.epoch_order(rng.stream_key(self.trial.seed, rng.STREAM_ORDER, epoch), self.index)[: self.steps_per_epoch * self.batch_size]
         neg = None if phase.name == "readout" else self._negatives(phase, epoch, order)
-        mask_key = rng.stream_key(self.trial.seed, rng.STREAM_MASK, epoch if self.ff.negatives_refresh == "epoch" else 0)
+        mask_key = rng.stream_key(self.trial.seed, rng.STREAM_MASK, negatives_epoch(self.ff, epoch))
         jitter_key = rng.stream_key(self.trial.seed, rng.STREAM_JITTER, epoch)
         self.opt.set_lr(lr)
         if self.readout_opt is not None:
@@ -82,7 +82,7 @@ class FFTrainer(FFSchedule, KerasTrainer):
     def _negatives(self, phase: Phase, epoch: int, order):
         """The negative label of each position of the epoch's order (`reference.negatives`)."""
         ff, (x, y), seed = self.ff, self.splits["train"], self.trial.seed
-        key_epoch = epoch if ff.negatives_refresh == "epoch" else 0
+        key_epoch = negatives_epoch(ff, epoch)
         self.negatives_seconds = None
         if ff.negatives == "hybrid_image":  # the partner image of each position
             partners = kops.hybrid_partners(rng.stream_key(seed, rng.STREAM_HYBRID, key_epoch), self.index, y, kops.class_table(y))

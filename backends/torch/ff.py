@@ -18,7 +18,7 @@ from ffbench_backends.torch.optim import Optimizer
 from ffbench.backend import FFSchedule, Phase
 from ffbench.data import Dataset
 from ffbench.reference.ff import PEER_INIT
-from ffbench.reference.negatives import check_data, score_layers
+from ffbench.reference.negatives import check_data, negatives_epoch, score_layers
 from ffbench.reference.optim import lr_at
 from ffbench.spec import NUM_CLASSES, FFSpec, FFTrial
 
@@ -85,7 +85,7 @@ class FFTrainer(FFSchedule, TorchTrainer):
         sums = {"ff_loss": torch.zeros(depth, device=self.device), "peer_loss": torch.zeros(depth, device=self.device),
                 "readout_loss": torch.zeros(1, device=self.device), "collisions": torch.zeros(1, device=self.device)}
         neg = None if phase.name == "readout" else self._negatives(phase, epoch, order)
-        key_epoch = epoch if self.ff.negatives_refresh == "epoch" else 0
+        key_epoch = negatives_epoch(self.ff, epoch)
         if self.readout_opt is not None:
             readout_lr = lr_at(self.readout_opt.spec, self.phase_epoch, phase.epochs)
         self.phase_epoch += 1
@@ -115,7 +115,7 @@ class FFTrainer(FFSchedule, TorchTrainer):
     def _negatives(self, phase: Phase, epoch: int, order: torch.Tensor) -> torch.Tensor:
         """The negative label of each position of the epoch's order (`reference.negatives`)."""
         ff, (x, y), seed = self.ff, self.splits["train"], self.trial.seed
-        key_epoch = epoch if ff.negatives_refresh == "epoch" else 0
+        key_epoch = negatives_epoch(ff, epoch)
         self.negatives_seconds = None
         if ff.negatives == "hybrid_image":  # the partner image of each position
             return ops.hybrid_partners(seed, key_epoch, self.index, y, ops.class_table(y))[order]
@@ -139,7 +139,7 @@ class FFTrainer(FFSchedule, TorchTrainer):
     def _ff_losses(self, xb, yb, negb, phase: Phase, sums) -> torch.Tensor:
         """`negb`: the negatives' labels, or (hybrid_image) the negative images."""
         ff = self.ff
-        pos, neg = ops.overlay(xb, yb, ff), (negb if negb.is_floating_point() else ops.overlay(xb, negb, ff))
+        pos, neg = ops.overlay(xb, yb, ff), (negb if ff.negatives == "hybrid_image" else ops.overlay(xb, negb, ff))
         total, ff_losses, peer_losses, self.running = ff_objective(self.params, self.running, pos, neg, ff, phase.layers)
         for i in phase.layers:
             sums["ff_loss"][i] += ff_losses[i].detach()

@@ -39,6 +39,11 @@ from ffbench.spec import NUM_CLASSES, FFSpec
 HARD = ("hard_label", "hard_label_top2")
 
 
+def negatives_epoch(ff: FFSpec, epoch: int) -> int:
+    """The epoch whose hashes make this epoch's negatives: itself, or 0 with `negatives_refresh: once`."""
+    return epoch if ff.negatives_refresh == "epoch" else 0
+
+
 def score_layers(ff: FFSpec, upto: int) -> list[int]:
     """The layers whose goodness scores the labels for hard negatives, when layers 0..upto are
     trained or being trained: the prediction layers among them, else layer `upto`."""
@@ -110,14 +115,14 @@ def negative_inputs(trial, x: np.ndarray, xb: np.ndarray, idx: np.ndarray, neg: 
     ff = trial.ff
     if ff.negatives != "hybrid_image":
         return overlay(xb, neg, ff)
-    m = hybrid_masks(trial.seed, epoch if ff.negatives_refresh == "epoch" else 0, idx, ff.hybrid_blur_passes)
+    m = hybrid_masks(trial.seed, negatives_epoch(ff, epoch), idx, ff.hybrid_blur_passes)
     return m * xb + (1.0 - m) * augment.batch_images(trial, x, neg, epoch)
 
 
 def epoch_labels(trial, x: np.ndarray, y: np.ndarray, epoch: int, batches: list[np.ndarray], params, upto: int) -> list[np.ndarray]:
     """The negative labels of each batch of `epoch` (a list aligned with `batches`)."""
     ff = trial.ff
-    key_epoch = epoch if ff.negatives_refresh == "epoch" else 0
+    key_epoch = negatives_epoch(ff, epoch)
     index = np.arange(len(y))
     if ff.negatives == "hybrid_image":
         partners = hybrid_partners(trial.seed, key_epoch, index, y)
