@@ -27,7 +27,9 @@ class Phase:
     """A stretch of training with one optimiser state and one learning-rate schedule.
 
     ff (simultaneous): one phase "ff" training every layer (and a joint read-out).
-    ff (greedy): "ff.layer0", "ff.layer1", ... each training one layer.
+    ff (greedy): "ff.layer0", "ff.layer1", ... each training one layer; with episodes,
+    "ff.episode0.layer0", ... A phase training the same layers as an earlier phase continues
+    that phase's optimiser state (a layer's Adam moments carry over between episodes).
     read-out after the layers: "readout".  bp: one phase "bp".
     """
 
@@ -89,11 +91,18 @@ class FFSchedule:
         ff, opt, depth = self.trial.ff, self.trial.optimizer, len(self.trial.hidden)
         if ff.schedule == "simultaneous":
             phases = [Phase("ff", self.trial.epochs, opt, tuple(range(depth)))]
-        else:
+        elif ff.episodes == 1:
             phases = [Phase(f"ff.layer{i}", self.trial.epochs, opt, (i,)) for i in range(depth)]
+        else:
+            phases = [Phase(f"ff.episode{k}.layer{i}", self.trial.epochs, opt, (i,))
+                      for k in range(ff.episodes) for i in range(depth)]
         if ff.prediction == "softmax" and ff.readout_phase == "after":
             phases.append(Phase("readout", ff.readout_epochs, ff.readout_optimizer or opt))
         return phases
+
+    def score_upto(self, phase: Phase) -> int:
+        """The deepest layer trained so far or by `phase`: hard negatives score layers up to it."""
+        return max(max(phase.layers), max(self.trained, default=0))
 
     def can_evaluate(self, phase: Phase) -> bool:
         if self.trial.ff.prediction == "softmax":

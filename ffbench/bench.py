@@ -18,7 +18,7 @@ from ffbench.reference.optim import lr_at
 from ffbench.spec import BPTrial, FFTrial, parse_trial
 
 
-def step_flops(trial: FFTrial | BPTrial, input_dim: int = 784) -> int:
+def step_flops(trial: FFTrial | BPTrial, input_dim: int = 784, batch: int | None = None) -> int:
     """Matmul FLOPs of one training step (simultaneous FF or BP; 2 FLOPs per multiply-add).
 
     FF: each layer runs its 2B positive and negative rows forward and computes its weight
@@ -26,7 +26,7 @@ def step_flops(trial: FFTrial | BPTrial, input_dim: int = 784) -> int:
     softmax read-out adds a neutral-label forward pass of every layer up to the last one read.
     BP: forward, weight gradient and input gradient (not for the first layer) of B rows.
     """
-    widths, b = [input_dim, *trial.hidden], trial.batch_size
+    widths, b = [input_dim, *trial.hidden], trial.batch_size if batch is None else batch
     if trial.algorithm == "bp":
         widths = [*widths, 10]
         return sum(2 * b * i * o * (2 if k == 0 else 3) for k, (i, o) in enumerate(zip(widths, widths[1:])))
@@ -65,10 +65,10 @@ def bench_backend(name: str, spec: dict[str, Any], epochs: int) -> dict[str, Any
     epoch_s = statistics.median(times[1:])
     samples = tr.steps_per_epoch * tr.batch_size
     peak, source = backend.peak_memory()
-    return {"backend": name, "algorithm": trial.algorithm, "hidden": trial.hidden, "batch_size": trial.batch_size,
+    return {"backend": name, "algorithm": trial.algorithm, "hidden": trial.hidden, "batch_size": tr.batch_size,
             "train_images": len(data.train), "epochs_timed": epochs, "epoch_seconds": epoch_s, "epoch_seconds_all": times[1:],
             "compile_seconds": compile_s, "warmup_seconds": times[0], "setup_seconds": setup,
             "samples_per_second": samples / epoch_s,
-            "tflops": step_flops(trial, data.train.x.shape[1]) * tr.steps_per_epoch / epoch_s / 1e12,
+            "tflops": step_flops(trial, data.train.x.shape[1], tr.batch_size) * tr.steps_per_epoch / epoch_s / 1e12,
             "peak_memory_bytes": peak, "peak_memory_source": source, "device_name": backend.device_name(),
             "versions": backend.versions()}

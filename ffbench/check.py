@@ -18,6 +18,7 @@ from ffbench import registry
 from ffbench.data import Dataset, Split
 from ffbench.reference import bp as RB
 from ffbench.reference import ff as RF
+from ffbench.reference import negatives as RN
 from ffbench.reference import optim, rng
 from ffbench.reference import train as RT
 from ffbench.reference.init import stack_init
@@ -111,19 +112,12 @@ def _ref_train(trial: FFTrial, x, y) -> list[tuple[np.ndarray, np.ndarray]]:
     x64 = x.astype(np.float64)
     params = [(w.astype(np.float64), b.astype(np.float64)) for w, b in
               stack_init(trial.seed, [x.shape[1], *trial.hidden], trial.ff.init)]
-    if trial.ff.schedule == "simultaneous":
-        state = RF.ff_init_state(params, trial.optimizer)
-        for e in range(trial.epochs):
-            state, _ = RT.ff_simultaneous_epoch(state, x64, y, trial, e, lr_at(trial.optimizer, e, trial.epochs))
-        return state.params
-    running, epoch = [None] * len(params), 0
-    for layer in range(len(params)):
-        st = optim.init(trial.optimizer, list(params[layer]))
-        for e in range(trial.epochs):
-            params, st, running, _ = RT.ff_greedy_layer_epoch(params, st, running, layer, x64, y, trial, epoch,
-                                                              lr_at(trial.optimizer, e, trial.epochs))
-            epoch += 1
-    return params
+    if trial.ff.schedule == "greedy":
+        return RT.ff_greedy_run(params, x64, y, trial)
+    state, draws = RF.ff_init_state(params, trial.optimizer), RN.Draws(trial, x64, y)
+    for e in range(trial.epochs):
+        state, _ = RT.ff_simultaneous_epoch(state, x64, y, trial, e, lr_at(trial.optimizer, e, trial.epochs), draws)
+    return state.params
 
 
 def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = N_STEPS) -> list[Comparison]:
@@ -189,6 +183,17 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
     for i, ((gw, gb), (rw, rb)) in enumerate(zip(_pairs(_train(backend, t, xs, ys), depth), _ref_train(t, xs, ys))):
         add(f"ff.jitter.params@N.W{i}", "params@N", gw, rw)
         add(f"ff.jitter.params@N.b{i}", "params@N", gb, rb)
+
+    # 3c. greedy episodes (the JAX and keras.io examples): 2 episodes of 2 epochs per layer,
+    #     negatives drawn per episode, each layer's optimiser state carried between episodes, and
+    #     the JAX example's threshold = input width
+    for strategy in ("permuted_label", "hard_label_top2"):
+        t = trial.model_copy(update={"epochs": 2, "optimizer": strict, "ff": ff.model_copy(update={
+            "schedule": "greedy", "episodes": 2, "negatives": strategy, "negatives_refresh": "episode",
+            "threshold_scale": "input_width", "threshold": 0.02})})
+        for i, ((gw, gb), (rw, rb)) in enumerate(zip(_pairs(_train(backend, t, xs, ys), depth), _ref_train(t, xs, ys))):
+            add(f"ff.episodes[{strategy}].params@N.W{i}", "params@N", gw, rw)
+            add(f"ff.episodes[{strategy}].params@N.b{i}", "params@N", gb, rb)
 
     # 4. the BP baseline of the same widths: forward, loss, gradients, and N steps of training
     bp_params = stack_init(trial.seed, [x.shape[1], *trial.hidden, 10], "uniform_fan_in")
@@ -342,9 +347,9 @@ def agreement(backends: list[str], trial_spec: dict[str, Any]) -> tuple[list[Com
     x64, y = data.train.x.astype(np.float64), data.train.y
     params = [(w.astype(np.float64), b.astype(np.float64)) for w, b in
               stack_init(trial.seed, [x64.shape[1], *trial.hidden], trial.ff.init)]
-    state, ref_curve = RF.ff_init_state(params, trial.optimizer), []
+    state, ref_curve, draws = RF.ff_init_state(params, trial.optimizer), [], RN.Draws(trial, x64, y)
     for e in range(trial.epochs):
-        state, losses = RT.ff_simultaneous_epoch(state, x64, y, trial, e, lr_at(trial.optimizer, e, trial.epochs))
+        state, losses = RT.ff_simultaneous_epoch(state, x64, y, trial, e, lr_at(trial.optimizer, e, trial.epochs), draws)
         ref_curve.append(losses)
     errors = {"reference": float(np.mean(RF.predict(data.test.x.astype(np.float64), state.params, trial.ff) != data.test.y))}
     out = []

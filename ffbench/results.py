@@ -15,9 +15,10 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import types
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 import pandas as pd
 import pyarrow as pa
@@ -87,6 +88,8 @@ CURVE_SCHEMA = pa.schema([("trial_id", pa.string()), ("epoch", pa.int64()), ("ph
 def _arrow_type(annotation: Any) -> pa.DataType:
     annotation = unwrap(annotation)
     origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):  # e.g. batch_size: int | "full": written as text
+        return pa.string()
     if origin is Literal:
         kinds = {type(a) for a in get_args(annotation)}
         return {str: pa.string(), int: pa.int64(), bool: pa.bool_()}[kinds.pop()] if len(kinds) == 1 else pa.string()
@@ -109,12 +112,13 @@ def spec_columns() -> dict[str, pa.DataType]:
 
 
 TRIAL_SCHEMA = pa.schema(RESULT_FIELDS + list(spec_columns().items()))
+TEXT_COLUMNS = {k: t == pa.string() for k, t in spec_columns().items()}
 
 
 def spec_row(trial: FFTrial | BPTrial) -> dict[str, Any]:
     spec = full_spec(trial)
     spec.pop("meta")
-    row = {f"spec.{k}": v for k, v in flatten(spec).items()}
+    row = {f"spec.{k}": str(v) if v is not None and TEXT_COLUMNS.get(f"spec.{k}") else v for k, v in flatten(spec).items()}
     # an unset optional block (e.g. ff.readout_optimizer: None) leaves its columns null
     return {k: v for k, v in row.items() if k in TRIAL_SCHEMA.names or v is not None}
 

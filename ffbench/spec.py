@@ -115,6 +115,9 @@ class FFSpec(Strict):
     # goodness = sum or mean of squared ReLU activities; p(positive) = sigmoid(s * (goodness - threshold)).
     goodness: Literal["sum", "mean"] = "mean"
     threshold: float = 1.0
+    # constant: every layer uses `threshold`; input_width: threshold x the layer's input width
+    # (the JAX example's "threshold = input length": 784 for the first layer, 512 above it).
+    threshold_scale: Literal["constant", "input_width"] = "constant"
     sign: Literal["max_ssq", "min_ssq"] = "max_ssq"  # s = +1: positives have high goodness; -1: low
     # Peer normalisation (Matlab/loeweX): weight * mean_j (mean(r) - r_j)^2 on a running mean r
     # (starting at 0.5) of each unit's mean activity over the positive rows.
@@ -123,10 +126,15 @@ class FFSpec(Strict):
     # simultaneous: every minibatch updates every layer on the detached output of the layer below.
     # greedy: layer 1 trains for all `epochs`, then layer 2, ... (epochs are per layer).
     schedule: Literal["simultaneous", "greedy"] = "simultaneous"
+    # greedy only: repeat the layer-wise pass this many times (the JAX and keras.io examples'
+    # episodes); `epochs` is then per layer per episode, and each layer keeps its optimiser
+    # state from one episode to the next.
+    episodes: PositiveInt = 1
     negatives: Literal["wrong_label", "permuted_label", "hard_label", "hard_label_top2", "hybrid_image"] = "wrong_label"  # NEGATIVES
     hybrid_blur_passes: Annotated[int, Field(ge=1, le=12)] = 6  # hybrid_image: mask blurs (bit-exact across backends up to 6)
-    # epoch: new negatives every epoch (the hard ones: scored with the weights at the epoch's start); once: one fixed draw
-    negatives_refresh: Literal["epoch", "once"] = "epoch"
+    # When negatives are drawn (`reference.negatives.negatives_epoch`): every epoch, at the first
+    # epoch of every episode, or once. The hard ones are scored with the weights of that moment.
+    negatives_refresh: Literal["epoch", "episode", "once"] = "epoch"
     # goodness: overlay each label, sum goodness over `prediction_layers`, pick the best.
     # softmax: one pass with the neutral label; a linear softmax reads the normalised
     # activities of `prediction_layers` (its gradient never reaches the FF layers).
@@ -135,7 +143,11 @@ class FFSpec(Strict):
     readout_optimizer: OptimizerSpec | None = None  # None: the trial's optimizer
     readout_phase: Literal["joint", "after"] = "joint"  # trained with every FF step, or after the FF layers
     readout_epochs: PositiveInt | None = None  # for readout_phase: after
-    init: Literal["uniform_fan_in", "normal_fan_out"] = "uniform_fan_in"
+    init: Literal["uniform_fan_in", "normal_fan_out", "glorot_uniform"] = "uniform_fan_in"
+
+    def threshold_for(self, fan_in: int) -> float:
+        """The threshold of a layer with `fan_in` inputs."""
+        return self.threshold * fan_in if self.threshold_scale == "input_width" else self.threshold
 
     @property
     def embeds_labels(self) -> bool:
@@ -146,7 +158,7 @@ class FFSpec(Strict):
 class BPSpec(Strict):
     """The backprop baseline: ReLU MLP of the same widths, a linear 10-way output, cross-entropy."""
 
-    init: Literal["uniform_fan_in", "normal_fan_out"] = "uniform_fan_in"
+    init: Literal["uniform_fan_in", "normal_fan_out", "glorot_uniform"] = "uniform_fan_in"
 
 
 class Resources(Strict):
@@ -180,7 +192,7 @@ class TrialBase(Strict):
     seed: Annotated[int, Field(ge=0, lt=2**32)]
     hidden: Annotated[list[PositiveInt], Field(min_length=1)]
     epochs: PositiveInt
-    batch_size: PositiveInt = 100
+    batch_size: PositiveInt | Literal["full"] = 100  # "full": one step per epoch on the whole training split
     data: DataSpec = Field(default_factory=DataSpec)
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     precision: Literal["fp32"] = "fp32"
@@ -226,9 +238,14 @@ class FFTrial(TrialBase):
             raise ValueError("ff.readout_epochs is required with ff.readout_phase: after, and only then")
         if not ff.embeds_labels and ff.prediction != "softmax":
             raise ValueError("ff.negatives: hybrid_image is unsupervised (no label in the input): it needs ff.prediction: softmax")
-        if ff.negatives.startswith("hard_label") and ff.negatives_refresh != "epoch":
-            raise ValueError(f"ff.negatives: {ff.negatives} scores the data with the current weights each epoch; "
-                             "it needs ff.negatives_refresh: epoch")
+        if ff.negatives.startswith("hard_label") and ff.negatives_refresh == "once":
+            raise ValueError(f"ff.negatives: {ff.negatives} scores the data with the current weights; "
+                             "it needs ff.negatives_refresh: epoch or episode")
+        if ff.episodes > 1 and ff.schedule != "greedy":
+            raise ValueError("ff.episodes repeats the greedy layer-wise pass: it needs ff.schedule: greedy")
+        if ff.episodes > 1 and self.optimizer.cooldown_start is not None:
+            raise ValueError("optimizer.cooldown_start is per phase; with ff.episodes > 1 each layer has many phases: "
+                             "use one or the other")
         return self
 
 
@@ -239,6 +256,15 @@ class BPTrial(TrialBase):
 
 Trial = Annotated[Union[FFTrial, BPTrial], Field(discriminator="algorithm")]
 TRIAL_ADAPTER: TypeAdapter[FFTrial | BPTrial] = TypeAdapter(Trial)
+
+
+def batch_size_for(trial: TrialBase, n_train: int) -> int:
+    """The minibatch size in images: `batch_size`, or the whole training split for "full"."""
+    if trial.batch_size == "full":
+        return n_train
+    if trial.batch_size > n_train:
+        raise ValueError(f"batch_size {trial.batch_size} exceeds the {n_train} training images")
+    return trial.batch_size
 
 
 def parse_trial(data: dict[str, Any]) -> FFTrial | BPTrial:

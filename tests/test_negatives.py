@@ -20,7 +20,7 @@ def test_every_strategy_is_listed_and_valid():
                      "ff": {"negatives": name, "prediction": "softmax"}})
     with pytest.raises(ValueError, match="hybrid_image is unsupervised"):
         parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [4], "epochs": 1, "ff": {"negatives": "hybrid_image"}})
-    with pytest.raises(ValueError, match="needs ff.negatives_refresh: epoch"):
+    with pytest.raises(ValueError, match="needs ff.negatives_refresh: epoch or episode"):
         parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [4], "epochs": 1,
                      "ff": {"negatives": "hard_label", "negatives_refresh": "once"}})
 
@@ -47,6 +47,55 @@ def test_permuted_labels_are_a_permutation_of_each_batch_and_collide_as_expected
     # a position keeps its own label (1/B), or draws another of the same class (~1/10 for uniform labels)
     assert N.collision_rate(negs, batches, y) == pytest.approx(1 / 100 + 99 / 100 * 0.1, abs=0.005)
     assert not all((a == b).all() for a, b in zip(negs, N.epoch_labels(trial, None, y, 1, batches, None, 0)))
+
+
+def _ff(**kw):
+    return parse_trial({"algorithm": "ff", "backend": "torch", "seed": 5, "epochs": 2, "hidden": [4, 4, 4], **kw})
+
+
+def test_the_refresh_cadence_picks_the_epoch_whose_draw_is_used():
+    every = _ff(ff={"schedule": "greedy", "episodes": 3})
+    episode = _ff(ff={"schedule": "greedy", "episodes": 3, "negatives_refresh": "episode"})
+    once = _ff(ff={"schedule": "greedy", "episodes": 3, "negatives_refresh": "once"})
+    # an episode: 2 epochs x 3 layers = global epochs 0-5, 6-11, 12-17
+    assert [N.negatives_epoch(every, e) for e in (0, 5, 7)] == [0, 5, 7]
+    assert [N.negatives_epoch(episode, e) for e in (0, 5, 6, 11, 12, 17)] == [0, 0, 6, 6, 12, 12]
+    assert [N.negatives_epoch(once, e) for e in (0, 7, 17)] == [0, 0, 0]
+
+
+def test_permuted_labels_drawn_once_are_one_permutation_of_the_training_set_kept_per_sample():
+    """The popular PyTorch script: y[randperm(n)] once; each sample keeps its negative label."""
+    y = np.random.default_rng(1).integers(0, 10, 1000)
+    trial = _ff(batch_size=100, ff={"negatives": "permuted_label", "negatives_refresh": "once"})
+    draws = N.Draws(trial, None, y)
+    per_sample = {}
+    for epoch in (0, 1, 2):
+        batches = [np.asarray(b) for b in np.array_split(rng.epoch_order(5, epoch, 1000), 10)]
+        for idx, neg in zip(batches, draws.epoch(epoch, batches, None, 0)):
+            for i, label in zip(idx, neg):
+                assert per_sample.setdefault(int(i), int(label)) == label
+    labels = np.array([per_sample[i] for i in range(1000)])
+    assert sorted(labels) == sorted(y) and not (labels == y).all()  # the set's labels, reassigned
+    assert np.mean(labels == y) == pytest.approx(np.sum(np.bincount(y) ** 2) / 1000 ** 2, abs=0.03)
+
+
+def test_hard_negatives_refreshed_per_episode_are_scored_once_per_episode():
+    """Within an episode the draw is kept even though the weights move; the next episode rescores."""
+    x = np.random.default_rng(2).random((50, 784))
+    y = np.arange(50) % 10
+    trial = _ff(batch_size=10, hidden=[6], epochs=2,
+                ff={"schedule": "greedy", "episodes": 2, "negatives": "hard_label_top2", "negatives_refresh": "episode"})
+    g = np.random.default_rng(3)
+    weights = lambda: [(g.normal(size=(6, 784)), g.normal(size=6))]  # noqa: E731
+    batches = [np.arange(s * 10, (s + 1) * 10) for s in range(5)]
+    draws = N.Draws(trial, x, y)
+    first = draws.epoch(0, batches, weights(), 0)
+    assert all((a == b).all() for a, b in zip(first, draws.epoch(1, batches, weights(), 0)))  # same episode: kept
+    w = weights()
+    second = draws.epoch(2, batches, w, 0)  # episode 1: scored with these weights
+    expect = N.best_wrong(N.label_scores(x, w, trial.ff, [0]), y)
+    assert all((neg == expect[idx]).all() for neg, idx in zip(second, batches))
+    assert all((neg != y[idx]).all() for neg, idx in zip(second, batches))
 
 
 def test_hard_label_samples_the_models_distribution_over_wrong_classes():

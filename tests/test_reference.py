@@ -50,6 +50,17 @@ def test_loss_is_log2_at_the_threshold_and_signed():
     # min_ssq flips which side pays: the same number by symmetry of the two halves
     st2 = ff.layer_step(x, x, w, b, FFSpec(threshold=1.0, sign="min_ssq"))
     assert st2.loss == pytest.approx(st.loss)
+    # threshold_scale: input_width (the JAX example): 0.2 x 5 inputs = 1, the same as threshold 1
+    st3 = ff.layer_step(x, x, w, b, FFSpec(threshold=0.2, threshold_scale="input_width"))
+    assert st3.loss == pytest.approx(st.loss)
+
+
+def test_glorot_uniform_init_is_bounded_with_zero_bias():
+    from ffbench.reference.init import stack_init
+    (w, b), = stack_init(0, [300, 100], "glorot_uniform")
+    bound = math.sqrt(6 / 400)
+    assert np.abs(w).max() <= bound and np.abs(w).max() > 0.95 * bound and not b.any()
+    assert w.std() == pytest.approx(bound / math.sqrt(3), rel=0.02)  # uniform(-a, a): sd a / sqrt(3)
 
 
 def _objective(x_pos, x_neg, w, b, spec, r_old):

@@ -12,8 +12,8 @@ BASE = {"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [100, 100], 
 # Changing any of these changes the meaning of existing trial_ids: bump SPEC_VERSION and update.
 PINNED_DEFAULTS = {
     "FFSpec": {"label_on": 1.0, "label_on_mode": "constant", "label_neutral": 0.1, "norm": "rms", "norm_eps": 1e-8,
-               "relu_grad": "standard", "goodness": "mean", "threshold": 1.0, "sign": "max_ssq", "peer_weight": 0.0,
-               "peer_momentum": 0.9, "schedule": "simultaneous", "negatives": "wrong_label", "hybrid_blur_passes": 6, "negatives_refresh": "epoch",
+               "relu_grad": "standard", "goodness": "mean", "threshold": 1.0, "threshold_scale": "constant", "sign": "max_ssq", "peer_weight": 0.0,
+               "peer_momentum": 0.9, "schedule": "simultaneous", "episodes": 1, "negatives": "wrong_label", "hybrid_blur_passes": 6, "negatives_refresh": "epoch",
                "prediction": "goodness", "prediction_layers": None, "readout_optimizer": None, "readout_phase": "joint",
                "readout_epochs": None, "init": "uniform_fan_in"},
     "OptimizerSpec": {"name": "adam", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
@@ -87,6 +87,10 @@ def test_prediction_layers_are_resolved_explicitly():
     ({"ff": {"threshold": "2"}}, "valid number"),
     ({"ff": {"treshold": 2.0}}, "Extra inputs"),
     ({"seed": True}, "valid integer"),
+    ({"ff": {"episodes": 2}}, "needs ff.schedule: greedy"),
+    ({"ff": {"schedule": "greedy", "episodes": 2}, "optimizer": {"cooldown_start": 0.5}}, "cooldown_start is per phase"),
+    ({"batch_size": "all"}, "full"),
+    ({"ff": {"negatives": "hard_label", "negatives_refresh": "once"}}, "epoch or episode"),
 ])
 def test_invalid_specs_are_rejected(bad, needle):
     with pytest.raises(ValidationError, match=needle):

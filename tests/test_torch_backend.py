@@ -12,6 +12,7 @@ from ffbench_backends.torch.optim import Optimizer  # noqa: E402
 
 from ffbench.data import Dataset, Split  # noqa: E402
 from ffbench.reference import ff as R  # noqa: E402
+from ffbench.reference import negatives as RN  # noqa: E402
 from ffbench.reference import optim, rng  # noqa: E402
 from ffbench.reference import train as RT  # noqa: E402
 from ffbench.reference.init import stack_init  # noqa: E402
@@ -46,7 +47,7 @@ def test_overlays_match_reference(kw):
 
 @pytest.mark.parametrize("kw", [
     {}, {"goodness": "sum", "threshold": 20.0, "norm": "l2"}, {"sign": "min_ssq"},
-    {"peer_weight": 0.03, "relu_grad": "straight_through"},
+    {"peer_weight": 0.03, "relu_grad": "straight_through"}, {"goodness": "sum", "threshold_scale": "input_width"},
 ])
 def test_layer_loss_and_gradients_match_reference(kw):
     spec = FFSpec(**kw)
@@ -57,7 +58,7 @@ def test_layer_loss_and_gradients_match_reference(kw):
     W, B = torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True)
     h = ops.layer_forward(torch.tensor(np.concatenate([x_pos, x_neg])), W, B, spec)
     gd = ops.goodness(h, spec.goodness)
-    loss = ops.ff_loss(gd, 16, spec)
+    loss = ops.ff_loss(gd, 16, spec, 40)
     total = loss
     if spec.peer_weight:
         peer, _ = ops.peer_loss(h[:16], torch.full((24,), R.PEER_INIT), spec)
@@ -115,10 +116,11 @@ def test_ff_epochs_match_reference_training(ff_kw, opt):
     tr.begin_phase(phase)
     state = R.ff_init_state([(w.astype(np.float64), b.astype(np.float64)) for w, b in
                              stack_init(3, [784, 16, 16], trial.ff.init)], trial.optimizer)
+    x64, draws = data.train.x.astype(np.float64), None
     for epoch in range(2):
         losses = tr.epoch_losses(tr.train_epoch(phase, epoch, trial.optimizer.lr))
-        state, ref_losses = RT.ff_simultaneous_epoch(state, data.train.x.astype(np.float64), data.train.y, trial, epoch,
-                                                     trial.optimizer.lr)
+        draws = draws or RN.Draws(trial, x64, data.train.y)
+        state, ref_losses = RT.ff_simultaneous_epoch(state, x64, data.train.y, trial, epoch, trial.optimizer.lr, draws)
         np.testing.assert_allclose([losses["ff_loss"][i] for i in range(2)], ref_losses, rtol=1e-4)
     for (w, b), (rw, rb) in zip(tr.params, state.params):
         np.testing.assert_allclose(w.detach().numpy(), rw, rtol=1e-3, atol=2e-5)

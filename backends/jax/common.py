@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from ffbench.backend import Trainer
 from ffbench.data import Dataset
 from ffbench.reference.init import stack_init
-from ffbench.spec import BPTrial, FFTrial
+from ffbench.spec import BPTrial, FFTrial, batch_size_for
 
 
 class JaxTrainer(Trainer):
@@ -18,9 +18,8 @@ class JaxTrainer(Trainer):
         self.trial, self.device = trial, device
         self.splits = {name: (jax.device_put(jnp.asarray(s.x), device), jax.device_put(jnp.asarray(s.y, jnp.int32), device))
                        for name, s in (("train", data.train), ("val", data.val), ("test", data.test)) if s is not None}
-        self.n, self.batch_size = len(data.train), trial.batch_size
-        if self.batch_size > self.n:
-            raise ValueError(f"batch_size {self.batch_size} exceeds the {self.n} training images")
+        self.n = len(data.train)
+        self.batch_size = batch_size_for(trial, self.n)
         self.steps_per_epoch = self.n // self.batch_size  # the last incomplete batch is dropped
 
     def init_params(self, widths: list[int], scheme: str) -> list[tuple[jax.Array, jax.Array]]:

@@ -22,7 +22,7 @@ from ffbench.backend import FFSchedule, Phase
 from ffbench.data import Dataset
 from ffbench.reference import rng
 from ffbench.reference.ff import PEER_INIT
-from ffbench.reference.negatives import check_data, negatives_epoch, score_layers
+from ffbench.reference.negatives import by_position, check_data, negatives_epoch, score_layers
 from ffbench.reference.optim import lr_at
 from ffbench.spec import NUM_CLASSES, FFTrial
 
@@ -43,26 +43,36 @@ class FFTrainer(FFSchedule, JaxTrainer):
         self.readout_trained = False
         self._predictors: dict[tuple[int, ...], object] = {}
         self.negatives_seconds: float | None = None  # scoring the data for hard negatives, this epoch
+        self._drawn: tuple[int, jax.Array] | None = None  # (negatives_epoch, each sample's negative)
+        self._layer_states: dict[tuple[int, ...], object] = {}  # a layer's optimiser state, kept across episodes
+        self._epochs: dict[tuple, object] = {}  # compiled epoch programs, by (layers, read-out only)
+        self._scorers: dict[tuple[int, ...], object] = {}
+        self.phase: Phase | None = None
 
     # ------------------------------------------------------------------ phases
     def begin_phase(self, phase: Phase) -> None:
+        if self.phase is not None and self.phase.layers:
+            self._layer_states[self.phase.layers] = self.opt_state
         self.phase, self.phase_epoch = phase, 0
         self.joint_readout = self.readout is not None and self.ff.readout_phase == "joint" and bool(phase.layers)
         self.separate_readout = self.joint_readout and self.ff.readout_optimizer is not None
         main_has_readout = phase.name == "readout" or (self.joint_readout and not self.separate_readout)
         self.tx = jopt.transform(phase.optimizer)
-        self.opt_state = self.tx.init({"layers": {i: self.params[i] for i in phase.layers},
-                                       "readout": self.readout if main_has_readout else None})
+        if phase.layers in self._layer_states:
+            self.opt_state = self._layer_states[phase.layers]
+        else:
+            self.opt_state = self.tx.init({"layers": {i: self.params[i] for i in phase.layers},
+                                           "readout": self.readout if main_has_readout else None})
         self.rtx = jopt.transform(self.ff.readout_optimizer) if self.separate_readout else None
         self.ropt_state = self.rtx.init(self.readout) if self.rtx else None
         x, y = self.splits["train"]
         positions, zero = jnp.zeros(self.steps_per_epoch * self.batch_size, jnp.int32), jnp.float32(0)
-        self._epoch = jax.jit(partial(_ff_epoch, self, phase.layers, phase.name == "readout")).lower(
-            self._state(), x, y, positions, positions, jnp.uint32(0), jnp.uint32(0), zero, zero).compile()  # ahead of time: compile time is reported apart
+        program = (phase.layers, phase.name == "readout")
+        if program not in self._epochs:  # ahead of time: compile time is reported apart
+            self._epochs[program] = jax.jit(partial(_ff_epoch, self, *program)).lower(
+                self._state(), x, y, positions, positions, jnp.uint32(0), jnp.uint32(0), zero, zero).compile()
+        self._epoch = self._epochs[program]
         self._order = jax.jit(partial(_order, self.n, self.steps_per_epoch * self.batch_size))
-        if phase.layers and self.ff.negatives.startswith("hard_label"):
-            layers = tuple(score_layers(self.ff, max(phase.layers)))
-            self._scorer = jax.jit(partial(_label_scores, self.ff, layers))
 
     def _state(self):
         return (self.params, self.readout, self.running, self.opt_state, self.ropt_state)
@@ -71,9 +81,9 @@ class FFTrainer(FFSchedule, JaxTrainer):
     def train_epoch(self, phase: Phase, epoch: int, lr: float):
         x, y = self.splits["train"]
         order = self._order(jnp.uint32(rng.stream_key(self.trial.seed, rng.STREAM_ORDER, epoch)))
-        neg = order if phase.name == "readout" else self._negatives(epoch, order)
+        neg = order if phase.name == "readout" else self._negatives(phase, epoch, order)
         readout_lr = lr_at(self.ff.readout_optimizer, self.phase_epoch, phase.epochs) if self.rtx else 0.0
-        mask_key = jnp.uint32(rng.stream_key(self.trial.seed, rng.STREAM_MASK, negatives_epoch(self.ff, epoch)))
+        mask_key = jnp.uint32(rng.stream_key(self.trial.seed, rng.STREAM_MASK, negatives_epoch(self.trial, epoch)))
         jitter_key = jnp.uint32(rng.stream_key(self.trial.seed, rng.STREAM_JITTER, epoch))
         self.phase_epoch += 1
         state, losses = self._epoch(self._state(), x, y, order, neg, mask_key, jitter_key, jnp.float32(lr), jnp.float32(readout_lr))
@@ -82,24 +92,34 @@ class FFTrainer(FFSchedule, JaxTrainer):
         self.readout_trained |= phase.name == "readout" or self.joint_readout
         return losses
 
-    def _negatives(self, epoch: int, order: jax.Array) -> jax.Array:
-        """The negative label of each position of the epoch's order (`reference.negatives`)."""
-        ff, (x, y), seed = self.ff, self.splits["train"], self.trial.seed
-        key_epoch = negatives_epoch(ff, epoch)
-        key = jnp.uint32(rng.stream_key(seed, rng.STREAM_NEGATIVES, key_epoch))
+    def _negatives(self, phase: Phase, epoch: int, order: jax.Array) -> jax.Array:
+        """The negative of each position of the epoch's order (`reference.negatives.Draws`)."""
+        y, seed = self.splits["train"][1], self.trial.seed
+        key = negatives_epoch(self.trial, epoch)
         self.negatives_seconds = None
-        if ff.negatives == "hybrid_image":  # the partner image of each position
-            hybrid_key = jnp.uint32(rng.stream_key(seed, rng.STREAM_HYBRID, key_epoch))
-            return _partners_by_position(hybrid_key, self.index, y, order)
-        if ff.negatives == "wrong_label":
-            return _wrong_by_position(key, self.index, y, order)
-        if ff.negatives == "permuted_label":
-            perm_key = jnp.uint32(rng.stream_key(seed, rng.STREAM_PERMUTE, key_epoch))
+        if by_position(self.ff):
+            perm_key = jnp.uint32(rng.stream_key(seed, rng.STREAM_PERMUTE, key))
             return _permuted_by_position(self.steps_per_epoch, self.batch_size, perm_key, y, order)
+        if self._drawn is None or self._drawn[0] != key:
+            self._drawn = (key, self._sample_negatives(phase, key))
+        return self._drawn[1][order]
+
+    def _sample_negatives(self, phase: Phase, key_epoch: int) -> jax.Array:
+        """Each training sample's negative label or partner (`reference.negatives.sample_negatives`)."""
+        ff, (x, y), seed = self.ff, self.splits["train"], self.trial.seed
+        key = jnp.uint32(rng.stream_key(seed, rng.STREAM_NEGATIVES, key_epoch))
+        if ff.negatives == "hybrid_image":
+            return _partners(jnp.uint32(rng.stream_key(seed, rng.STREAM_HYBRID, key_epoch)), self.index, y)
+        if ff.negatives == "wrong_label":
+            return _wrong(key, self.index, y)
+        if ff.negatives == "permuted_label":
+            return _permuted(self.n, jnp.uint32(rng.stream_key(seed, rng.STREAM_PERMUTE, key_epoch)), y)
         t0 = time.perf_counter()
-        step = self.trial.eval_batch_size
-        scores = jnp.concatenate([self._scorer(self.params, x[i:i + step]) for i in range(0, self.n, step)])
-        neg = _hard_by_position(ff.negatives, key, self.index, y, scores, order)
+        layers, step = tuple(score_layers(ff, self.score_upto(phase))), self.trial.eval_batch_size
+        if layers not in self._scorers:
+            self._scorers[layers] = jax.jit(partial(_label_scores, ff, layers))
+        scores = jnp.concatenate([self._scorers[layers](self.params, x[i:i + step]) for i in range(0, self.n, step)])
+        neg = _hard(ff.negatives, key, self.index, y, scores)
         neg.block_until_ready()
         self.negatives_seconds = time.perf_counter() - t0
         return neg
@@ -176,13 +196,18 @@ def _order(n, used, key):
 
 
 @jax.jit
-def _partners_by_position(key, index, y, order):
-    return ops.hybrid_partners(key, index, y, ops.class_table(y))[order]
+def _partners(key, index, y):
+    return ops.hybrid_partners(key, index, y, ops.class_table(y))
 
 
 @jax.jit
-def _wrong_by_position(key, index, y, order):
-    return ops.wrong_labels(key, index, y)[order]
+def _wrong(key, index, y):
+    return ops.wrong_labels(key, index, y)
+
+
+@partial(jax.jit, static_argnums=0)
+def _permuted(n, key, y):
+    return y[ops.batch_permutations(key, 1, n)[0]]
 
 
 @partial(jax.jit, static_argnums=(0, 1))
@@ -192,12 +217,10 @@ def _permuted_by_position(steps, batch_size, key, y, order):
 
 
 @partial(jax.jit, static_argnums=0)
-def _hard_by_position(strategy, key, index, y, scores, order):
+def _hard(strategy, key, index, y, scores):
     if strategy == "hard_label":
-        wrong = ops.sample_wrong(scores, y, ops.uniform24(ops.negatives_hash(key, index)))
-    else:
-        wrong = ops.best_wrong(scores, y)
-    return wrong[order]
+        return ops.sample_wrong(scores, y, ops.uniform24(ops.negatives_hash(key, index)))
+    return ops.best_wrong(scores, y)
 
 
 def ff_step_losses(ff, layers, trainable, params, running, pos, neg, xb, yb):
@@ -215,7 +238,7 @@ def ff_step_losses(ff, layers, trainable, params, running, pos, neg, xb, yb):
         h = jax.lax.stop_gradient(ops.layer_forward(h, *params[i], ff))
     for i in range(min(layers), max(layers) + 1):
         h = ops.layer_forward(jax.lax.stop_gradient(h), *params[i], ff)
-        ff_losses[i] = ops.ff_loss(ops.goodness(h, ff.goodness), n, ff)
+        ff_losses[i] = ops.ff_loss(ops.goodness(h, ff.goodness), n, ff, params[i][0].shape[1])
         total = total + ff_losses[i]
         if ff.peer_weight > 0:
             peer_losses[i], running[i] = ops.peer_loss(h[:n], running[i], ff)

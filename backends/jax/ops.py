@@ -156,10 +156,10 @@ def layer_forward(x: jax.Array, w: jax.Array, b: jax.Array, ff: FFSpec) -> jax.A
     return relu(linear(normalize(x, ff.norm, ff.norm_eps), w, b), ff.relu_grad)
 
 
-def ff_loss(g: jax.Array, n_pos: int, ff: FFSpec) -> jax.Array:
+def ff_loss(g: jax.Array, n_pos: int, ff: FFSpec, fan_in: int) -> jax.Array:
     s = 1.0 if ff.sign == "max_ssq" else -1.0
     t = jnp.concatenate([-jnp.ones(n_pos, g.dtype), jnp.ones(g.shape[0] - n_pos, g.dtype)])
-    return jax.nn.softplus(t * s * (g - ff.threshold)).mean()
+    return jax.nn.softplus(t * s * (g - ff.threshold_for(fan_in))).mean()
 
 
 def peer_loss(h_pos: jax.Array, running_mean: jax.Array, ff: FFSpec) -> tuple[jax.Array, jax.Array]:

@@ -10,7 +10,7 @@ from keras import ops
 
 from ffbench.backend import Trainer
 from ffbench.data import Dataset
-from ffbench.spec import BPTrial, FFTrial
+from ffbench.spec import BPTrial, FFTrial, batch_size_for
 
 
 class KerasTrainer(Trainer):
@@ -18,9 +18,8 @@ class KerasTrainer(Trainer):
         self.trial = trial
         self.splits = {name: (ops.convert_to_tensor(s.x), ops.convert_to_tensor(s.y.astype(np.int32)))
                        for name, s in (("train", data.train), ("val", data.val), ("test", data.test)) if s is not None}
-        self.n, self.batch_size = len(data.train), trial.batch_size
-        if self.batch_size > self.n:
-            raise ValueError(f"batch_size {self.batch_size} exceeds the {self.n} training images")
+        self.n = len(data.train)
+        self.batch_size = batch_size_for(trial, self.n)
         self.steps_per_epoch = self.n // self.batch_size  # the last incomplete batch is dropped
         self.index = ops.convert_to_tensor(np.arange(self.n, dtype=np.uint32))
 

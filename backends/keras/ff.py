@@ -20,7 +20,7 @@ from ffbench.data import Dataset
 from ffbench.reference import rng
 from ffbench.reference.ff import PEER_INIT
 from ffbench.reference.init import stack_init
-from ffbench.reference.negatives import check_data, negatives_epoch, score_layers
+from ffbench.reference.negatives import by_position, check_data, negatives_epoch, score_layers
 from ffbench.reference.optim import lr_at
 from ffbench.spec import NUM_CLASSES, FFTrial
 
@@ -40,18 +40,22 @@ class FFTrainer(FFSchedule, KerasTrainer):
         self.trained: set[int] = set()
         self.readout_trained = False
         self.negatives_seconds: float | None = None  # scoring the data for hard negatives, this epoch
+        self._drawn = None  # (negatives_epoch, each sample's negative)
+        self._layer_opts: dict[tuple[int, ...], SpecOptimizer] = {}  # a layer's optimiser, kept across episodes
 
     def begin_phase(self, phase: Phase) -> None:
         self.phase, self.phase_epoch = phase, 0
         self.joint_readout = self.readout is not None and self.ff.readout_phase == "joint" and bool(phase.layers)
-        self.opt = SpecOptimizer(phase.optimizer)
+        self.opt = self._layer_opts[phase.layers] if phase.layers in self._layer_opts else SpecOptimizer(phase.optimizer)
+        if phase.layers:
+            self._layer_opts[phase.layers] = self.opt
         self.readout_opt = SpecOptimizer(self.ff.readout_optimizer) if self.joint_readout and self.ff.readout_optimizer else None
 
     def train_epoch(self, phase: Phase, epoch: int, lr: float):
         x, y = self.splits["train"]
         order = kops.epoch_order(rng.stream_key(self.trial.seed, rng.STREAM_ORDER, epoch), self.index)[: self.steps_per_epoch * self.batch_size]
         neg = None if phase.name == "readout" else self._negatives(phase, epoch, order)
-        mask_key = rng.stream_key(self.trial.seed, rng.STREAM_MASK, negatives_epoch(self.ff, epoch))
+        mask_key = rng.stream_key(self.trial.seed, rng.STREAM_MASK, negatives_epoch(self.trial, epoch))
         jitter_key = rng.stream_key(self.trial.seed, rng.STREAM_JITTER, epoch)
         self.opt.set_lr(lr)
         if self.readout_opt is not None:
@@ -80,31 +84,38 @@ class FFTrainer(FFSchedule, KerasTrainer):
         return sums
 
     def _negatives(self, phase: Phase, epoch: int, order):
-        """The negative label of each position of the epoch's order (`reference.negatives`)."""
-        ff, (x, y), seed = self.ff, self.splits["train"], self.trial.seed
-        key_epoch = negatives_epoch(ff, epoch)
+        """The negative of each position of the epoch's order (`reference.negatives.Draws`)."""
+        y, seed = self.splits["train"][1], self.trial.seed
+        key = negatives_epoch(self.trial, epoch)
         self.negatives_seconds = None
-        if ff.negatives == "hybrid_image":  # the partner image of each position
-            partners = kops.hybrid_partners(rng.stream_key(seed, rng.STREAM_HYBRID, key_epoch), self.index, y, kops.class_table(y))
-            return ops.take(partners, order, axis=0)
-        if ff.negatives == "wrong_label":
-            return ops.take(kops.wrong_labels(rng.stream_key(seed, rng.STREAM_NEGATIVES, key_epoch), self.index, y), order, axis=0)
-        if ff.negatives == "permuted_label":
-            perm = kops.batch_permutations(rng.stream_key(seed, rng.STREAM_PERMUTE, key_epoch), self.steps_per_epoch, self.batch_size)
+        if by_position(self.ff):
+            perm = kops.batch_permutations(rng.stream_key(seed, rng.STREAM_PERMUTE, key), self.steps_per_epoch, self.batch_size)
             y_ordered = ops.reshape(ops.take(y, order, axis=0), (self.steps_per_epoch, self.batch_size))
             return ops.reshape(ops.take_along_axis(y_ordered, perm, axis=1), (-1,))
+        if self._drawn is None or self._drawn[0] != key:
+            self._drawn = (key, self._sample_negatives(phase, key))
+        return ops.take(self._drawn[1], order, axis=0)
+
+    def _sample_negatives(self, phase: Phase, key_epoch: int):
+        """Each training sample's negative label or partner (`reference.negatives.sample_negatives`)."""
+        ff, (x, y), seed = self.ff, self.splits["train"], self.trial.seed
+        key = rng.stream_key(seed, rng.STREAM_NEGATIVES, key_epoch)
+        if ff.negatives == "hybrid_image":
+            return kops.hybrid_partners(rng.stream_key(seed, rng.STREAM_HYBRID, key_epoch), self.index, y, kops.class_table(y))
+        if ff.negatives == "wrong_label":
+            return kops.wrong_labels(key, self.index, y)
+        if ff.negatives == "permuted_label":
+            return ops.take(y, kops.batch_permutations(rng.stream_key(seed, rng.STREAM_PERMUTE, key_epoch), 1, self.n)[0], axis=0)
         t0 = time.perf_counter()
-        layers, step = score_layers(ff, max(phase.layers)), self.trial.eval_batch_size
+        layers, step = score_layers(ff, self.score_upto(phase)), self.trial.eval_batch_size
         scores = ops.concatenate([self.label_scores(x[i:i + step], layers) for i in range(0, self.n, step)], axis=0)
         if ff.negatives == "hard_label":
-            u = kops.uniform24(kops.negatives_hash(rng.stream_key(seed, rng.STREAM_NEGATIVES, key_epoch), self.index))
-            wrong = kops.sample_wrong(scores, y, u)
+            wrong = kops.sample_wrong(scores, y, kops.uniform24(kops.negatives_hash(key, self.index)))
         else:
             wrong = kops.best_wrong(scores, y)
-        neg = ops.take(wrong, order, axis=0)
-        ops.convert_to_numpy(neg[:1])  # wait for it: the scoring is timed apart
+        ops.convert_to_numpy(wrong[:1])  # wait for it: the scoring is timed apart
         self.negatives_seconds = time.perf_counter() - t0
-        return neg
+        return wrong
 
     def _ff_step(self, xb, yb, negb, phase: Phase, sums) -> None:
         """`negb`: the negatives' labels, or (hybrid_image) the negative images."""

@@ -168,7 +168,7 @@ def layer_step(x_pos, x_neg, kernel, bias, ff: FFSpec, running):
     units = h.shape[1]
     g = goodness(h, ff.goodness)
     s = 1.0 if ff.sign == "max_ssq" else -1.0
-    logit = s * (g - ff.threshold)
+    logit = s * (g - ff.threshold_for(x_pos.shape[1]))
     t = ops.concatenate([-ops.ones((n,), h.dtype), ops.ones((n,), h.dtype)])
     loss = ops.mean(ops.softplus(t * logit))
     dlogit = t * ops.sigmoid(t * logit) / (2 * n)

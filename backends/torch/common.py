@@ -10,7 +10,7 @@ from ffbench_backends.torch import ops
 from ffbench.backend import Trainer
 from ffbench.data import Dataset
 from ffbench.reference.init import stack_init
-from ffbench.spec import BPTrial, FFTrial
+from ffbench.spec import BPTrial, FFTrial, batch_size_for
 
 
 class TorchTrainer(Trainer):
@@ -18,9 +18,8 @@ class TorchTrainer(Trainer):
         self.trial, self.device = trial, device
         self.splits = {name: (torch.as_tensor(s.x, device=device), torch.as_tensor(s.y, device=device))
                        for name, s in (("train", data.train), ("val", data.val), ("test", data.test)) if s is not None}
-        self.n, self.batch_size = len(data.train), trial.batch_size
-        if self.batch_size > self.n:
-            raise ValueError(f"batch_size {self.batch_size} exceeds the {self.n} training images")
+        self.n = len(data.train)
+        self.batch_size = batch_size_for(trial, self.n)
         self.steps_per_epoch = self.n // self.batch_size  # the last incomplete batch is dropped
 
     def init_params(self, widths: list[int], scheme: str) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -18,7 +18,7 @@ from ffbench_backends.torch.optim import Optimizer
 from ffbench.backend import FFSchedule, Phase
 from ffbench.data import Dataset
 from ffbench.reference.ff import PEER_INIT
-from ffbench.reference.negatives import check_data, negatives_epoch, score_layers
+from ffbench.reference.negatives import by_position, check_data, negatives_epoch, score_layers
 from ffbench.reference.optim import lr_at
 from ffbench.spec import NUM_CLASSES, FFSpec, FFTrial
 
@@ -39,7 +39,7 @@ def ff_objective(params, running, pos, neg, ff: FFSpec, layers):
     total = h.new_zeros(())
     for i in range(first, max(layers) + 1):
         h = ops.layer_forward(h.detach(), *params[i], ff)
-        ff_losses[i] = ops.ff_loss(ops.goodness(h, ff.goodness), n, ff)
+        ff_losses[i] = ops.ff_loss(ops.goodness(h, ff.goodness), n, ff, params[i][0].shape[1])
         total = total + ff_losses[i]
         if ff.peer_weight > 0:
             peer_losses[i], running[i] = ops.peer_loss(h[:n], running[i], ff)
@@ -62,6 +62,8 @@ class FFTrainer(FFSchedule, TorchTrainer):
         self.trained: set[int] = set()  # layers trained so far (for evaluation during greedy)
         self.readout_trained = False
         self.negatives_seconds: float | None = None  # scoring the data for hard negatives, this epoch
+        self._drawn: tuple[int, torch.Tensor] | None = None  # (negatives_epoch, each sample's negative)
+        self._layer_opts: dict[tuple[int, ...], Optimizer] = {}  # a layer's optimiser, kept across episodes
 
     # ------------------------------------------------------------------ phases
     def begin_phase(self, phase: Phase) -> None:
@@ -75,7 +77,9 @@ class FFTrainer(FFSchedule, TorchTrainer):
             params.append(self.readout)
         elif self.joint_readout:  # a joint read-out with its own optimiser and state
             self.readout_opt = Optimizer(self.ff.readout_optimizer, [self.readout])
-        self.opt = Optimizer(phase.optimizer, params)
+        self.opt = self._layer_opts.get(phase.layers) or Optimizer(phase.optimizer, params)
+        if phase.layers:
+            self._layer_opts[phase.layers] = self.opt
 
     # ------------------------------------------------------------------ training
     def train_epoch(self, phase: Phase, epoch: int, lr: float):
@@ -85,7 +89,7 @@ class FFTrainer(FFSchedule, TorchTrainer):
         sums = {"ff_loss": torch.zeros(depth, device=self.device), "peer_loss": torch.zeros(depth, device=self.device),
                 "readout_loss": torch.zeros(1, device=self.device), "collisions": torch.zeros(1, device=self.device)}
         neg = None if phase.name == "readout" else self._negatives(phase, epoch, order)
-        key_epoch = negatives_epoch(self.ff, epoch)
+        key_epoch = negatives_epoch(self.trial, epoch)
         if self.readout_opt is not None:
             readout_lr = lr_at(self.readout_opt.spec, self.phase_epoch, phase.epochs)
         self.phase_epoch += 1
@@ -113,28 +117,36 @@ class FFTrainer(FFSchedule, TorchTrainer):
 
     @torch.no_grad()
     def _negatives(self, phase: Phase, epoch: int, order: torch.Tensor) -> torch.Tensor:
-        """The negative label of each position of the epoch's order (`reference.negatives`)."""
-        ff, (x, y), seed = self.ff, self.splits["train"], self.trial.seed
-        key_epoch = negatives_epoch(ff, epoch)
+        """The negative of each position of the epoch's order (`reference.negatives.Draws`)."""
+        ff, y, seed = self.ff, self.splits["train"][1], self.trial.seed
+        key = negatives_epoch(self.trial, epoch)
         self.negatives_seconds = None
-        if ff.negatives == "hybrid_image":  # the partner image of each position
-            return ops.hybrid_partners(seed, key_epoch, self.index, y, ops.class_table(y))[order]
-        if ff.negatives == "wrong_label":
-            return ops.wrong_labels(seed, key_epoch, self.index, y)[order]
-        if ff.negatives == "permuted_label":
-            perm = ops.batch_permutations(seed, key_epoch, self.steps_per_epoch, self.batch_size, self.device)
+        if by_position(ff):
+            perm = ops.batch_permutations(seed, key, self.steps_per_epoch, self.batch_size, self.device)
             return torch.gather(y[order].view(perm.shape), 1, perm).reshape(-1)
+        if self._drawn is None or self._drawn[0] != key:
+            self._drawn = (key, self._sample_negatives(phase, key))
+        return self._drawn[1][order]
+
+    def _sample_negatives(self, phase: Phase, key: int) -> torch.Tensor:
+        """Each training sample's negative label or partner (`reference.negatives.sample_negatives`)."""
+        ff, (x, y), seed = self.ff, self.splits["train"], self.trial.seed
+        if ff.negatives == "hybrid_image":
+            return ops.hybrid_partners(seed, key, self.index, y, ops.class_table(y))
+        if ff.negatives == "wrong_label":
+            return ops.wrong_labels(seed, key, self.index, y)
+        if ff.negatives == "permuted_label":
+            return y[ops.batch_permutations(seed, key, 1, self.n, self.device)[0]]
         t0 = time.perf_counter()
-        layers = score_layers(ff, max(phase.layers))
-        step = self.trial.eval_batch_size
+        layers, step = score_layers(ff, self.score_upto(phase)), self.trial.eval_batch_size
         scores = torch.cat([self.label_scores(x[i:i + step], layers) for i in range(0, self.n, step)])
         if ff.negatives == "hard_label":
-            wrong = ops.sample_wrong(scores, y, ops.uniform24(ops.negatives_hash(seed, key_epoch, self.index)))
+            wrong = ops.sample_wrong(scores, y, ops.uniform24(ops.negatives_hash(seed, key, self.index)))
         else:
             wrong = ops.best_wrong(scores, y)
         self.sync()
         self.negatives_seconds = time.perf_counter() - t0
-        return wrong[order]
+        return wrong
 
     def _ff_losses(self, xb, yb, negb, phase: Phase, sums) -> torch.Tensor:
         """`negb`: the negatives' labels, or (hybrid_image) the negative images."""

@@ -155,9 +155,9 @@ def layer_forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, ff: FFSpec)
     return relu(F.linear(normalize(x, ff.norm, ff.norm_eps), w, b), ff.relu_grad)
 
 
-def ff_loss(g: torch.Tensor, n_pos: int, ff: FFSpec) -> torch.Tensor:
+def ff_loss(g: torch.Tensor, n_pos: int, ff: FFSpec, fan_in: int) -> torch.Tensor:
     s = 1.0 if ff.sign == "max_ssq" else -1.0
-    logit = s * (g - ff.threshold)
+    logit = s * (g - ff.threshold_for(fan_in))
     t = torch.ones_like(logit)
     t[:n_pos] = -1.0
     return F.softplus(t * logit).mean()

@@ -4,7 +4,7 @@ One layer, given its (detached) input x:
     xn = x / (sqrt(reduce(x^2)) + eps)          reduce = sum (l2) or mean (rms), per row
     z  = xn @ W.T + b;   h = relu(z)
     g  = reduce'(h^2)                            reduce' = sum or mean over units (goodness)
-    logit = s * (g - threshold)                  s = +1 (max_ssq) or -1 (min_ssq)
+    logit = s * (g - threshold)                  s = +1 (max_ssq) or -1 (min_ssq); threshold: `FFSpec.threshold_for`
     loss  = mean over the 2N rows of softplus(-logit) for positives, softplus(logit) for negatives
     peer  = mean_j (mean(r) - r_j)^2,  r = momentum * r_old + (1 - momentum) * mean_pos(h)
     objective = loss + peer_weight * peer
@@ -87,7 +87,7 @@ def layer_step(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | None =
     xn, z, h = layer_forward(np.concatenate([x_pos, x_neg]), w, b, ff)
     g = goodness(h, ff.goodness)
     s = 1.0 if ff.sign == "max_ssq" else -1.0
-    logit = s * (g - ff.threshold)
+    logit = s * (g - ff.threshold_for(x_pos.shape[1]))
     t = np.concatenate([-np.ones(n), np.ones(n)]).astype(h.dtype)  # loss_i = softplus(t_i * logit_i)
     loss = softplus(t * logit).mean()
     dlogit = t * sigmoid(t * logit) / (2 * n)

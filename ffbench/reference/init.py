@@ -3,6 +3,7 @@
 Layout: W is (out, in), as torch's nn.Linear; b is (out,).
 - uniform_fan_in (torch's nn.Linear default): W, b ~ U(-1/sqrt(in), 1/sqrt(in)).
 - normal_fan_out (loeweX): W ~ N(0, 1/out), b = 0.
+- glorot_uniform (Keras' Dense default): W ~ U(-sqrt(6/(in+out)), sqrt(6/(in+out))), b = 0.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ def layer_init(rng: np.random.Generator, fan_in: int, fan_out: int, scheme: str)
         b = rng.uniform(-bound, bound, size=(fan_out,))
     elif scheme == "normal_fan_out":
         w = rng.normal(0.0, 1.0 / np.sqrt(fan_out), size=(fan_out, fan_in))
+        b = np.zeros(fan_out)
+    elif scheme == "glorot_uniform":
+        bound = np.sqrt(6.0 / (fan_in + fan_out))
+        w = rng.uniform(-bound, bound, size=(fan_out, fan_in))
         b = np.zeros(fan_out)
     else:
         raise ValueError(f"unknown init scheme {scheme!r}")

@@ -1,12 +1,14 @@
 """Negative data for supervised FF: the label each positive image gets to make its negative.
 
 Every strategy gives, for each minibatch of an epoch, the labels to overlay on that batch's
-images (positions follow the epoch's order, `train.batches`). With `negatives_refresh: once`
-the hashes of epoch 0 are reused every epoch.
+images (positions follow the epoch's order, `train.batches`). Negatives are drawn with the
+hashes of `negatives_epoch`: every epoch, at the first epoch of each episode, or once (epoch 0);
+in between, each sample keeps its draw (`Draws`).
 
 - wrong_label: `rng.wrong_labels` of the sample: uniform over its 9 wrong classes.
 - permuted_label: the batch's own labels in a random order, `rng.batch_permutations` (the
-  popular PyTorch and Keras examples). It can give a sample its own label, which makes the
+  popular PyTorch and Keras examples); drawn less often than every epoch, a permutation of the
+  whole training set's labels instead (`sample_negatives`). It can give a sample its own label, which makes the
   "negative" a positive: `collision_rate` measures how often (about 1/10 on MNIST).
 - hard_label: a wrong label sampled from the model's own distribution over the 9 wrong classes,
   softmax of `ff.label_scores` (Matlab ffcode). u = `rng.uniform24` of the sample's negatives
@@ -23,8 +25,8 @@ the hashes of epoch 0 are reused every epoch.
   same masks bit for bit.
 
 The hard strategies score the whole training set with the weights at the start of each epoch
-(one episode per epoch): 10 forward passes per training image, timed apart as
-`negatives_seconds`. Layers scored: `score_layers`.
+(`negatives_refresh: epoch`) or of each episode (`episode`, the JAX example's cadence): 10
+forward passes per training image, timed apart as `negatives_seconds`. Layers scored: `score_layers`.
 """
 
 from __future__ import annotations
@@ -39,14 +41,29 @@ from ffbench.spec import NUM_CLASSES, FFSpec
 HARD = ("hard_label", "hard_label_top2")
 
 
-def negatives_epoch(ff: FFSpec, epoch: int) -> int:
-    """The epoch whose hashes make this epoch's negatives: itself, or 0 with `negatives_refresh: once`."""
-    return epoch if ff.negatives_refresh == "epoch" else 0
+def negatives_epoch(trial, epoch: int) -> int:
+    """The epoch whose hashes (and, for the hard strategies, weights) make this epoch's negatives:
+    itself (`negatives_refresh: epoch`), the first epoch of its episode (`episode`; an episode is
+    `epochs` x depth epochs of the greedy schedule), or 0 (`once`)."""
+    ff = trial.ff
+    if ff.negatives_refresh == "epoch":
+        return epoch
+    if ff.negatives_refresh == "once":
+        return 0
+    per_episode = trial.epochs * (len(trial.hidden) if ff.schedule == "greedy" else 1)
+    return epoch - epoch % per_episode
+
+
+def by_position(ff: FFSpec) -> bool:
+    """permuted_label refreshed every epoch permutes labels within each minibatch, so its negatives
+    belong to positions of the epoch's order; every other draw belongs to the samples."""
+    return ff.negatives == "permuted_label" and ff.negatives_refresh == "epoch"
 
 
 def score_layers(ff: FFSpec, upto: int) -> list[int]:
     """The layers whose goodness scores the labels for hard negatives, when layers 0..upto are
-    trained or being trained: the prediction layers among them, else layer `upto`."""
+    trained or being trained (the deepest of the phase's layers and of those trained before):
+    the prediction layers among them, else layer `upto`."""
     return [i for i in ff.prediction_layers if i <= upto] or [upto]
 
 
@@ -115,30 +132,52 @@ def negative_inputs(trial, x: np.ndarray, xb: np.ndarray, idx: np.ndarray, neg: 
     ff = trial.ff
     if ff.negatives != "hybrid_image":
         return overlay(xb, neg, ff)
-    m = hybrid_masks(trial.seed, negatives_epoch(ff, epoch), idx, ff.hybrid_blur_passes)
+    m = hybrid_masks(trial.seed, negatives_epoch(trial, epoch), idx, ff.hybrid_blur_passes)
     return m * xb + (1.0 - m) * augment.batch_images(trial, x, neg, epoch)
 
 
-def epoch_labels(trial, x: np.ndarray, y: np.ndarray, epoch: int, batches: list[np.ndarray], params, upto: int) -> list[np.ndarray]:
-    """The negative labels of each batch of `epoch` (a list aligned with `batches`)."""
-    ff = trial.ff
-    key_epoch = negatives_epoch(ff, epoch)
-    index = np.arange(len(y))
+def sample_negatives(trial, x: np.ndarray, y: np.ndarray, key_epoch: int, params, upto: int) -> np.ndarray:
+    """Each training sample's negative drawn with the hashes of `key_epoch` (and, hard strategies,
+    weights `params`, layers 0..upto): a label, or (hybrid_image) the dataset index of its partner.
+    permuted_label (refreshed less often than every epoch): one permutation P of the whole
+    training set, the sample i gets label y[P[i]] (the popular PyTorch script's randperm)."""
+    ff, index = trial.ff, np.arange(len(y))
     if ff.negatives == "hybrid_image":
-        partners = hybrid_partners(trial.seed, key_epoch, index, y)
-        return [partners[idx] for idx in batches]
+        return hybrid_partners(trial.seed, key_epoch, index, y)
     if ff.negatives == "wrong_label":
-        wrong = rng.wrong_labels(trial.seed, key_epoch, index, y)
-    elif ff.negatives == "permuted_label":
-        perms = rng.batch_permutations(trial.seed, key_epoch, len(batches), trial.batch_size)
-        return [y[idx][perm] for idx, perm in zip(batches, perms)]
-    else:
-        scores = label_scores(x, params, ff, score_layers(ff, upto))
-        if ff.negatives == "hard_label":
-            wrong = sample_wrong(scores, y, rng.uniform24(rng.negatives_hash(trial.seed, key_epoch, index)))
-        else:
-            wrong = best_wrong(scores, y)
-    return [wrong[idx] for idx in batches]
+        return rng.wrong_labels(trial.seed, key_epoch, index, y)
+    if ff.negatives == "permuted_label":
+        return y[rng.batch_permutations(trial.seed, key_epoch, 1, len(y))[0]]
+    scores = label_scores(x, params, ff, score_layers(ff, upto))
+    if ff.negatives == "hard_label":
+        return sample_wrong(scores, y, rng.uniform24(rng.negatives_hash(trial.seed, key_epoch, index)))
+    return best_wrong(scores, y)
+
+
+class Draws:
+    """The negatives of one run: drawn again only when `negatives_epoch` changes, so the hard
+    strategies are scored with the weights of that moment and reused until the next refresh."""
+
+    def __init__(self, trial, x: np.ndarray, y: np.ndarray):
+        self.trial, self.x, self.y = trial, x, y
+        self.key: int | None = None
+        self.per_sample: np.ndarray | None = None
+
+    def epoch(self, epoch: int, batches: list[np.ndarray], params, upto: int) -> list[np.ndarray]:
+        """The negative labels (hybrid_image: partner indices) of each batch of `epoch`."""
+        trial, y = self.trial, self.y
+        key = negatives_epoch(trial, epoch)
+        if by_position(trial.ff):
+            perms = rng.batch_permutations(trial.seed, key, len(batches), len(batches[0]))
+            return [y[idx][perm] for idx, perm in zip(batches, perms)]
+        if key != self.key:
+            self.key, self.per_sample = key, sample_negatives(trial, self.x, y, key, params, upto)
+        return [self.per_sample[idx] for idx in batches]
+
+
+def epoch_labels(trial, x: np.ndarray, y: np.ndarray, epoch: int, batches: list[np.ndarray], params, upto: int) -> list[np.ndarray]:
+    """The negatives of each batch of `epoch`, drawn afresh (for one epoch taken alone)."""
+    return Draws(trial, x, y).epoch(epoch, batches, params, upto)
 
 
 def collision_rate(negatives: list[np.ndarray], batches: list[np.ndarray], y: np.ndarray) -> float:

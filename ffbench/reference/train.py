@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ffbench.reference import augment, bp, ff, negatives, optim, rng
-from ffbench.spec import BPTrial, FFTrial
+from ffbench.spec import BPTrial, FFTrial, batch_size_for
 
 
 def batches(seed: int, epoch: int, n: int, batch_size: int) -> list[np.ndarray]:
@@ -18,11 +18,13 @@ def batches(seed: int, epoch: int, n: int, batch_size: int) -> list[np.ndarray]:
     return [order[s * batch_size:(s + 1) * batch_size] for s in range(n // batch_size)]
 
 
-def ff_simultaneous_epoch(state: ff.FFState, x: np.ndarray, y: np.ndarray, trial: FFTrial, epoch: int, lr: float):
-    """One epoch of the simultaneous schedule; returns (state, mean loss per layer)."""
+def ff_simultaneous_epoch(state: ff.FFState, x: np.ndarray, y: np.ndarray, trial: FFTrial, epoch: int, lr: float,
+                          draws: negatives.Draws):
+    """One epoch of the simultaneous schedule; returns (state, mean loss per layer). `draws`
+    carries the run's negatives from one epoch to the next."""
     spec = trial.ff
-    bs = batches(trial.seed, epoch, len(y), trial.batch_size)
-    negs = negatives.epoch_labels(trial, x, y, epoch, bs, state.params, len(state.params) - 1)
+    bs = batches(trial.seed, epoch, len(y), batch_size_for(trial, len(y)))
+    negs = draws.epoch(epoch, bs, state.params, len(state.params) - 1)
     losses = []
     for idx, neg in zip(bs, negs):
         xb = augment.batch_images(trial, x, idx, epoch)
@@ -35,7 +37,7 @@ def ff_simultaneous_epoch(state: ff.FFState, x: np.ndarray, y: np.ndarray, trial
 def bp_epoch(params, opt_state: optim.OptState, x: np.ndarray, y: np.ndarray, trial: BPTrial, epoch: int, lr: float):
     """One epoch of the backprop baseline; returns (params, opt_state, mean loss)."""
     losses = []
-    for idx in batches(trial.seed, epoch, len(y), trial.batch_size):
+    for idx in batches(trial.seed, epoch, len(y), batch_size_for(trial, len(y))):
         loss, grads = bp.loss_and_grads(augment.batch_images(trial, x, idx, epoch), y[idx], params)
         flat = [p for wb in params for p in wb]
         new, opt_state = optim.update(trial.optimizer, [g for wb in grads for g in wb], opt_state, flat, lr)
@@ -45,14 +47,15 @@ def bp_epoch(params, opt_state: optim.OptState, x: np.ndarray, y: np.ndarray, tr
 
 
 def ff_greedy_layer_epoch(params, opt_state: optim.OptState, running, layer: int, x: np.ndarray, y: np.ndarray,
-                          trial: FFTrial, epoch: int, lr: float):
+                          trial: FFTrial, epoch: int, lr: float, draws: negatives.Draws, upto: int):
     """One epoch of the greedy schedule for `layer` (layers below frozen); its own optimiser state.
 
-    Returns (params, opt_state, running means, mean loss). `epoch` is the global epoch index.
+    Returns (params, opt_state, running means, mean loss). `epoch` is the global epoch index;
+    `upto` the deepest layer trained so far or now (hard negatives score layers 0..upto).
     """
     spec = trial.ff
-    bs = batches(trial.seed, epoch, len(y), trial.batch_size)
-    negs = negatives.epoch_labels(trial, x, y, epoch, bs, params, layer)
+    bs = batches(trial.seed, epoch, len(y), batch_size_for(trial, len(y)))
+    negs = draws.epoch(epoch, bs, params, upto)
     params, running, losses = list(params), list(running), []
     for idx, neg in zip(bs, negs):
         xb = augment.batch_images(trial, x, idx, epoch)
@@ -64,6 +67,23 @@ def ff_greedy_layer_epoch(params, opt_state: optim.OptState, running, layer: int
         params[layer], running[layer] = (w, b), st.running_mean
         losses.append(st.loss)
     return params, opt_state, running, float(np.mean(losses))
+
+
+def ff_greedy_run(params, x: np.ndarray, y: np.ndarray, trial: FFTrial):
+    """The whole greedy schedule: for each episode, each layer in turn for `epochs` epochs. A
+    layer's optimiser state carries over from one episode to its next; returns the params."""
+    depth, opt = len(params), trial.optimizer
+    running, states, draws, epoch = [None] * depth, {}, negatives.Draws(trial, x, y), 0
+    for episode in range(trial.ff.episodes):
+        for layer in range(depth):
+            st = states.get(layer) or optim.init(opt, list(params[layer]))
+            for e in range(trial.epochs):
+                upto = layer if episode == 0 else depth - 1
+                params, st, running, _ = ff_greedy_layer_epoch(params, st, running, layer, x, y, trial, epoch,
+                                                               optim.lr_at(opt, e, trial.epochs), draws, upto)
+                epoch += 1
+            states[layer] = st
+    return params
 
 
 def _pairs(update):
