@@ -41,18 +41,31 @@ QUICK = ["--set", "epochs=1", "--set", "data.train_subset=2000", "--set", "seed=
          "--set", "data.test_subset=500"]
 
 
-@pytest.mark.parametrize("suite", ["quickstart", "negatives", "mnist_paper"])
+# implementations: keras-io is 250 episodes x 2 layers of one-epoch phases even at epochs=1, so
+# it runs on 500 images and evaluates only at the end
+EXTRA = {"implementations": ["--set", "data.train_subset=500", "--set", "eval_every=0"]}
+
+
+@pytest.mark.parametrize("suite", ["quickstart", "negatives", "mnist_paper", "implementations"])
 def test_every_shipped_suite_runs_end_to_end_in_a_quick_pass(suite, tmp_path):
     """Every row of every shipped suite (overridden to one epoch on 2,000 images, one seed) trains
     to an ok row on each backend it names; the overrides make their own trial_ids."""
     from ffbench.runner import plan
     from ffbench.suites import load_suite
     out = tmp_path / suite
-    assert main(["run", str(ROOT / "suites" / f"{suite}.yaml"), "--out", str(out), "--quiet", "--executor", "local", *QUICK]) == 0
+    quick = QUICK + EXTRA.get(suite, [])
+    assert main(["run", str(ROOT / "suites" / f"{suite}.yaml"), "--out", str(out), "--quiet", "--executor", "local", *quick]) == 0
     df = pd.read_parquet(out / "trials")
-    _, trials = load_suite(ROOT / "suites" / f"{suite}.yaml", [a for a in QUICK if a != "--set"])
+    _, trials = load_suite(ROOT / "suites" / f"{suite}.yaml", [a for a in quick if a != "--set"])
     _, real = load_suite(ROOT / "suites" / f"{suite}.yaml")
     assert len(df) == len(plan(trials)) and set(df["status"]) == {"ok"}
     assert not set(df["trial_id"]) & {p.trial_id for p in plan(real)}
     assert set(df["experiment"]) == {p.spec["meta"]["experiment"] for p in plan(trials)}
     assert df["test_error"].between(0, 1).all() and (df["train_seconds"] > 0).all()
+    if suite == "implementations":  # the greedy full-batch episodes ran as specified
+        keras_io = df[df.experiment == "keras-io"]
+        assert (keras_io["spec.batch_size"] == "full").all() and (keras_io["steps_run"] == 250 * 2).all()
+        curves = pd.read_parquet(out / "curves")
+        phases = set(curves.loc[curves.trial_id.isin(keras_io.trial_id), "phase"])
+        assert phases == {f"ff.episode{k}.layer{i}" for k in range(250) for i in range(2)}
+        assert (df.loc[df.experiment == "jax-example", "steps_run"] == 5 * 3 * (500 // 128)).all()
