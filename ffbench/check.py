@@ -86,9 +86,14 @@ def synthetic_batch(n: int, d: int = 784, seed: int = 0) -> tuple[np.ndarray, np
     return x, g.integers(0, 10, n).astype(np.int64)
 
 
-def _dataset(x, y) -> Dataset:
-    split = Split(x, y)
-    return Dataset("mnist", "synthetic", split, None, split)
+def _dataset(x, y, classes: list[int] | None = None) -> Dataset:
+    """Training (and test) data; with `classes`, the other classes' images become the pool."""
+    if classes is None:
+        split = Split(x, y)
+        return Dataset("mnist", "synthetic", split, None, split)
+    keep = np.isin(y, classes)
+    split = Split(x[keep], y[keep])
+    return Dataset("mnist", "synthetic", split, None, split, Split(x[~keep], y[~keep]))
 
 
 def _pairs(state: dict, depth: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -97,7 +102,7 @@ def _pairs(state: dict, depth: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def _train(backend, trial, x, y) -> dict:
     """Train with the backend's real trainer (no evaluation) and return its weights."""
-    tr = backend.trainer(trial, _dataset(x, y))
+    tr = backend.trainer(trial, _dataset(x, y, trial.data.classes if isinstance(trial, FFTrial) else None))
     epoch = 0
     for phase in tr.phases():
         tr.begin_phase(phase)
@@ -109,7 +114,8 @@ def _train(backend, trial, x, y) -> dict:
 
 
 def _ref_train(trial: FFTrial, x, y) -> list[tuple[np.ndarray, np.ndarray]]:
-    x64 = x.astype(np.float64)
+    data = _dataset(x, y, trial.data.classes)
+    x64, y = RN.training_images(trial.ff, data).astype(np.float64), data.train.y
     params = [(w.astype(np.float64), b.astype(np.float64)) for w, b in
               stack_init(trial.seed, [x.shape[1], *trial.hidden], trial.ff.init)]
     if trial.ff.schedule == "greedy":
@@ -167,8 +173,10 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
     # 3. every negative strategy: parameters after 2 epochs of strict SGD through the real
     #    trainers (the hard strategies score the data with the trained weights in the second)
     for strategy in NEGATIVES:
+        classes = [0, 1, 2, 3, 4] if strategy == "class_split" else None
         t = trial.model_copy(update={"ff": ff.model_copy(update={"negatives": strategy, "negatives_refresh": "epoch",
                                                                  "schedule": "simultaneous"}),
+                                     "data": trial.data.model_copy(update={"classes": classes}),
                                      "epochs": 2, "optimizer": OptimizerSpec(**STRICT_OPT)})
         got_state = _pairs(_train(backend, t, xs, ys), depth)
         for i, ((gw, gb), (rw, rb)) in enumerate(zip(got_state, _ref_train(t, xs, ys))):

@@ -186,6 +186,7 @@ class Dataset:
     train: Split
     val: Split | None
     test: Split
+    rest: Split | None = None  # with data.classes: the training images of the other classes
 
 
 def _scale(x: np.ndarray, how: str) -> np.ndarray:
@@ -215,4 +216,9 @@ def _prepare(spec_json: str, path: str | None) -> Dataset:
         if spec.test_subset > len(test.y):
             raise DataError(f"data.test_subset={spec.test_subset} exceeds the {len(test.y)} test images")
         test = Split(test.x[: spec.test_subset], test.y[: spec.test_subset])
-    return Dataset(spec.name, MNIST_CHECKSUM, train, val, test)
+    rest = None
+    if spec.classes is not None:  # positives and evaluation: these classes; the rest: class_split's negatives
+        keep = lambda s: Split(s.x[np.isin(s.y, spec.classes)], s.y[np.isin(s.y, spec.classes)])  # noqa: E731
+        rest = Split(train.x[~np.isin(train.y, spec.classes)], train.y[~np.isin(train.y, spec.classes)])
+        train, val, test = keep(train), (keep(val) if val else None), keep(test)
+    return Dataset(spec.name, MNIST_CHECKSUM, train, val, test, rest)

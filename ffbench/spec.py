@@ -34,6 +34,7 @@ NEGATIVES = {
     "hard_label": "the image with a wrong label sampled from the model's own softmax over goodness (Matlab ffcode)",
     "hard_label_top2": "the image with the model's best-scoring wrong label (the JAX example's hard negatives)",
     "hybrid_image": "unsupervised: the image mixed with one of another class through a blurred random mask (paper)",
+    "class_split": "unsupervised: an image of a class outside data.classes, whose images are the positives (five-digits TF setup)",
 }
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -98,6 +99,16 @@ class DataSpec(Strict):
     # Shift each training image by up to +-jitter pixels, a new shift per image and epoch
     # (`ffbench.reference.augment`; 2: the paper's 25 shifts). Test/validation images are never shifted.
     jitter: Annotated[int, Field(ge=0, le=4)] = 0
+    # Keep only these classes in the training (positive), validation and test splits; the other
+    # training images become the negatives' pool of `ff.negatives: class_split`. None: all 10.
+    classes: list[Annotated[int, Field(ge=0, lt=NUM_CLASSES)]] | None = None
+
+    @field_validator("classes")
+    @classmethod
+    def _distinct_classes(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (len(set(v)) != len(v) or not 2 <= len(v) < NUM_CLASSES):
+            raise ValueError(f"expected 2 to {NUM_CLASSES - 1} distinct classes")
+        return sorted(v) if v is not None else v
 
 
 class FFSpec(Strict):
@@ -130,7 +141,7 @@ class FFSpec(Strict):
     # episodes); `epochs` is then per layer per episode, and each layer keeps its optimiser
     # state from one episode to the next.
     episodes: PositiveInt = 1
-    negatives: Literal["wrong_label", "permuted_label", "hard_label", "hard_label_top2", "hybrid_image"] = "wrong_label"  # NEGATIVES
+    negatives: Literal["wrong_label", "permuted_label", "hard_label", "hard_label_top2", "hybrid_image", "class_split"] = "wrong_label"  # NEGATIVES
     hybrid_blur_passes: Annotated[int, Field(ge=1, le=12)] = 6  # hybrid_image: mask blurs (bit-exact across backends up to 6)
     # When negatives are drawn (`reference.negatives.negatives_epoch`): every epoch, at the first
     # epoch of every episode, or once. The hard ones are scored with the weights of that moment.
@@ -151,8 +162,8 @@ class FFSpec(Strict):
 
     @property
     def embeds_labels(self) -> bool:
-        """Supervised FF puts the label in the input; unsupervised FF (hybrid_image) does not."""
-        return self.negatives != "hybrid_image"
+        """Supervised FF puts the label in the input; unsupervised FF (hybrid_image, class_split) does not."""
+        return self.negatives not in ("hybrid_image", "class_split")
 
 
 class BPSpec(Strict):
@@ -237,7 +248,12 @@ class FFTrial(TrialBase):
         if uses_readout and (ff.readout_phase == "after") != (ff.readout_epochs is not None):
             raise ValueError("ff.readout_epochs is required with ff.readout_phase: after, and only then")
         if not ff.embeds_labels and ff.prediction != "softmax":
-            raise ValueError("ff.negatives: hybrid_image is unsupervised (no label in the input): it needs ff.prediction: softmax")
+            raise ValueError(f"ff.negatives: {ff.negatives} is unsupervised (no label in the input): it needs ff.prediction: softmax")
+        if (ff.negatives == "class_split") != (self.data.classes is not None):
+            raise ValueError("ff.negatives: class_split takes its positives from data.classes and its negatives from the "
+                             "other classes: set both, or neither")
+        if ff.negatives == "class_split" and self.data.jitter:
+            raise ValueError("data.jitter is not defined for class_split's negative pool")
         if ff.negatives.startswith("hard_label") and ff.negatives_refresh == "once":
             raise ValueError(f"ff.negatives: {ff.negatives} scores the data with the current weights; "
                              "it needs ff.negatives_refresh: epoch or episode")

@@ -134,6 +134,16 @@ def test_splits(mnist_dir, raw):
         data.prepare(DataSpec(train_subset=55000), mnist_dir)
 
 
+def test_classes_keep_their_images_for_training_and_evaluation_and_pool_the_rest(mnist_dir, raw):
+    ds = data.prepare(DataSpec(classes=[4, 0, 1, 2, 3], train_subset=3000), mnist_dir)
+    y = raw["y_train"][:3000]
+    assert set(ds.train.y) == {0, 1, 2, 3, 4} and set(ds.rest.y) == {5, 6, 7, 8, 9}
+    assert len(ds.train) == (y < 5).sum() and len(ds.rest) == (y >= 5).sum()
+    np.testing.assert_array_equal(ds.train.x, data.prepare(DataSpec(train_subset=3000), mnist_dir).train.x[y < 5])
+    assert len(ds.test) == (raw["y_test"] < 5).sum() and len(ds.val) == (raw["y_train"][50000:] < 5).sum()
+    assert data.prepare(DataSpec(), mnist_dir).rest is None
+
+
 def test_checksum_is_known_without_loading():
     assert data.dataset_checksum("mnist") == data.MNIST_CHECKSUM
     assert len(data.MNIST_CHECKSUM) == 64

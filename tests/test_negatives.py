@@ -14,10 +14,19 @@ from ffbench.spec import NEGATIVES, parse_trial
 
 
 def test_every_strategy_is_listed_and_valid():
-    assert set(NEGATIVES) == {"wrong_label", "permuted_label", "hard_label", "hard_label_top2", "hybrid_image"}
+    assert set(NEGATIVES) == {"wrong_label", "permuted_label", "hard_label", "hard_label_top2", "hybrid_image", "class_split"}
     for name in NEGATIVES:
         parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [4], "epochs": 1,
-                     "ff": {"negatives": name, "prediction": "softmax"}})
+                     "ff": {"negatives": name, "prediction": "softmax"},
+                     "data": {"classes": [0, 1, 2, 3, 4]} if name == "class_split" else {}})
+    with pytest.raises(ValueError, match="set both, or neither"):
+        parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [4], "epochs": 1,
+                     "ff": {"negatives": "class_split", "prediction": "softmax"}})
+    with pytest.raises(ValueError, match="class_split is unsupervised"):
+        parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [4], "epochs": 1,
+                     "ff": {"negatives": "class_split"}, "data": {"classes": [0, 1]}})
+    with pytest.raises(ValueError, match="distinct classes"):
+        parse_trial({"algorithm": "bp", "backend": "torch", "seed": 0, "hidden": [4], "epochs": 1, "data": {"classes": [3, 3]}})
     with pytest.raises(ValueError, match="hybrid_image is unsupervised"):
         parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [4], "epochs": 1, "ff": {"negatives": "hybrid_image"}})
     with pytest.raises(ValueError, match="needs ff.negatives_refresh: epoch or episode"):
@@ -47,6 +56,22 @@ def test_permuted_labels_are_a_permutation_of_each_batch_and_collide_as_expected
     # a position keeps its own label (1/B), or draws another of the same class (~1/10 for uniform labels)
     assert N.collision_rate(negs, batches, y) == pytest.approx(1 / 100 + 99 / 100 * 0.1, abs=0.005)
     assert not all((a == b).all() for a, b in zip(negs, N.epoch_labels(trial, None, y, 1, batches, None, 0)))
+
+
+def test_class_split_uses_each_pool_image_once_per_draw():
+    """n positives get pool images P[i mod r]: with n <= r each pool image at most once; past r
+    the permutation wraps; a new draw is a new permutation."""
+    neg = N.split_negatives(7, 0, 40, 100)
+    assert (neg >= 40).all() and len(set(neg)) == 40
+    wrap = N.split_negatives(7, 0, 250, 100) - 250
+    assert sorted(wrap[:100]) == list(range(100)) and (wrap[100:200] == wrap[:100]).all()
+    assert not (N.split_negatives(7, 1, 40, 100) == neg).all()
+    trial = parse_trial({"algorithm": "ff", "backend": "torch", "seed": 7, "hidden": [4], "epochs": 1, "batch_size": 10,
+                         "data": {"classes": [0, 1]}, "ff": {"negatives": "class_split", "prediction": "softmax"}})
+    x = np.arange(140 * 784, dtype=np.float64).reshape(140, 784)  # 40 positives, then the pool of 100
+    idx = np.arange(10)
+    np.testing.assert_array_equal(N.negative_inputs(trial, x, x[idx], idx, neg[idx], 0), x[neg[idx]])
+    assert N.sample_negatives(trial, x, np.zeros(40, np.int64), 0, None, 0).tolist() == neg.tolist()
 
 
 def _ff(**kw):

@@ -19,7 +19,7 @@ PINNED_DEFAULTS = {
     "OptimizerSpec": {"name": "adam", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
                       "eps_mode": "after_bias_correction", "momentum": 0.0, "weight_decay": 0.0, "cooldown_start": None},
     "trial": {"batch_size": 100, "precision": "fp32", "eval_every": 1, "eval_batch_size": 1000,
-              "data": {"name": "mnist", "validation_size": 10000, "train_subset": None, "test_subset": None, "pixel_scale": "unit", "jitter": 0}},
+              "data": {"name": "mnist", "validation_size": 10000, "train_subset": None, "test_subset": None, "pixel_scale": "unit", "jitter": 0, "classes": None}},
 }
 
 

@@ -2,10 +2,13 @@
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from ffbench.cli import main
+from ffbench.data import prepare
+from ffbench.spec import DataSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -42,8 +45,8 @@ QUICK = ["--set", "epochs=1", "--set", "data.train_subset=2000", "--set", "seed=
 
 
 # implementations: keras-io is 250 episodes x 2 layers of one-epoch phases even at epochs=1, so
-# it runs on 500 images and evaluates only at the end
-EXTRA = {"implementations": ["--set", "data.train_subset=500", "--set", "eval_every=0"]}
+# it runs on 1,200 images (enough for a 512 batch of the five-digits rows) and evaluates only at the end
+EXTRA = {"implementations": ["--set", "data.train_subset=1200", "--set", "eval_every=0"]}
 
 
 @pytest.mark.parametrize("suite", ["quickstart", "negatives", "mnist_paper", "implementations"])
@@ -68,4 +71,6 @@ def test_every_shipped_suite_runs_end_to_end_in_a_quick_pass(suite, tmp_path):
         curves = pd.read_parquet(out / "curves")
         phases = set(curves.loc[curves.trial_id.isin(keras_io.trial_id), "phase"])
         assert phases == {f"ff.episode{k}.layer{i}" for k in range(250) for i in range(2)}
-        assert (df.loc[df.experiment == "jax-example", "steps_run"] == 5 * 3 * (500 // 128)).all()
+        assert (df.loc[df.experiment == "jax-example", "steps_run"] == 5 * 3 * (1200 // 128)).all()
+        five = df[df.experiment == "five-digits-100"]  # trained on the 0-4 images of the 1,200 only
+        assert (five["steps_run"] == (np.isin(prepare(DataSpec(train_subset=1200)).train.y, range(5)).sum() // 128)).all()

@@ -22,7 +22,7 @@ from ffbench.backend import FFSchedule, Phase
 from ffbench.data import Dataset
 from ffbench.reference import rng
 from ffbench.reference.ff import PEER_INIT
-from ffbench.reference.negatives import by_position, check_data, negatives_epoch, score_layers
+from ffbench.reference.negatives import by_position, check_data, negatives_epoch, score_layers, training_images
 from ffbench.reference.optim import lr_at
 from ffbench.spec import NUM_CLASSES, FFTrial
 
@@ -39,6 +39,7 @@ class FFTrainer(FFSchedule, JaxTrainer):
             feats = sum(trial.hidden[i] for i in self.ff.prediction_layers)
             self.readout = jax.device_put(jnp.zeros((NUM_CLASSES, feats), jnp.float32), device)
         self.index = jax.device_put(jnp.arange(self.n, dtype=jnp.uint32), device)
+        self.images = jax.device_put(jnp.asarray(training_images(self.ff, data)), device)  # + class_split's pool
         self.trained: set[int] = set()
         self.readout_trained = False
         self._predictors: dict[tuple[int, ...], object] = {}
@@ -65,7 +66,7 @@ class FFTrainer(FFSchedule, JaxTrainer):
                                            "readout": self.readout if main_has_readout else None})
         self.rtx = jopt.transform(self.ff.readout_optimizer) if self.separate_readout else None
         self.ropt_state = self.rtx.init(self.readout) if self.rtx else None
-        x, y = self.splits["train"]
+        x, y = self.images, self.splits["train"][1]
         positions, zero = jnp.zeros(self.steps_per_epoch * self.batch_size, jnp.int32), jnp.float32(0)
         program = (phase.layers, phase.name == "readout")
         if program not in self._epochs:  # ahead of time: compile time is reported apart
@@ -79,7 +80,7 @@ class FFTrainer(FFSchedule, JaxTrainer):
 
     # ------------------------------------------------------------------ training
     def train_epoch(self, phase: Phase, epoch: int, lr: float):
-        x, y = self.splits["train"]
+        x, y = self.images, self.splits["train"][1]
         order = self._order(jnp.uint32(rng.stream_key(self.trial.seed, rng.STREAM_ORDER, epoch)))
         neg = order if phase.name == "readout" else self._negatives(phase, epoch, order)
         readout_lr = lr_at(self.ff.readout_optimizer, self.phase_epoch, phase.epochs) if self.rtx else 0.0
@@ -108,6 +109,8 @@ class FFTrainer(FFSchedule, JaxTrainer):
         """Each training sample's negative label or partner (`reference.negatives.sample_negatives`)."""
         ff, (x, y), seed = self.ff, self.splits["train"], self.trial.seed
         key = jnp.uint32(rng.stream_key(seed, rng.STREAM_NEGATIVES, key_epoch))
+        if ff.negatives == "class_split":
+            return _split(self.n, len(self.images) - self.n, jnp.uint32(rng.stream_key(seed, rng.STREAM_SPLIT, key_epoch)))
         if ff.negatives == "hybrid_image":
             return _partners(jnp.uint32(rng.stream_key(seed, rng.STREAM_HYBRID, key_epoch)), self.index, y)
         if ff.negatives == "wrong_label":
@@ -200,6 +203,11 @@ def _partners(key, index, y):
     return ops.hybrid_partners(key, index, y, ops.class_table(y))
 
 
+@partial(jax.jit, static_argnums=(0, 1))
+def _split(n, n_rest, key):
+    return n + ops.batch_permutations(key, 1, n_rest)[0][jnp.arange(n) % n_rest]
+
+
 @jax.jit
 def _wrong(key, index, y):
     return ops.wrong_labels(key, index, y)
@@ -271,6 +279,8 @@ def _ff_epoch(tr: FFTrainer, layers, readout_only, state, x, y, order, neg, mask
         if ff.negatives == "hybrid_image":  # negb: the partners
             m = ops.hybrid_masks(mask_key, idx, ff.hybrid_blur_passes)
             pos, neg = xb, m * xb + (1.0 - m) * ops.batch_images(x, negb, jitter_key, jitter)
+        elif ff.negatives == "class_split":  # negb: indices into the training images + the pool
+            pos, neg = xb, x[negb]
         else:
             pos, neg = ops.overlay(xb, yb, ff), ops.overlay(xb, negb, ff)
         trainable = {"layers": {i: params[i] for i in layers}, "readout": readout if tr.joint_readout else None}

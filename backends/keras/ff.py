@@ -20,7 +20,7 @@ from ffbench.data import Dataset
 from ffbench.reference import rng
 from ffbench.reference.ff import PEER_INIT
 from ffbench.reference.init import stack_init
-from ffbench.reference.negatives import by_position, check_data, negatives_epoch, score_layers
+from ffbench.reference.negatives import by_position, check_data, negatives_epoch, score_layers, training_images
 from ffbench.reference.optim import lr_at
 from ffbench.spec import NUM_CLASSES, FFTrial
 
@@ -30,6 +30,7 @@ class FFTrainer(FFSchedule, KerasTrainer):
         super().__init__(trial, data)
         self.ff = trial.ff
         check_data(self.ff, data.train.y)
+        self.images = ops.convert_to_tensor(training_images(self.ff, data))  # + class_split's pool
         self.params = self.variables(stack_init(trial.seed, [data.train.x.shape[1], *trial.hidden], self.ff.init), "ff")
         self.running = [ops.full((h,), PEER_INIT, dtype="float32") for h in trial.hidden]
         self.readout = None
@@ -78,6 +79,8 @@ class FFTrainer(FFSchedule, KerasTrainer):
                 if self.ff.negatives == "hybrid_image":  # the negative images themselves
                     m = kops.hybrid_masks(mask_key, idx, self.ff.hybrid_blur_passes)
                     negb = m * xb + (1.0 - m) * kops.batch_images(x, negb, jitter_key, self.trial.data.jitter)
+                elif self.ff.negatives == "class_split":
+                    negb = ops.take(self.images, negb, axis=0)
                 self._ff_step(xb, yb, negb, phase, sums)
         self.trained.update(phase.layers)
         self.readout_trained |= phase.name == "readout" or self.joint_readout
@@ -100,6 +103,10 @@ class FFTrainer(FFSchedule, KerasTrainer):
         """Each training sample's negative label or partner (`reference.negatives.sample_negatives`)."""
         ff, (x, y), seed = self.ff, self.splits["train"], self.trial.seed
         key = rng.stream_key(seed, rng.STREAM_NEGATIVES, key_epoch)
+        if ff.negatives == "class_split":
+            n_rest = self.images.shape[0] - self.n
+            perm = kops.batch_permutations(rng.stream_key(seed, rng.STREAM_SPLIT, key_epoch), 1, n_rest)[0]
+            return self.n + ops.take(perm, ops.mod(ops.arange(self.n), n_rest), axis=0)
         if ff.negatives == "hybrid_image":
             return kops.hybrid_partners(rng.stream_key(seed, rng.STREAM_HYBRID, key_epoch), self.index, y, kops.class_table(y))
         if ff.negatives == "wrong_label":
@@ -118,10 +125,10 @@ class FFTrainer(FFSchedule, KerasTrainer):
         return wrong
 
     def _ff_step(self, xb, yb, negb, phase: Phase, sums) -> None:
-        """`negb`: the negatives' labels, or (hybrid_image) the negative images."""
+        """`negb`: the negatives' labels, or (unsupervised) the negative images."""
         ff = self.ff
         h_pos = kops.overlay(xb, yb, ff)
-        h_neg = negb if ff.negatives == "hybrid_image" else kops.overlay(xb, negb, ff)
+        h_neg = kops.overlay(xb, negb, ff) if ff.embeds_labels else negb
         readout_grad = self._readout_grad(xb, yb) if self.joint_readout else None  # at the pre-update weights
         grads, variables = [], []
         for i in range(max(phase.layers) + 1):

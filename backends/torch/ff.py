@@ -18,7 +18,7 @@ from ffbench_backends.torch.optim import Optimizer
 from ffbench.backend import FFSchedule, Phase
 from ffbench.data import Dataset
 from ffbench.reference.ff import PEER_INIT
-from ffbench.reference.negatives import by_position, check_data, negatives_epoch, score_layers
+from ffbench.reference.negatives import by_position, check_data, negatives_epoch, score_layers, training_images
 from ffbench.reference.optim import lr_at
 from ffbench.spec import NUM_CLASSES, FFSpec, FFTrial
 
@@ -53,6 +53,7 @@ class FFTrainer(FFSchedule, TorchTrainer):
         self.ff = trial.ff
         check_data(self.ff, data.train.y)
         self.index = torch.arange(self.n, device=device)
+        self.images = torch.as_tensor(training_images(self.ff, data), device=device)  # + class_split's pool
         self.params = self.init_params([data.train.x.shape[1], *trial.hidden], self.ff.init)
         self.running = [torch.full((h,), PEER_INIT, device=device) for h in trial.hidden]
         self.readout = None
@@ -106,6 +107,8 @@ class FFTrainer(FFSchedule, TorchTrainer):
                 if self.ff.negatives == "hybrid_image":
                     m = ops.hybrid_masks(self.trial.seed, key_epoch, idx, self.ff.hybrid_blur_passes)
                     negb = m * xb + (1.0 - m) * self.batch_images(x, negb, epoch)  # the negative images themselves
+                elif self.ff.negatives == "class_split":
+                    negb = self.images[negb]
                 loss = self._ff_losses(xb, yb, negb, phase, sums)
             loss.backward()
             self.opt.step(lr)
@@ -131,6 +134,8 @@ class FFTrainer(FFSchedule, TorchTrainer):
     def _sample_negatives(self, phase: Phase, key: int) -> torch.Tensor:
         """Each training sample's negative label or partner (`reference.negatives.sample_negatives`)."""
         ff, (x, y), seed = self.ff, self.splits["train"], self.trial.seed
+        if ff.negatives == "class_split":
+            return ops.split_negatives(seed, key, self.n, len(self.images) - self.n, self.device)
         if ff.negatives == "hybrid_image":
             return ops.hybrid_partners(seed, key, self.index, y, ops.class_table(y))
         if ff.negatives == "wrong_label":
@@ -149,9 +154,9 @@ class FFTrainer(FFSchedule, TorchTrainer):
         return wrong
 
     def _ff_losses(self, xb, yb, negb, phase: Phase, sums) -> torch.Tensor:
-        """`negb`: the negatives' labels, or (hybrid_image) the negative images."""
+        """`negb`: the negatives' labels, or (unsupervised) the negative images."""
         ff = self.ff
-        pos, neg = ops.overlay(xb, yb, ff), (negb if ff.negatives == "hybrid_image" else ops.overlay(xb, negb, ff))
+        pos, neg = ops.overlay(xb, yb, ff), (ops.overlay(xb, negb, ff) if ff.embeds_labels else negb)
         total, ff_losses, peer_losses, self.running = ff_objective(self.params, self.running, pos, neg, ff, phase.layers)
         for i in phase.layers:
             sums["ff_loss"][i] += ff_losses[i].detach()

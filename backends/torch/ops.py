@@ -16,6 +16,7 @@ from ffbench.reference.rng import (
     STREAM_NEGATIVES,
     STREAM_ORDER,
     STREAM_PERMUTE,
+    STREAM_SPLIT,
     stream_key,
 )
 from ffbench.spec import NUM_CLASSES, FFSpec
@@ -86,6 +87,12 @@ def hybrid_partners(seed: int, epoch: int, index: torch.Tensor, y: torch.Tensor,
     h = lowbias32(index ^ stream_key(seed, STREAM_HYBRID, epoch))
     other = (y + (((h >> 8) * (NUM_CLASSES - 1)) >> 24) + 1) % NUM_CLASSES
     return members[start[other] + (((lowbias32(h) >> 16) * count[other]) >> 16)]
+
+
+def split_negatives(seed: int, epoch: int, n: int, n_rest: int, device) -> torch.Tensor:
+    idx = torch.arange(n_rest, device=device, dtype=torch.int64)
+    perm = torch.argsort(lowbias32(idx ^ stream_key(seed, STREAM_SPLIT, epoch)), stable=True)
+    return n + perm[torch.arange(n, device=device) % n_rest]
 
 
 def blur(m: torch.Tensor, passes: int) -> torch.Tensor:

@@ -24,6 +24,13 @@ in between, each sample keeps its draw (`Draws`).
   Up to 6 passes every value is a dyadic fraction exact in float32, so every backend makes the
   same masks bit for bit.
 
+- class_split (unsupervised; rmwkwok's TensorFlow "five digits as positive" setup): the
+  positives are the training images of `data.classes`, the negatives the training images of
+  the other classes (the pool). With n positives and a pool of r images, sample i's negative
+  is pool image P[i mod r], P a permutation of the pool (`split_negatives`): every pool image
+  is used about once per draw. Evaluation is on the test images of `data.classes` only. Here
+  `x` is the training images followed by the pool, and a negative is an index into it (>= n).
+
 The hard strategies score the whole training set with the weights at the start of each epoch
 (`negatives_refresh: epoch`) or of each episode (`episode`, the JAX example's cadence): 10
 forward passes per training image, timed apart as `negatives_seconds`. Layers scored: `score_layers`.
@@ -99,6 +106,15 @@ def check_data(ff: FFSpec, y: np.ndarray) -> None:
         raise ValueError(f"hybrid_image needs every class in the training data; classes {missing} are missing")
 
 
+def training_images(ff: FFSpec, data) -> np.ndarray:
+    """The images negatives are taken from: the training split, followed (class_split) by the pool."""
+    if ff.negatives != "class_split":
+        return data.train.x
+    if data.rest is None or not len(data.rest):
+        raise ValueError("class_split needs training images outside data.classes for its negatives; there are none")
+    return np.concatenate([data.train.x, data.rest.x])
+
+
 def hybrid_partners(seed: int, epoch: int, index: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The dataset index of each sample's partner image, always of another class."""
     members, start, count = class_table(y)
@@ -118,6 +134,13 @@ def blur(m: np.ndarray, passes: int) -> np.ndarray:
     return m
 
 
+def split_negatives(seed: int, epoch: int, n: int, n_rest: int) -> np.ndarray:
+    """class_split: for each of the n positives, the index (into positives + pool) of its negative."""
+    key = np.uint32(rng.stream_key(seed, rng.STREAM_SPLIT, epoch))
+    perm = np.argsort(rng.lowbias32(np.arange(n_rest, dtype=np.uint32) ^ key), kind="stable")
+    return n + perm[np.arange(n) % n_rest]
+
+
 def hybrid_masks(seed: int, epoch: int, index: np.ndarray, passes: int) -> np.ndarray:
     """(n, 784) masks in {0, 1} for samples `index`."""
     key = np.uint32(rng.stream_key(seed, rng.STREAM_MASK, epoch))
@@ -130,6 +153,8 @@ def negative_inputs(trial, x: np.ndarray, xb: np.ndarray, idx: np.ndarray, neg: 
     """The negative inputs of one batch (images `xb` = the training images of `idx`): the images
     with labels `neg` overlaid, or (hybrid_image) each image mixed with its partner `neg`."""
     ff = trial.ff
+    if ff.negatives == "class_split":
+        return x[neg]
     if ff.negatives != "hybrid_image":
         return overlay(xb, neg, ff)
     m = hybrid_masks(trial.seed, negatives_epoch(trial, epoch), idx, ff.hybrid_blur_passes)
@@ -142,6 +167,8 @@ def sample_negatives(trial, x: np.ndarray, y: np.ndarray, key_epoch: int, params
     permuted_label (refreshed less often than every epoch): one permutation P of the whole
     training set, the sample i gets label y[P[i]] (the popular PyTorch script's randperm)."""
     ff, index = trial.ff, np.arange(len(y))
+    if ff.negatives == "class_split":
+        return split_negatives(trial.seed, key_epoch, len(y), len(x) - len(y))
     if ff.negatives == "hybrid_image":
         return hybrid_partners(trial.seed, key_epoch, index, y)
     if ff.negatives == "wrong_label":

@@ -30,6 +30,7 @@ STREAM_PERMUTE = 3
 STREAM_HYBRID = 4  # hybrid_image: the partner image
 STREAM_MASK = 5  # hybrid_image: the mask's random bits
 STREAM_JITTER = 6  # data.jitter: each training image's shift
+STREAM_SPLIT = 7  # class_split: the order of the negatives' pool
 
 
 def lowbias32(x: np.ndarray) -> np.ndarray:
