@@ -203,6 +203,15 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
             add(f"ff.episodes[{strategy}].params@N.W{i}", "params@N", gw, rw)
             add(f"ff.episodes[{strategy}].params@N.b{i}", "params@N", gb, rb)
 
+    # 3d. local receptive fields (ff.receptive_field): a 784 -> 784 -> 1568 stack of 28x28 maps
+    #     with 5x5 windows, 2 epochs of strict SGD (masked weights get no gradient, only the decay)
+    t = trial.model_copy(update={"hidden": [784, 1568], "epochs": 2, "optimizer": strict,
+                                 "ff": ff.model_copy(update={"schedule": "simultaneous", "receptive_field": 5,
+                                                             "prediction_layers": [0, 1]})})
+    for i, ((gw, gb), (rw, rb)) in enumerate(zip(_pairs(_train(backend, t, xs, ys), 2), _ref_train(t, xs, ys))):
+        add(f"ff.local.params@N.W{i}", "params@N", gw, rw)
+        add(f"ff.local.params@N.b{i}", "params@N", gb, rb)
+
     # 4. the BP baseline of the same widths: forward, loss, gradients, and N steps of training
     bp_params = stack_init(trial.seed, [x.shape[1], *trial.hidden, 10], "uniform_fan_in")
     bp64 = [(w.astype(np.float64), b.astype(np.float64)) for w, b in bp_params]

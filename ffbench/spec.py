@@ -26,6 +26,7 @@ from ffbench import registry
 
 SPEC_VERSION = 1
 NUM_CLASSES = 10
+MAP_SIZE = 28 * 28  # locations of a layer with local receptive fields (the image's grid)
 
 # Negative-data strategies: name -> one-line description (`ffbench list`).
 NEGATIVES = {
@@ -155,6 +156,11 @@ class FFSpec(Strict):
     readout_phase: Literal["joint", "after"] = "joint"  # trained with every FF step, or after the FF layers
     readout_epochs: PositiveInt | None = None  # for readout_phase: after
     init: Literal["uniform_fan_in", "normal_fan_out", "glorot_uniform"] = "uniform_fan_in"
+    # Local receptive fields without weight sharing (the paper's 1.16% row): every layer is a
+    # 28x28 map with width/784 units per location (unit u sits at pixel u mod 784), and a unit
+    # sees only the units of the layer below within a k x k window around its own location (cut
+    # at the border). None: dense layers. `reference.ff.local_mask` defines it.
+    receptive_field: Annotated[int, Field(ge=1, le=55)] | None = None
 
     def threshold_for(self, fan_in: int) -> float:
         """The threshold of a layer with `fan_in` inputs."""
@@ -254,6 +260,13 @@ class FFTrial(TrialBase):
                              "other classes: set both, or neither")
         if ff.negatives == "class_split" and self.data.jitter:
             raise ValueError("data.jitter is not defined for class_split's negative pool")
+        if ff.receptive_field is not None:
+            if ff.receptive_field % 2 == 0:
+                raise ValueError("ff.receptive_field must be odd (a window centred on the unit's location)")
+            bad = [w for w in self.hidden if w % MAP_SIZE]
+            if bad:
+                raise ValueError(f"with ff.receptive_field every hidden width is a 28x28 map times units per location "
+                                 f"(a multiple of {MAP_SIZE}); got {bad}")
         if ff.negatives.startswith("hard_label") and ff.negatives_refresh == "once":
             raise ValueError(f"ff.negatives: {ff.negatives} scores the data with the current weights; "
                              "it needs ff.negatives_refresh: epoch or episode")

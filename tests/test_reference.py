@@ -55,6 +55,27 @@ def test_loss_is_log2_at_the_threshold_and_signed():
     assert st3.loss == pytest.approx(st.loss)
 
 
+def test_local_mask_by_hand_and_no_influence_from_outside_the_field():
+    m = ff.local_mask(2 * 784, 784, 3)
+    # the unit at pixel (0, 0) sees the 2x2 corner (cut at the border); at (5, 7) the 3x3 window
+    assert sorted(np.flatnonzero(m[0])) == [0, 1, 28, 29]
+    assert sorted(np.flatnonzero(m[5 * 28 + 7])) == [r * 28 + c for r in (4, 5, 6) for c in (6, 7, 8)]
+    np.testing.assert_array_equal(m[784:], m[:784])  # the second unit per location: the same field
+    assert ff.local_mask(784, 1568, 3)[0].sum() == 8  # an input of 2 units per location: both seen
+    # a unit's pre-activation ignores inputs outside its window (swapping two far pixels keeps the
+    # input's norm), while a dense layer's does not; its weight gradient there is 0
+    g = np.random.default_rng(0)
+    w, b, x = g.normal(size=(784, 784)), g.normal(size=784), g.random((2, 784))
+    x2 = x.copy()
+    x2[:, [500, 700]] = x[:, [700, 500]]  # pixels in rows 17 and 25
+    for k, differs in ((3, False), (None, True)):
+        spec = FFSpec(receptive_field=k)
+        z1, z2 = ff.layer_forward(x, w, b, spec)[1], ff.layer_forward(x2, w, b, spec)[1]
+        assert (not np.allclose(z1[:, :12 * 28], z2[:, :12 * 28], rtol=1e-12, atol=0)) == differs  # rows 0-11
+    st = ff.layer_step(x, x2, w, b, FFSpec(receptive_field=3))
+    assert not st.dw[0, 2:28].any() and not st.dw[0, 30:].any() and st.dw[0, [0, 1, 28, 29]].all()
+
+
 def test_glorot_uniform_init_is_bounded_with_zero_bias():
     from ffbench.reference.init import stack_init
     (w, b), = stack_init(0, [300, 100], "glorot_uniform")

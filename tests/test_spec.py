@@ -15,7 +15,7 @@ PINNED_DEFAULTS = {
                "relu_grad": "standard", "goodness": "mean", "threshold": 1.0, "threshold_scale": "constant", "sign": "max_ssq", "peer_weight": 0.0,
                "peer_momentum": 0.9, "schedule": "simultaneous", "episodes": 1, "negatives": "wrong_label", "hybrid_blur_passes": 6, "negatives_refresh": "epoch",
                "prediction": "goodness", "prediction_layers": None, "readout_optimizer": None, "readout_phase": "joint",
-               "readout_epochs": None, "init": "uniform_fan_in"},
+               "readout_epochs": None, "init": "uniform_fan_in", "receptive_field": None},
     "OptimizerSpec": {"name": "adam", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
                       "eps_mode": "after_bias_correction", "momentum": 0.0, "weight_decay": 0.0, "cooldown_start": None},
     "trial": {"batch_size": 100, "precision": "fp32", "eval_every": 1, "eval_batch_size": 1000,
@@ -90,6 +90,8 @@ def test_prediction_layers_are_resolved_explicitly():
     ({"ff": {"episodes": 2}}, "needs ff.schedule: greedy"),
     ({"ff": {"schedule": "greedy", "episodes": 2}, "optimizer": {"cooldown_start": 0.5}}, "cooldown_start is per phase"),
     ({"batch_size": "all"}, "full"),
+    ({"hidden": [784, 1568], "ff": {"receptive_field": 4}}, "must be odd"),
+    ({"hidden": [784, 1000], "ff": {"receptive_field": 5}}, r"multiple of 784\); got \[1000\]"),
     ({"ff": {"negatives": "hard_label", "negatives_refresh": "once"}}, "epoch or episode"),
 ])
 def test_invalid_specs_are_rejected(bad, needle):

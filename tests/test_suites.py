@@ -81,10 +81,20 @@ def test_shipped_suites_load():
     assert unsup.ff.negatives == "hybrid_image" and unsup.ff.prediction_layers == [1, 2, 3] and unsup.epochs == 100
     jitter = next(t for t in paper if t.meta.experiment == "ff-supervised-jitter")
     assert (jitter.meta.reference_error, jitter.data.jitter, jitter.epochs) == (0.0064, 2, 500) and "expensive" in jitter.meta.tags
+    local = next(t for t in paper if t.meta.experiment == "ff-unsupervised-local")
+    assert (local.meta.reference_error, local.ff.receptive_field, local.epochs) == (0.0116, 11, 60)
     assert all(len({t.seed for t in paper if t.meta.experiment == e}) >= 3 for e in refs)
+    assert all({t.backend for t in paper if t.meta.experiment == e} == {"torch", "jax", "keras"} for e in refs)
+    _, impl = load_suite(SUITES / "implementations.yaml")
+    refs = {t.meta.experiment: t.meta.reference_error for t in impl if t.algorithm == "ff"}
+    assert refs == {"pytorch-script": 0.0684, "keras-io": 0.0244, "jax-example": 0.018, "loewex": 0.0145,
+                    "five-digits-100": 0.0336, "five-digits-2000": 0.0094}
+    by_name = {t.meta.experiment: t for t in impl if t.seed == 0 and t.backend == "torch"}
+    assert by_name["pytorch-script"].batch_size == "full" and by_name["keras-io"].ff.episodes == 250
+    assert by_name["jax-example"].ff.negatives_refresh == "episode" and by_name["five-digits-100"].data.classes == [0, 1, 2, 3, 4]
     _, negs = load_suite(SUITES / "negatives.yaml")
     from ffbench.spec import NEGATIVES
-    assert {t.ff.negatives for t in negs if t.algorithm == "ff"} == set(NEGATIVES)
+    assert {t.ff.negatives for t in negs if t.algorithm == "ff"} == set(NEGATIVES) - {"class_split"}  # a 5-class task
     assert {t.epochs for t in negs if t.algorithm == "bp"} == {t.epochs for t in negs if t.algorithm == "ff"} == {10, 30, 60}
 
 

@@ -8,7 +8,7 @@ from jax import lax
 
 from ffbench.reference.augment import SIDE
 from ffbench.reference.rng import MUL1, MUL2
-from ffbench.spec import NUM_CLASSES, FFSpec
+from ffbench.spec import MAP_SIZE, NUM_CLASSES, FFSpec
 
 HIGHEST = lax.Precision.HIGHEST  # fp32 means fp32 matmuls (no TF32) on every device
 
@@ -152,8 +152,20 @@ def linear(x: jax.Array, w: jax.Array, b: jax.Array | None = None) -> jax.Array:
     return y if b is None else y + b
 
 
+def local_mask(n_out: int, n_in: int, k: int) -> jax.Array:
+    """Built from iotas inside the program (XLA fuses it into the multiply), not a baked constant."""
+    side = int(MAP_SIZE ** 0.5)
+    po, pi = jnp.arange(n_out) % MAP_SIZE, jnp.arange(n_in) % MAP_SIZE
+    near = lambda a, b: jnp.abs(a[:, None] - b[None, :]) <= k // 2  # noqa: E731
+    return (near(po // side, pi // side) & near(po % side, pi % side)).astype(jnp.float32)
+
+
+def effective_weights(w: jax.Array, ff: FFSpec) -> jax.Array:
+    return w if ff.receptive_field is None else w * local_mask(*w.shape, ff.receptive_field)
+
+
 def layer_forward(x: jax.Array, w: jax.Array, b: jax.Array, ff: FFSpec) -> jax.Array:
-    return relu(linear(normalize(x, ff.norm, ff.norm_eps), w, b), ff.relu_grad)
+    return relu(linear(normalize(x, ff.norm, ff.norm_eps), effective_weights(w, ff), b), ff.relu_grad)
 
 
 def ff_loss(g: jax.Array, n_pos: int, ff: FFSpec, fan_in: int) -> jax.Array:

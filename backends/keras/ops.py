@@ -6,10 +6,13 @@ Layout: Keras kernels are (in, out), the transpose of the reference's W.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from keras import ops
 
 from ffbench.reference.augment import SIDE
+from ffbench.reference.ff import local_mask as reference_local_mask
 from ffbench.reference.rng import MUL1, MUL2
 from ffbench.spec import NUM_CLASSES, FFSpec
 
@@ -155,15 +158,25 @@ def goodness(h, kind: str):
     return g / h.shape[1] if kind == "mean" else g
 
 
+@functools.lru_cache(maxsize=16)
+def local_mask(n_in: int, n_out: int, k: int):
+    """(in, out): the reference's mask in the kernel layout, made once per shape."""
+    return ops.convert_to_tensor(reference_local_mask(n_out, n_in, k).T.astype(np.float32))
+
+
+def effective_kernel(kernel, ff: FFSpec):
+    return kernel if ff.receptive_field is None else kernel * local_mask(*kernel.shape, ff.receptive_field)
+
+
 def layer_forward(x, kernel, bias, ff: FFSpec):
-    return ops.relu(ops.matmul(normalize(x, ff.norm, ff.norm_eps), kernel) + bias)
+    return ops.relu(ops.matmul(normalize(x, ff.norm, ff.norm_eps), effective_kernel(kernel, ff)) + bias)
 
 
 def layer_step(x_pos, x_neg, kernel, bias, ff: FFSpec, running):
     """reference.ff.layer_step: (loss, peer loss, goodness, h, d kernel, d bias, new running mean)."""
     n = x_pos.shape[0]
     xn = normalize(ops.concatenate([x_pos, x_neg], axis=0), ff.norm, ff.norm_eps)
-    z = ops.matmul(xn, kernel) + bias
+    z = ops.matmul(xn, effective_kernel(kernel, ff)) + bias
     h = ops.relu(z)
     units = h.shape[1]
     g = goodness(h, ff.goodness)
@@ -181,7 +194,10 @@ def layer_step(x_pos, x_neg, kernel, bias, ff: FFSpec, running):
         push = ops.broadcast_to(ff.peer_weight * (1 - ff.peer_momentum) * dr / n, (n, units))
         dh = dh + ops.concatenate([push, ops.zeros((n, units), h.dtype)], axis=0)
     dz = dh if ff.relu_grad == "straight_through" else dh * ops.cast(z > 0, h.dtype)
-    return loss, peer_loss, g, h, ops.matmul(ops.transpose(xn), dz), ops.sum(dz, axis=0), running
+    dk = ops.matmul(ops.transpose(xn), dz)
+    if ff.receptive_field is not None:
+        dk = dk * local_mask(*kernel.shape, ff.receptive_field)
+    return loss, peer_loss, g, h, dk, ops.sum(dz, axis=0), running
 
 
 def softmax_xent(logits, labels):

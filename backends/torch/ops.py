@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -19,7 +21,7 @@ from ffbench.reference.rng import (
     STREAM_SPLIT,
     stream_key,
 )
-from ffbench.spec import NUM_CLASSES, FFSpec
+from ffbench.spec import MAP_SIZE, NUM_CLASSES, FFSpec
 
 
 # ---------------------------------------------------------------- rng.py
@@ -158,8 +160,20 @@ def relu(z: torch.Tensor, grad: str) -> torch.Tensor:
     return z + (h - z).detach() if grad == "straight_through" else h
 
 
+@functools.lru_cache(maxsize=16)
+def local_mask(n_out: int, n_in: int, k: int, device: torch.device) -> torch.Tensor:
+    side = int(MAP_SIZE ** 0.5)
+    po, pi = torch.arange(n_out, device=device) % MAP_SIZE, torch.arange(n_in, device=device) % MAP_SIZE
+    near = lambda a, b: (a[:, None] - b[None, :]).abs() <= k // 2  # noqa: E731
+    return (near(po // side, pi // side) & near(po % side, pi % side)).to(torch.float32)
+
+
+def effective_weights(w: torch.Tensor, ff: FFSpec) -> torch.Tensor:
+    return w if ff.receptive_field is None else w * local_mask(*w.shape, ff.receptive_field, w.device)
+
+
 def layer_forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, ff: FFSpec) -> torch.Tensor:
-    return relu(F.linear(normalize(x, ff.norm, ff.norm_eps), w, b), ff.relu_grad)
+    return relu(F.linear(normalize(x, ff.norm, ff.norm_eps), effective_weights(w, ff), b), ff.relu_grad)
 
 
 def ff_loss(g: torch.Tensor, n_pos: int, ff: FFSpec, fan_in: int) -> torch.Tensor:

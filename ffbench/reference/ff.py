@@ -2,7 +2,7 @@
 
 One layer, given its (detached) input x:
     xn = x / (sqrt(reduce(x^2)) + eps)          reduce = sum (l2) or mean (rms), per row
-    z  = xn @ W.T + b;   h = relu(z)
+    z  = xn @ W.T + b;   h = relu(z)                 (W masked by `local_mask` with ff.receptive_field)
     g  = reduce'(h^2)                            reduce' = sum or mean over units (goodness)
     logit = s * (g - threshold)                  s = +1 (max_ssq) or -1 (min_ssq); threshold: `FFSpec.threshold_for`
     loss  = mean over the 2N rows of softplus(-logit) for positives, softplus(logit) for negatives
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ffbench.reference import optim
-from ffbench.spec import NUM_CLASSES, FFSpec, OptimizerSpec
+from ffbench.spec import MAP_SIZE, NUM_CLASSES, FFSpec, OptimizerSpec
 
 PEER_INIT = 0.5
 
@@ -60,10 +60,25 @@ def goodness(h: np.ndarray, kind: str) -> np.ndarray:
     return g / h.shape[1] if kind == "mean" else g
 
 
+def local_mask(n_out: int, n_in: int, k: int) -> np.ndarray:
+    """(n_out, n_in) in {0, 1}: unit u of a layer sits at pixel u mod 784 of the 28x28 grid;
+    out-unit o sees in-unit i iff their rows and their columns differ by at most k // 2."""
+    side = int(np.sqrt(MAP_SIZE))
+    po, pi = np.arange(n_out) % MAP_SIZE, np.arange(n_in) % MAP_SIZE
+    near = lambda a, b: np.abs(a[:, None] - b[None, :]) <= k // 2  # noqa: E731
+    return (near(po // side, pi // side) & near(po % side, pi % side)).astype(np.float64)
+
+
+def effective_weights(w: np.ndarray, ff: FFSpec) -> np.ndarray:
+    """W, or W with the connections outside each unit's receptive field zeroed (`ff.receptive_field`):
+    the forward pass uses these, so the masked weights get no gradient."""
+    return w if ff.receptive_field is None else w * local_mask(*w.shape, ff.receptive_field).astype(w.dtype)
+
+
 def layer_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, ff: FFSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(normalised input, pre-activation, activation) of one layer."""
     xn = normalize(x, ff.norm, ff.norm_eps)
-    z = xn @ w.T + b
+    z = xn @ effective_weights(w, ff).T + b
     return xn, z, np.maximum(z, 0)
 
 
@@ -100,7 +115,8 @@ def layer_step(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | None =
         dr = 2.0 * (r - r.mean()) / h.shape[1]
         dh[:n] += ff.peer_weight * (1 - ff.peer_momentum) * dr / n
     dz = dh if ff.relu_grad == "straight_through" else dh * (z > 0)
-    return LayerStep(float(loss), peer_loss, g[:n], g[n:], dz.T @ xn, dz.sum(axis=0), h[:n], h[n:], r)
+    dw = dz.T @ xn if ff.receptive_field is None else (dz.T @ xn) * local_mask(*w.shape, ff.receptive_field)
+    return LayerStep(float(loss), peer_loss, g[:n], g[n:], dw, dz.sum(axis=0), h[:n], h[n:], r)
 
 
 def forward_stack(x: np.ndarray, params: list[tuple[np.ndarray, np.ndarray]], ff: FFSpec) -> list[np.ndarray]:
