@@ -35,7 +35,7 @@ smoke: setup
 	$(BIN)/ffbench run suites/smoke.yaml
 
 test: setup
-	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests --durations=15 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

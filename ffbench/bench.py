@@ -2,7 +2,9 @@
 
 Per backend: build the trainer (data and weights to the device), `begin_phase` (a compiling
 backend compiles here: `compile_seconds`), one warm-up epoch (`warmup_seconds`), then
-`epochs` timed epochs, each ended by a device sync; `epoch_seconds` is their median.
+`epochs` timed epochs, each ended by a device sync; `epoch_seconds` is their median. For the
+greedy schedule every layer's phase is timed this way (the layers below run frozen) and
+`epoch_seconds` is the sum of the phases' medians: the time of one epoch of every layer.
 Evaluation is not run. Achieved TFLOP/s counts the matmul FLOPs of one step (`step_flops`).
 """
 
@@ -22,7 +24,8 @@ def step_flops(trial: FFTrial | BPTrial, input_dim: int = 784, batch: int | None
     """Matmul FLOPs of one training step (simultaneous FF or BP; 2 FLOPs per multiply-add).
 
     FF: each layer runs its 2B positive and negative rows forward and computes its weight
-    gradient (no input gradient: inputs are detached): 2 matmuls of 2B x in x out. The joint
+    gradient (no input gradient: inputs are detached): 2 matmuls of 2B x in x out. Greedy: one
+    step of every layer, where layer j also runs forward (frozen) in the depth-1-j phases above it. The joint
     softmax read-out adds a neutral-label forward pass of every layer up to the last one read.
     BP: forward, weight gradient and input gradient (not for the first layer) of B rows.
     """
@@ -30,8 +33,9 @@ def step_flops(trial: FFTrial | BPTrial, input_dim: int = 784, batch: int | None
     if trial.algorithm == "bp":
         widths = [*widths, 10]
         return sum(2 * b * i * o * (2 if k == 0 else 3) for k, (i, o) in enumerate(zip(widths, widths[1:])))
-    flops = sum(2 * (2 * b) * i * o * 2 for i, o in zip(widths, widths[1:]))
-    ff = trial.ff
+    ff, depth = trial.ff, len(trial.hidden)
+    passes = [2 + (depth - 1 - j if ff.schedule == "greedy" else 0) for j in range(depth)]
+    flops = sum(2 * (2 * b) * i * o * k for (i, o), k in zip(zip(widths, widths[1:]), passes))
     if ff.prediction == "softmax" and ff.readout_phase == "joint":
         last = max(ff.prediction_layers)
         flops += sum(2 * b * i * o for i, o in list(zip(widths, widths[1:]))[: last + 1])
@@ -43,26 +47,30 @@ def step_flops(trial: FFTrial | BPTrial, input_dim: int = 784, batch: int | None
 def bench_backend(name: str, spec: dict[str, Any], epochs: int) -> dict[str, Any]:
     backend = registry.load(name)
     trial = parse_trial({**spec, "backend": name, "epochs": epochs + 1, "eval_every": 0})
-    if trial.algorithm == "ff" and trial.ff.schedule != "simultaneous":
-        raise ValueError("bench times the simultaneous FF schedule (or bp)")
+    if trial.algorithm == "ff" and trial.ff.episodes > 1:
+        raise ValueError("bench times one pass of the layers: set ff.episodes to 1")
     data = prepare(trial.data)
     backend.reset_peak_memory()
     t0 = time.perf_counter()
     tr = backend.trainer(trial, data)
     tr.sync()
     setup = time.perf_counter() - t0
-    phase = tr.phases()[0]
-    t0 = time.perf_counter()
-    tr.begin_phase(phase)
-    tr.sync()
-    compile_s = time.perf_counter() - t0
-    times = []
-    for e in range(epochs + 1):  # epoch 0 is the warm-up
+    compile_s, per_phase, epoch = 0.0, [], 0
+    for phase in [p for p in tr.phases() if p.name != "readout"]:
         t0 = time.perf_counter()
-        tr.train_epoch(phase, e, lr_at(phase.optimizer, e, epochs + 1))
+        tr.begin_phase(phase)
         tr.sync()
-        times.append(time.perf_counter() - t0)
-    epoch_s = statistics.median(times[1:])
+        compile_s += time.perf_counter() - t0
+        times = []
+        for e in range(epochs + 1):  # epoch 0 is the warm-up
+            t0 = time.perf_counter()
+            tr.train_epoch(phase, epoch, lr_at(phase.optimizer, e, epochs + 1))
+            tr.sync()
+            times.append(time.perf_counter() - t0)
+            epoch += 1
+        per_phase.append(times)
+    times = [sum(t) for t in zip(*per_phase)]  # one epoch of every phase
+    epoch_s = sum(statistics.median(t[1:]) for t in per_phase)
     samples = tr.steps_per_epoch * tr.batch_size
     peak, source = backend.peak_memory()
     return {"backend": name, "algorithm": trial.algorithm, "hidden": trial.hidden, "batch_size": tr.batch_size,
@@ -70,5 +78,6 @@ def bench_backend(name: str, spec: dict[str, Any], epochs: int) -> dict[str, Any
             "compile_seconds": compile_s, "warmup_seconds": times[0], "setup_seconds": setup,
             "samples_per_second": samples / epoch_s,
             "tflops": step_flops(trial, data.train.x.shape[1], tr.batch_size) * tr.steps_per_epoch / epoch_s / 1e12,
+            "schedule": trial.ff.schedule if trial.algorithm == "ff" else "bp",
             "peak_memory_bytes": peak, "peak_memory_source": source, "device_name": backend.device_name(),
             "versions": backend.versions()}

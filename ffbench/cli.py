@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--backend", action="append", default=[], help="repeatable (default: every installed backend)")
     b.add_argument("--algorithm", choices=["ff", "bp"], default="ff")
     b.add_argument("--hidden", default="1000,1000,1000", help="comma-separated widths (default 1000,1000,1000)")
-    b.add_argument("--batch", type=int, default=100)
+    b.add_argument("--batch", type=_batch, default=100, help="minibatch size, or `full` (the whole training split)")
     b.add_argument("--epochs", type=int, default=3, help="timed epochs, after one warm-up epoch")
     b.add_argument("--train-subset", type=int, help="time on the first N training images only")
     b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="any other spec field")
@@ -213,6 +213,15 @@ def _check(args: argparse.Namespace) -> int:
         comparisons += e2e
         print_agreement(e2e, errors)
     return EXIT_OK if all(c.passed for c in comparisons) else EXIT_TRIALS_FAILED
+
+
+def _batch(text: str) -> int | str:
+    if text == "full":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'full', got {text!r}") from None
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -66,6 +66,7 @@ def fit(backend: Backend, trial: FFTrial | BPTrial, data: Dataset,
     epoch = steps = 0
     curves = [] if curves is None else curves
     losses: dict[str, float | dict[int, float]] = {}
+    last_eval: dict[str, float] = {}  # errors measured after the final epoch: not measured twice
     for phase in phases:
         t0 = time.perf_counter()
         trainer.begin_phase(phase)
@@ -84,18 +85,20 @@ def fit(backend: Backend, trial: FFTrial | BPTrial, data: Dataset,
             row: dict[str, Any] = {"lr": lr, "train_seconds": train_s, **losses}
             last_of_phase = e + 1 == phase.epochs
             due = trial.eval_every and ((e + 1) % trial.eval_every == 0 or last_of_phase)
+            last_eval = {}
             if due and trainer.can_evaluate(phase):
                 t0 = time.perf_counter()
-                row["test_error"] = trainer.error("test")
+                row["test_error"] = last_eval["test"] = trainer.error("test")
                 if data.val is not None:
-                    row["val_error"] = trainer.error("val")
+                    row["val_error"] = last_eval["val"] = trainer.error("val")
                 eval_s += time.perf_counter() - t0
             curves.extend(_curve_rows(epoch, phase.name, row))
             epoch += 1
             if on_epoch:
                 on_epoch(epoch, total, {"phase": phase.name, **{k: v for k, v in row.items() if k != "lr"}})
     t0 = time.perf_counter()
-    errors = {s: trainer.error(s) for s in ("train", "test") + (("val",) if data.val is not None else ())}
+    errors = {s: last_eval[s] if s in last_eval else trainer.error(s)
+              for s in ("train", "test") + (("val",) if data.val is not None else ())}
     eval_s += time.perf_counter() - t0
     peak, source = backend.peak_memory()
     return Outcome(

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from ffbench import registry
 from ffbench.bench import step_flops
 from ffbench.cli import main
@@ -16,6 +18,20 @@ def test_step_flops_by_hand():
     # the paper's 3x1000 at batch 100: about 4 GFLOP per step (gpu-anchors.md counts 3x for fwd+bwd incl. dX)
     big = parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [1000] * 3, "epochs": 1, "batch_size": 100})
     assert 2.0e9 < step_flops(big) < 4.5e9
+    # greedy 4 -> 3 -> 5: layer 0 trains (fwd + dW) and runs frozen once more under layer 1
+    greedy = parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [3, 5], "epochs": 1, "batch_size": 2,
+                          "ff": {"schedule": "greedy"}})
+    assert step_flops(greedy, input_dim=4) == 2 * 4 * 4 * 3 * 3 + 2 * 4 * 3 * 5 * 2
+
+
+def test_greedy_full_batch_bench_times_every_layer(capsys):
+    assert main(["bench", "--backend", "torch", "--hidden", "16,16", "--batch", "full", "--epochs", "2", "--train-subset", "300",
+                 "--set", "ff.schedule=greedy", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["batch_size"], row["schedule"], row["samples_per_second"]) == (300, "greedy", 300 / row["epoch_seconds"])
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--batch", "lots"])
+    assert exc.value.code == 2 and "expected a number or 'full', got 'lots'" in capsys.readouterr().err
 
 
 def test_tiny_bench_json_on_every_backend(capsys):

@@ -107,7 +107,7 @@ def test_shipped_suites_load():
      "s.yaml:4: experiments[0].backend: unknown backend 'tourch'; expected one of: "),
     ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiments:\n  - algorithm: ff\n    ff: {negatives: random}\n",
      "s.yaml:4: experiments[0].ff.negatives: expected one of: 'wrong_label', 'permuted_label', 'hard_label', "
-     "'hard_label_top2', 'hybrid_image'; got 'random'"),
+     "'hard_label_top2', 'hybrid_image', 'class_split'; got 'random'"),
     ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiment:\n  - algorithm: ff\n",
      "s.yaml:2: experiment: unknown top-level key (did you mean 'experiments'?)"),
     ("defaults: {backend: torch, hidden: [10\nexperiments: []\n", "s.yaml:2: invalid YAML"),
@@ -151,7 +151,7 @@ def test_select_by_tag_and_backend():
     assert select(trials, backends=["torch"]) == [t for t in trials if t.backend == "torch"]
     cheap = select(trials, skip=["expensive"])
     assert cheap and max(t.epochs for t in cheap) == 100 and all(t.data.jitter == 0 for t in cheap)
-    with pytest.raises(ConfigError, match="--only: no trial has tag 'nope'; tags in this suite: bp-baseline, expensive, ff, paper, unsupervised"):
+    with pytest.raises(ConfigError, match="--only: no trial has tag 'nope'; tags in this suite: bp-baseline, expensive, ff, local, paper, unsupervised"):
         select(trials, only=["nope"])
     with pytest.raises(ConfigError, match="--backend: no trial runs on 'tpu'"):
         select(trials, backends=["tpu"])

@@ -45,8 +45,10 @@ QUICK = ["--set", "epochs=1", "--set", "data.train_subset=2000", "--set", "seed=
 
 
 # implementations: keras-io is 250 episodes x 2 layers of one-epoch phases even at epochs=1, so
-# it runs on 1,200 images (enough for a 512 batch of the five-digits rows) and evaluates only at the end
-EXTRA = {"implementations": ["--set", "data.train_subset=1200", "--set", "eval_every=0"]}
+# the full-batch rows run on 300 images, the rest on 1,200 (enough for the five-digits rows'
+# batch of 512); all evaluate only at the end
+EXTRA = {"implementations": [["--only", "full-batch", "--set", "data.train_subset=300", "--set", "eval_every=0"],
+                             ["--skip", "full-batch", "--set", "data.train_subset=1200", "--set", "eval_every=0"]]}
 
 
 @pytest.mark.parametrize("suite", ["quickstart", "negatives", "mnist_paper", "implementations"])
@@ -54,12 +56,15 @@ def test_every_shipped_suite_runs_end_to_end_in_a_quick_pass(suite, tmp_path):
     """Every row of every shipped suite (overridden to one epoch on 2,000 images, one seed) trains
     to an ok row on each backend it names; the overrides make their own trial_ids."""
     from ffbench.runner import plan
-    from ffbench.suites import load_suite
-    out = tmp_path / suite
-    quick = QUICK + EXTRA.get(suite, [])
-    assert main(["run", str(ROOT / "suites" / f"{suite}.yaml"), "--out", str(out), "--quiet", "--executor", "local", *quick]) == 0
+    from ffbench.suites import load_suite, select
+    out, trials = tmp_path / suite, []
+    for extra in EXTRA.get(suite, [[]]):  # one run, or several into the same folder
+        quick = QUICK + extra
+        assert main(["run", str(ROOT / "suites" / f"{suite}.yaml"), "--out", str(out), "--quiet", "--executor", "local", *quick]) == 0
+        sets = [quick[i + 1] for i, a in enumerate(quick) if a == "--set"]
+        only, skip = ([quick[i + 1] for i, a in enumerate(quick) if a == flag] for flag in ("--only", "--skip"))
+        trials += select(load_suite(ROOT / "suites" / f"{suite}.yaml", sets)[1], only, skip)
     df = pd.read_parquet(out / "trials")
-    _, trials = load_suite(ROOT / "suites" / f"{suite}.yaml", [a for a in quick if a != "--set"])
     _, real = load_suite(ROOT / "suites" / f"{suite}.yaml")
     assert len(df) == len(plan(trials)) and set(df["status"]) == {"ok"}
     assert not set(df["trial_id"]) & {p.trial_id for p in plan(real)}
@@ -72,5 +77,6 @@ def test_every_shipped_suite_runs_end_to_end_in_a_quick_pass(suite, tmp_path):
         phases = set(curves.loc[curves.trial_id.isin(keras_io.trial_id), "phase"])
         assert phases == {f"ff.episode{k}.layer{i}" for k in range(250) for i in range(2)}
         assert (df.loc[df.experiment == "jax-example", "steps_run"] == 5 * 3 * (1200 // 128)).all()
+        assert (df.loc[df.experiment == "pytorch-script", "steps_run"] == 2).all()  # one full-batch step per layer
         five = df[df.experiment == "five-digits-100"]  # trained on the 0-4 images of the 1,200 only
         assert (five["steps_run"] == (np.isin(prepare(DataSpec(train_subset=1200)).train.y, range(5)).sum() // 128)).all()

@@ -73,7 +73,8 @@ class FFTrainer(FFSchedule, JaxTrainer):
             self._epochs[program] = jax.jit(partial(_ff_epoch, self, *program)).lower(
                 self._state(), x, y, positions, positions, jnp.uint32(0), jnp.uint32(0), zero, zero).compile()
         self._epoch = self._epochs[program]
-        self._order = jax.jit(partial(_order, self.n, self.steps_per_epoch * self.batch_size))
+        if not hasattr(self, "_order"):
+            self._order = jax.jit(partial(_order, self.n, self.steps_per_epoch * self.batch_size))
 
     def _state(self):
         return (self.params, self.readout, self.running, self.opt_state, self.ropt_state)

@@ -1,0 +1,82 @@
+"""Time the canonical configurations on every installed backend; print a Markdown table.
+
+    python benchmarks/canonical.py [--backend torch ...] [--epochs 3] [--train-subset N] [--out FILE]
+
+Configurations (issue 7; `../shared/reference/gpu-anchors.md` has the H100 anchors):
+  ff-3x1000      supervised FF 784-1000-1000-1000, batch 100, simultaneous (the loeweX recipe)
+  ff-4x2000      the paper's 4x2000, batch 100
+  ff-2x500-full  784-500-500, greedy, one full-batch step per layer per epoch (the PyTorch script)
+  bp-*           backprop of the same widths and batch
+Each row is `ffbench.bench.bench_backend` in this process (no Ray): compile and warm-up timed
+apart, `epoch_seconds` the median of the timed epochs (greedy: one epoch of every layer). On a
+CPU use --train-subset to keep it short; the per-epoch figures then scale with the subset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import date
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+RECIPE = {"norm": "rms", "goodness": "sum", "relu_grad": "straight_through", "peer_weight": 0.03, "init": "normal_fan_out"}
+SGD = {"name": "sgd", "lr": 0.001, "momentum": 0.9, "weight_decay": 0.0003}
+CONFIGS = {
+    "ff-3x1000": {"algorithm": "ff", "hidden": [1000] * 3, "batch_size": 100, "optimizer": SGD,
+                  "ff": {**RECIPE, "threshold": 1000.0, "prediction_layers": [1, 2]}},
+    "ff-4x2000": {"algorithm": "ff", "hidden": [2000] * 4, "batch_size": 100, "optimizer": SGD,
+                  "ff": {**RECIPE, "threshold": 2000.0, "prediction_layers": [1, 2, 3]}},
+    "ff-2x500-full": {"algorithm": "ff", "hidden": [500, 500], "batch_size": "full", "optimizer": {"name": "adam", "lr": 0.03},
+                      "data": {"pixel_scale": "standardize"},
+                      "ff": {"schedule": "greedy", "norm": "l2", "norm_eps": 1e-4, "threshold": 2.0,
+                             "negatives": "permuted_label", "negatives_refresh": "once"}},
+    "bp-3x1000": {"algorithm": "bp", "hidden": [1000] * 3, "batch_size": 100, "optimizer": {"name": "adam", "lr": 0.001}},
+    "bp-4x2000": {"algorithm": "bp", "hidden": [2000] * 4, "batch_size": 100, "optimizer": {"name": "adam", "lr": 0.001}},
+    "bp-2x500-full": {"algorithm": "bp", "hidden": [500, 500], "batch_size": "full", "optimizer": {"name": "adam", "lr": 0.001}},
+}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", action="append", default=[])
+    ap.add_argument("--config", action="append", default=[], choices=sorted(CONFIGS))
+    ap.add_argument("--epochs", type=int, default=3, help="timed epochs, after one warm-up epoch")
+    ap.add_argument("--train-subset", type=int)
+    ap.add_argument("--out", help="also write the table to this file")
+    args = ap.parse_args()
+
+    from ffbench import registry
+    from ffbench.bench import bench_backend
+
+    backends = args.backend or registry.installed()
+    rows = []
+    for name in args.config or list(CONFIGS):
+        spec = {**CONFIGS[name], "seed": 0}
+        data = {**spec.get("data", {}), "validation_size": 10000}
+        if args.train_subset:
+            data["train_subset"] = args.train_subset
+        for backend in backends:
+            r = bench_backend(backend, {**spec, "data": data}, args.epochs)
+            rows.append((name, r))
+            print(f"{name} {backend}: {r['epoch_seconds']:.3f} s/epoch", file=sys.stderr)
+    lines = [f"Measured {date.today()} on {rows[0][1]['device_name']}; "
+             + ", ".join(f"{k} {v}" for k, v in sorted({k: v for _, r in rows for k, v in r["versions"].items()}.items()))
+             + f"; {rows[0][1]['train_images']} training images, median of {args.epochs} epochs after a warm-up.", "",
+             "| config | backend | s / epoch | compile s | warm-up s | samples/s | TFLOP/s | peak memory |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, r in rows:
+        mem = f"{r['peak_memory_bytes'] / 2**20:.0f} MiB ({r['peak_memory_source']})" if r["peak_memory_bytes"] else "n/a"
+        lines.append(f"| {name} | {r['backend']} | {r['epoch_seconds']:.4f} | {r['compile_seconds']:.2f} | "
+                     f"{r['warmup_seconds']:.2f} | {r['samples_per_second']:,.0f} | {r['tflops']:.3f} | {mem} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
