@@ -115,7 +115,8 @@ def _train(backend, trial, x, y) -> dict:
 
 def _ref_train(trial: FFTrial, x, y) -> list[tuple[np.ndarray, np.ndarray]]:
     data = _dataset(x, y, trial.data.classes)
-    x64, y = RN.training_images(trial.ff, data).astype(np.float64), data.train.y
+    pool = RN.training_images(trial.ff, data)
+    x64, y = (data.train.x if pool is None else pool).astype(np.float64), data.train.y
     params = [(w.astype(np.float64), b.astype(np.float64)) for w, b in
               stack_init(trial.seed, [x.shape[1], *trial.hidden], trial.ff.init)]
     if trial.ff.schedule == "greedy":

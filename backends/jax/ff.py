@@ -39,7 +39,9 @@ class FFTrainer(FFSchedule, JaxTrainer):
             feats = sum(trial.hidden[i] for i in self.ff.prediction_layers)
             self.readout = jax.device_put(jnp.zeros((NUM_CLASSES, feats), jnp.float32), device)
         self.index = jax.device_put(jnp.arange(self.n, dtype=jnp.uint32), device)
-        self.images = jax.device_put(jnp.asarray(training_images(self.ff, data)), device)  # + class_split's pool
+        pool = training_images(self.ff, data)  # class_split: the training images + the pool
+        self.images = self.splits["train"][0] if pool is None else jax.device_put(jnp.asarray(pool), device)
+        self._order = jax.jit(partial(_order, self.n, self.steps_per_epoch * self.batch_size))
         self.trained: set[int] = set()
         self.readout_trained = False
         self._predictors: dict[tuple[int, ...], object] = {}
@@ -73,8 +75,6 @@ class FFTrainer(FFSchedule, JaxTrainer):
             self._epochs[program] = jax.jit(partial(_ff_epoch, self, *program)).lower(
                 self._state(), x, y, positions, positions, jnp.uint32(0), jnp.uint32(0), zero, zero).compile()
         self._epoch = self._epochs[program]
-        if not hasattr(self, "_order"):
-            self._order = jax.jit(partial(_order, self.n, self.steps_per_epoch * self.batch_size))
 
     def _state(self):
         return (self.params, self.readout, self.running, self.opt_state, self.ropt_state)

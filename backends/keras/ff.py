@@ -30,7 +30,8 @@ class FFTrainer(FFSchedule, KerasTrainer):
         super().__init__(trial, data)
         self.ff = trial.ff
         check_data(self.ff, data.train.y)
-        self.images = ops.convert_to_tensor(training_images(self.ff, data))  # + class_split's pool
+        pool = training_images(self.ff, data)  # class_split: the training images + the pool
+        self.images = self.splits["train"][0] if pool is None else ops.convert_to_tensor(pool)
         self.params = self.variables(stack_init(trial.seed, [data.train.x.shape[1], *trial.hidden], self.ff.init), "ff")
         self.running = [ops.full((h,), PEER_INIT, dtype="float32") for h in trial.hidden]
         self.readout = None

@@ -53,7 +53,8 @@ class FFTrainer(FFSchedule, TorchTrainer):
         self.ff = trial.ff
         check_data(self.ff, data.train.y)
         self.index = torch.arange(self.n, device=device)
-        self.images = torch.as_tensor(training_images(self.ff, data), device=device)  # + class_split's pool
+        pool = training_images(self.ff, data)  # class_split: the training images + the pool
+        self.images = self.splits["train"][0] if pool is None else torch.as_tensor(pool, device=device)
         self.params = self.init_params([data.train.x.shape[1], *trial.hidden], self.ff.init)
         self.running = [torch.full((h,), PEER_INIT, device=device) for h in trial.hidden]
         self.readout = None

@@ -106,10 +106,11 @@ def check_data(ff: FFSpec, y: np.ndarray) -> None:
         raise ValueError(f"hybrid_image needs every class in the training data; classes {missing} are missing")
 
 
-def training_images(ff: FFSpec, data) -> np.ndarray:
-    """The images negatives are taken from: the training split, followed (class_split) by the pool."""
+def training_images(ff: FFSpec, data) -> np.ndarray | None:
+    """The images negatives are taken from when they are not the training split itself: (class_split)
+    the training split followed by the pool; None otherwise, so a backend keeps one copy of its data."""
     if ff.negatives != "class_split":
-        return data.train.x
+        return None
     if data.rest is None or not len(data.rest):
         raise ValueError("class_split needs training images outside data.classes for its negatives; there are none")
     return np.concatenate([data.train.x, data.rest.x])
