@@ -2,14 +2,18 @@
 reference's analytic gradients, so the same code runs on every Keras backend.
 
 Data, order and negatives are backend tensors computed with the shared hash; the step
-makes no host sync.
+makes no host sync. The step (every layer, the optimiser and the read-out) is one compiled
+program per phase (`compile.compiled`: XLA through `tf.function` on TensorFlow, `jax.jit`
+on JAX); gathering the batch and its negatives stays eager around it.
 """
 
 from __future__ import annotations
 
 import time
 
+import keras
 import numpy as np
+from ffbench_backends.keras import compile as kcompile
 from ffbench_backends.keras import ops as kops
 from ffbench_backends.keras.common import KerasTrainer
 from ffbench_backends.keras.optim import SpecOptimizer
@@ -33,10 +37,10 @@ class FFTrainer(FFSchedule, KerasTrainer):
         pool = training_images(self.ff, data)  # class_split: the training images + the pool
         self.images = self.splits["train"][0] if pool is None else ops.convert_to_tensor(pool)
         self.params = self.variables(stack_init(trial.seed, [data.train.x.shape[1], *trial.hidden], self.ff.init), "ff")
-        self.running = [ops.full((h,), PEER_INIT, dtype="float32") for h in trial.hidden]
+        self.running = [keras.Variable(np.full((h,), PEER_INIT, np.float32), name=f"running{i}", trainable=False)
+                        for i, h in enumerate(trial.hidden)]
         self.readout = None
         if self.ff.prediction == "softmax":
-            import keras
             feats = sum(trial.hidden[i] for i in self.ff.prediction_layers)
             self.readout = keras.Variable(np.zeros((feats, NUM_CLASSES), np.float32), name="readout_kernel")
         self.trained: set[int] = set()
@@ -44,6 +48,7 @@ class FFTrainer(FFSchedule, KerasTrainer):
         self.negatives_seconds: float | None = None  # scoring the data for hard negatives, this epoch
         self._drawn = None  # (negatives_epoch, each sample's negative)
         self._layer_opts: dict[tuple[int, ...], SpecOptimizer] = {}  # a layer's optimiser, kept across episodes
+        self._steps: dict[tuple, object] = {}  # compiled step programs, by (layers, read-out only)
 
     def begin_phase(self, phase: Phase) -> None:
         self.phase, self.phase_epoch = phase, 0
@@ -52,6 +57,22 @@ class FFTrainer(FFSchedule, KerasTrainer):
         if phase.layers:
             self._layer_opts[phase.layers] = self.opt
         self.readout_opt = SpecOptimizer(self.ff.readout_optimizer) if self.joint_readout and self.ff.readout_optimizer else None
+        trains = [self.readout] if phase.name == "readout" else [v for i in phase.layers for v in self.params[i]]
+        if self.joint_readout and self.readout_opt is None:
+            trains.append(self.readout)
+        kcompile.build_optimizer(self.opt, trains)
+        if self.readout_opt is not None:
+            kcompile.build_optimizer(self.readout_opt, [self.readout])
+        key = (phase.layers, phase.name == "readout")
+        if key not in self._steps or self.readout_opt is not None:  # a fresh read-out optimiser: a fresh program
+            fn = self._readout_core if phase.name == "readout" else self._ff_core
+            state = [v for kb in self.params for v in kb] + self.running + ([self.readout] if self.readout is not None else [])
+            state += list(self.opt.variables) + (list(self.readout_opt.variables) if self.readout_opt is not None else [])
+            step = self._steps[key] = kcompile.Step(fn, state)
+            b, d_in = self.batch_size, self.params[0][0].shape[0]  # kernel: (in, out)
+            xb = ((b, self.images.shape[1]), "float32")
+            step.precompile(*([xb] if phase.name == "readout" else [((b, d_in), "float32")] * 2 + [xb]), ((b,), "int32"))
+        self._step = self._steps[key]
 
     def train_epoch(self, phase: Phase, epoch: int, lr: float):
         x, y = self.splits["train"]
@@ -63,16 +84,12 @@ class FFTrainer(FFSchedule, KerasTrainer):
         if self.readout_opt is not None:
             self.readout_opt.set_lr(lr_at(self.readout_opt.spec, self.phase_epoch, phase.epochs))
         self.phase_epoch += 1
-        depth = len(self.params)
-        sums = {"ff_loss": [ops.zeros(())] * depth, "peer_loss": [ops.zeros(())] * depth, "readout_loss": ops.zeros(()),
-                "collisions": ops.zeros((), dtype="int32")}
+        sums = {"stats": ops.zeros((2 * len(self.params) + 1,)), "collisions": ops.zeros((), dtype="int32")}
         for s in range(self.steps_per_epoch):
             idx = order[s * self.batch_size:(s + 1) * self.batch_size]
             xb, yb = kops.batch_images(x, idx, jitter_key, self.trial.data.jitter), ops.take(y, idx, axis=0)
             if phase.name == "readout":
-                loss, grad = self._readout_grad(xb, yb)
-                self.opt.apply([grad], [self.readout])
-                sums["readout_loss"] = sums["readout_loss"] + loss
+                sums["stats"] = sums["stats"] + self._step(xb, yb)
             else:
                 negb = neg[s * self.batch_size:(s + 1) * self.batch_size]
                 if self.ff.negatives == "permuted_label":
@@ -82,7 +99,8 @@ class FFTrainer(FFSchedule, KerasTrainer):
                     negb = m * xb + (1.0 - m) * kops.batch_images(x, negb, jitter_key, self.trial.data.jitter)
                 elif self.ff.negatives == "class_split":
                     negb = ops.take(self.images, negb, axis=0)
-                self._ff_step(xb, yb, negb, phase, sums)
+                h_neg = kops.overlay(xb, negb, self.ff) if self.ff.embeds_labels else negb
+                sums["stats"] = sums["stats"] + self._step(kops.overlay(xb, yb, self.ff), h_neg, xb, yb)
         self.trained.update(phase.layers)
         self.readout_trained |= phase.name == "readout" or self.joint_readout
         return sums
@@ -125,34 +143,41 @@ class FFTrainer(FFSchedule, KerasTrainer):
         self.negatives_seconds = time.perf_counter() - t0
         return wrong
 
-    def _ff_step(self, xb, yb, negb, phase: Phase, sums) -> None:
-        """`negb`: the negatives' labels, or (unsupervised) the negative images."""
-        ff = self.ff
-        h_pos = kops.overlay(xb, yb, ff)
-        h_neg = kops.overlay(xb, negb, ff) if ff.embeds_labels else negb
+    def _ff_core(self, h_pos, h_neg, xb, yb):
+        """One FF step of the phase's layers on overlaid batches (the negatives: overlaid
+        images, or the negative images themselves). Returns this step's losses as one
+        vector: FF loss per layer, peer loss per layer, read-out loss."""
+        ff, layers, depth = self.ff, self.phase.layers, len(self.params)
+        zero = ops.zeros(())
+        ff_loss, peer_loss, readout_loss = [zero] * depth, [zero] * depth, zero
         readout_grad = self._readout_grad(xb, yb) if self.joint_readout else None  # at the pre-update weights
         grads, variables = [], []
-        for i in range(max(phase.layers) + 1):
+        for i in range(max(layers) + 1):
             kernel, bias = self.params[i]
-            if i not in phase.layers:  # frozen (greedy)
+            if i not in layers:  # frozen (greedy)
                 h_pos, h_neg = kops.layer_forward(h_pos, kernel, bias, ff), kops.layer_forward(h_neg, kernel, bias, ff)
                 continue
-            loss, peer, _, h, dk, db, running = kops.layer_step(h_pos, h_neg, kernel, bias, ff, self.running[i])
+            ff_loss[i], peer, _, h, dk, db, running = kops.layer_step(h_pos, h_neg, kernel, bias, ff, self.running[i])
             if ff.peer_weight > 0:
-                self.running[i] = running
-                sums["peer_loss"][i] = sums["peer_loss"][i] + peer
-            sums["ff_loss"][i] = sums["ff_loss"][i] + loss
+                self.running[i].assign(running)
+                peer_loss[i] = peer
             grads += [dk, db]
             variables += [kernel, bias]
             h_pos, h_neg = h[: xb.shape[0]], h[xb.shape[0]:]
         if readout_grad is not None:
-            sums["readout_loss"] = sums["readout_loss"] + readout_grad[0]
+            readout_loss = readout_grad[0]
             if self.readout_opt is not None:
                 self.readout_opt.apply([readout_grad[1]], [self.readout])
             else:
                 grads.append(readout_grad[1])
                 variables.append(self.readout)
         self.opt.apply(grads, variables)
+        return ops.stack(ff_loss + peer_loss + [readout_loss])
+
+    def _readout_core(self, xb, yb):
+        loss, grad = self._readout_grad(xb, yb)
+        self.opt.apply([grad], [self.readout])
+        return ops.concatenate([ops.zeros((2 * len(self.params),)), ops.reshape(loss, (1,))])
 
     def features(self, xb):
         ff, feats = self.ff, []
@@ -169,14 +194,15 @@ class FFTrainer(FFSchedule, KerasTrainer):
         return loss, ops.matmul(ops.transpose(feats), dlogits)
 
     def epoch_losses(self, device_losses) -> dict[str, float | dict[int, float]]:
-        steps = self.steps_per_epoch
+        steps, depth = self.steps_per_epoch, len(self.params)
+        stats = np.asarray(ops.convert_to_numpy(device_losses["stats"]), np.float64) / steps
         out: dict[str, float | dict[int, float]] = {}
         if self.phase.layers:
-            out["ff_loss"] = {i: float(ops.convert_to_numpy(device_losses["ff_loss"][i])) / steps for i in self.phase.layers}
+            out["ff_loss"] = {i: float(stats[i]) for i in self.phase.layers}
             if self.ff.peer_weight > 0:
-                out["peer_loss"] = {i: float(ops.convert_to_numpy(device_losses["peer_loss"][i])) / steps for i in self.phase.layers}
+                out["peer_loss"] = {i: float(stats[depth + i]) for i in self.phase.layers}
         if self.phase.name == "readout" or self.joint_readout:
-            out["readout_loss"] = float(ops.convert_to_numpy(device_losses["readout_loss"])) / steps
+            out["readout_loss"] = float(stats[-1])
         if self.phase.layers and self.ff.negatives == "permuted_label":
             out["negative_collision_rate"] = float(ops.convert_to_numpy(device_losses["collisions"])) / (steps * self.batch_size)
         if self.phase.layers and self.negatives_seconds is not None:
