@@ -79,6 +79,39 @@ class Trainer(abc.ABC):
         """Set the weights (as from `state()`); every layer and the read-out then count as trained."""
 
 
+class PackedTrainer(abc.ABC):
+    """Several trials of one shape trained as one program (stacked weights, `vmap`).
+
+    `members[k]` is a Trainer view of trial k: its `epoch_losses`, `can_evaluate`, `error`
+    and `state` work as for an unpacked trial. The pack runs the members' phases together;
+    `train_epoch` takes each member's learning rate and returns each member's device losses.
+    A packed member must match its unpacked run within the parity tolerance.
+    """
+
+    members: list[Trainer]
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.members[0].steps_per_epoch
+
+    @property
+    def batch_size(self) -> int:
+        return self.members[0].batch_size
+
+    def phases(self) -> list[Phase]:
+        return self.members[0].phases()
+
+    @abc.abstractmethod
+    def begin_phase(self, phase: Phase) -> None: ...
+
+    @abc.abstractmethod
+    def train_epoch(self, phase: Phase, epoch: int, lrs: list[float]) -> list[Any]: ...
+
+    def sync(self) -> None:
+        for m in self.members:
+            m.sync()
+
+
 class FFSchedule:
     """The phases of an FF trial and when it can predict: framework-neutral, shared by every
     backend's FF trainer (which sets `trained` and `readout_trained` as it goes)."""
@@ -127,6 +160,14 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def trainer(self, trial: FFTrial | BPTrial, data: Dataset) -> Trainer: ...
+
+    def pack_skip(self, trial: FFTrial | BPTrial) -> str | None:
+        """Why this backend cannot pack `trial` with others of its shape, or None if it can
+        (then `packed_trainer` must work for any group of such trials with one `pack_key`)."""
+        return "this backend does not pack trials"
+
+    def packed_trainer(self, trials: list[FFTrial | BPTrial], data: Dataset) -> PackedTrainer:
+        raise NotImplementedError(self.pack_skip(trials[0]))
 
     def probe(self) -> Any:
         """The parity probes for `ffbench check`: a module with ff_layers, ff_steps and bp_grads

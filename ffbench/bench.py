@@ -6,6 +6,10 @@ backend compiles here: `compile_seconds`), one warm-up epoch (`warmup_seconds`),
 greedy schedule every layer's phase is timed this way (the layers below run frozen) and
 `epoch_seconds` is the sum of the phases' medians: the time of one epoch of every layer.
 Evaluation is not run. Achieved TFLOP/s counts the matmul FLOPs of one step (`step_flops`).
+
+With `pack` N > 1, N trials (seeds 0..N-1) are trained as one packed program
+(`Backend.packed_trainer`): `epoch_seconds` is one epoch of the whole pack, and
+`samples_per_second` and `tflops` are the pack's aggregate.
 """
 
 from __future__ import annotations
@@ -44,15 +48,19 @@ def step_flops(trial: FFTrial | BPTrial, input_dim: int = 784, batch: int | None
     return flops
 
 
-def bench_backend(name: str, spec: dict[str, Any], epochs: int) -> dict[str, Any]:
+def bench_backend(name: str, spec: dict[str, Any], epochs: int, pack: int = 1) -> dict[str, Any]:
     backend = registry.load(name)
-    trial = parse_trial({**spec, "backend": name, "epochs": epochs + 1, "eval_every": 0})
+    trials = [parse_trial({**spec, "backend": name, "epochs": epochs + 1, "eval_every": 0, "seed": spec.get("seed", 0) + k})
+              for k in range(pack)]
+    trial = trials[0]
     if trial.algorithm == "ff" and trial.ff.episodes > 1:
         raise ValueError("bench times one pass of the layers: set ff.episodes to 1")
+    if pack > 1 and backend.pack_skip(trial):
+        raise ValueError(f"--pack {pack}: backend {name!r} cannot pack trials ({backend.pack_skip(trial)})")
     data = prepare(trial.data)
     backend.reset_peak_memory()
     t0 = time.perf_counter()
-    tr = backend.trainer(trial, data)
+    tr = backend.packed_trainer(trials, data) if pack > 1 else backend.trainer(trial, data)
     tr.sync()
     setup = time.perf_counter() - t0
     compile_s, per_phase, epoch = 0.0, [], 0
@@ -64,20 +72,22 @@ def bench_backend(name: str, spec: dict[str, Any], epochs: int) -> dict[str, Any
         times = []
         for e in range(epochs + 1):  # epoch 0 is the warm-up
             t0 = time.perf_counter()
-            tr.train_epoch(phase, epoch, lr_at(phase.optimizer, e, epochs + 1))
+            lr = lr_at(phase.optimizer, e, epochs + 1)
+            tr.train_epoch(phase, epoch, [lr] * pack if pack > 1 else lr)
             tr.sync()
             times.append(time.perf_counter() - t0)
             epoch += 1
         per_phase.append(times)
     times = [sum(t) for t in zip(*per_phase)]  # one epoch of every phase
     epoch_s = sum(statistics.median(t[1:]) for t in per_phase)
-    samples = tr.steps_per_epoch * tr.batch_size
+    samples = tr.steps_per_epoch * tr.batch_size * pack
     peak, source = backend.peak_memory()
     return {"backend": name, "algorithm": trial.algorithm, "hidden": trial.hidden, "batch_size": tr.batch_size,
             "train_images": len(data.train), "epochs_timed": epochs, "epoch_seconds": epoch_s, "epoch_seconds_all": times[1:],
             "compile_seconds": compile_s, "warmup_seconds": times[0], "setup_seconds": setup,
             "samples_per_second": samples / epoch_s,
-            "tflops": step_flops(trial, data.train.x.shape[1], tr.batch_size) * tr.steps_per_epoch / epoch_s / 1e12,
+            "tflops": step_flops(trial, data.train.x.shape[1], tr.batch_size) * tr.steps_per_epoch * pack / epoch_s / 1e12,
+            "pack": pack,
             "schedule": trial.ff.schedule if trial.algorithm == "ff" else "bp",
             "peak_memory_bytes": peak, "peak_memory_source": source, "device_name": backend.device_name(),
             "versions": backend.versions()}

@@ -18,6 +18,7 @@ from typing import Any
 
 from ffbench import __version__
 from ffbench.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_TRIALS_FAILED, FFBenchError
+from ffbench.packing import DEFAULT_PACK_SIZE
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -36,6 +37,16 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a number > 0, not {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}")
     return value
 
 
@@ -87,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-retries", type=int, default=2, metavar="N", help="retries of a trial whose worker process died "
                    "(killed, out of memory, node lost); default 2")
     r.add_argument("--trial-timeout", type=_positive, metavar="SECONDS", help="record a trial running longer as `timeout`")
+    r.add_argument("--pack-size", type=_positive_int, default=DEFAULT_PACK_SIZE, metavar="N",
+                   help=f"train up to N trials that differ only in seed or learning rate as one program, on backends "
+                   f"that can (jax); each keeps its own row (default {DEFAULT_PACK_SIZE})")
+    r.add_argument("--no-pack", action="store_true", help="train every trial alone (same as --pack-size 1)")
     r.add_argument("--quiet", action="store_true", help="no progress display or summary")
 
     sub.add_parser("list", help="backends (with install status), negative strategies and suites")
@@ -107,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch", type=_batch, default=100, help="minibatch size, or `full` (the whole training split)")
     b.add_argument("--epochs", type=int, default=3, help="timed epochs, after one warm-up epoch")
     b.add_argument("--train-subset", type=int, help="time on the first N training images only")
+    b.add_argument("--pack", type=_positive_int, default=1, metavar="N",
+                   help="train N seeds as one packed program (backends that pack: jax); rates are the pack's aggregate")
     b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="any other spec field")
     b.add_argument("--json", action="store_true", help="print a JSON list of results")
 
@@ -178,7 +195,7 @@ def _run(args: argparse.Namespace) -> int:
     with results.exclusive(out), executor as ex, _sigterm_interrupts():
         results.save_suite(out, args.suite)
         with Progress(len(planned), quiet=args.quiet) as progress:
-            summary = runner.run(planned, out, ex, progress, force=args.force)
+            summary = runner.run(planned, out, ex, progress, force=args.force, pack_size=1 if args.no_pack else args.pack_size)
     if not args.quiet:
         from ffbench.console import print_summary
         print_summary(results.read_trials(out), out, summary)
@@ -244,7 +261,7 @@ def _bench(args: argparse.Namespace) -> int:
     rows = []
     for name in names:
         try:
-            rows.append(bench.bench_backend(name, spec, args.epochs))
+            rows.append(bench.bench_backend(name, spec, args.epochs, args.pack))
         except ValueError as exc:  # pydantic ValidationError included: a bad --set or --hidden
             raise FFBenchError(f"bench: {str(exc).splitlines()[0] if not hasattr(exc, 'errors') else exc.errors()[0]['msg']}") from None
     if args.json:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ffbench.backend import Backend
+from ffbench.backend import Backend, PackedTrainer
 from ffbench.data import Dataset
 from ffbench.errors import Diverged
 from ffbench.reference.optim import lr_at
@@ -49,6 +49,10 @@ def _curve_rows(epoch: int, phase: str, values: dict[str, Any]) -> list[dict[str
     return rows
 
 
+def _finite(losses: dict[str, Any]) -> bool:
+    return all(math.isfinite(x) for v in losses.values() for x in (v.values() if isinstance(v, dict) else [v]))
+
+
 def fit(backend: Backend, trial: FFTrial | BPTrial, data: Dataset,
         on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None,
         curves: list[dict[str, Any]] | None = None) -> Outcome:
@@ -80,7 +84,7 @@ def fit(backend: Backend, trial: FFTrial | BPTrial, data: Dataset,
             train_s += time.perf_counter() - t0
             steps += trainer.steps_per_epoch
             losses = trainer.epoch_losses(device_losses)
-            if not all(math.isfinite(x) for v in losses.values() for x in (v.values() if isinstance(v, dict) else [v])):
+            if not _finite(losses):
                 raise Diverged(f"{phase.name} epoch {e + 1}")
             row: dict[str, Any] = {"lr": lr, "train_seconds": train_s, **losses}
             last_of_phase = e + 1 == phase.epochs
@@ -108,3 +112,86 @@ def fit(backend: Backend, trial: FFTrial | BPTrial, data: Dataset,
         peak_memory_bytes=peak, peak_memory_source=source, epochs_run=epoch, steps_run=steps,
         final_losses=losses, curves=curves,
     )
+
+
+def fit_packed(backend: Backend, trials: list[FFTrial | BPTrial], data: Dataset,
+               on_epoch: Callable[[int, int, int, dict[str, Any]], None] | None = None,
+               curves: list[list[dict[str, Any]]] | None = None) -> list[Outcome | Diverged]:
+    """Train trials of one shape as one program (`Backend.packed_trainer`); one Outcome per
+    trial, or the Diverged of a trial whose loss went non-finite (the others go on).
+
+    Times are each member's share of the pack: the pack's train, compile and set-up time
+    divided by the pack size (the pack's whole is `train_seconds * pack_size`), so a
+    member's `samples_per_second` is the pack's aggregate rate, and its curves are in
+    shared time too. Evaluation is per member. `on_epoch(k, done, total, info)` reports
+    member k's progress.
+    """
+    backend.reset_peak_memory()
+    t0 = time.perf_counter()
+    packed: PackedTrainer = backend.packed_trainer(trials, data)
+    packed.sync()
+    setup_s = time.perf_counter() - t0
+    members, phases = packed.members, packed.phases()
+    total = sum(p.epochs for p in phases)
+    curves = [[] for _ in trials] if curves is None else curves
+    train_s, eval_s, compile_s = 0.0, [0.0] * len(trials), 0.0
+    epoch = steps = 0
+    losses: list[dict[str, Any]] = [{} for _ in trials]
+    diverged: dict[int, Diverged] = {}
+    last_eval: list[dict[str, float]] = [{} for _ in trials]
+    member_phases = [m.phases() for m in members]
+    for i, phase in enumerate(phases):
+        t0 = time.perf_counter()
+        packed.begin_phase(phase)
+        packed.sync()
+        compile_s += time.perf_counter() - t0
+        for e in range(phase.epochs):
+            lrs = [lr_at(own[i].optimizer, e, phase.epochs) for own in member_phases]  # each member's own lr
+            t0 = time.perf_counter()
+            device_losses = packed.train_epoch(phase, epoch, lrs)
+            packed.sync()
+            train_s += time.perf_counter() - t0
+            steps += packed.steps_per_epoch
+            last_of_phase = e + 1 == phase.epochs
+            for k, (trial, member) in enumerate(zip(trials, members)):
+                if k in diverged:
+                    continue
+                losses[k] = member.epoch_losses(device_losses[k])
+                if not _finite(losses[k]):
+                    diverged[k] = Diverged(f"{phase.name} epoch {e + 1}")
+                    continue
+                row: dict[str, Any] = {"lr": lrs[k], "train_seconds": train_s / len(trials), **losses[k]}
+                due = trial.eval_every and ((e + 1) % trial.eval_every == 0 or last_of_phase)
+                last_eval[k] = {}
+                if due and member.can_evaluate(phase):
+                    t0 = time.perf_counter()
+                    row["test_error"] = last_eval[k]["test"] = member.error("test")
+                    if data.val is not None:
+                        row["val_error"] = last_eval[k]["val"] = member.error("val")
+                    eval_s[k] += time.perf_counter() - t0
+                curves[k].extend(_curve_rows(epoch, phase.name, row))
+                if on_epoch:
+                    on_epoch(k, epoch + 1, total, {"phase": phase.name, **{n: v for n, v in row.items() if n != "lr"}})
+            epoch += 1
+            if len(diverged) == len(trials):
+                break
+        if len(diverged) == len(trials):
+            break
+    peak, source = backend.peak_memory()
+    train_s, setup_s, compile_s = (t / len(trials) for t in (train_s, setup_s, compile_s))
+    out: list[Outcome | Diverged] = []
+    for k, member in enumerate(members):
+        if k in diverged:
+            out.append(diverged[k])
+            continue
+        t0 = time.perf_counter()
+        errors = {s: last_eval[k][s] if s in last_eval[k] else member.error(s)
+                  for s in ("train", "test") + (("val",) if data.val is not None else ())}
+        eval_s[k] += time.perf_counter() - t0
+        out.append(Outcome(
+            test_error=errors["test"], train_error=errors["train"], val_error=errors.get("val"),
+            train_seconds=train_s, eval_seconds=eval_s[k], setup_seconds=setup_s, compile_seconds=compile_s,
+            samples_per_second=steps * packed.batch_size / train_s if train_s > 0 else float("nan"),
+            peak_memory_bytes=peak, peak_memory_source=source, epochs_run=epoch, steps_run=steps,
+            final_losses=losses[k], curves=curves[k]))
+    return out

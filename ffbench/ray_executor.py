@@ -1,10 +1,10 @@
 """Trials as Ray tasks: spread a suite over every GPU of a machine or a cluster.
 
     with RayExecutor(address=None) as ex:        # None: an embedded local Ray, torn down on exit
-        for record in ex.map(trials, progress):  # records arrive as trials finish
+        for record in ex.map(units, progress):   # records arrive as trials finish
             ...
 
-Each trial is one task asking for `gpus` (fractions pack several trials on a GPU) and
+Each unit of work (a trial, or a pack of trials trained as one program) is one task asking for `gpus` (fractions pack several trials on a GPU) and
 `cpus`, from the trial's `meta.resources`, else the executor's defaults (1 GPU where the
 cluster has GPUs, 1 CPU). Worker processes are pooled per (backend, GPU or not), so a
 process never holds two frameworks; a GPU task gets a fresh process (Ray's max_calls=1 for
@@ -34,7 +34,7 @@ from typing import Any
 
 from ffbench import registry
 from ffbench.errors import BackendUnavailable, FFBenchError, ResourcesUnavailable
-from ffbench.runner import PlannedTrial, RunProgress, TrialRecord, lost_trial, run_trial
+from ffbench.runner import PlannedTrial, RunProgress, TrialRecord, lost_trial, run_unit
 
 # Pinned into every worker before a framework is imported.
 WORKER_ENV = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "TF_FORCE_GPU_ALLOW_GROWTH": "true", "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -55,8 +55,8 @@ def default_temp_dir() -> Path:
     return Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / f"ffbench-ray-{os.getuid()}"
 
 
-def _worker(p: PlannedTrial, entry: dict[str, Any], hub, timeout: float | None) -> TrialRecord:
-    """The task body, in a worker process."""
+def _worker(unit: list[PlannedTrial], entry: dict[str, Any], hub, timeout: float | None) -> list[TrialRecord]:
+    """The task body, in a worker process: one trial, or a pack."""
     import ray
 
     if entry["name"] not in registry.entries():  # a backend the driver registered at run time
@@ -66,15 +66,17 @@ def _worker(p: PlannedTrial, entry: dict[str, Any], hub, timeout: float | None) 
     # Fire and forget: a task blocked in ray.get gives its CPUs back to the scheduler, which
     # would start another trial on them. The attempt number is asked for once the work is done
     # (calls from one caller reach the actor in order).
-    hub.started.remote(p.trial_id, {"node": node[:8], "pid": os.getpid(), "devices": devices})
+    for p in unit:
+        hub.started.remote(p.trial_id, {"node": node[:8], "pid": os.getpid(), "devices": devices})
 
-    def on_epoch(done: int, total: int, info: dict[str, Any]) -> None:
+    def on_epoch(p: PlannedTrial, done: int, total: int, info: dict[str, Any]) -> None:
         hub.epoch.remote(p.trial_id, done, total, {k: v for k, v in info.items() if isinstance(v, (int, float, str))})
 
-    record = run_trial(p, on_epoch, timeout)
-    attempt = ray.get(hub.attempt.remote(p.trial_id))
-    record.row.update(executor="ray", attempt=attempt, node_id=node, visible_devices=devices)
-    return record
+    records = run_unit(unit, on_epoch, timeout)
+    attempt = ray.get(hub.attempt.remote(unit[0].trial_id))
+    for record in records:
+        record.row.update(executor="ray", attempt=attempt, node_id=node, visible_devices=devices)
+    return records
 
 
 class _Hub:
@@ -162,33 +164,35 @@ class RayExecutor:
                     f"the Ray cluster has that much (nodes: {have}); lower --gpus-per-trial / --cpus-per-trial")
 
     # ------------------------------------------------------------ run
-    def map(self, trials: list[PlannedTrial], progress: RunProgress) -> Iterator[TrialRecord]:
-        if not trials:
+    def map(self, units: list[list[PlannedTrial]], progress: RunProgress) -> Iterator[TrialRecord]:
+        """Each unit is one task with the resources of its first trial (a pack asks for what
+        one of its trials would)."""
+        if not units:
             return
         ray = _ray()
         has_gpus = any(n.get("GPU", 0) > 0 for n in self._nodes())
-        asks = {p.trial_id: self.resources(p, has_gpus) for p in trials}
+        asks = {p.trial_id: self.resources(u[0], has_gpus) for u in units for p in u}
         needs: dict[tuple[float, float], list[PlannedTrial]] = {}
-        for p in trials:
-            needs.setdefault(asks[p.trial_id], []).append(p)
+        for u in units:
+            needs.setdefault(asks[u[0].trial_id], []).append(u[0])
         self.check_feasible(needs)
 
         hub = ray.remote(num_cpus=0)(_Hub).remote()
         cpu_task, gpu_task = ray.remote(_worker), ray.remote(max_calls=1)(_worker)
-        pending: dict[Any, PlannedTrial] = {}
-        for p in trials:
-            gpus, cpus = asks[p.trial_id]
-            backend = p.spec["backend"]
+        pending: dict[Any, list[PlannedTrial]] = {}
+        for u in units:
+            gpus, cpus = asks[u[0].trial_id]
+            backend, what = u[0].spec["backend"], u[0].spec["meta"].get("experiment") or u[0].spec["algorithm"]
             env = {**WORKER_ENV, "FFBENCH_WORKER_POOL": f"{backend}-{'gpu' if gpus else 'cpu'}", **({} if gpus else CPU_ONLY_ENV)}
             task = gpu_task if gpus else cpu_task
             ref = task.options(num_gpus=gpus, num_cpus=cpus, max_retries=self.max_retries, retry_exceptions=False,
-                               name=f"ffbench {p.spec['meta'].get('experiment') or p.spec['algorithm']} {p.trial_id}",
-                               runtime_env={"env_vars": env}).remote(p, asdict(registry.entries()[backend]), hub, self.trial_timeout)
-            pending[ref] = p
+                               name=f"ffbench {what} {u[0].trial_id}" + (f" (+{len(u) - 1} packed)" if len(u) > 1 else ""),
+                               runtime_env={"env_vars": env}).remote(u, asdict(registry.entries()[backend]), hub, self.trial_timeout)
+            pending[ref] = u
 
         started: dict[str, float] = {}
         killed: set[str] = set()
-        by_id = {p.trial_id: p for p in trials}
+        by_id = {p.trial_id: p for u in units for p in u}
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=self.poll)
@@ -200,40 +204,42 @@ class RayExecutor:
                     elif kind == "epoch":
                         progress.epoch(by_id[tid], *event[2:])
                 for ref in ready:
-                    p = pending.pop(ref)
-                    record = self._collect(ray, ref, p, hub, killed)
-                    gpus, cpus = asks[p.trial_id]
-                    record.row.update(gpus_per_trial=gpus, cpus_per_trial=cpus, executor="ray")
-                    yield record
+                    u = pending.pop(ref)
+                    for record in self._collect(ray, ref, u, hub, killed):
+                        gpus, cpus = asks[record.row["trial_id"]]
+                        record.row.update(gpus_per_trial=gpus, cpus_per_trial=cpus, executor="ray")
+                        yield record
                 if self.trial_timeout is not None:
                     now = time.monotonic()
-                    for ref, p in pending.items():
-                        t = started.get(p.trial_id)
-                        if t is not None and p.trial_id not in killed and now - t > self.trial_timeout + self.grace:
-                            killed.add(p.trial_id)
+                    for ref, u in pending.items():
+                        t = started.get(u[0].trial_id)
+                        if t is not None and u[0].trial_id not in killed and now - t > self.trial_timeout + self.grace:
+                            killed.add(u[0].trial_id)
                             ray.cancel(ref, force=True)
         finally:
             for ref in pending:  # interrupted: stop what is queued or running
                 ray.cancel(ref, force=True)
             ray.kill(hub)
 
-    def _collect(self, ray, ref, p: PlannedTrial, hub, killed: set[str]) -> TrialRecord:
+    def _collect(self, ray, ref, unit: list[PlannedTrial], hub, killed: set[str]) -> list[TrialRecord]:
         from ray.exceptions import RayError, TaskCancelledError
 
+        first = unit[0].trial_id
         try:
             return ray.get(ref)
         except TaskCancelledError:
-            if p.trial_id not in killed:
+            if first not in killed:
                 raise
-            attempt = ray.get(hub.attempt.remote(p.trial_id))
-            record = lost_trial(p, "timeout", f"killed {self.grace:g}s after the {self.trial_timeout:g}s trial timeout "
-                                              "(no epoch finished in time)")
+            attempt = ray.get(hub.attempt.remote(first))
+            status, error = "timeout", f"killed {self.grace:g}s after the {self.trial_timeout:g}s trial timeout (no epoch finished in time)"
         except RayError as exc:  # the worker died on every attempt (killed, out of memory, node lost)
-            attempt = ray.get(hub.attempt.remote(p.trial_id))
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            record = lost_trial(p, "failed", f"{type(exc).__name__} on attempt {attempt} of {self.max_retries + 1}: {first}")
-        record.row["attempt"] = attempt
-        return record
+            attempt = ray.get(hub.attempt.remote(first))
+            line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            status, error = "failed", f"{type(exc).__name__} on attempt {attempt} of {self.max_retries + 1}: {line}"
+        records = [lost_trial(p, status, error) for p in unit]
+        for record in records:
+            record.row["attempt"] = attempt
+        return records
 
 
 def executor_for(name: str, address: str | None, **options: Any):

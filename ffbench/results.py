@@ -77,6 +77,8 @@ RESULT_FIELDS: list[tuple[str, pa.DataType]] = [
     ("visible_devices", pa.string()),  # CUDA_VISIBLE_DEVICES in the trial's process
     ("gpus_per_trial", pa.float64()),
     ("cpus_per_trial", pa.float64()),
+    ("pack_size", pa.int64()),  # trials trained together as one program (1: alone)
+    ("pack_ids", pa.string()),  # JSON list of the pack's trial ids (null: alone)
     ("started_at", pa.timestamp("us", tz="UTC")),
     ("finished_at", pa.timestamp("us", tz="UTC")),
 ]

@@ -22,7 +22,8 @@ from ffbench import registry, results
 from ffbench.data import dataset_checksum, prepare
 from ffbench.env import environment
 from ffbench.errors import BackendUnavailable, Diverged, TrialTimeout
-from ffbench.loop import Outcome, fit
+from ffbench.loop import Outcome, fit, fit_packed
+from ffbench.packing import DEFAULT_PACK_SIZE, units
 from ffbench.spec import BPTrial, FFTrial, canonical_json, normal_form, parse_trial, trial_id
 
 
@@ -72,6 +73,43 @@ class TrialRecord:
     curves: list[dict[str, Any]] = field(default_factory=list)
 
 
+OUTCOME_FIELDS = ("test_error", "train_error", "val_error", "train_seconds", "eval_seconds", "setup_seconds", "compile_seconds",
+                  "samples_per_second", "peak_memory_bytes", "peak_memory_source", "epochs_run", "steps_run")
+
+
+def _failure(exc: BaseException) -> dict[str, Any]:
+    """The status and error of a trial that raised: one line, with where it was raised."""
+    if isinstance(exc, Diverged):
+        return {"status": "diverged", "error": str(exc)}
+    if isinstance(exc, TrialTimeout):
+        return {"status": "timeout", "error": str(exc)}
+    tb = traceback.extract_tb(exc.__traceback__)[-1:]
+    where = f" at {Path(tb[0].filename).name}:{tb[0].lineno}" if tb else ""
+    return {"status": "failed", "error": f"{type(exc).__name__}: {exc}{where}"}
+
+
+def _record(p: PlannedTrial, trial, backend, started: datetime, outcome: Outcome | BaseException | None,
+            curves: list[dict[str, Any]], pack: list[str] | None = None) -> TrialRecord:
+    row: dict[str, Any] = {"status": "ok", "error": None}
+    if isinstance(outcome, BaseException):
+        row.update(_failure(outcome))
+    row.update(_describe(p, trial, backend, started, _now()))
+    row.update(pack_size=len(pack) if pack else 1, pack_ids=json.dumps(pack) if pack else None)
+    if isinstance(outcome, Outcome):
+        row.update({k: getattr(outcome, k) for k in OUTCOME_FIELDS})
+        row["final_losses"] = json.dumps(outcome.final_losses)
+    else:
+        row["epochs_run"] = len({c["epoch"] for c in curves})
+    return TrialRecord(row, curves)
+
+
+def _stopper(started: datetime, timeout: float | None):
+    def check(done: int, total: int) -> None:
+        if timeout is not None and (_now() - started).total_seconds() > timeout:
+            raise TrialTimeout(f"ran past the {timeout:g}s trial timeout (stopped after epoch {done} of {total})")
+    return check
+
+
 def run_trial(p: PlannedTrial, on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None,
               timeout: float | None = None) -> TrialRecord:
     """Train one trial; every outcome becomes a row (never raises, except KeyboardInterrupt).
@@ -81,38 +119,57 @@ def run_trial(p: PlannedTrial, on_epoch: Callable[[int, int, dict[str, Any]], No
     (Ray) also enforces it inside an epoch."""
     started = _now()
     trial = p.trial()
-    row: dict[str, Any] = {"status": "ok", "error": None}
-    outcome: Outcome | None = None
+    outcome: Outcome | BaseException | None = None
     backend = None
     curves: list[dict[str, Any]] = []
+    stop = _stopper(started, timeout)
 
     def epoch_done(done: int, total: int, info: dict[str, Any]) -> None:
         if on_epoch:
             on_epoch(done, total, info)
-        if timeout is not None and (_now() - started).total_seconds() > timeout:
-            raise TrialTimeout(f"ran past the {timeout:g}s trial timeout (stopped after epoch {done} of {total})")
+        stop(done, total)
 
     try:
         backend = registry.load(trial.backend)
         outcome = fit(backend, trial, prepare(trial.data), epoch_done, curves)
-    except Diverged as exc:
-        row.update(status="diverged", error=str(exc))
-    except TrialTimeout as exc:
-        row.update(status="timeout", error=str(exc))
     except Exception as exc:  # recorded as this trial's failure; the suite goes on
-        tb = traceback.extract_tb(exc.__traceback__)[-1:]
-        where = f" at {Path(tb[0].filename).name}:{tb[0].lineno}" if tb else ""
-        row.update(status="failed", error=f"{type(exc).__name__}: {exc}{where}")
-    finished = _now()
-    row.update(_describe(p, trial, backend, started, finished))
-    if outcome is not None:
-        row.update({k: getattr(outcome, k) for k in (
-            "test_error", "train_error", "val_error", "train_seconds", "eval_seconds", "setup_seconds", "compile_seconds",
-            "samples_per_second", "peak_memory_bytes", "peak_memory_source", "epochs_run", "steps_run")})
-        row["final_losses"] = json.dumps(outcome.final_losses)
-    else:
-        row["epochs_run"] = len({c["epoch"] for c in curves})
-    return TrialRecord(row, curves)
+        outcome = exc
+    return _record(p, trial, backend, started, outcome, curves)
+
+
+def run_pack(pack: list[PlannedTrial], on_epoch: Callable[[PlannedTrial, int, int, dict[str, Any]], None] | None = None,
+             timeout: float | None = None) -> list[TrialRecord]:
+    """Train trials of one pack key as one program (`loop.fit_packed`); one record per
+    trial, each with its own status (a diverged member does not stop the others; an error
+    of the pack as a whole is every member's failure)."""
+    started = _now()
+    trials = [p.trial() for p in pack]
+    ids = [p.trial_id for p in pack]
+    curves: list[list[dict[str, Any]]] = [[] for _ in pack]
+    outcomes: list[Outcome | BaseException | None] = [None] * len(pack)
+    backend = None
+    stop = _stopper(started, timeout)
+
+    def epoch_done(k: int, done: int, total: int, info: dict[str, Any]) -> None:
+        if on_epoch:
+            on_epoch(pack[k], done, total, info)
+        stop(done, total)
+
+    try:
+        backend = registry.load(trials[0].backend)
+        outcomes = list(fit_packed(backend, trials, prepare(trials[0].data), epoch_done, curves))
+    except Exception as exc:
+        outcomes = [exc] * len(pack)
+    return [_record(p, t, backend, started, o, c, ids) for p, t, o, c in zip(pack, trials, outcomes, curves)]
+
+
+def run_unit(unit: list[PlannedTrial], on_epoch: Callable[[PlannedTrial, int, int, dict[str, Any]], None] | None = None,
+             timeout: float | None = None) -> list[TrialRecord]:
+    """The unit of work an executor schedules: one trial, or a pack."""
+    if len(unit) == 1:
+        p = unit[0]
+        return [run_trial(p, (lambda done, total, info: on_epoch(p, done, total, info)) if on_epoch else None, timeout)]
+    return run_pack(unit, on_epoch, timeout)
 
 
 def lost_trial(p: PlannedTrial, status: str, error: str, started: datetime | None = None) -> TrialRecord:
@@ -139,10 +196,11 @@ def _describe(p: PlannedTrial, trial: FFTrial | BPTrial, backend, started: datet
 
 
 class Executor(Protocol):
-    """Runs trials and yields their records as they finish (in any order). Closing the
-    iterator (Ctrl-C, SIGTERM) stops scheduling and cancels what is in flight."""
+    """Runs units of work (a trial, or a pack of trials: `run_unit`) and yields their
+    records as they finish (in any order). Closing the iterator (Ctrl-C, SIGTERM) stops
+    scheduling and cancels what is in flight."""
 
-    def map(self, trials: list[PlannedTrial], progress: RunProgress) -> Iterator[TrialRecord]: ...
+    def map(self, units: list[list[PlannedTrial]], progress: RunProgress) -> Iterator[TrialRecord]: ...
 
 
 class RunProgress(Protocol):
@@ -159,12 +217,13 @@ class LocalExecutor:
     def __init__(self, trial_timeout: float | None = None):
         self.trial_timeout = trial_timeout
 
-    def map(self, trials: list[PlannedTrial], progress: RunProgress) -> Iterator[TrialRecord]:
-        for p in trials:
-            progress.trial_started(p, {"attempt": 1, "pid": os.getpid()})
-            record = run_trial(p, lambda done, total, info, p=p: progress.epoch(p, done, total, info), self.trial_timeout)
-            record.row.update(executor="local", attempt=1, visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
-            yield record
+    def map(self, units: list[list[PlannedTrial]], progress: RunProgress) -> Iterator[TrialRecord]:
+        for unit in units:
+            for p in unit:
+                progress.trial_started(p, {"attempt": 1, "pid": os.getpid()})
+            for record in run_unit(unit, progress.epoch, self.trial_timeout):
+                record.row.update(executor="local", attempt=1, visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
+                yield record
 
 
 @dataclass
@@ -178,13 +237,24 @@ class RunSummary:
         return sum(r["status"] != "ok" for r in self.rows)
 
 
-def run(planned: list[PlannedTrial], out_dir: Path, executor: Executor, progress: RunProgress, *, force: bool = False) -> RunSummary:
-    """Run what is not done yet, writing each record as it arrives."""
+def pack(todo: list[PlannedTrial], size: int = DEFAULT_PACK_SIZE) -> list[list[PlannedTrial]]:
+    """Units of work: trials a backend can pack (`Backend.pack_skip`) go in packs of up to
+    `size` with one pack key (`ffbench.packing`); the rest run alone. `size` 1: no packing."""
+    def can_pack(spec: dict[str, Any]) -> bool:
+        return registry.load(spec["backend"]).pack_skip(parse_trial(spec)) is None
+
+    return [[todo[i] for i in unit] for unit in units([p.spec for p in todo], can_pack, size)]
+
+
+def run(planned: list[PlannedTrial], out_dir: Path, executor: Executor, progress: RunProgress, *, force: bool = False,
+        pack_size: int = DEFAULT_PACK_SIZE) -> RunSummary:
+    """Run what is not done yet, writing each record as it arrives; with `pack_size` > 1,
+    trials that can pack are trained in packs of up to that many."""
     done = set() if force else results.completed_ids(out_dir)
     todo = {p.trial_id: p for p in planned if p.trial_id not in done}
     progress.skipped(len(planned) - len(todo))
     rows = []
-    records = executor.map(list(todo.values()), progress)
+    records = executor.map(pack(list(todo.values()), pack_size), progress)
     try:
         for record in records:
             results.write_trial(out_dir, record.row, record.curves)

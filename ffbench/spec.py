@@ -212,7 +212,10 @@ class TrialBase(Strict):
     batch_size: PositiveInt | Literal["full"] = 100  # "full": one step per epoch on the whole training split
     data: DataSpec = Field(default_factory=DataSpec)
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
-    precision: Literal["fp32"] = "fp32"
+    # fp32: float32 matmuls (no TF32), the parity-checked default. tf32: matmuls may use TF32
+    # tensor cores (NVIDIA GPUs; on a CPU the same as fp32). bf16: matmul operands and results
+    # in bfloat16 (forward and backward), weights, optimiser states and losses in float32.
+    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
     eval_every: Annotated[int, Field(ge=0)] = 1  # evaluate val/test error every N epochs (0: only at the end)
     eval_batch_size: PositiveInt = 1000
     meta: MetaSpec = Field(default_factory=MetaSpec)

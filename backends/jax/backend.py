@@ -10,7 +10,7 @@ import resource
 
 import jax
 
-from ffbench.backend import Backend, Trainer
+from ffbench.backend import Backend, PackedTrainer, Trainer
 from ffbench.data import Dataset
 from ffbench.spec import BPTrial, FFTrial
 
@@ -40,6 +40,15 @@ class JaxBackend(Backend):
             return FFTrainer(trial, data, self.device)
         from ffbench_backends.jax.bp import BPTrainer
         return BPTrainer(trial, data, self.device)
+
+    def pack_skip(self, trial: FFTrial | BPTrial) -> str | None:
+        return None  # every trial: the epoch program is pure, and vmaps over stacked states
+
+    def packed_trainer(self, trials: list[FFTrial | BPTrial], data: Dataset) -> PackedTrainer:
+        from ffbench_backends.jax.common import PackedJaxTrainer
+
+        first = self.trainer(trials[0], data)
+        return PackedJaxTrainer([first] + [type(first)(t, data, self.device, first) for t in trials[1:]])
 
     def _stats(self) -> dict:
         try:

@@ -24,26 +24,28 @@ def logits(params, x):
 
 
 class BPTrainer(JaxTrainer):
-    def __init__(self, trial: BPTrial, data: Dataset, device):
-        super().__init__(trial, data, device)
+    def __init__(self, trial: BPTrial, data: Dataset, device, share: BPTrainer | None = None):
+        super().__init__(trial, data, device, share)
         self.params = self.init_params([data.train.x.shape[1], *trial.hidden, NUM_CLASSES], trial.bp.init)
 
     def phases(self) -> list[Phase]:
         return [Phase("bp", self.trial.epochs, self.trial.optimizer)]
 
-    def begin_phase(self, phase: Phase) -> None:
+    def setup_phase(self, phase: Phase):
         self.tx = jopt.transform(phase.optimizer)
         self.opt_state = self.tx.init(self.params)
-        x, y = self.splits["train"]
-        self._epoch = jax.jit(partial(_bp_epoch, self.tx, self.batch_size, self.steps_per_epoch, self.trial.data.jitter)).lower(
-            (self.params, self.opt_state), x, y, jnp.uint32(0), jnp.uint32(0), jnp.float32(0)).compile()  # compile time reported apart
+        return "bp", partial(_bp_epoch, self.tx, self.batch_size, self.steps_per_epoch, self.trial.data.jitter)
 
-    def train_epoch(self, phase: Phase, epoch: int, lr: float):
-        x, y = self.splits["train"]
+    def example_args(self):
+        return ((self.params, self.opt_state), *self.splits["train"], jnp.uint32(0), jnp.uint32(0), jnp.float32(0))
+
+    def epoch_args(self, phase: Phase, epoch: int, lr: float):
         key = jnp.uint32(stream_key(self.trial.seed, STREAM_ORDER, epoch))
         jitter_key = jnp.uint32(stream_key(self.trial.seed, STREAM_JITTER, epoch))
-        (self.params, self.opt_state), loss = self._epoch((self.params, self.opt_state), x, y, key, jitter_key, jnp.float32(lr))
-        return loss
+        return ((self.params, self.opt_state), *self.splits["train"], key, jitter_key, jnp.float32(lr))
+
+    def end_epoch(self, phase: Phase, state) -> None:
+        self.params, self.opt_state = state
 
     def epoch_losses(self, device_losses) -> dict[str, float]:
         return {"bp_loss": float(np.asarray(device_losses))}

@@ -28,8 +28,8 @@ from ffbench.spec import NUM_CLASSES, FFTrial
 
 
 class FFTrainer(FFSchedule, JaxTrainer):
-    def __init__(self, trial: FFTrial, data: Dataset, device):
-        super().__init__(trial, data, device)
+    def __init__(self, trial: FFTrial, data: Dataset, device, share: FFTrainer | None = None):
+        super().__init__(trial, data, device, share)
         self.ff = trial.ff
         check_data(self.ff, data.train.y)
         self.params = self.init_params([data.train.x.shape[1], *trial.hidden], self.ff.init)
@@ -38,22 +38,24 @@ class FFTrainer(FFSchedule, JaxTrainer):
         if self.ff.prediction == "softmax":
             feats = sum(trial.hidden[i] for i in self.ff.prediction_layers)
             self.readout = jax.device_put(jnp.zeros((NUM_CLASSES, feats), jnp.float32), device)
-        self.index = jax.device_put(jnp.arange(self.n, dtype=jnp.uint32), device)
-        pool = training_images(self.ff, data)  # class_split: the training images + the pool
-        self.images = self.splits["train"][0] if pool is None else jax.device_put(jnp.asarray(pool), device)
-        self._order = jax.jit(partial(_order, self.n, self.steps_per_epoch * self.batch_size))
+        if share is not None:  # a pack's members share the data on the device
+            self.index, self.images = share.index, share.images
+        else:
+            self.index = jax.device_put(jnp.arange(self.n, dtype=jnp.uint32), device)
+            pool = training_images(self.ff, data)  # class_split: the training images + the pool
+            self.images = self.splits["train"][0] if pool is None else jax.device_put(jnp.asarray(pool), device)
+        self._order = share._order if share else jax.jit(partial(_order, self.n, self.steps_per_epoch * self.batch_size))
         self.trained: set[int] = set()
         self.readout_trained = False
         self._predictors: dict[tuple[int, ...], object] = {}
         self.negatives_seconds: float | None = None  # scoring the data for hard negatives, this epoch
         self._drawn: tuple[int, jax.Array] | None = None  # (negatives_epoch, each sample's negative)
         self._layer_states: dict[tuple[int, ...], object] = {}  # a layer's optimiser state, kept across episodes
-        self._epochs: dict[tuple, object] = {}  # compiled epoch programs, by (layers, read-out only)
         self._scorers: dict[tuple[int, ...], object] = {}
         self.phase: Phase | None = None
 
     # ------------------------------------------------------------------ phases
-    def begin_phase(self, phase: Phase) -> None:
+    def setup_phase(self, phase: Phase):
         if self.phase is not None and self.phase.layers:
             self._layer_states[self.phase.layers] = self.opt_state
         self.phase, self.phase_epoch = phase, 0
@@ -68,19 +70,18 @@ class FFTrainer(FFSchedule, JaxTrainer):
                                            "readout": self.readout if main_has_readout else None})
         self.rtx = jopt.transform(self.ff.readout_optimizer) if self.separate_readout else None
         self.ropt_state = self.rtx.init(self.readout) if self.rtx else None
-        x, y = self.images, self.splits["train"][1]
-        positions, zero = jnp.zeros(self.steps_per_epoch * self.batch_size, jnp.int32), jnp.float32(0)
         program = (phase.layers, phase.name == "readout")
-        if program not in self._epochs:  # ahead of time: compile time is reported apart
-            self._epochs[program] = jax.jit(partial(_ff_epoch, self, *program)).lower(
-                self._state(), x, y, positions, positions, jnp.uint32(0), jnp.uint32(0), zero, zero).compile()
-        self._epoch = self._epochs[program]
+        return program, partial(_ff_epoch, self, *program)
+
+    def example_args(self):
+        positions, zero = jnp.zeros(self.steps_per_epoch * self.batch_size, jnp.int32), jnp.float32(0)
+        return (self._state(), self.images, self.splits["train"][1], positions, positions, jnp.uint32(0), jnp.uint32(0), zero, zero)
 
     def _state(self):
         return (self.params, self.readout, self.running, self.opt_state, self.ropt_state)
 
     # ------------------------------------------------------------------ training
-    def train_epoch(self, phase: Phase, epoch: int, lr: float):
+    def epoch_args(self, phase: Phase, epoch: int, lr: float):
         x, y = self.images, self.splits["train"][1]
         order = self._order(jnp.uint32(rng.stream_key(self.trial.seed, rng.STREAM_ORDER, epoch)))
         neg = order if phase.name == "readout" else self._negatives(phase, epoch, order)
@@ -88,11 +89,12 @@ class FFTrainer(FFSchedule, JaxTrainer):
         mask_key = jnp.uint32(rng.stream_key(self.trial.seed, rng.STREAM_MASK, negatives_epoch(self.trial, epoch)))
         jitter_key = jnp.uint32(rng.stream_key(self.trial.seed, rng.STREAM_JITTER, epoch))
         self.phase_epoch += 1
-        state, losses = self._epoch(self._state(), x, y, order, neg, mask_key, jitter_key, jnp.float32(lr), jnp.float32(readout_lr))
+        return (self._state(), x, y, order, neg, mask_key, jitter_key, jnp.float32(lr), jnp.float32(readout_lr))
+
+    def end_epoch(self, phase: Phase, state) -> None:
         self.params, self.readout, self.running, self.opt_state, self.ropt_state = state
         self.trained.update(phase.layers)
         self.readout_trained |= phase.name == "readout" or self.joint_readout
-        return losses
 
     def _negatives(self, phase: Phase, epoch: int, order: jax.Array) -> jax.Array:
         """The negative of each position of the epoch's order (`reference.negatives.Draws`)."""
@@ -121,7 +123,7 @@ class FFTrainer(FFSchedule, JaxTrainer):
         t0 = time.perf_counter()
         layers, step = tuple(score_layers(ff, self.score_upto(phase))), self.trial.eval_batch_size
         if layers not in self._scorers:
-            self._scorers[layers] = jax.jit(partial(_label_scores, ff, layers))
+            self._scorers[layers] = jax.jit(partial(_label_scores, ff, self.trial.precision, layers))
         scores = jnp.concatenate([self._scorers[layers](self.params, x[i:i + step]) for i in range(0, self.n, step)])
         neg = _hard(ff.negatives, key, self.index, y, scores)
         neg.block_until_ready()
@@ -164,35 +166,35 @@ class FFTrainer(FFSchedule, JaxTrainer):
         layers = tuple(self.ff.prediction_layers) if self.readout is not None else \
             tuple(i for i in self.ff.prediction_layers if i in self.trained)
         if layers not in self._predictors:
-            self._predictors[layers] = jax.jit(partial(_predict, self.ff, layers))
+            self._predictors[layers] = jax.jit(partial(_predict, self.ff, self.trial.precision, layers))
         return self._predictors[layers](self.params, self.readout, x)
 
 
-def features(ff, params, x):
+def features(ff, prec, params, x):
     """Normalised activities of the prediction layers on the neutral-label pass (no gradient)."""
     h, feats = ops.overlay(x, None, ff), []
     for i, (w, b) in enumerate(params[: max(ff.prediction_layers) + 1]):
-        h = ops.layer_forward(h, w, b, ff)
+        h = ops.layer_forward(h, w, b, ff, prec)
         if i in ff.prediction_layers:
             feats.append(ops.normalize(h, ff.norm, ff.norm_eps))
     return jax.lax.stop_gradient(jnp.concatenate(feats, axis=1))
 
 
-def _label_scores(ff, layers, params, x):
+def _label_scores(ff, prec, layers, params, x):
     """(B, 10) summed goodness over `layers` with each label overlaid, signed (`reference.ff.label_scores`)."""
     h, score = ops.overlay_all_labels(x, ff), 0.0
     for i, (w, b) in enumerate(params[: max(layers) + 1]):
-        h = ops.layer_forward(h, w, b, ff)
+        h = ops.layer_forward(h, w, b, ff, prec)
         if i in layers:
             score = score + ops.goodness(h, ff.goodness)
     score = score.reshape(NUM_CLASSES, x.shape[0]).T
     return score if ff.sign == "max_ssq" else -score
 
 
-def _predict(ff, layers, params, readout, x):
+def _predict(ff, prec, layers, params, readout, x):
     if readout is not None:
-        return ops.linear(features(ff, params, x), readout).argmax(axis=1)
-    return _label_scores(ff, layers, params, x).argmax(axis=1)
+        return ops.linear(features(ff, prec, params, x), readout, None, prec).argmax(axis=1)
+    return _label_scores(ff, prec, layers, params, x).argmax(axis=1)
 
 
 def _order(n, used, key):
@@ -232,7 +234,7 @@ def _hard(strategy, key, index, y, scores):
     return ops.best_wrong(scores, y)
 
 
-def ff_step_losses(ff, layers, trainable, params, running, pos, neg, xb, yb):
+def ff_step_losses(ff, prec, layers, trainable, params, running, pos, neg, xb, yb):
     """Total objective of one step, and (per-layer FF losses, per-layer peer losses, read-out loss, new running means).
 
     `trainable` holds the layers being trained and, for a joint read-out, its weights; the
@@ -244,9 +246,9 @@ def ff_step_losses(ff, layers, trainable, params, running, pos, neg, xb, yb):
     total = jnp.zeros(())
     h = jnp.concatenate([pos, neg])
     for i in range(min(layers)):  # frozen layers below (greedy)
-        h = jax.lax.stop_gradient(ops.layer_forward(h, *params[i], ff))
+        h = jax.lax.stop_gradient(ops.layer_forward(h, *params[i], ff, prec))
     for i in range(min(layers), max(layers) + 1):
-        h = ops.layer_forward(jax.lax.stop_gradient(h), *params[i], ff)
+        h = ops.layer_forward(jax.lax.stop_gradient(h), *params[i], ff, prec)
         ff_losses[i] = ops.ff_loss(ops.goodness(h, ff.goodness), n, ff, params[i][0].shape[1])
         total = total + ff_losses[i]
         if ff.peer_weight > 0:
@@ -254,20 +256,20 @@ def ff_step_losses(ff, layers, trainable, params, running, pos, neg, xb, yb):
             total = total + ff.peer_weight * peer_losses[i]
     readout_loss = jnp.zeros(())
     if trainable["readout"] is not None:
-        readout_loss = ops.cross_entropy(ops.linear(features(ff, params, xb), trainable["readout"]), yb)
+        readout_loss = ops.cross_entropy(ops.linear(features(ff, prec, params, xb), trainable["readout"], None, prec), yb)
         total = total + readout_loss
     return total, (jnp.stack(ff_losses), jnp.stack(peer_losses), readout_loss, running)
 
 
 def _ff_epoch(tr: FFTrainer, layers, readout_only, state, x, y, order, neg, mask_key, jitter_key, lr, readout_lr):
-    ff, bsz, steps, jitter = tr.ff, tr.batch_size, tr.steps_per_epoch, tr.trial.data.jitter
+    ff, bsz, steps, jitter, prec = tr.ff, tr.batch_size, tr.steps_per_epoch, tr.trial.data.jitter, tr.trial.precision
     order, neg = order.reshape(steps, bsz), neg.reshape(steps, bsz)
 
     def readout_step(carry, batch):
         idx, _ = batch
         params, readout, running, opt_state, ropt_state = carry
         xb, yb = ops.batch_images(x, idx, jitter_key, jitter), y[idx]
-        loss, grad = jax.value_and_grad(lambda w: ops.cross_entropy(ops.linear(features(ff, params, xb), w), yb))(readout)
+        loss, grad = jax.value_and_grad(lambda w: ops.cross_entropy(ops.linear(features(ff, prec, params, xb), w, None, prec), yb))(readout)
         direction, opt_state = tr.tx.update({"layers": {}, "readout": grad}, opt_state, {"layers": {}, "readout": readout})
         readout = jopt.apply(readout, direction["readout"], lr)
         zeros = jnp.zeros(len(params))
@@ -285,8 +287,8 @@ def _ff_epoch(tr: FFTrainer, layers, readout_only, state, x, y, order, neg, mask
         else:
             pos, neg = ops.overlay(xb, yb, ff), ops.overlay(xb, negb, ff)
         trainable = {"layers": {i: params[i] for i in layers}, "readout": readout if tr.joint_readout else None}
-        grad_fn = jax.value_and_grad(ff_step_losses, argnums=2, has_aux=True)
-        (_, (ffl, peer, rl, running)), grads = grad_fn(ff, layers, trainable, params, running, pos, neg, xb, yb)
+        grad_fn = jax.value_and_grad(ff_step_losses, argnums=3, has_aux=True)
+        (_, (ffl, peer, rl, running)), grads = grad_fn(ff, prec, layers, trainable, params, running, pos, neg, xb, yb)
         if tr.separate_readout:  # the read-out's gradient goes to its own optimiser
             rdir, ropt_state = tr.rtx.update(grads["readout"], ropt_state, readout)
             readout = jopt.apply(readout, rdir, readout_lr)

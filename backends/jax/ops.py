@@ -11,6 +11,7 @@ from ffbench.reference.rng import MUL1, MUL2
 from ffbench.spec import MAP_SIZE, NUM_CLASSES, FFSpec
 
 HIGHEST = lax.Precision.HIGHEST  # fp32 means fp32 matmuls (no TF32) on every device
+MATMUL_PRECISION = {"fp32": HIGHEST, "tf32": lax.Precision.DEFAULT}  # DEFAULT: TF32 where the GPU has it
 
 
 # ---------------------------------------------------------------- rng.py
@@ -147,8 +148,13 @@ def relu(z: jax.Array, grad: str) -> jax.Array:
     return z + lax.stop_gradient(h - z) if grad == "straight_through" else h
 
 
-def linear(x: jax.Array, w: jax.Array, b: jax.Array | None = None) -> jax.Array:
-    y = jnp.matmul(x, w.T, precision=HIGHEST)
+def linear(x: jax.Array, w: jax.Array, b: jax.Array | None = None, precision: str = "fp32") -> jax.Array:
+    """x @ w.T + b. bf16: operands and product in bfloat16 (so is the backward), then float32;
+    the bias is added in float32."""
+    if precision == "bf16":
+        y = jnp.matmul(x.astype(jnp.bfloat16), w.T.astype(jnp.bfloat16)).astype(jnp.float32)
+    else:
+        y = jnp.matmul(x, w.T, precision=MATMUL_PRECISION[precision])
     return y if b is None else y + b
 
 
@@ -164,8 +170,8 @@ def effective_weights(w: jax.Array, ff: FFSpec) -> jax.Array:
     return w if ff.receptive_field is None else w * local_mask(*w.shape, ff.receptive_field)
 
 
-def layer_forward(x: jax.Array, w: jax.Array, b: jax.Array, ff: FFSpec) -> jax.Array:
-    return relu(linear(normalize(x, ff.norm, ff.norm_eps), effective_weights(w, ff), b), ff.relu_grad)
+def layer_forward(x: jax.Array, w: jax.Array, b: jax.Array, ff: FFSpec, precision: str = "fp32") -> jax.Array:
+    return relu(linear(normalize(x, ff.norm, ff.norm_eps), effective_weights(w, ff), b, precision), ff.relu_grad)
 
 
 def ff_loss(g: jax.Array, n_pos: int, ff: FFSpec, fan_in: int) -> jax.Array:

@@ -21,8 +21,8 @@ def _arrays(params):
 def _grads(p, running, pos, neg, ff):
     layers = tuple(range(len(p)))
     trainable = {"layers": dict(enumerate(p)), "readout": None}
-    fn = jax.value_and_grad(ff_step_losses, argnums=2, has_aux=True)
-    return fn(ff, layers, trainable, p, running, pos, neg, None, None)
+    fn = jax.value_and_grad(ff_step_losses, argnums=3, has_aux=True)
+    return fn(ff, "fp32", layers, trainable, p, running, pos, neg, None, None)
 
 
 def ff_layers(params, x_pos, x_neg, ff: FFSpec) -> list[dict]:

@@ -42,6 +42,11 @@ class KerasBackend(Backend):
         from ffbench.env import cpu_name
         return f"cpu: {cpu_name()} (keras/{backend})"
 
+    def skip(self, trial: FFTrial | BPTrial) -> str | None:
+        if trial.precision == "bf16":
+            return "precision: bf16 is not implemented in the keras backend (fp32 and tf32 are; torch and jax have bf16)"
+        return None
+
     def trainer(self, trial: FFTrial | BPTrial, data: Dataset) -> Trainer:
         if trial.algorithm == "ff":
             from ffbench_backends.keras.ff import FFTrainer

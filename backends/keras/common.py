@@ -13,9 +13,23 @@ from ffbench.data import Dataset
 from ffbench.spec import BPTrial, FFTrial, batch_size_for
 
 
+def set_matmul_precision(precision: str) -> None:
+    """Process-wide, set by every trainer for its trial: float32 matmuls use TF32 only with
+    `precision: tf32` (TensorFlow enables TF32 by default on GPUs that have it; JAX's default
+    precision is TF32 there too)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+        tf.config.experimental.enable_tensor_float_32_execution(precision == "tf32")
+    elif backend == "jax":
+        import jax
+        jax.config.update("jax_default_matmul_precision", "tensorfloat32" if precision == "tf32" else "highest")
+
+
 class KerasTrainer(Trainer):
     def __init__(self, trial: FFTrial | BPTrial, data: Dataset):
         self.trial = trial
+        set_matmul_precision(trial.precision)
         self.splits = {name: (ops.convert_to_tensor(s.x), ops.convert_to_tensor(s.y.astype(np.int32)))
                        for name, s in (("train", data.train), ("val", data.val), ("test", data.test)) if s is not None}
         self.n = len(data.train)

@@ -26,8 +26,8 @@ class BPTrainer(TorchTrainer):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         for w, b in self.params[:-1]:
-            x = torch.relu(F.linear(x, w, b))
-        return F.linear(x, *self.params[-1])
+            x = torch.relu(ops.linear(x, w, b, self.trial.precision))
+        return ops.linear(x, *self.params[-1], self.trial.precision)
 
     def train_epoch(self, phase: Phase, epoch: int, lr: float):
         x, y = self.splits["train"]

@@ -13,9 +13,20 @@ from ffbench.reference.init import stack_init
 from ffbench.spec import BPTrial, FFTrial, batch_size_for
 
 
+def set_matmul_precision(precision: str) -> None:
+    """Process-wide, set by every trainer for its trial: float32 matmuls may use TF32 tensor
+    cores only with `precision: tf32` (bf16 casts at each matmul: `ops.linear`)."""
+    tf32 = precision == "tf32"
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # torch >= 2.9
+        torch.backends.cuda.matmul.fp32_precision = "tf32" if tf32 else "ieee"
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
 class TorchTrainer(Trainer):
     def __init__(self, trial: FFTrial | BPTrial, data: Dataset, device: torch.device):
         self.trial, self.device = trial, device
+        set_matmul_precision(trial.precision)
         self.splits = {name: (torch.as_tensor(s.x, device=device), torch.as_tensor(s.y, device=device))
                        for name, s in (("train", data.train), ("val", data.val), ("test", data.test)) if s is not None}
         self.n = len(data.train)

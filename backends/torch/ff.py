@@ -23,7 +23,7 @@ from ffbench.reference.optim import lr_at
 from ffbench.spec import NUM_CLASSES, FFSpec, FFTrial
 
 
-def ff_objective(params, running, pos, neg, ff: FFSpec, layers):
+def ff_objective(params, running, pos, neg, ff: FFSpec, layers, precision: str = "fp32"):
     """The FF objective of one step for `layers` (a contiguous range), on overlaid batches.
 
     Returns (total, FF loss per layer, peer loss per layer, new running means); layers below
@@ -35,10 +35,10 @@ def ff_objective(params, running, pos, neg, ff: FFSpec, layers):
     first = min(layers)
     with torch.no_grad():
         for w, b in params[:first]:
-            h = ops.layer_forward(h, w, b, ff)
+            h = ops.layer_forward(h, w, b, ff, precision)
     total = h.new_zeros(())
     for i in range(first, max(layers) + 1):
-        h = ops.layer_forward(h.detach(), *params[i], ff)
+        h = ops.layer_forward(h.detach(), *params[i], ff, precision)
         ff_losses[i] = ops.ff_loss(ops.goodness(h, ff.goodness), n, ff, params[i][0].shape[1])
         total = total + ff_losses[i]
         if ff.peer_weight > 0:
@@ -158,7 +158,8 @@ class FFTrainer(FFSchedule, TorchTrainer):
         """`negb`: the negatives' labels, or (unsupervised) the negative images."""
         ff = self.ff
         pos, neg = ops.overlay(xb, yb, ff), (ops.overlay(xb, negb, ff) if ff.embeds_labels else negb)
-        total, ff_losses, peer_losses, self.running = ff_objective(self.params, self.running, pos, neg, ff, phase.layers)
+        total, ff_losses, peer_losses, self.running = ff_objective(self.params, self.running, pos, neg, ff, phase.layers,
+                                                                  self.trial.precision)
         for i in phase.layers:
             sums["ff_loss"][i] += ff_losses[i].detach()
             if ff.peer_weight > 0:
@@ -174,13 +175,13 @@ class FFTrainer(FFSchedule, TorchTrainer):
         h = ops.overlay(xb, None, ff)
         with torch.no_grad():
             for i, (w, b) in enumerate(self.params[: max(ff.prediction_layers) + 1]):
-                h = ops.layer_forward(h, w, b, ff)
+                h = ops.layer_forward(h, w, b, ff, self.trial.precision)
                 if i in ff.prediction_layers:
                     feats.append(ops.normalize(h, ff.norm, ff.norm_eps))
         return torch.cat(feats, dim=1)
 
     def _readout_loss(self, xb, yb) -> torch.Tensor:
-        return F.cross_entropy(F.linear(self._features(xb), self.readout), yb)
+        return F.cross_entropy(ops.linear(self._features(xb), self.readout, None, self.trial.precision), yb)
 
     def epoch_losses(self, device_losses) -> dict[str, float | dict[int, float]]:
         phase, depth = self.phase, len(self.params)
@@ -222,7 +223,7 @@ class FFTrainer(FFSchedule, TorchTrainer):
         ff = self.ff
         h, score = ops.overlay_all_labels(xb, ff), 0.0
         for i, (w, b) in enumerate(self.params[: max(layers) + 1]):
-            h = ops.layer_forward(h, w, b, ff)
+            h = ops.layer_forward(h, w, b, ff, self.trial.precision)
             if i in layers:
                 score = score + ops.goodness(h, ff.goodness)
         score = score.view(NUM_CLASSES, xb.shape[0]).T
@@ -231,5 +232,5 @@ class FFTrainer(FFSchedule, TorchTrainer):
     @torch.no_grad()
     def predict(self, xb: torch.Tensor) -> torch.Tensor:
         if self.readout is not None:
-            return F.linear(self._features(xb), self.readout).argmax(dim=1)
+            return ops.linear(self._features(xb), self.readout, None, self.trial.precision).argmax(dim=1)
         return self.label_scores(xb, [i for i in self.ff.prediction_layers if i in self.trained]).argmax(dim=1)

@@ -172,8 +172,18 @@ def effective_weights(w: torch.Tensor, ff: FFSpec) -> torch.Tensor:
     return w if ff.receptive_field is None else w * local_mask(*w.shape, ff.receptive_field, w.device)
 
 
-def layer_forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, ff: FFSpec) -> torch.Tensor:
-    return relu(F.linear(normalize(x, ff.norm, ff.norm_eps), effective_weights(w, ff), b), ff.relu_grad)
+def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None, precision: str = "fp32") -> torch.Tensor:
+    """x @ w.T + b. bf16: operands and product in bfloat16 (autograd keeps the backward matmuls
+    in bfloat16 too), then float32; the bias is added in float32. fp32/tf32: a float32 matmul
+    (TF32 or not is the device's setting, made by the trainer: `common.set_matmul_precision`)."""
+    if precision == "bf16":
+        y = F.linear(x.to(torch.bfloat16), w.to(torch.bfloat16)).float()
+        return y if b is None else y + b
+    return F.linear(x, w, b)
+
+
+def layer_forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, ff: FFSpec, precision: str = "fp32") -> torch.Tensor:
+    return relu(linear(normalize(x, ff.norm, ff.norm_eps), effective_weights(w, ff), b, precision), ff.relu_grad)
 
 
 def ff_loss(g: torch.Tensor, n_pos: int, ff: FFSpec, fan_in: int) -> torch.Tensor:
