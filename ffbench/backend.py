@@ -137,6 +137,20 @@ class FFSchedule:
         """The deepest layer trained so far or by `phase`: hard negatives score layers up to it."""
         return max(max(phase.layers), max(self.trained, default=0))
 
+    def keep_growing(self, phase: Phase, val_error: float) -> bool:
+        """`ff.grow_patience`: called after each layer's phase with the validation error of the
+        layers trained so far; whether to train the next layer. On stopping, and after the last
+        layer, the layers past the best depth (the first lowest error) are dropped from
+        `trained`, so prediction uses the layers up to it."""
+        history = self.__dict__.setdefault("grow_errors", [])
+        history.append(val_error)
+        best = history.index(min(history))
+        last = max(phase.layers) == len(self.trial.hidden) - 1
+        if len(history) - 1 - best < self.trial.ff.grow_patience and not last:
+            return True
+        self.trained -= set(range(best + 1, len(self.trial.hidden)))
+        return False
+
     def can_evaluate(self, phase: Phase) -> bool:
         if self.trial.ff.prediction == "softmax":
             return self.readout_trained

@@ -31,6 +31,7 @@ class Outcome:
     setup_seconds: float
     compile_seconds: float  # begin_phase: building (JAX: compiling) each phase's program
     samples_per_second: float
+    kept_layers: int | None  # ff.grow_patience: the depth the net grew to (else None)
     peak_memory_bytes: int | None
     peak_memory_source: str
     epochs_run: int
@@ -66,6 +67,7 @@ def fit(backend: Backend, trial: FFTrial | BPTrial, data: Dataset,
     setup_s = time.perf_counter() - t0
     phases = trainer.phases()
     total = sum(p.epochs for p in phases)
+    grows = trial.algorithm == "ff" and trial.ff.grow_patience is not None
     train_s = eval_s = compile_s = 0.0
     epoch = steps = 0
     curves = [] if curves is None else curves
@@ -100,6 +102,15 @@ def fit(backend: Backend, trial: FFTrial | BPTrial, data: Dataset,
             epoch += 1
             if on_epoch:
                 on_epoch(epoch, total, {"phase": phase.name, **{k: v for k, v in row.items() if k != "lr"}})
+        if grows and phase.layers:  # after each layer: grow on, or stop at the best depth
+            t0 = time.perf_counter()
+            val = last_eval["val"] if "val" in last_eval else trainer.error("val")
+            eval_s += time.perf_counter() - t0
+            keep = trainer.keep_growing(phase, val)
+            curves.extend(_curve_rows(epoch - 1, phase.name, {"grow_val_error": val, "kept_layers": len(trainer.trained)}))
+            if not keep:
+                last_eval = {}  # the errors were of a deeper net than the one kept
+                break
     t0 = time.perf_counter()
     errors = {s: last_eval[s] if s in last_eval else trainer.error(s)
               for s in ("train", "test") + (("val",) if data.val is not None else ())}
@@ -109,6 +120,7 @@ def fit(backend: Backend, trial: FFTrial | BPTrial, data: Dataset,
         test_error=errors["test"], train_error=errors["train"], val_error=errors.get("val"),
         train_seconds=train_s, eval_seconds=eval_s, setup_seconds=setup_s, compile_seconds=compile_s,
         samples_per_second=steps * trainer.batch_size / train_s if train_s > 0 else float("nan"),
+        kept_layers=len(trainer.trained) if grows else None,
         peak_memory_bytes=peak, peak_memory_source=source, epochs_run=epoch, steps_run=steps,
         final_losses=losses, curves=curves,
     )
@@ -191,7 +203,7 @@ def fit_packed(backend: Backend, trials: list[FFTrial | BPTrial], data: Dataset,
         out.append(Outcome(
             test_error=errors["test"], train_error=errors["train"], val_error=errors.get("val"),
             train_seconds=train_s, eval_seconds=eval_s[k], setup_seconds=setup_s, compile_seconds=compile_s,
-            samples_per_second=steps * packed.batch_size / train_s if train_s > 0 else float("nan"),
+            samples_per_second=steps * packed.batch_size / train_s if train_s > 0 else float("nan"), kept_layers=None,
             peak_memory_bytes=peak, peak_memory_source=source, epochs_run=epoch, steps_run=steps,
             final_losses=losses[k], curves=curves[k]))
     return out

@@ -50,6 +50,7 @@ RESULT_FIELDS: list[tuple[str, pa.DataType]] = [
     ("compile_seconds", pa.float64()),
     ("wall_seconds", pa.float64()),
     ("samples_per_second", pa.float64()),
+    ("kept_layers", pa.int64()),  # ff.grow_patience: the depth the net grew to (null otherwise)
     ("peak_memory_bytes", pa.int64()),
     ("peak_memory_source", pa.string()),
     ("epochs_run", pa.int64()),

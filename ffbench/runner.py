@@ -74,7 +74,7 @@ class TrialRecord:
 
 
 OUTCOME_FIELDS = ("test_error", "train_error", "val_error", "train_seconds", "eval_seconds", "setup_seconds", "compile_seconds",
-                  "samples_per_second", "peak_memory_bytes", "peak_memory_source", "epochs_run", "steps_run")
+                  "samples_per_second", "kept_layers", "peak_memory_bytes", "peak_memory_source", "epochs_run", "steps_run")
 
 
 def _failure(exc: BaseException) -> dict[str, Any]:

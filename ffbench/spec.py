@@ -142,6 +142,11 @@ class FFSpec(Strict):
     # episodes); `epochs` is then per layer per episode, and each layer keeps its optimiser
     # state from one episode to the next.
     episodes: PositiveInt = 1
+    # greedy only: grow the net while it improves. After each layer the validation error of
+    # the layers so far is measured; training stops after `grow_patience` layers in a row
+    # without a lower error, and the net keeps the layers up to its best depth (`hidden` is
+    # the largest net). `FFSchedule.keep_growing` defines it. None: train every layer.
+    grow_patience: PositiveInt | None = None
     negatives: Literal["wrong_label", "permuted_label", "hard_label", "hard_label_top2", "hybrid_image", "class_split"] = "wrong_label"  # NEGATIVES
     hybrid_blur_passes: Annotated[int, Field(ge=1, le=12)] = 6  # hybrid_image: mask blurs (bit-exact across backends up to 6)
     # When negatives are drawn (`reference.negatives.negatives_epoch`): every epoch, at the first
@@ -273,6 +278,14 @@ class FFTrial(TrialBase):
         if ff.negatives.startswith("hard_label") and ff.negatives_refresh == "once":
             raise ValueError(f"ff.negatives: {ff.negatives} scores the data with the current weights; "
                              "it needs ff.negatives_refresh: epoch or episode")
+        if ff.grow_patience is not None:
+            if ff.schedule != "greedy" or ff.episodes > 1:
+                raise ValueError("ff.grow_patience adds layers one at a time: it needs ff.schedule: greedy and one episode")
+            if ff.prediction != "goodness":
+                raise ValueError("ff.grow_patience decides the depth by the goodness prediction's validation error; "
+                                 "a softmax read-out would need retraining at every depth: use ff.prediction: goodness")
+            if self.data.validation_size == 0:
+                raise ValueError("ff.grow_patience decides the depth on the validation split: set data.validation_size > 0")
         if ff.episodes > 1 and ff.schedule != "greedy":
             raise ValueError("ff.episodes repeats the greedy layer-wise pass: it needs ff.schedule: greedy")
         if ff.episodes > 1 and self.optimizer.cooldown_start is not None:

@@ -13,7 +13,7 @@ BASE = {"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [100, 100], 
 PINNED_DEFAULTS = {
     "FFSpec": {"label_on": 1.0, "label_on_mode": "constant", "label_neutral": 0.1, "norm": "rms", "norm_eps": 1e-8,
                "relu_grad": "standard", "goodness": "mean", "threshold": 1.0, "threshold_scale": "constant", "sign": "max_ssq", "peer_weight": 0.0,
-               "peer_momentum": 0.9, "schedule": "simultaneous", "episodes": 1, "negatives": "wrong_label", "hybrid_blur_passes": 6, "negatives_refresh": "epoch",
+               "peer_momentum": 0.9, "schedule": "simultaneous", "episodes": 1, "grow_patience": None, "negatives": "wrong_label", "hybrid_blur_passes": 6, "negatives_refresh": "epoch",
                "prediction": "goodness", "prediction_layers": None, "readout_optimizer": None, "readout_phase": "joint",
                "readout_epochs": None, "init": "uniform_fan_in", "receptive_field": None},
     "OptimizerSpec": {"name": "adam", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,

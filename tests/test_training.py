@@ -46,9 +46,10 @@ QUICK = ["--set", "epochs=1", "--set", "data.train_subset=2000", "--set", "seed=
 
 # implementations: keras-io is 250 episodes x 2 layers of one-epoch phases even at epochs=1, so
 # the full-batch rows run on 300 images, the rest on 1,200 (enough for the five-digits rows'
-# batch of 512); all evaluate only at the end
-EXTRA = {"implementations": [["--only", "full-batch", "--set", "data.train_subset=300", "--set", "eval_every=0"],
-                             ["--skip", "full-batch", "--set", "data.train_subset=1200", "--set", "eval_every=0"]]}
+# batch of 512); all evaluate only at the end; greedy-grow decides its depth on a validation split
+KEEP_VAL = ["--set", "data.validation_size=500"]
+EXTRA = {"implementations": [["--only", "full-batch", "--set", "data.train_subset=300", "--set", "eval_every=0", *KEEP_VAL],
+                             ["--skip", "full-batch", "--set", "data.train_subset=1200", "--set", "eval_every=0", *KEEP_VAL]]}
 
 
 @pytest.mark.parametrize("suite", ["quickstart", "negatives", "mnist_paper", "implementations"])
@@ -78,5 +79,7 @@ def test_every_shipped_suite_runs_end_to_end_in_a_quick_pass(suite, tmp_path):
         assert phases == {f"ff.episode{k}.layer{i}" for k in range(250) for i in range(2)}
         assert (df.loc[df.experiment == "jax-example", "steps_run"] == 5 * 3 * (1200 // 128)).all()
         assert (df.loc[df.experiment == "pytorch-script", "steps_run"] == 2).all()  # one full-batch step per layer
+        grow = df[df.experiment == "greedy-grow"]  # one step per layer grown; kept the best depth, at most one short
+        assert grow["kept_layers"].between(1, 6).all() and (grow["steps_run"] - grow["kept_layers"]).isin([0, 1]).all()
         five = df[df.experiment == "five-digits-100"]  # trained on the 0-4 images of the 1,200 only
         assert (five["steps_run"] == (np.isin(prepare(DataSpec(train_subset=1200)).train.y, range(5)).sum() // 128)).all()

@@ -42,7 +42,9 @@ class JaxBackend(Backend):
         return BPTrainer(trial, data, self.device)
 
     def pack_skip(self, trial: FFTrial | BPTrial) -> str | None:
-        return None  # every trial: the epoch program is pure, and vmaps over stacked states
+        if trial.algorithm == "ff" and trial.ff.grow_patience is not None:
+            return "ff.grow_patience decides each trial's depth during training"
+        return None  # every other trial: the epoch program is pure, and vmaps over stacked states
 
     def packed_trainer(self, trials: list[FFTrial | BPTrial], data: Dataset) -> PackedTrainer:
         from ffbench_backends.jax.common import PackedJaxTrainer
