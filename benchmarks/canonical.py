@@ -1,12 +1,14 @@
 """Time the canonical configurations on every installed backend; print a Markdown table.
 
-    python benchmarks/canonical.py [--backend torch ...] [--epochs 3] [--train-subset N] [--out FILE]
+    python benchmarks/canonical.py [--backend torch ...] [--epochs 3] [--train-subset N] [--pack 8] [--out FILE]
 
 Configurations (issue 7; `../shared/reference/gpu-anchors.md` has the H100 anchors):
   ff-3x1000      supervised FF 784-1000-1000-1000, batch 100, simultaneous (the loeweX recipe)
   ff-4x2000      the paper's 4x2000, batch 100
   ff-2x500-full  784-500-500, greedy, one full-batch step per layer per epoch (the PyTorch script)
   bp-*           backprop of the same widths and batch
+With --pack N, each FF configuration is also timed with N seeds packed into one program on the
+backends that pack (samples/s is then the pack's aggregate; compare with the unpacked row).
 Each row is `ffbench.bench.bench_backend` in this process (no Ray): compile and warm-up timed
 apart, `epoch_seconds` the median of the timed epochs (greedy: one epoch of every layer). On a
 CPU use --train-subset to keep it short; the per-epoch figures then scale with the subset.
@@ -44,11 +46,13 @@ def main() -> int:
     ap.add_argument("--config", action="append", default=[], choices=sorted(CONFIGS))
     ap.add_argument("--epochs", type=int, default=3, help="timed epochs, after one warm-up epoch")
     ap.add_argument("--train-subset", type=int)
+    ap.add_argument("--pack", type=int, default=1, help="also time N seeds packed as one program (backends that pack)")
     ap.add_argument("--out", help="also write the table to this file")
     args = ap.parse_args()
 
     from ffbench import registry
     from ffbench.bench import bench_backend
+    from ffbench.spec import parse_trial
 
     backends = args.backend or registry.installed()
     rows = []
@@ -58,9 +62,13 @@ def main() -> int:
         if args.train_subset:
             data["train_subset"] = args.train_subset
         for backend in backends:
-            r = bench_backend(backend, {**spec, "data": data}, args.epochs)
-            rows.append((name, r))
-            print(f"{name} {backend}: {r['epoch_seconds']:.3f} s/epoch", file=sys.stderr)
+            packs = [1] + ([args.pack] if args.pack > 1 and spec["algorithm"] == "ff"
+                           and registry.load(backend).pack_skip(parse_trial({**spec, "backend": backend, "epochs": 1})) is None
+                           else [])
+            for pack in packs:
+                r = bench_backend(backend, {**spec, "data": data}, args.epochs, pack)
+                rows.append((name if pack == 1 else f"{name} x{pack} packed", r))
+                print(f"{rows[-1][0]} {backend}: {r['epoch_seconds']:.3f} s/epoch", file=sys.stderr)
     lines = [f"Measured {date.today()} on {rows[0][1]['device_name']}; "
              + ", ".join(f"{k} {v}" for k, v in sorted({k: v for _, r in rows for k, v in r["versions"].items()}.items()))
              + f"; {rows[0][1]['train_images']} training images, median of {args.epochs} epochs after a warm-up.", "",
