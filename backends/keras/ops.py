@@ -159,9 +159,14 @@ def goodness(h, kind: str):
 
 
 @functools.lru_cache(maxsize=16)
+def _local_mask(n_in: int, n_out: int, k: int) -> np.ndarray:
+    return np.ascontiguousarray(reference_local_mask(n_out, n_in, k).T.astype(np.float32))
+
+
 def local_mask(n_in: int, n_out: int, k: int):
-    """(in, out): the reference's mask in the kernel layout, made once per shape."""
-    return ops.convert_to_tensor(reference_local_mask(n_out, n_in, k).T.astype(np.float32))
+    """(in, out): the reference's mask in the kernel layout, made once per shape (as NumPy: a
+    cached backend tensor made inside a compiled step would belong to that step's graph)."""
+    return ops.convert_to_tensor(_local_mask(n_in, n_out, k))
 
 
 def effective_kernel(kernel, ff: FFSpec):
