@@ -85,7 +85,8 @@ def _failure(exc: BaseException) -> dict[str, Any]:
         return {"status": "timeout", "error": str(exc)}
     tb = traceback.extract_tb(exc.__traceback__)[-1:]
     where = f" at {Path(tb[0].filename).name}:{tb[0].lineno}" if tb else ""
-    return {"status": "failed", "error": f"{type(exc).__name__}: {exc}{where}"}
+    message = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")  # TF appends whole traces
+    return {"status": "failed", "error": f"{type(exc).__name__}: {message}{where}"}
 
 
 def _record(p: PlannedTrial, trial, backend, started: datetime, outcome: Outcome | BaseException | None,

@@ -212,3 +212,13 @@ def test_an_edited_suite_extends_the_results(tmp_path, fake_backend, capsys):
     assert len(after) == 2 and after.loc[0, "started_at"] == before.loc[0, "started_at"]  # reused, not re-run
     assert after.loc[100, "status"] == "ok"
     assert len(list((out / "suites").glob("suite.*.yaml"))) == 2  # both versions of the suite file kept
+
+
+def test_a_failed_row_keeps_the_first_line_of_a_multi_line_error():
+    from ffbench.runner import _failure
+    try:
+        raise TypeError("tensor is out of scope\n\n<tf.Tensor 'Const:0'> was defined here:\n  File ...")
+    except TypeError as exc:
+        row = _failure(exc)
+    assert row["status"] == "failed" and "\n" not in row["error"]
+    assert row["error"].startswith("TypeError: tensor is out of scope at test_cli.py:")

@@ -4,10 +4,10 @@
 with every Keras variable in `variables` (weights, running means, optimiser slots, step
 counter, learning rate) read and updated as `fn` would eagerly:
 
-- tensorflow: `tf.function`, an XLA program (`jit_compile=True`) where TensorFlow sees a
-  GPU, a plain graph on a CPU (measured on 2 cores: XLA was no faster at 3x1000 and 1.5x
-  slower at 2x100, and compiles longer); `FFBENCH_KERAS_XLA=1` or `0` forces it. TF updates
-  the variables in place.
+- tensorflow: `tf.function(jit_compile=True)`, one XLA program; TF updates the variables in
+  place. A plain graph (no XLA) was tried: on a CPU it was faster for small nets, but its
+  joint read-out loss differed between runs of the same trial (independent branches of the
+  graph run concurrently); the XLA program gave the same numbers every time.
 - jax: `jax.jit` of a stateless version: the variables' values go in, `fn` runs in a
   `keras.StatelessScope`, and the new values come out and are assigned back. This is the
   pattern Keras's own JAX trainer uses (`optimizer.stateless_apply` is built on it).
@@ -34,11 +34,6 @@ def build_optimizer(opt: keras.optimizers.Optimizer, variables: Sequence[keras.V
         opt.build(list(variables))
 
 
-def _xla(tf) -> bool:
-    forced = os.environ.get("FFBENCH_KERAS_XLA")
-    return forced == "1" if forced in ("0", "1") else bool(tf.config.list_physical_devices("GPU"))
-
-
 class Step:
     """`fn` as a compiled program; `precompile(*example)` compiles it ahead of the first call
     (example: (shape, dtype) per argument), so compile time is reported apart from training."""
@@ -47,7 +42,7 @@ class Step:
         self.fn, self.variables, self.backend = fn, list(variables), keras.backend.backend() if enabled() else None
         if self.backend == "tensorflow":
             import tensorflow as tf
-            self.program = tf.function(fn, jit_compile=_xla(tf), reduce_retracing=True)
+            self.program = tf.function(fn, jit_compile=True, reduce_retracing=True)
         elif self.backend == "jax":
             import jax
             self.program = jax.jit(self._pure)
