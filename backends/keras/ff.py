@@ -3,7 +3,7 @@ reference's analytic gradients, so the same code runs on every Keras backend.
 
 Data, order and negatives are backend tensors computed with the shared hash; the step
 makes no host sync. The step (every layer, the optimiser and the read-out) is one compiled
-program per phase (`compile.compiled`: XLA through `tf.function` on TensorFlow, `jax.jit`
+program per phase (`compile.Step`: XLA through `tf.function` on TensorFlow, `jax.jit`
 on JAX); gathering the batch and its negatives stays eager around it.
 """
 
