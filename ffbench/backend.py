@@ -30,7 +30,8 @@ class Phase:
     ff (greedy): "ff.layer0", "ff.layer1", ... each training one layer; with episodes,
     "ff.episode0.layer0", ... A phase training the same layers as an earlier phase continues
     that phase's optimiser state (a layer's Adam moments carry over between episodes).
-    read-out after the layers: "readout".  bp: one phase "bp".
+    read-out after the layers: "readout" (each starts from a zero read-out; a grown softmax
+    net, `ff.grow_patience`, has one after every layer).  bp: one phase "bp".
     """
 
     name: str
@@ -130,25 +131,45 @@ class FFSchedule:
             phases = [Phase(f"ff.episode{k}.layer{i}", self.trial.epochs, opt, (i,))
                       for k in range(ff.episodes) for i in range(depth)]
         if ff.prediction == "softmax" and ff.readout_phase == "after":
-            phases.append(Phase("readout", ff.readout_epochs, ff.readout_optimizer or opt))
+            readout = Phase("readout", ff.readout_epochs, ff.readout_optimizer or opt)
+            if ff.grow_patience is not None:  # a read-out for each depth, to decide the next
+                return [p for layer in phases for p in (layer, readout)]
+            phases.append(readout)
         return phases
+
+    @property
+    def readout_layers(self) -> tuple[int, ...]:
+        """The layers whose activities feed the softmax read-out: `ff.prediction_layers`, or in a
+        grown net those of them trained and kept so far (`reference.ff.readout_features`)."""
+        layers = self.trial.ff.prediction_layers
+        return tuple(i for i in layers if self.trial.ff.grow_patience is None or i in self.trained)
+
+    def grow_point(self, phase: Phase) -> bool:
+        """Whether `phase` completes a depth of a grown net: after a layer (goodness prediction)
+        or after its read-out (softmax). The loop then calls `keep_growing`."""
+        if self.trial.ff.grow_patience is None:
+            return False
+        return phase.name == "readout" if self.trial.ff.prediction == "softmax" else bool(phase.layers)
 
     def score_upto(self, phase: Phase) -> int:
         """The deepest layer trained so far or by `phase`: hard negatives score layers up to it."""
         return max(max(phase.layers), max(self.trained, default=0))
 
-    def keep_growing(self, phase: Phase, val_error: float) -> bool:
-        """`ff.grow_patience`: called after each layer's phase with the validation error of the
-        layers trained so far; whether to train the next layer. On stopping, and after the last
-        layer, the layers past the best depth (the first lowest error) are dropped from
-        `trained`, so prediction uses the layers up to it."""
+    def keep_growing(self, val_error: float) -> bool:
+        """`ff.grow_patience`: called at each `grow_point` with the validation error of the net
+        grown so far; whether to train the next layer. The weights of the best depth (the first
+        lowest error) are kept aside; on stopping, and after the last layer, they are restored
+        and prediction uses the layers up to that depth (a softmax read-out: the one trained
+        for it)."""
         history = self.__dict__.setdefault("grow_errors", [])
         history.append(val_error)
         best = history.index(min(history))
-        last = max(phase.layers) == len(self.trial.hidden) - 1
-        if len(history) - 1 - best < self.trial.ff.grow_patience and not last:
+        if best == len(history) - 1:
+            self.__dict__["grow_best"] = self.state()
+        if len(history) - 1 - best < self.trial.ff.grow_patience and len(history) < len(self.trial.hidden):
             return True
-        self.trained -= set(range(best + 1, len(self.trial.hidden)))
+        self.load_state(self.__dict__.pop("grow_best"))
+        self.trained = set(range(best + 1))
         return False
 
     def can_evaluate(self, phase: Phase) -> bool:

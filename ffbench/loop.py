@@ -102,11 +102,11 @@ def fit(backend: Backend, trial: FFTrial | BPTrial, data: Dataset,
             epoch += 1
             if on_epoch:
                 on_epoch(epoch, total, {"phase": phase.name, **{k: v for k, v in row.items() if k != "lr"}})
-        if grows and phase.layers:  # after each layer: grow on, or stop at the best depth
+        if grows and trainer.grow_point(phase):  # a depth done: grow on, or stop at the best depth
             t0 = time.perf_counter()
             val = last_eval["val"] if "val" in last_eval else trainer.error("val")
             eval_s += time.perf_counter() - t0
-            keep = trainer.keep_growing(phase, val)
+            keep = trainer.keep_growing(val)
             curves.extend(_curve_rows(epoch - 1, phase.name, {"grow_val_error": val, "kept_layers": len(trainer.trained)}))
             if not keep:
                 last_eval = {}  # the errors were of a deeper net than the one kept

@@ -143,9 +143,11 @@ class FFSpec(Strict):
     # state from one episode to the next.
     episodes: PositiveInt = 1
     # greedy only: grow the net while it improves. After each layer the validation error of
-    # the layers so far is measured; training stops after `grow_patience` layers in a row
-    # without a lower error, and the net keeps the layers up to its best depth (`hidden` is
-    # the largest net). `FFSchedule.keep_growing` defines it. None: train every layer.
+    # the layers so far is measured (softmax prediction: after a read-out trained afresh on
+    # the prediction layers so far, `readout_epochs` long); training stops after
+    # `grow_patience` layers in a row without a lower error, and the net keeps the layers up
+    # to its best depth (`hidden` is the largest net) with that depth's read-out.
+    # `FFSchedule.keep_growing` defines it. None: train every layer.
     grow_patience: PositiveInt | None = None
     negatives: Literal["wrong_label", "permuted_label", "hard_label", "hard_label_top2", "hybrid_image", "class_split"] = "wrong_label"  # NEGATIVES
     hybrid_blur_passes: Annotated[int, Field(ge=1, le=12)] = 6  # hybrid_image: mask blurs (bit-exact across backends up to 6)
@@ -281,9 +283,9 @@ class FFTrial(TrialBase):
         if ff.grow_patience is not None:
             if ff.schedule != "greedy" or ff.episodes > 1:
                 raise ValueError("ff.grow_patience adds layers one at a time: it needs ff.schedule: greedy and one episode")
-            if ff.prediction != "goodness":
-                raise ValueError("ff.grow_patience decides the depth by the goodness prediction's validation error; "
-                                 "a softmax read-out would need retraining at every depth: use ff.prediction: goodness")
+            if 0 not in ff.prediction_layers:
+                raise ValueError("ff.grow_patience starts from a one-layer net, which predicts from layer 0: "
+                                 "ff.prediction_layers must include 0")
             if self.data.validation_size == 0:
                 raise ValueError("ff.grow_patience decides the depth on the validation split: set data.validation_size > 0")
         if ff.episodes > 1 and ff.schedule != "greedy":

@@ -88,10 +88,13 @@ def test_shipped_suites_load():
     _, impl = load_suite(SUITES / "implementations.yaml")
     refs = {t.meta.experiment: t.meta.reference_error for t in impl if t.algorithm == "ff"}
     assert refs == {"pytorch-script": 0.0684, "keras-io": 0.0244, "jax-example": 0.018, "loewex": 0.0145,
-                    "five-digits-100": 0.0336, "five-digits-2000": 0.0094, "greedy-grow": None}
+                    "five-digits-100": 0.0336, "five-digits-2000": 0.0094, "greedy-grow": None,
+                    "greedy-grow-unsupervised": None}
     by_name = {t.meta.experiment: t for t in impl if t.seed == 0 and t.backend == "torch"}
     assert by_name["pytorch-script"].batch_size == "full" and by_name["keras-io"].ff.episodes == 250
     assert by_name["greedy-grow"].ff.grow_patience == 1 and len(by_name["greedy-grow"].hidden) == 6
+    unsup = by_name["greedy-grow-unsupervised"].ff
+    assert (unsup.grow_patience, unsup.negatives, unsup.prediction, unsup.prediction_layers) == (1, "hybrid_image", "softmax", list(range(6)))
     assert by_name["jax-example"].ff.negatives_refresh == "episode" and by_name["five-digits-100"].data.classes == [0, 1, 2, 3, 4]
     _, negs = load_suite(SUITES / "negatives.yaml")
     from ffbench.spec import NEGATIVES

@@ -48,8 +48,9 @@ QUICK = ["--set", "epochs=1", "--set", "data.train_subset=2000", "--set", "seed=
 # the full-batch rows run on 300 images, the rest on 1,200 (enough for the five-digits rows'
 # batch of 512); all evaluate only at the end; greedy-grow decides its depth on a validation split
 KEEP_VAL = ["--set", "data.validation_size=500"]
-EXTRA = {"implementations": [["--only", "full-batch", "--set", "data.train_subset=300", "--set", "eval_every=0", *KEEP_VAL],
-                             ["--skip", "full-batch", "--set", "data.train_subset=1200", "--set", "eval_every=0", *KEEP_VAL]]}
+EXTRA = {"implementations": [
+    ["--only", "full-batch", "--set", "data.train_subset=300", "--set", "eval_every=0", *KEEP_VAL],
+    ["--skip", "full-batch", "--set", "data.train_subset=1200", "--set", "eval_every=0", *KEEP_VAL]]}
 
 
 @pytest.mark.parametrize("suite", ["quickstart", "negatives", "mnist_paper", "implementations"])
@@ -81,5 +82,8 @@ def test_every_shipped_suite_runs_end_to_end_in_a_quick_pass(suite, tmp_path):
         assert (df.loc[df.experiment == "pytorch-script", "steps_run"] == 2).all()  # one full-batch step per layer
         grow = df[df.experiment == "greedy-grow"]  # one step per layer grown; kept the best depth, at most one short
         assert grow["kept_layers"].between(1, 6).all() and (grow["steps_run"] - grow["kept_layers"]).isin([0, 1]).all()
+        grow = df[df.experiment == "greedy-grow-unsupervised"]  # each depth: one layer step, then 200 read-out steps
+        assert grow["kept_layers"].between(1, 6).all() and (grow["steps_run"] // 201 - grow["kept_layers"]).isin([0, 1]).all()
+        assert (grow["steps_run"] % 201 == 0).all()
         five = df[df.experiment == "five-digits-100"]  # trained on the 0-4 images of the 1,200 only
         assert (five["steps_run"] == (np.isin(prepare(DataSpec(train_subset=1200)).train.y, range(5)).sum() // 128)).all()

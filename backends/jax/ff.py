@@ -62,6 +62,8 @@ class FFTrainer(FFSchedule, JaxTrainer):
         self.joint_readout = self.readout is not None and self.ff.readout_phase == "joint" and bool(phase.layers)
         self.separate_readout = self.joint_readout and self.ff.readout_optimizer is not None
         main_has_readout = phase.name == "readout" or (self.joint_readout and not self.separate_readout)
+        if phase.name == "readout":  # each read-out phase starts from zero
+            self.readout = jnp.zeros_like(self.readout)
         self.tx = jopt.transform(phase.optimizer)
         if phase.layers in self._layer_states:
             self.opt_state = self._layer_states[phase.layers]
@@ -70,7 +72,7 @@ class FFTrainer(FFSchedule, JaxTrainer):
                                            "readout": self.readout if main_has_readout else None})
         self.rtx = jopt.transform(self.ff.readout_optimizer) if self.separate_readout else None
         self.ropt_state = self.rtx.init(self.readout) if self.rtx else None
-        program = (phase.layers, phase.name == "readout")
+        program = (phase.layers, phase.name == "readout", self.readout_layers)
         return program, partial(_ff_epoch, self, *program)
 
     def example_args(self):
@@ -163,21 +165,24 @@ class FFTrainer(FFSchedule, JaxTrainer):
 
     # ------------------------------------------------------------------ evaluation
     def predict(self, x):
-        layers = tuple(self.ff.prediction_layers) if self.readout is not None else \
+        layers = self.readout_layers if self.readout is not None else \
             tuple(i for i in self.ff.prediction_layers if i in self.trained)
         if layers not in self._predictors:
             self._predictors[layers] = jax.jit(partial(_predict, self.ff, self.trial.precision, layers))
         return self._predictors[layers](self.params, self.readout, x)
 
 
-def features(ff, prec, params, x):
-    """Normalised activities of the prediction layers on the neutral-label pass (no gradient)."""
-    h, feats = ops.overlay(x, None, ff), []
-    for i, (w, b) in enumerate(params[: max(ff.prediction_layers) + 1]):
+def features(ff, prec, params, x, active=None):
+    """Normalised activities of the prediction layers on the neutral-label pass (no gradient);
+    zeros for a prediction layer not in `active` (`reference.ff.readout_features`)."""
+    active = ff.prediction_layers if active is None else active
+    h, feats = ops.overlay(x, None, ff), {}
+    for i, (w, b) in enumerate(params[: max(active) + 1]):
         h = ops.layer_forward(h, w, b, ff, prec)
-        if i in ff.prediction_layers:
-            feats.append(ops.normalize(h, ff.norm, ff.norm_eps))
-    return jax.lax.stop_gradient(jnp.concatenate(feats, axis=1))
+        if i in active:
+            feats[i] = ops.normalize(h, ff.norm, ff.norm_eps)
+    return jax.lax.stop_gradient(jnp.concatenate(
+        [feats[i] if i in feats else jnp.zeros((x.shape[0], params[i][0].shape[0]), h.dtype) for i in ff.prediction_layers], axis=1))
 
 
 def _label_scores(ff, prec, layers, params, x):
@@ -193,7 +198,7 @@ def _label_scores(ff, prec, layers, params, x):
 
 def _predict(ff, prec, layers, params, readout, x):
     if readout is not None:
-        return ops.linear(features(ff, prec, params, x), readout, None, prec).argmax(axis=1)
+        return ops.linear(features(ff, prec, params, x, layers), readout, None, prec).argmax(axis=1)
     return _label_scores(ff, prec, layers, params, x).argmax(axis=1)
 
 
@@ -261,7 +266,7 @@ def ff_step_losses(ff, prec, layers, trainable, params, running, pos, neg, xb, y
     return total, (jnp.stack(ff_losses), jnp.stack(peer_losses), readout_loss, running)
 
 
-def _ff_epoch(tr: FFTrainer, layers, readout_only, state, x, y, order, neg, mask_key, jitter_key, lr, readout_lr):
+def _ff_epoch(tr: FFTrainer, layers, readout_only, active, state, x, y, order, neg, mask_key, jitter_key, lr, readout_lr):
     ff, bsz, steps, jitter, prec = tr.ff, tr.batch_size, tr.steps_per_epoch, tr.trial.data.jitter, tr.trial.precision
     order, neg = order.reshape(steps, bsz), neg.reshape(steps, bsz)
 
@@ -269,7 +274,7 @@ def _ff_epoch(tr: FFTrainer, layers, readout_only, state, x, y, order, neg, mask
         idx, _ = batch
         params, readout, running, opt_state, ropt_state = carry
         xb, yb = ops.batch_images(x, idx, jitter_key, jitter), y[idx]
-        loss, grad = jax.value_and_grad(lambda w: ops.cross_entropy(ops.linear(features(ff, prec, params, xb), w, None, prec), yb))(readout)
+        loss, grad = jax.value_and_grad(lambda w: ops.cross_entropy(ops.linear(features(ff, prec, params, xb, active), w, None, prec), yb))(readout)
         direction, opt_state = tr.tx.update({"layers": {}, "readout": grad}, opt_state, {"layers": {}, "readout": readout})
         readout = jopt.apply(readout, direction["readout"], lr)
         zeros = jnp.zeros(len(params))

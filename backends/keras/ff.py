@@ -57,13 +57,15 @@ class FFTrainer(FFSchedule, KerasTrainer):
         if phase.layers:
             self._layer_opts[phase.layers] = self.opt
         self.readout_opt = SpecOptimizer(self.ff.readout_optimizer) if self.joint_readout and self.ff.readout_optimizer else None
+        if phase.name == "readout":  # each read-out phase starts from zero
+            self.readout.assign(np.zeros(self.readout.shape, np.float32))
         trains = [self.readout] if phase.name == "readout" else [v for i in phase.layers for v in self.params[i]]
         if self.joint_readout and self.readout_opt is None:
             trains.append(self.readout)
         kcompile.build_optimizer(self.opt, trains)
         if self.readout_opt is not None:
             kcompile.build_optimizer(self.readout_opt, [self.readout])
-        key = (phase.layers, phase.name == "readout")
+        key = (phase.layers, phase.name == "readout", self.readout_layers)
         if key not in self._steps or self.readout_opt is not None:  # a fresh read-out optimiser: a fresh program
             fn = self._readout_core if phase.name == "readout" else self._ff_core
             state = [v for kb in self.params for v in kb] + self.running + ([self.readout] if self.readout is not None else [])
@@ -180,13 +182,15 @@ class FFTrainer(FFSchedule, KerasTrainer):
         return ops.concatenate([ops.zeros((2 * len(self.params),)), ops.reshape(loss, (1,))])
 
     def features(self, xb):
-        ff, feats = self.ff, []
+        """`reference.ff.readout_features` of `readout_layers` (zeros for the other prediction layers)."""
+        ff, active, feats = self.ff, self.readout_layers, {}
         h = kops.overlay(xb, None, ff)
-        for i, (kernel, bias) in enumerate(self.params[: max(ff.prediction_layers) + 1]):
+        for i, (kernel, bias) in enumerate(self.params[: max(active) + 1]):
             h = kops.layer_forward(h, kernel, bias, ff)
-            if i in ff.prediction_layers:
-                feats.append(kops.normalize(h, ff.norm, ff.norm_eps))
-        return ops.concatenate(feats, axis=1)
+            if i in active:
+                feats[i] = kops.normalize(h, ff.norm, ff.norm_eps)
+        return ops.concatenate([feats[i] if i in feats else ops.zeros((ops.shape(xb)[0], self.trial.hidden[i]))
+                                for i in ff.prediction_layers], axis=1)
 
     def _readout_grad(self, xb, yb):
         feats = self.features(xb)
@@ -212,7 +216,7 @@ class FFTrainer(FFSchedule, KerasTrainer):
     def state(self) -> dict:
         out = {}
         for i, (k, b) in enumerate(self.params):
-            out[f"W{i}"], out[f"b{i}"] = np.asarray(ops.convert_to_numpy(k)).T.copy(), np.asarray(ops.convert_to_numpy(b))
+            out[f"W{i}"], out[f"b{i}"] = np.array(ops.convert_to_numpy(k)).T.copy(), np.array(ops.convert_to_numpy(b))
         if self.readout is not None:
             out["readout"] = np.asarray(ops.convert_to_numpy(self.readout)).T.copy()
         return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from ffbench_backends.torch import ops
-from ffbench_backends.torch.common import TorchTrainer
+from ffbench_backends.torch.common import TorchTrainer, to_numpy
 from ffbench_backends.torch.optim import Optimizer
 
 from ffbench.backend import Phase
@@ -51,7 +51,7 @@ class BPTrainer(TorchTrainer):
         return self.logits(x).argmax(dim=1)
 
     def state(self) -> dict:
-        return {f"{k}{i}": t.detach().cpu().numpy() for i, wb in enumerate(self.params) for k, t in zip("Wb", wb)}
+        return {f"{k}{i}": to_numpy(t) for i, wb in enumerate(self.params) for k, t in zip("Wb", wb)}
 
     def load_state(self, state: dict) -> None:
         with torch.no_grad():

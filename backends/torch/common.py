@@ -23,6 +23,11 @@ def set_matmul_precision(precision: str) -> None:
         torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
+def to_numpy(t: torch.Tensor):
+    """A host copy of `t` (on the CPU `.numpy()` alone would alias the live weights)."""
+    return t.detach().to("cpu", copy=True).numpy()
+
+
 class TorchTrainer(Trainer):
     def __init__(self, trial: FFTrial | BPTrial, data: Dataset, device: torch.device):
         self.trial, self.device = trial, device

@@ -12,7 +12,7 @@ import time
 import torch
 import torch.nn.functional as F
 from ffbench_backends.torch import ops
-from ffbench_backends.torch.common import TorchTrainer
+from ffbench_backends.torch.common import TorchTrainer, to_numpy
 from ffbench_backends.torch.optim import Optimizer
 
 from ffbench.backend import FFSchedule, Phase
@@ -75,6 +75,8 @@ class FFTrainer(FFSchedule, TorchTrainer):
         self.readout_opt = None
         if phase.name == "readout":
             params = [self.readout]
+            with torch.no_grad():
+                self.readout.zero_()
         elif self.joint_readout and self.ff.readout_optimizer is None:
             params.append(self.readout)
         elif self.joint_readout:  # a joint read-out with its own optimiser and state
@@ -171,14 +173,16 @@ class FFTrainer(FFSchedule, TorchTrainer):
         return total
 
     def _features(self, xb: torch.Tensor) -> torch.Tensor:
-        ff, feats = self.ff, []
+        """`reference.ff.readout_features` of `readout_layers` (zeros for the other prediction layers)."""
+        ff, active, feats = self.ff, self.readout_layers, {}
         h = ops.overlay(xb, None, ff)
         with torch.no_grad():
-            for i, (w, b) in enumerate(self.params[: max(ff.prediction_layers) + 1]):
+            for i, (w, b) in enumerate(self.params[: max(active) + 1]):
                 h = ops.layer_forward(h, w, b, ff, self.trial.precision)
-                if i in ff.prediction_layers:
-                    feats.append(ops.normalize(h, ff.norm, ff.norm_eps))
-        return torch.cat(feats, dim=1)
+                if i in active:
+                    feats[i] = ops.normalize(h, ff.norm, ff.norm_eps)
+        return torch.cat([feats[i] if i in feats else h.new_zeros(xb.shape[0], self.trial.hidden[i])
+                          for i in ff.prediction_layers], dim=1)
 
     def _readout_loss(self, xb, yb) -> torch.Tensor:
         return F.cross_entropy(ops.linear(self._features(xb), self.readout, None, self.trial.precision), yb)
@@ -203,9 +207,9 @@ class FFTrainer(FFSchedule, TorchTrainer):
     def state(self) -> dict:
         out = {}
         for i, (w, b) in enumerate(self.params):
-            out[f"W{i}"], out[f"b{i}"] = w.detach().cpu().numpy(), b.detach().cpu().numpy()
+            out[f"W{i}"], out[f"b{i}"] = to_numpy(w), to_numpy(b)
         if self.readout is not None:
-            out["readout"] = self.readout.detach().cpu().numpy()
+            out["readout"] = to_numpy(self.readout)
         return out
 
     def load_state(self, state: dict) -> None:

@@ -128,8 +128,12 @@ def forward_stack(x: np.ndarray, params: list[tuple[np.ndarray, np.ndarray]], ff
     return hs
 
 
-def readout_features(hs: list[np.ndarray], ff: FFSpec) -> np.ndarray:
-    return np.concatenate([normalize(hs[i], ff.norm, ff.norm_eps) for i in ff.prediction_layers], axis=1)
+def readout_features(hs: list[np.ndarray], ff: FFSpec, layers: list[int] | None = None) -> np.ndarray:
+    """The read-out's input: the normalised activities of `ff.prediction_layers`, concatenated.
+    With `layers` (a grown net: `FFSchedule.readout_layers`) a prediction layer not in it
+    gives zeros, so the read-out's weights for it neither act nor learn."""
+    return np.concatenate([normalize(hs[i], ff.norm, ff.norm_eps) if layers is None or i in layers else np.zeros_like(hs[i])
+                           for i in ff.prediction_layers], axis=1)
 
 
 def softmax_xent(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
@@ -142,9 +146,10 @@ def softmax_xent(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndar
     return float(-logp[np.arange(n), labels].mean()), p / n
 
 
-def readout_step(x: np.ndarray, labels: np.ndarray, params, w_out: np.ndarray, ff: FFSpec) -> tuple[float, np.ndarray]:
+def readout_step(x: np.ndarray, labels: np.ndarray, params, w_out: np.ndarray, ff: FFSpec,
+                 layers: list[int] | None = None) -> tuple[float, np.ndarray]:
     """Read-out loss and gradient (no bias; W_out is (10, features)) on the neutral-label pass."""
-    feats = readout_features(forward_stack(overlay(x, None, ff), params, ff), ff)
+    feats = readout_features(forward_stack(overlay(x, None, ff), params, ff), ff, layers)
     loss, dlogits = softmax_xent(feats @ w_out.T, labels)
     return loss, dlogits.T @ feats
 
@@ -160,9 +165,10 @@ def label_scores(x: np.ndarray, params, ff: FFSpec, layers: list[int]) -> np.nda
 
 
 def predict(x: np.ndarray, params, ff: FFSpec, w_out: np.ndarray | None = None, layers: list[int] | None = None) -> np.ndarray:
-    """Predicted classes, by summed goodness over labels or by the softmax read-out."""
+    """Predicted classes, by summed goodness over `layers` (default `ff.prediction_layers`) with
+    each label, or by the softmax read-out of `readout_features(..., layers)`."""
     if ff.prediction == "softmax":
-        feats = readout_features(forward_stack(overlay(x, None, ff), params, ff), ff)
+        feats = readout_features(forward_stack(overlay(x, None, ff), params, ff), ff, layers)
         return (feats @ w_out.T).argmax(axis=1)
     return label_scores(x, params, ff, ff.prediction_layers if layers is None else layers).argmax(axis=1)
 
