@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch")
 
 from ffbench_backends.torch import ops  # noqa: E402
 from ffbench_backends.torch.bp import BPTrainer  # noqa: E402
-from ffbench_backends.torch.ff import FFTrainer  # noqa: E402
+from ffbench_backends.torch.ff import FFTrainer, readout_objective  # noqa: E402
 from ffbench_backends.torch.optim import Optimizer  # noqa: E402
 
 from ffbench.data import Dataset, Split  # noqa: E402
@@ -167,7 +167,8 @@ def test_softmax_readout_gradient_matches_reference():
     with torch.no_grad():
         tr.readout.copy_(torch.tensor(np.random.default_rng(0).normal(size=tr.readout.shape).astype(np.float32)))
     x, y = torch.tensor(data.train.x[:10]), torch.tensor(data.train.y[:10])
-    loss = tr._readout_loss(x, y)
+    loss = readout_objective(tr.params, tr.readout, x, y, ff=trial.ff, active=tr.readout_layers, widths=trial.hidden,
+                             precision="fp32")[0]
     loss.backward()
     params = [(w.detach().numpy().astype(np.float64), b.detach().numpy().astype(np.float64)) for w, b in tr.params]
     ref_loss, ref_grad = R.readout_step(data.train.x[:10].astype(np.float64), data.train.y[:10], params,

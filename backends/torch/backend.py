@@ -26,6 +26,9 @@ class TorchBackend(Backend):
 
     def versions(self) -> dict[str, str]:
         v = {"torch": torch.__version__}
+        from ffbench_backends.torch import compile as tcompile
+        if tcompile.enabled():  # recorded with every row: a compiled step is a different program
+            v["torch.compile"] = tcompile.backend()
         if self.device.type == "cuda":
             v["cuda"] = str(torch.version.cuda)
         return v

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from ffbench_backends.torch import ops
 from ffbench_backends.torch.common import TorchTrainer, to_numpy
+from ffbench_backends.torch.compile import compiled, warm_up
 from ffbench_backends.torch.optim import Optimizer
 
 from ffbench.backend import Phase
 from ffbench.data import Dataset
 from ffbench.spec import NUM_CLASSES, BPTrial
+
+
+def logits(params, x: torch.Tensor, precision: str) -> torch.Tensor:
+    for w, b in params[:-1]:
+        x = torch.relu(ops.linear(x, w, b, precision))
+    return ops.linear(x, *params[-1], precision)
+
+
+def objective(params, xb, yb, *, precision: str):
+    """(the step's cross-entropy,)"""
+    return (F.cross_entropy(logits(params, xb, precision), yb),)
 
 
 class BPTrainer(TorchTrainer):
@@ -22,12 +36,15 @@ class BPTrainer(TorchTrainer):
         return [Phase("bp", self.trial.epochs, self.trial.optimizer)]
 
     def begin_phase(self, phase: Phase) -> None:
-        self.opt = Optimizer(phase.optimizer, [p for wb in self.params for p in wb])
+        weights = [p for wb in self.params for p in wb]
+        self.opt = Optimizer(phase.optimizer, weights)
+        self._objective = compiled(partial(objective, precision=self.trial.precision))  # FFBENCH_TORCH_COMPILE=1
+        x = self.splits["train"][0]
+        warm_up(self._objective, (self.params, x[: self.batch_size], torch.zeros(self.batch_size, dtype=torch.int64, device=self.device)), weights)
+        self.opt.warm_up()
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        for w, b in self.params[:-1]:
-            x = torch.relu(ops.linear(x, w, b, self.trial.precision))
-        return ops.linear(x, *self.params[-1], self.trial.precision)
+        return logits(self.params, x, self.trial.precision)
 
     def train_epoch(self, phase: Phase, epoch: int, lr: float):
         x, y = self.splits["train"]
@@ -35,7 +52,7 @@ class BPTrainer(TorchTrainer):
         total = torch.zeros((), device=self.device)
         for s in range(self.steps_per_epoch):
             idx = order[s * self.batch_size:(s + 1) * self.batch_size]
-            loss = F.cross_entropy(self.logits(self.batch_images(x, idx, epoch)), y[idx])
+            loss = self._objective(self.params, self.batch_images(x, idx, epoch), y[idx])[0]
             loss.backward()
             self.opt.step(lr)
             total += loss.detach()

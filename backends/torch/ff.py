@@ -8,11 +8,13 @@ schedule). Data, labels and negatives stay on the device; an epoch makes no host
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from ffbench_backends.torch import ops
 from ffbench_backends.torch.common import TorchTrainer, to_numpy
+from ffbench_backends.torch.compile import compiled, warm_up
 from ffbench_backends.torch.optim import Optimizer
 
 from ffbench.backend import FFSchedule, Phase
@@ -45,6 +47,36 @@ def ff_objective(params, running, pos, neg, ff: FFSpec, layers, precision: str =
             peer_losses[i], running[i] = ops.peer_loss(h[:n], running[i], ff)
             total = total + ff.peer_weight * peer_losses[i]
     return total, ff_losses, peer_losses, running
+
+
+def features(params, xb, ff: FFSpec, active, widths, precision: str = "fp32") -> torch.Tensor:
+    """`reference.ff.readout_features`: the normalised activities of the prediction layers on
+    the neutral-label pass, zeros for those not in `active` (`FFSchedule.readout_layers`)."""
+    h, feats = ops.overlay(xb, None, ff), {}
+    with torch.no_grad():
+        for i, (w, b) in enumerate(params[: max(active) + 1]):
+            h = ops.layer_forward(h, w, b, ff, precision)
+            if i in active:
+                feats[i] = ops.normalize(h, ff.norm, ff.norm_eps)
+    return torch.cat([feats[i] if i in feats else h.new_zeros(xb.shape[0], widths[i]) for i in ff.prediction_layers], dim=1)
+
+
+def readout_objective(params, readout, xb, yb, *, ff: FFSpec, active, widths, precision: str):
+    """(the read-out's cross-entropy,): its gradient reaches the read-out only."""
+    return (F.cross_entropy(ops.linear(features(params, xb, ff, active, widths, precision), readout, None, precision), yb),)
+
+
+def step_objective(params, running, readout, xb, yb, negb, *, ff: FFSpec, layers, joint: bool, active, widths, precision: str):
+    """One FF step's total loss and (FF losses, peer losses, read-out loss, new running means).
+    `negb`: the negatives' labels, or (unsupervised) the negative images. With `joint`, the
+    read-out's loss is part of the total."""
+    pos, neg = ops.overlay(xb, yb, ff), (ops.overlay(xb, negb, ff) if ff.embeds_labels else negb)
+    total, ff_losses, peer_losses, running = ff_objective(params, running, pos, neg, ff, layers, precision)
+    readout_loss = total.new_zeros(())
+    if joint:
+        readout_loss = readout_objective(params, readout, xb, yb, ff=ff, active=active, widths=widths, precision=precision)[0]
+        total = total + readout_loss
+    return total, ff_losses, peer_losses, readout_loss, running
 
 
 class FFTrainer(FFSchedule, TorchTrainer):
@@ -84,6 +116,24 @@ class FFTrainer(FFSchedule, TorchTrainer):
         self.opt = self._layer_opts.get(phase.layers) or Optimizer(phase.optimizer, params)
         if phase.layers:
             self._layer_opts[phase.layers] = self.opt
+        self._compile_step(phase)
+
+    def _compile_step(self, phase: Phase) -> None:
+        """The phase's step objective (compiled with `FFBENCH_TORCH_COMPILE=1`, then warmed up)."""
+        shared = {"ff": self.ff, "active": self.readout_layers, "widths": self.trial.hidden, "precision": self.trial.precision}
+        b, x = self.batch_size, self.splits["train"][0]
+        xb, yb = x.new_zeros((b, x.shape[1])), torch.zeros(b, dtype=torch.int64, device=self.device)
+        trained = [p for wb in self.params for p in wb] + ([self.readout] if self.readout is not None else [])
+        if phase.name == "readout":
+            self._objective = compiled(partial(readout_objective, **shared))
+            warm_up(self._objective, (self.params, self.readout, xb, yb), trained)
+        else:
+            self._objective = compiled(partial(step_objective, layers=phase.layers, joint=self.joint_readout, **shared))
+            negb = yb.clone() if self.ff.embeds_labels else xb.clone()  # not the same tensor: torch.compile guards aliasing
+            warm_up(self._objective, (self.params, self.running, self.readout, xb, yb, negb), trained)
+        self.opt.warm_up()
+        if self.readout_opt is not None:
+            self.readout_opt.warm_up()
 
     # ------------------------------------------------------------------ training
     def train_epoch(self, phase: Phase, epoch: int, lr: float):
@@ -101,7 +151,7 @@ class FFTrainer(FFSchedule, TorchTrainer):
             idx = order[s * self.batch_size:(s + 1) * self.batch_size]
             xb, yb = self.batch_images(x, idx, epoch), y[idx]
             if phase.name == "readout":
-                loss = self._readout_loss(xb, yb)
+                loss = self._objective(self.params, self.readout, xb, yb)[0]
                 sums["readout_loss"] += loss.detach()
             else:
                 negb = neg[s * self.batch_size:(s + 1) * self.batch_size]
@@ -112,7 +162,13 @@ class FFTrainer(FFSchedule, TorchTrainer):
                     negb = m * xb + (1.0 - m) * self.batch_images(x, negb, epoch)  # the negative images themselves
                 elif self.ff.negatives == "class_split":
                     negb = self.images[negb]
-                loss = self._ff_losses(xb, yb, negb, phase, sums)
+                loss, ff_losses, peer_losses, readout_loss, self.running = self._objective(
+                    self.params, self.running, self.readout, xb, yb, negb)
+                for i in phase.layers:
+                    sums["ff_loss"][i] += ff_losses[i].detach()
+                    if self.ff.peer_weight > 0:
+                        sums["peer_loss"][i] += peer_losses[i].detach()
+                sums["readout_loss"] += readout_loss.detach()
             loss.backward()
             self.opt.step(lr)
             if self.readout_opt is not None:
@@ -155,37 +211,6 @@ class FFTrainer(FFSchedule, TorchTrainer):
         self.sync()
         self.negatives_seconds = time.perf_counter() - t0
         return wrong
-
-    def _ff_losses(self, xb, yb, negb, phase: Phase, sums) -> torch.Tensor:
-        """`negb`: the negatives' labels, or (unsupervised) the negative images."""
-        ff = self.ff
-        pos, neg = ops.overlay(xb, yb, ff), (ops.overlay(xb, negb, ff) if ff.embeds_labels else negb)
-        total, ff_losses, peer_losses, self.running = ff_objective(self.params, self.running, pos, neg, ff, phase.layers,
-                                                                  self.trial.precision)
-        for i in phase.layers:
-            sums["ff_loss"][i] += ff_losses[i].detach()
-            if ff.peer_weight > 0:
-                sums["peer_loss"][i] += peer_losses[i].detach()
-        if self.joint_readout:
-            readout = self._readout_loss(xb, yb)
-            sums["readout_loss"] += readout.detach()
-            total = total + readout
-        return total
-
-    def _features(self, xb: torch.Tensor) -> torch.Tensor:
-        """`reference.ff.readout_features` of `readout_layers` (zeros for the other prediction layers)."""
-        ff, active, feats = self.ff, self.readout_layers, {}
-        h = ops.overlay(xb, None, ff)
-        with torch.no_grad():
-            for i, (w, b) in enumerate(self.params[: max(active) + 1]):
-                h = ops.layer_forward(h, w, b, ff, self.trial.precision)
-                if i in active:
-                    feats[i] = ops.normalize(h, ff.norm, ff.norm_eps)
-        return torch.cat([feats[i] if i in feats else h.new_zeros(xb.shape[0], self.trial.hidden[i])
-                          for i in ff.prediction_layers], dim=1)
-
-    def _readout_loss(self, xb, yb) -> torch.Tensor:
-        return F.cross_entropy(ops.linear(self._features(xb), self.readout, None, self.trial.precision), yb)
 
     def epoch_losses(self, device_losses) -> dict[str, float | dict[int, float]]:
         phase, depth = self.phase, len(self.params)
@@ -236,5 +261,6 @@ class FFTrainer(FFSchedule, TorchTrainer):
     @torch.no_grad()
     def predict(self, xb: torch.Tensor) -> torch.Tensor:
         if self.readout is not None:
-            return ops.linear(self._features(xb), self.readout, None, self.trial.precision).argmax(dim=1)
+            feats = features(self.params, xb, self.ff, self.readout_layers, self.trial.hidden, self.trial.precision)
+            return ops.linear(feats, self.readout, None, self.trial.precision).argmax(dim=1)
         return self.label_scores(xb, [i for i in self.ff.prediction_layers if i in self.trained]).argmax(dim=1)
