@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ffbench.backend import Backend, PackedTrainer
+from ffbench.backend import Backend, PackedTrainer, Phase, Trainer
 from ffbench.data import Dataset
 from ffbench.errors import Diverged
 from ffbench.reference.optim import lr_at
@@ -54,83 +54,39 @@ def _finite(losses: dict[str, Any]) -> bool:
     return all(math.isfinite(x) for v in losses.values() for x in (v.values() if isinstance(v, dict) else [v]))
 
 
+class _Alone(PackedTrainer):
+    """One trial on its own, as a pack of one, so one loop trains both."""
+
+    def __init__(self, trainer: Trainer):
+        self.members = [trainer]
+
+    def begin_phase(self, phase: Phase) -> None:
+        self.members[0].begin_phase(phase)
+
+    def train_epoch(self, phase: Phase, epoch: int, lrs: list[float]) -> list[Any]:
+        return [self.members[0].train_epoch(phase, epoch, lrs[0])]
+
+
 def fit(backend: Backend, trial: FFTrial | BPTrial, data: Dataset,
         on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None,
         curves: list[dict[str, Any]] | None = None) -> Outcome:
-    """Train one trial and evaluate it. `on_epoch(done, total, info)` reports progress (and
-    may raise to stop the trial); the curve rows are appended to `curves` as epochs finish,
-    so a trial stopped part-way still has them."""
-    backend.reset_peak_memory()
-    t0 = time.perf_counter()
-    trainer = backend.trainer(trial, data)
-    trainer.sync()
-    setup_s = time.perf_counter() - t0
-    phases = trainer.phases()
-    total = sum(p.epochs for p in phases)
-    grows = trial.algorithm == "ff" and trial.ff.grow_patience is not None
-    train_s = eval_s = compile_s = 0.0
-    epoch = steps = 0
-    curves = [] if curves is None else curves
-    losses: dict[str, float | dict[int, float]] = {}
-    last_eval: dict[str, float] = {}  # errors measured after the final epoch: not measured twice
-    for phase in phases:
-        t0 = time.perf_counter()
-        trainer.begin_phase(phase)
-        trainer.sync()
-        compile_s += time.perf_counter() - t0
-        for e in range(phase.epochs):
-            lr = lr_at(phase.optimizer, e, phase.epochs)
-            t0 = time.perf_counter()
-            device_losses = trainer.train_epoch(phase, epoch, lr)
-            trainer.sync()
-            train_s += time.perf_counter() - t0
-            steps += trainer.steps_per_epoch
-            losses = trainer.epoch_losses(device_losses)
-            if not _finite(losses):
-                raise Diverged(f"{phase.name} epoch {e + 1}")
-            row: dict[str, Any] = {"lr": lr, "train_seconds": train_s, **losses}
-            last_of_phase = e + 1 == phase.epochs
-            due = trial.eval_every and ((e + 1) % trial.eval_every == 0 or last_of_phase)
-            last_eval = {}
-            if due and trainer.can_evaluate(phase):
-                t0 = time.perf_counter()
-                row["test_error"] = last_eval["test"] = trainer.error("test")
-                if data.val is not None:
-                    row["val_error"] = last_eval["val"] = trainer.error("val")
-                eval_s += time.perf_counter() - t0
-            curves.extend(_curve_rows(epoch, phase.name, row))
-            epoch += 1
-            if on_epoch:
-                on_epoch(epoch, total, {"phase": phase.name, **{k: v for k, v in row.items() if k != "lr"}})
-        if grows and trainer.grow_point(phase):  # a depth done: grow on, or stop at the best depth
-            t0 = time.perf_counter()
-            val = last_eval["val"] if "val" in last_eval else trainer.error("val")
-            eval_s += time.perf_counter() - t0
-            keep = trainer.keep_growing(val)
-            curves.extend(_curve_rows(epoch - 1, phase.name, {"grow_val_error": val, "kept_layers": len(trainer.trained)}))
-            if not keep:
-                last_eval = {}  # the errors were of a deeper net than the one kept
-                break
-    t0 = time.perf_counter()
-    errors = {s: last_eval[s] if s in last_eval else trainer.error(s)
-              for s in ("train", "test") + (("val",) if data.val is not None else ())}
-    eval_s += time.perf_counter() - t0
-    peak, source = backend.peak_memory()
-    return Outcome(
-        test_error=errors["test"], train_error=errors["train"], val_error=errors.get("val"),
-        train_seconds=train_s, eval_seconds=eval_s, setup_seconds=setup_s, compile_seconds=compile_s,
-        samples_per_second=steps * trainer.batch_size / train_s if train_s > 0 else float("nan"),
-        kept_layers=len(trainer.trained) if grows else None,
-        peak_memory_bytes=peak, peak_memory_source=source, epochs_run=epoch, steps_run=steps,
-        final_losses=losses, curves=curves,
-    )
+    """Train one trial and evaluate it; raises Diverged if its loss goes non-finite.
+    `on_epoch(done, total, info)` reports progress (and may raise to stop the trial); the
+    curve rows are appended to `curves` as epochs finish, so a trial stopped part-way still
+    has them."""
+    report = (lambda k, done, total, info: on_epoch(done, total, info)) if on_epoch else None
+    out = fit_unit(backend, [trial], data, report, None if curves is None else [curves])[0]
+    if isinstance(out, Diverged):
+        raise out
+    return out
 
 
-def fit_packed(backend: Backend, trials: list[FFTrial | BPTrial], data: Dataset,
-               on_epoch: Callable[[int, int, int, dict[str, Any]], None] | None = None,
-               curves: list[list[dict[str, Any]]] | None = None) -> list[Outcome | Diverged]:
-    """Train trials of one shape as one program (`Backend.packed_trainer`); one Outcome per
-    trial, or the Diverged of a trial whose loss went non-finite (the others go on).
+def fit_unit(backend: Backend, trials: list[FFTrial | BPTrial], data: Dataset,
+             on_epoch: Callable[[int, int, int, dict[str, Any]], None] | None = None,
+             curves: list[list[dict[str, Any]]] | None = None) -> list[Outcome | Diverged]:
+    """Train one trial alone, or several of one pack key as one program
+    (`Backend.packed_trainer`); one Outcome per trial, or the Diverged of a trial whose loss
+    went non-finite (the others go on).
 
     Times are each member's share of the pack: the pack's train, compile and set-up time
     divided by the pack size (the pack's whole is `train_seconds * pack_size`), so a
@@ -138,9 +94,12 @@ def fit_packed(backend: Backend, trials: list[FFTrial | BPTrial], data: Dataset,
     shared time too. Evaluation is per member. `on_epoch(k, done, total, info)` reports
     member k's progress.
     """
+    grows = [t.algorithm == "ff" and t.ff.grow_patience is not None for t in trials]
+    if len(trials) > 1 and any(grows):
+        raise ValueError("a grown trial (ff.grow_patience) decides its own depth: it is never packed")
     backend.reset_peak_memory()
     t0 = time.perf_counter()
-    packed: PackedTrainer = backend.packed_trainer(trials, data)
+    packed = _Alone(backend.trainer(trials[0], data)) if len(trials) == 1 else backend.packed_trainer(trials, data)
     packed.sync()
     setup_s = time.perf_counter() - t0
     members, phases = packed.members, packed.phases()
@@ -150,7 +109,8 @@ def fit_packed(backend: Backend, trials: list[FFTrial | BPTrial], data: Dataset,
     epoch = steps = 0
     losses: list[dict[str, Any]] = [{} for _ in trials]
     diverged: dict[int, Diverged] = {}
-    last_eval: list[dict[str, float]] = [{} for _ in trials]
+    grown: set[int] = set()  # members whose growth has stopped (at their best depth)
+    last_eval: list[dict[str, float]] = [{} for _ in trials]  # errors after the final epoch: not measured twice
     member_phases = [m.phases() for m in members]
     for i, phase in enumerate(phases):
         t0 = time.perf_counter()
@@ -187,7 +147,17 @@ def fit_packed(backend: Backend, trials: list[FFTrial | BPTrial], data: Dataset,
             epoch += 1
             if len(diverged) == len(trials):
                 break
-        if len(diverged) == len(trials):
+        for k, member in enumerate(members):  # a grown net's depth done: grow on, or stop at its best depth
+            if grows[k] and k not in diverged and member.grow_point(phase):
+                t0 = time.perf_counter()
+                val = last_eval[k]["val"] if "val" in last_eval[k] else member.error("val")
+                eval_s[k] += time.perf_counter() - t0
+                keep = member.keep_growing(val)
+                curves[k].extend(_curve_rows(epoch - 1, phase.name, {"grow_val_error": val, "kept_layers": len(member.trained)}))
+                if not keep:
+                    grown.add(k)
+                    last_eval[k] = {}  # the errors were of a deeper net than the one kept
+        if len(diverged) + len(grown) == len(trials):
             break
     peak, source = backend.peak_memory()
     train_s, setup_s, compile_s = (t / len(trials) for t in (train_s, setup_s, compile_s))
@@ -203,7 +173,8 @@ def fit_packed(backend: Backend, trials: list[FFTrial | BPTrial], data: Dataset,
         out.append(Outcome(
             test_error=errors["test"], train_error=errors["train"], val_error=errors.get("val"),
             train_seconds=train_s, eval_seconds=eval_s[k], setup_seconds=setup_s, compile_seconds=compile_s,
-            samples_per_second=steps * packed.batch_size / train_s if train_s > 0 else float("nan"), kept_layers=None,
+            samples_per_second=steps * packed.batch_size / train_s if train_s > 0 else float("nan"),
+            kept_layers=len(member.trained) if grows[k] else None,
             peak_memory_bytes=peak, peak_memory_source=source, epochs_run=epoch, steps_run=steps,
             final_losses=losses[k], curves=curves[k]))
     return out

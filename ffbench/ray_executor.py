@@ -236,7 +236,8 @@ class RayExecutor:
             attempt = ray.get(hub.attempt.remote(first))
             line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             status, error = "failed", f"{type(exc).__name__} on attempt {attempt} of {self.max_retries + 1}: {line}"
-        records = [lost_trial(p, status, error) for p in unit]
+        pack = [p.trial_id for p in unit] if len(unit) > 1 else None
+        records = [lost_trial(p, status, error, pack=pack) for p in unit]
         for record in records:
             record.row["attempt"] = attempt
         return records

@@ -1,9 +1,10 @@
 """From validated trials to result rows: plan, run each trial in isolation, write it.
 
 `plan()` gives every trial its id and checks, before anything runs, that each backend is
-installed and can run its trials and that the data is there. `run_trial()` is the unit of
-work an executor schedules: it trains one trial and turns every outcome, including an
-exception or a NaN, into a row. `run()` feeds trials to an executor and writes each row the
+installed and can run its trials and that the data is there. `pack()` groups trials that can
+train as one program. `run_unit()` is the unit of work an executor schedules: it trains one
+trial or one pack and turns every outcome, including an exception or a NaN, into a row per
+trial. `run()` feeds trials to an executor and writes each row the
 moment it arrives, so a crash or Ctrl-C loses nothing that finished.
 """
 
@@ -22,7 +23,7 @@ from ffbench import registry, results
 from ffbench.data import dataset_checksum, prepare
 from ffbench.env import environment
 from ffbench.errors import BackendUnavailable, Diverged, TrialTimeout
-from ffbench.loop import Outcome, fit, fit_packed
+from ffbench.loop import Outcome, fit_unit
 from ffbench.packing import DEFAULT_PACK_SIZE, units
 from ffbench.spec import BPTrial, FFTrial, canonical_json, normal_form, parse_trial, trial_id
 
@@ -89,13 +90,17 @@ def _failure(exc: BaseException) -> dict[str, Any]:
     return {"status": "failed", "error": f"{type(exc).__name__}: {message}{where}"}
 
 
+def _pack_columns(pack: list[str] | None) -> dict[str, Any]:
+    return {"pack_size": len(pack) if pack else 1, "pack_ids": json.dumps(pack) if pack else None}
+
+
 def _record(p: PlannedTrial, trial, backend, started: datetime, outcome: Outcome | BaseException | None,
             curves: list[dict[str, Any]], pack: list[str] | None = None) -> TrialRecord:
     row: dict[str, Any] = {"status": "ok", "error": None}
     if isinstance(outcome, BaseException):
         row.update(_failure(outcome))
     row.update(_describe(p, trial, backend, started, _now()))
-    row.update(pack_size=len(pack) if pack else 1, pack_ids=json.dumps(pack) if pack else None)
+    row.update(_pack_columns(pack))
     if isinstance(outcome, Outcome):
         row.update({k: getattr(outcome, k) for k in OUTCOME_FIELDS})
         row["final_losses"] = json.dumps(outcome.final_losses)
@@ -111,74 +116,46 @@ def _stopper(started: datetime, timeout: float | None):
     return check
 
 
-def run_trial(p: PlannedTrial, on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None,
-              timeout: float | None = None) -> TrialRecord:
-    """Train one trial; every outcome becomes a row (never raises, except KeyboardInterrupt).
-
-    With `timeout` (seconds), the trial stops at the first epoch boundary past it and is
-    recorded as `timeout` with the curves so far; an executor that can kill a process
-    (Ray) also enforces it inside an epoch."""
-    started = _now()
-    trial = p.trial()
-    outcome: Outcome | BaseException | None = None
-    backend = None
-    curves: list[dict[str, Any]] = []
-    stop = _stopper(started, timeout)
-
-    def epoch_done(done: int, total: int, info: dict[str, Any]) -> None:
-        if on_epoch:
-            on_epoch(done, total, info)
-        stop(done, total)
-
-    try:
-        backend = registry.load(trial.backend)
-        outcome = fit(backend, trial, prepare(trial.data), epoch_done, curves)
-    except Exception as exc:  # recorded as this trial's failure; the suite goes on
-        outcome = exc
-    return _record(p, trial, backend, started, outcome, curves)
-
-
-def run_pack(pack: list[PlannedTrial], on_epoch: Callable[[PlannedTrial, int, int, dict[str, Any]], None] | None = None,
+def run_unit(unit: list[PlannedTrial], on_epoch: Callable[[PlannedTrial, int, int, dict[str, Any]], None] | None = None,
              timeout: float | None = None) -> list[TrialRecord]:
-    """Train trials of one pack key as one program (`loop.fit_packed`); one record per
-    trial, each with its own status (a diverged member does not stop the others; an error
-    of the pack as a whole is every member's failure)."""
+    """The unit of work an executor schedules: one trial, or trials of one pack key trained
+    as one program (`loop.fit_unit`). Every outcome becomes a row, one per trial, each with
+    its own status (never raises, except KeyboardInterrupt): a diverged member does not stop
+    the others; an error of the unit as a whole is every member's failure.
+
+    With `timeout` (seconds), the unit stops at the first epoch boundary past it and its
+    trials are recorded as `timeout` with the curves so far; an executor that can kill a
+    process (Ray) also enforces it inside an epoch."""
     started = _now()
-    trials = [p.trial() for p in pack]
-    ids = [p.trial_id for p in pack]
-    curves: list[list[dict[str, Any]]] = [[] for _ in pack]
-    outcomes: list[Outcome | BaseException | None] = [None] * len(pack)
+    trials = [p.trial() for p in unit]
+    ids = [p.trial_id for p in unit] if len(unit) > 1 else None
+    curves: list[list[dict[str, Any]]] = [[] for _ in unit]
+    outcomes: list[Outcome | BaseException | None] = [None] * len(unit)
     backend = None
     stop = _stopper(started, timeout)
 
     def epoch_done(k: int, done: int, total: int, info: dict[str, Any]) -> None:
         if on_epoch:
-            on_epoch(pack[k], done, total, info)
+            on_epoch(unit[k], done, total, info)
         stop(done, total)
 
     try:
         backend = registry.load(trials[0].backend)
-        outcomes = list(fit_packed(backend, trials, prepare(trials[0].data), epoch_done, curves))
-    except Exception as exc:
-        outcomes = [exc] * len(pack)
-    return [_record(p, t, backend, started, o, c, ids) for p, t, o, c in zip(pack, trials, outcomes, curves)]
+        outcomes = list(fit_unit(backend, trials, prepare(trials[0].data), epoch_done, curves))
+    except Exception as exc:  # recorded as the trials' failure; the suite goes on
+        outcomes = [exc] * len(unit)
+    return [_record(p, t, backend, started, o, c, ids) for p, t, o, c in zip(unit, trials, outcomes, curves)]
 
 
-def run_unit(unit: list[PlannedTrial], on_epoch: Callable[[PlannedTrial, int, int, dict[str, Any]], None] | None = None,
-             timeout: float | None = None) -> list[TrialRecord]:
-    """The unit of work an executor schedules: one trial, or a pack."""
-    if len(unit) == 1:
-        p = unit[0]
-        return [run_trial(p, (lambda done, total, info: on_epoch(p, done, total, info)) if on_epoch else None, timeout)]
-    return run_pack(unit, on_epoch, timeout)
-
-
-def lost_trial(p: PlannedTrial, status: str, error: str, started: datetime | None = None) -> TrialRecord:
+def lost_trial(p: PlannedTrial, status: str, error: str, started: datetime | None = None,
+               pack: list[str] | None = None) -> TrialRecord:
     """The row of a trial whose process never returned (killed at its timeout, or crashed
-    more often than the retries allow): written by the driver, without metrics."""
+    more often than the retries allow): written by the driver, without metrics. `pack`: the
+    trial ids of the pack it was trained in, if any."""
     finished = _now()
     trial = p.trial()
-    return TrialRecord({"status": status, "error": error, **_describe(p, trial, None, started or finished, finished)})
+    return TrialRecord({"status": status, "error": error, **_describe(p, trial, None, started or finished, finished),
+                        **_pack_columns(pack)})
 
 
 def _describe(p: PlannedTrial, trial: FFTrial | BPTrial, backend, started: datetime, finished: datetime) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ffbench import registry, runner
+from ffbench import loop, registry, runner
 from ffbench.check import _dataset
 from ffbench.packing import pack_key, units
 from ffbench.reference.optim import lr_at
@@ -150,3 +150,13 @@ def test_runner_packs_writes_a_row_per_trial_and_isolates_a_diverged_member(tmp_
             json.loads(b.loc[seed, "final_losses"])["ff_loss"]["0"], rel=1e-5)
     on_disk = pd.read_parquet(tmp_path / "packed" / "trials")
     assert len(on_disk) == 4 and set(on_disk["pack_size"]) == {1, 3}
+
+    # a pack whose worker never came back: every member's row still names its pack
+    lost = [runner.lost_trial(p, "failed", "WorkerCrashedError", pack=pack) for p in planned if p.trial_id in pack]
+    assert {r.row["pack_size"] for r in lost} == {3} and {r.row["pack_ids"] for r in lost} == {json.dumps(pack)}
+
+
+def test_a_grown_trial_is_never_packed():
+    grow = _spec(ff={"schedule": "greedy", "grow_patience": 1}, data={"validation_size": 100})
+    with pytest.raises(ValueError, match="never packed"):
+        loop.fit_unit(None, [parse_trial(grow), parse_trial({**grow, "seed": 1})], None)  # refused before anything runs
