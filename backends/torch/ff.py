@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from ffbench_backends.torch import ops
 from ffbench_backends.torch.common import TorchTrainer, to_numpy
 from ffbench_backends.torch.compile import compiled, warm_up
+from ffbench_backends.torch.compile import enabled as compiling
 from ffbench_backends.torch.optim import Optimizer
 
 from ffbench.backend import FFSchedule, Phase
@@ -121,14 +122,18 @@ class FFTrainer(FFSchedule, TorchTrainer):
     def _compile_step(self, phase: Phase) -> None:
         """The phase's step objective (compiled with `FFBENCH_TORCH_COMPILE=1`, then warmed up)."""
         shared = {"ff": self.ff, "active": self.readout_layers, "widths": self.trial.hidden, "precision": self.trial.precision}
+        if phase.name == "readout":
+            self._objective = compiled(partial(readout_objective, **shared))
+        else:
+            self._objective = compiled(partial(step_objective, layers=phase.layers, joint=self.joint_readout, **shared))
+        if not compiling():
+            return
         b, x = self.batch_size, self.splits["train"][0]
         xb, yb = x.new_zeros((b, x.shape[1])), torch.zeros(b, dtype=torch.int64, device=self.device)
         trained = [p for wb in self.params for p in wb] + ([self.readout] if self.readout is not None else [])
         if phase.name == "readout":
-            self._objective = compiled(partial(readout_objective, **shared))
             warm_up(self._objective, (self.params, self.readout, xb, yb), trained)
         else:
-            self._objective = compiled(partial(step_objective, layers=phase.layers, joint=self.joint_readout, **shared))
             negb = yb.clone() if self.ff.embeds_labels else xb.clone()  # not the same tensor: torch.compile guards aliasing
             warm_up(self._objective, (self.params, self.running, self.readout, xb, yb, negb), trained)
         self.opt.warm_up()
