@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--trial-timeout", type=_positive, metavar="SECONDS", help="record a trial running longer as `timeout`")
     r.add_argument("--pack-size", type=_positive_int, default=DEFAULT_PACK_SIZE, metavar="N",
                    help=f"train up to N trials that differ only in seed or learning rate as one program, on backends "
-                   f"that can (jax); each keeps its own row (default {DEFAULT_PACK_SIZE})")
+                   f"that can (jax, torch); each keeps its own row (default {DEFAULT_PACK_SIZE})")
     r.add_argument("--no-pack", action="store_true", help="train every trial alone (same as --pack-size 1)")
     r.add_argument("--quiet", action="store_true", help="no progress display or summary")
 
@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--epochs", type=int, default=3, help="timed epochs, after one warm-up epoch")
     b.add_argument("--train-subset", type=int, help="time on the first N training images only")
     b.add_argument("--pack", type=_positive_int, default=1, metavar="N",
-                   help="train N seeds as one packed program (backends that pack: jax); rates are the pack's aggregate")
+                   help="train N seeds as one packed program (backends that pack: jax, torch); rates are the pack's aggregate")
     b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="any other spec field")
     b.add_argument("--json", action="store_true", help="print a JSON list of results")
 

@@ -47,7 +47,12 @@ def test_backend_jitter_equals_the_reference(name):
     key = stream_key(4, STREAM_JITTER, 3)
     if name == "torch":
         import torch
-        got = ops.shift_images(torch.as_tensor(x), *ops.jitter_shifts(4, 3, torch.as_tensor(idx), 2)).numpy()
+        got = ops.batch_images(torch.as_tensor(x), torch.as_tensor(idx), key, 2).numpy()
+        # a pack of two members: one key each, indices (2, 25), each member's images its own
+        keys = [key, stream_key(5, STREAM_JITTER, 3)]
+        both = ops.batch_images(torch.as_tensor(x), torch.as_tensor(idx).view(2, 25), torch.tensor(keys), 2).numpy()
+        assert (both[0] == want[:25]).all()
+        assert (both[1] == augment.shift_images(x[25:], *rng.jitter_shifts(5, 3, idx[25:], 2))).all()
     elif name == "jax":
         import jax.numpy as jnp
         got = np.asarray(ops.batch_images(jnp.asarray(x), jnp.asarray(idx, jnp.int32), jnp.uint32(key), 2))

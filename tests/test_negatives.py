@@ -231,7 +231,9 @@ def _hybrid(name, ops, seed, epoch, y):
     if name == "torch":
         import torch
         idx, yy = torch.arange(len(y)), torch.as_tensor(y)
-        return ops.hybrid_partners(seed, epoch, idx, yy, ops.class_table(yy)).numpy(), ops.hybrid_masks(seed, epoch, idx[:8], 6).numpy()
+        packed = ops.hybrid_masks(torch.tensor([mk, 0]), idx[:16].view(2, 8), 6)  # a pack of two: one key each
+        assert (packed[1] == ops.hybrid_masks(0, idx[8:16], 6)).all()
+        return ops.hybrid_partners(seed, epoch, idx, yy, ops.class_table(yy)).numpy(), packed[0].numpy()
     if name == "jax":
         import jax.numpy as jnp
         idx, yy = jnp.arange(len(y), dtype=jnp.uint32), jnp.asarray(y, jnp.int32)

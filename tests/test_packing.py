@@ -14,9 +14,6 @@ from ffbench.packing import pack_key, units
 from ffbench.reference.optim import lr_at
 from ffbench.spec import parse_trial
 
-jax_installed = registry.status("jax")[0]
-needs_jax = pytest.mark.skipif(not jax_installed, reason="jax is not installed")
-
 
 def _spec(**kw) -> dict:
     base = {"algorithm": "ff", "backend": "jax", "seed": 0, "hidden": [24, 24], "epochs": 2, "batch_size": 50,
@@ -98,11 +95,14 @@ def _run_phases(tr, trials) -> None:
     tr.sync()
 
 
-@needs_jax
+@pytest.mark.parametrize("name", ["torch", "jax"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_a_packed_trial_matches_its_unpacked_run(case):
-    backend = registry.load("jax")
-    trials = _variants(CASES[case])
+def test_a_packed_trial_matches_its_unpacked_run(case, name):
+    ok, reason = registry.status(name)
+    if not ok:
+        pytest.skip(reason)
+    backend = registry.load(name)
+    trials = [parse_trial({**t.model_dump(mode="json"), "backend": name}) for t in _variants(CASES[case])]
     rng = np.random.default_rng(3)
     data = _dataset(rng.random((200, 784), dtype=np.float32), rng.integers(0, 10, 200).astype(np.int64))
     packed = backend.packed_trainer(trials, data)
@@ -128,9 +128,12 @@ class _Quiet:
     def trial_finished(self, p, row): ...
 
 
-@needs_jax
-def test_runner_packs_writes_a_row_per_trial_and_isolates_a_diverged_member(tmp_path):
-    specs = [_spec(seed=s, epochs=1, data={"train_subset": 300, "test_subset": 200, "validation_size": 0}) for s in (0, 1)]
+@pytest.mark.parametrize("name", ["torch", "jax"])
+def test_runner_packs_writes_a_row_per_trial_and_isolates_a_diverged_member(tmp_path, name):
+    ok, reason = registry.status(name)
+    if not ok:
+        pytest.skip(reason)
+    specs = [_spec(seed=s, epochs=1, backend=name, data={"train_subset": 300, "test_subset": 200, "validation_size": 0}) for s in (0, 1)]
     specs.append({**specs[0], "optimizer": {**specs[0]["optimizer"], "momentum": 0.5, "lr": 1e30}, "seed": 2})  # another shape
     specs.append({**specs[0], "optimizer": {**specs[0]["optimizer"], "lr": 1e30}, "seed": 3})  # packs with 0 and 1, diverges
     planned = runner.plan(parse_trial(s) for s in specs)

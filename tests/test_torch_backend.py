@@ -76,20 +76,29 @@ def test_layer_loss_and_gradients_match_reference(kw):
     OptimizerSpec(name="adam", lr=0.01, weight_decay=0.1), OptimizerSpec(name="sgd", lr=0.1, momentum=0.9, weight_decay=3e-4),
 ])
 def test_optimizer_matches_reference_after_several_steps(spec):
+    """Alone, and in a pack of two (stacked tensors, one learning rate and gradient each)."""
     g = np.random.default_rng(2)
     p0 = [g.normal(size=(3, 4)).astype(np.float32), g.normal(size=4).astype(np.float32)]
-    grads = [[g.normal(size=p.shape).astype(np.float32) for p in p0] for _ in range(5)]
-    ref_p, st = [p.astype(np.float64) for p in p0], optim.init(spec, p0)
-    params = [torch.tensor(p) for p in p0]
-    opt = Optimizer(spec, params)
-    for k, gs in enumerate(grads):
+    grads = [[[g.normal(size=p.shape).astype(np.float32) for p in p0] for _ in range(5)] for _ in range(2)]
+    scale = (1.0, 2.5)  # the members' learning rates: spec.lr and 2.5 spec.lr
+    params, stacked = [torch.tensor(p) for p in p0], [torch.tensor(np.stack([p, p])) for p in p0]
+    opt, packed = Optimizer(spec, params), Optimizer(spec, stacked, members=2)
+    refs = [([p.astype(np.float64) for p in p0], optim.init(spec, p0)) for _ in range(2)]
+    for k in range(5):
         lr = spec.lr * (1 - 0.1 * k)
-        ref_p, st = optim.update(spec, [x.astype(np.float64) for x in gs], st, ref_p, lr)
-        for p, x in zip(params, gs):
-            p.grad = torch.tensor(x)
-        opt.step(lr)
-    for p, r in zip(params, ref_p):
-        np.testing.assert_allclose(p.numpy(), r, rtol=1e-5, atol=1e-6)
+        refs = [optim.update(spec, [x.astype(np.float64) for x in grads[m][k]], st, ref_p, lr * scale[m])
+                for m, (ref_p, st) in enumerate(refs)]
+        for i, p in enumerate(params):
+            p.grad = torch.tensor(grads[0][k][i])
+            stacked[i].grad = torch.tensor(np.stack([grads[0][k][i], grads[1][k][i]]))
+        opt.plan_epoch(lr, 1)
+        opt.step()
+        packed.plan_epoch([lr * s for s in scale], 1)
+        packed.step()
+    for i, p in enumerate(params):
+        np.testing.assert_allclose(p.numpy(), refs[0][0][i], rtol=1e-5, atol=1e-6)
+        for m in range(2):
+            np.testing.assert_allclose(stacked[i][m].numpy(), refs[m][0][i], rtol=1e-5, atol=1e-6)
 
 
 def _tiny_data(n=60, d=784, seed=0):

@@ -25,23 +25,34 @@ CASES = {
                             "ff": {"schedule": "greedy", "negatives": "hybrid_image", "prediction": "softmax",
                                    "readout_phase": "after", "readout_epochs": 1}},
     "bp": {**BASE, "algorithm": "bp", "data": {"jitter": 1}},
+    # a pack of two (seeds 0 and 1): the vmapped objective and the stacked update, compiled
+    "packed-greedy": {**BASE, "algorithm": "ff", "pack": 2,
+                      "ff": {"schedule": "greedy", "negatives": "hybrid_image", "prediction": "softmax",
+                             "readout_phase": "after", "readout_epochs": 1}},
 }
 
 
 def _train(spec: dict):
+    """Train through every phase: (the first trial's weights and final losses, the steps' objectives)."""
     rng = np.random.default_rng(2)
     data = _dataset(rng.random((200, 784), dtype=np.float32), rng.integers(0, 10, 200).astype(np.int64))
-    tr = registry.load("torch").trainer(parse_trial(spec), data)
+    spec, backend = dict(spec), registry.load("torch")
+    pack = spec.pop("pack", 1)
+    trials = [parse_trial({**spec, "seed": k}) for k in range(pack)]
+    tr = backend.packed_trainer(trials, data) if pack > 1 else backend.trainer(trials[0], data)
+    first = tr.members[0] if pack > 1 else tr
     epoch, objectives = 0, []
     for phase in tr.phases():
         tr.begin_phase(phase)
         objectives.append(tr._objective)
         compiled = _graphs()
         for e in range(phase.epochs):
-            losses = tr.epoch_losses(tr.train_epoch(phase, epoch, lr_at(phase.optimizer, e, phase.epochs)))
+            lr = lr_at(phase.optimizer, e, phase.epochs)
+            out = tr.train_epoch(phase, epoch, [lr] * pack)[0] if pack > 1 else tr.train_epoch(phase, epoch, lr)
+            losses = first.epoch_losses(out)
             epoch += 1
         assert _graphs() == compiled, f"{phase.name}: a step compiled again (its compile time would count as train time)"
-    return tr.state(), losses, objectives
+    return first.state(), losses, objectives
 
 
 def _graphs() -> int:

@@ -10,7 +10,7 @@ import resource
 
 import torch
 
-from ffbench.backend import Backend, Trainer
+from ffbench.backend import Backend, PackedTrainer, Trainer
 from ffbench.data import Dataset
 from ffbench.env import cpu_name
 from ffbench.spec import BPTrial, FFTrial
@@ -44,6 +44,16 @@ class TorchBackend(Backend):
             return FFTrainer(trial, data, self.device)
         from ffbench_backends.torch.bp import BPTrainer
         return BPTrainer(trial, data, self.device)
+
+    def pack_skip(self, trial: FFTrial | BPTrial) -> str | None:
+        if trial.algorithm == "ff" and trial.ff.grow_patience is not None:
+            return "ff.grow_patience decides each trial's depth during training"
+        return None  # every other trial: the step objective is a pure function, vmapped over stacked tensors
+
+    def packed_trainer(self, trials: list[FFTrial | BPTrial], data: Dataset) -> PackedTrainer:
+        from ffbench_backends.torch.common import PackedTorchTrainer
+        first = self.trainer(trials[0], data)
+        return PackedTorchTrainer([first] + [type(first)(t, data, self.device, first) for t in trials[1:]])
 
     def reset_peak_memory(self) -> None:
         if self.device.type == "cuda":

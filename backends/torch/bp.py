@@ -7,12 +7,14 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from ffbench_backends.torch import ops
-from ffbench_backends.torch.common import TorchTrainer, to_numpy
+from ffbench_backends.torch.common import EpochPlan, TorchTrainer, to_numpy
 from ffbench_backends.torch.compile import compiled, warm_up
+from ffbench_backends.torch.compile import enabled as compiling
 from ffbench_backends.torch.optim import Optimizer
 
 from ffbench.backend import Phase
 from ffbench.data import Dataset
+from ffbench.reference.rng import STREAM_JITTER, stream_key
 from ffbench.spec import NUM_CLASSES, BPTrial
 
 
@@ -28,38 +30,67 @@ def objective(params, xb, yb, *, precision: str):
 
 
 class BPTrainer(TorchTrainer):
-    def __init__(self, trial: BPTrial, data: Dataset, device: torch.device):
-        super().__init__(trial, data, device)
+    STACKED = ("params",)  # a pack stacks these, and trains them in place
+    CARRIED = ()
+
+    def __init__(self, trial: BPTrial, data: Dataset, device: torch.device, share: BPTrainer | None = None):
+        super().__init__(trial, data, device, share)
         self.params = self.init_params([data.train.x.shape[1], *trial.hidden, NUM_CLASSES], trial.bp.init)
+        self.layer_opts: dict = {}
 
     def phases(self) -> list[Phase]:
         return [Phase("bp", self.trial.epochs, self.trial.optimizer)]
 
     def begin_phase(self, phase: Phase) -> None:
-        weights = [p for wb in self.params for p in wb]
-        self.opt = Optimizer(phase.optimizer, weights)
-        self._objective = compiled(partial(objective, precision=self.trial.precision))  # FFBENCH_TORCH_COMPILE=1
-        x = self.splits["train"][0]
-        warm_up(self._objective, (self.params, x[: self.batch_size], torch.zeros(self.batch_size, dtype=torch.int64, device=self.device)), weights)
-        self.opt.warm_up()
+        self.setup_phase(phase)
+        self.make_optimizers(phase, self)
+        self._objective = self.compile_step(phase, self, self.objective(phase))
+
+    def setup_phase(self, phase: Phase) -> None:
+        pass
+
+    def make_optimizers(self, phase: Phase, holder, members: int | None = None) -> None:
+        holder.opt = Optimizer(phase.optimizer, [p for wb in holder.params for p in wb], members)
+
+    def objective(self, phase: Phase):
+        return partial(objective, precision=self.trial.precision)
+
+    def compile_step(self, phase: Phase, holder, objective, lead: tuple[int, ...] = ()):
+        """`objective` compiled (`FFBENCH_TORCH_COMPILE=1`) and warmed up on a throw-away batch."""
+        objective = compiled(objective)
+        if compiling():
+            warm_up(objective, (holder.params, *self.example_batch(lead)), [p for wb in holder.params for p in wb])
+            holder.opt.warm_up()
+        return objective
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return logits(self.params, x, self.trial.precision)
 
     def train_epoch(self, phase: Phase, epoch: int, lr: float):
+        return self.run_epoch(phase, self.epoch_plan(phase, epoch), self, self._objective, lr)
+
+    def epoch_plan(self, phase: Phase, epoch: int) -> EpochPlan:
+        order = ops.epoch_order(self.trial.seed, epoch, self.n, self.device)[: self.steps_per_epoch * self.batch_size]
+        return EpochPlan(order, jitter_key=stream_key(self.trial.seed, STREAM_JITTER, epoch))
+
+    def run_epoch(self, phase: Phase, plan: EpochPlan, holder, objective, lr: float | list[float]) -> dict[str, torch.Tensor]:
+        """The epoch's steps on `holder`'s tensors (this trainer's, or a pack's stacked ones)."""
         x, y = self.splits["train"]
-        order = ops.epoch_order(self.trial.seed, epoch, self.n, self.device)
-        total = torch.zeros((), device=self.device)
+        total = torch.zeros(plan.order.shape[:-1], device=self.device)
+        holder.opt.plan_epoch(lr, self.steps_per_epoch)
         for s in range(self.steps_per_epoch):
-            idx = order[s * self.batch_size:(s + 1) * self.batch_size]
-            loss = self._objective(self.params, self.batch_images(x, idx, epoch), y[idx])[0]
-            loss.backward()
-            self.opt.step(lr)
+            idx = plan.order[..., s * self.batch_size:(s + 1) * self.batch_size]
+            loss = objective(holder.params, ops.batch_images(x, idx, plan.jitter_key, self.trial.data.jitter), y[idx])[0]
+            loss.sum().backward()
+            holder.opt.step()
             total += loss.detach()
-        return total / self.steps_per_epoch
+        return {"bp_loss": total / self.steps_per_epoch}
+
+    def end_epoch(self, phase: Phase) -> None:
+        pass
 
     def epoch_losses(self, device_losses) -> dict[str, float]:
-        return {"bp_loss": device_losses.item()}
+        return {"bp_loss": device_losses["bp_loss"].item()}
 
     def can_evaluate(self, phase: Phase) -> bool:
         return True

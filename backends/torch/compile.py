@@ -43,10 +43,10 @@ def compiled(fn: Callable) -> Callable:
 
 
 def warm_up(objective: Callable, args: tuple, grads_of: list[torch.Tensor]) -> None:
-    """Run `objective(*args)` (its first output is the loss) and its backward once, then drop
+    """Run `objective(*args)` (its first output is the loss, or a pack's losses) and its backward once, then drop
     the gradients it left on `grads_of`: compiles the step without changing any state."""
     if not enabled():
         return
-    objective(*args)[0].backward()
+    objective(*args)[0].sum().backward()  # a pack: one loss per member
     for p in grads_of:
         p.grad = None

@@ -13,7 +13,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from ffbench_backends.torch import ops
-from ffbench_backends.torch.common import TorchTrainer, to_numpy
+from ffbench_backends.torch.common import EpochPlan, TorchTrainer, to_numpy
 from ffbench_backends.torch.compile import compiled, warm_up
 from ffbench_backends.torch.compile import enabled as compiling
 from ffbench_backends.torch.optim import Optimizer
@@ -23,6 +23,7 @@ from ffbench.data import Dataset
 from ffbench.reference.ff import PEER_INIT
 from ffbench.reference.negatives import by_position, check_data, negatives_epoch, score_layers, training_images
 from ffbench.reference.optim import lr_at
+from ffbench.reference.rng import STREAM_JITTER, STREAM_MASK, stream_key
 from ffbench.spec import NUM_CLASSES, FFSpec, FFTrial
 
 
@@ -81,13 +82,19 @@ def step_objective(params, running, readout, xb, yb, negb, *, ff: FFSpec, layers
 
 
 class FFTrainer(FFSchedule, TorchTrainer):
-    def __init__(self, trial: FFTrial, data: Dataset, device: torch.device):
-        super().__init__(trial, data, device)
+    STACKED = ("params", "readout")  # a pack stacks these, and trains them in place
+    CARRIED = ("running",)  # a pack stacks these; every step replaces them
+
+    def __init__(self, trial: FFTrial, data: Dataset, device: torch.device, share: FFTrainer | None = None):
+        super().__init__(trial, data, device, share)
         self.ff = trial.ff
         check_data(self.ff, data.train.y)
-        self.index = torch.arange(self.n, device=device)
-        pool = training_images(self.ff, data)  # class_split: the training images + the pool
-        self.images = self.splits["train"][0] if pool is None else torch.as_tensor(pool, device=device)
+        if share is not None:
+            self.index, self.images = share.index, share.images
+        else:
+            self.index = torch.arange(self.n, device=device)
+            pool = training_images(self.ff, data)  # class_split: the training images + the pool
+            self.images = self.splits["train"][0] if pool is None else torch.as_tensor(pool, device=device)
         self.params = self.init_params([data.train.x.shape[1], *trial.hidden], self.ff.init)
         self.running = [torch.full((h,), PEER_INIT, device=device) for h in trial.hidden]
         self.readout = None
@@ -98,89 +105,119 @@ class FFTrainer(FFSchedule, TorchTrainer):
         self.readout_trained = False
         self.negatives_seconds: float | None = None  # scoring the data for hard negatives, this epoch
         self._drawn: tuple[int, torch.Tensor] | None = None  # (negatives_epoch, each sample's negative)
-        self._layer_opts: dict[tuple[int, ...], Optimizer] = {}  # a layer's optimiser, kept across episodes
+        self.layer_opts: dict[tuple[int, ...], Optimizer] = {}  # a layer's optimiser, kept across episodes
 
     # ------------------------------------------------------------------ phases
     def begin_phase(self, phase: Phase) -> None:
+        self.setup_phase(phase)
+        self.make_optimizers(phase, self)
+        self._objective = self.compile_step(phase, self, self.objective(phase))
+
+    def setup_phase(self, phase: Phase) -> None:
+        """What the phase trains; a read-out phase starts from a zero read-out."""
         self.phase, self.phase_epoch = phase, 0
-        params = [p for i in phase.layers for p in self.params[i]]
         self.joint_readout = self.readout is not None and self.ff.readout_phase == "joint" and bool(phase.layers)
-        self.readout_opt = None
+        self.separate_readout = self.joint_readout and self.ff.readout_optimizer is not None
         if phase.name == "readout":
-            params = [self.readout]
             with torch.no_grad():
                 self.readout.zero_()
-        elif self.joint_readout and self.ff.readout_optimizer is None:
-            params.append(self.readout)
-        elif self.joint_readout:  # a joint read-out with its own optimiser and state
-            self.readout_opt = Optimizer(self.ff.readout_optimizer, [self.readout])
-        self.opt = self._layer_opts.get(phase.layers) or Optimizer(phase.optimizer, params)
-        if phase.layers:
-            self._layer_opts[phase.layers] = self.opt
-        self._compile_step(phase)
 
-    def _compile_step(self, phase: Phase) -> None:
-        """The phase's step objective (compiled with `FFBENCH_TORCH_COMPILE=1`, then warmed up)."""
+    def make_optimizers(self, phase: Phase, holder, members: int | None = None) -> None:
+        """`holder.opt` (and a joint read-out's own `holder.readout_opt`) over the tensors the
+        phase trains, `holder`'s: this trainer's own, or a pack's stacked ones."""
+        params = [p for i in phase.layers for p in holder.params[i]]
+        holder.readout_opt = None
+        if phase.name == "readout":
+            params = [holder.readout]
+        elif self.separate_readout:
+            holder.readout_opt = Optimizer(self.ff.readout_optimizer, [holder.readout], members)
+        elif self.joint_readout:
+            params.append(holder.readout)
+        holder.opt = holder.layer_opts.get(phase.layers) or Optimizer(phase.optimizer, params, members)
+        if phase.layers:
+            holder.layer_opts[phase.layers] = holder.opt
+
+    def objective(self, phase: Phase):
+        """The phase's step objective, a pure function of tensors."""
         shared = {"ff": self.ff, "active": self.readout_layers, "widths": self.trial.hidden, "precision": self.trial.precision}
         if phase.name == "readout":
-            self._objective = compiled(partial(readout_objective, **shared))
-        else:
-            self._objective = compiled(partial(step_objective, layers=phase.layers, joint=self.joint_readout, **shared))
+            return partial(readout_objective, **shared)
+        return partial(step_objective, layers=phase.layers, joint=self.joint_readout, **shared)
+
+    def compile_step(self, phase: Phase, holder, objective, lead: tuple[int, ...] = ()):
+        """`objective` compiled (`FFBENCH_TORCH_COMPILE=1`) and warmed up on a throw-away batch
+        of shape (*lead, batch, 784) with `holder`'s tensors; as it is, when not compiling."""
+        objective = compiled(objective)
         if not compiling():
-            return
-        b, x = self.batch_size, self.splits["train"][0]
-        xb, yb = x.new_zeros((b, x.shape[1])), torch.zeros(b, dtype=torch.int64, device=self.device)
-        trained = [p for wb in self.params for p in wb] + ([self.readout] if self.readout is not None else [])
+            return objective
+        xb, yb = self.example_batch(lead)
+        trained = [p for wb in holder.params for p in wb] + ([holder.readout] if holder.readout is not None else [])
         if phase.name == "readout":
-            warm_up(self._objective, (self.params, self.readout, xb, yb), trained)
+            warm_up(objective, (holder.params, holder.readout, xb, yb), trained)
         else:
             negb = yb.clone() if self.ff.embeds_labels else xb.clone()  # not the same tensor: torch.compile guards aliasing
-            warm_up(self._objective, (self.params, self.running, self.readout, xb, yb, negb), trained)
-        self.opt.warm_up()
-        if self.readout_opt is not None:
-            self.readout_opt.warm_up()
+            warm_up(objective, (holder.params, holder.running, holder.readout, xb, yb, negb), trained)
+        for opt in (holder.opt, holder.readout_opt):
+            if opt is not None:
+                opt.warm_up()
+        return objective
 
     # ------------------------------------------------------------------ training
     def train_epoch(self, phase: Phase, epoch: int, lr: float):
-        x, y = self.splits["train"]
+        sums = self.run_epoch(phase, self.epoch_plan(phase, epoch), self, self._objective, lr)
+        self.end_epoch(phase)
+        return sums
+
+    def epoch_plan(self, phase: Phase, epoch: int) -> EpochPlan:
         order = ops.epoch_order(self.trial.seed, epoch, self.n, self.device)[: self.steps_per_epoch * self.batch_size]
-        depth = len(self.params)
-        sums = {"ff_loss": torch.zeros(depth, device=self.device), "peer_loss": torch.zeros(depth, device=self.device),
-                "readout_loss": torch.zeros(1, device=self.device), "collisions": torch.zeros(1, device=self.device)}
-        neg = None if phase.name == "readout" else self._negatives(phase, epoch, order)
-        key_epoch = negatives_epoch(self.trial, epoch)
-        if self.readout_opt is not None:
-            readout_lr = lr_at(self.readout_opt.spec, self.phase_epoch, phase.epochs)
-        self.phase_epoch += 1
+        seed, key_epoch = self.trial.seed, negatives_epoch(self.trial, epoch)
+        readout_lr = lr_at(self.ff.readout_optimizer, self.phase_epoch, phase.epochs) if self.separate_readout else 0.0
+        return EpochPlan(order, None if phase.name == "readout" else self._negatives(phase, epoch, order),
+                         stream_key(seed, STREAM_MASK, key_epoch), stream_key(seed, STREAM_JITTER, epoch), readout_lr)
+
+    def run_epoch(self, phase: Phase, plan: EpochPlan, holder, objective, lr: float | list[float]) -> dict[str, torch.Tensor]:
+        """The epoch's steps on `holder`'s tensors (this trainer's, or a pack's: then `plan`, the
+        objective and the sums have a leading member axis); the mean losses, on the device."""
+        x, y = self.splits["train"]
+        lead, b, jitter, depth = plan.order.shape[:-1], self.batch_size, self.trial.data.jitter, len(holder.params)
+        sums = {"ff_loss": torch.zeros(*lead, depth, device=self.device), "peer_loss": torch.zeros(*lead, depth, device=self.device),
+                "readout_loss": torch.zeros(*lead, 1, device=self.device), "collisions": torch.zeros(*lead, 1, device=self.device)}
+        holder.opt.plan_epoch(lr, self.steps_per_epoch)
+        if holder.readout_opt is not None:
+            holder.readout_opt.plan_epoch(plan.readout_lr, self.steps_per_epoch)
         for s in range(self.steps_per_epoch):
-            idx = order[s * self.batch_size:(s + 1) * self.batch_size]
-            xb, yb = self.batch_images(x, idx, epoch), y[idx]
+            at = slice(s * b, (s + 1) * b)
+            idx = plan.order[..., at]
+            xb, yb = ops.batch_images(x, idx, plan.jitter_key, jitter), y[idx]
             if phase.name == "readout":
-                loss = self._objective(self.params, self.readout, xb, yb)[0]
-                sums["readout_loss"] += loss.detach()
+                loss = objective(holder.params, holder.readout, xb, yb)[0]
+                sums["readout_loss"][..., 0] += loss.detach()
             else:
-                negb = neg[s * self.batch_size:(s + 1) * self.batch_size]
+                negb = plan.negatives[..., at]
                 if self.ff.negatives == "permuted_label":
-                    sums["collisions"] += (negb == yb).sum()
+                    sums["collisions"][..., 0] += (negb == yb).sum(dim=-1)
                 if self.ff.negatives == "hybrid_image":
-                    m = ops.hybrid_masks(self.trial.seed, key_epoch, idx, self.ff.hybrid_blur_passes)
-                    negb = m * xb + (1.0 - m) * self.batch_images(x, negb, epoch)  # the negative images themselves
+                    m = ops.hybrid_masks(plan.mask_key, idx, self.ff.hybrid_blur_passes)
+                    negb = m * xb + (1.0 - m) * ops.batch_images(x, negb, plan.jitter_key, jitter)  # the negative images themselves
                 elif self.ff.negatives == "class_split":
                     negb = self.images[negb]
-                loss, ff_losses, peer_losses, readout_loss, self.running = self._objective(
-                    self.params, self.running, self.readout, xb, yb, negb)
+                loss, ff_losses, peer_losses, readout_loss, holder.running = objective(
+                    holder.params, holder.running, holder.readout, xb, yb, negb)
                 for i in phase.layers:
-                    sums["ff_loss"][i] += ff_losses[i].detach()
+                    sums["ff_loss"][..., i] += ff_losses[i].detach()
                     if self.ff.peer_weight > 0:
-                        sums["peer_loss"][i] += peer_losses[i].detach()
-                sums["readout_loss"] += readout_loss.detach()
-            loss.backward()
-            self.opt.step(lr)
-            if self.readout_opt is not None:
-                self.readout_opt.step(readout_lr)
+                        sums["peer_loss"][..., i] += peer_losses[i].detach()
+                sums["readout_loss"][..., 0] += readout_loss.detach()
+            loss.sum().backward()  # a pack: the members' losses are independent, so each gets its own gradient
+            holder.opt.step()
+            if holder.readout_opt is not None:
+                holder.readout_opt.step()
+        return {k: v / self.steps_per_epoch for k, v in sums.items()}
+
+    def end_epoch(self, phase: Phase) -> None:
+        self.phase_epoch += 1
         self.trained.update(phase.layers)
         self.readout_trained |= phase.name == "readout" or self.joint_readout
-        return {k: v / self.steps_per_epoch for k, v in sums.items()}
 
     @torch.no_grad()
     def _negatives(self, phase: Phase, epoch: int, order: torch.Tensor) -> torch.Tensor:

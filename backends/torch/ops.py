@@ -13,8 +13,6 @@ from ffbench.reference.rng import (
     MUL1,
     MUL2,
     STREAM_HYBRID,
-    STREAM_JITTER,
-    STREAM_MASK,
     STREAM_NEGATIVES,
     STREAM_ORDER,
     STREAM_PERMUTE,
@@ -62,19 +60,35 @@ def batch_permutations(seed: int, epoch: int, steps: int, batch_size: int, devic
     return torch.argsort(lowbias32(idx ^ stream_key(seed, STREAM_PERMUTE, epoch)).view(steps, batch_size), dim=1, stable=True)
 
 
+def keyed(index: torch.Tensor, key: int | torch.Tensor) -> torch.Tensor:
+    """index ^ key, the start of every per-sample hash. `key` is a stream key
+    (`rng.stream_key`), or in a pack one per member: a (K,) tensor against index's leading axis."""
+    if isinstance(key, torch.Tensor):
+        key = key.view(-1, *[1] * (index.dim() - 1))
+    return index ^ key
+
+
 # ---------------------------------------------------------------- augment.py
-def jitter_shifts(seed: int, epoch: int, index: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    h = lowbias32(index ^ stream_key(seed, STREAM_JITTER, epoch))
+def jitter_shifts(key: int | torch.Tensor, index: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`key`: stream_key(seed, STREAM_JITTER, epoch)."""
+    h = lowbias32(keyed(index, key))
     n = 2 * k + 1
     return (((h >> 8) * n) >> 24) - k, (((lowbias32(h) >> 8) * n) >> 24) - k
 
 
 def shift_images(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Images (..., 784) shifted by (dy, dx) of shape (...), zeros shifted in."""
+    shape, x, dy, dx = x.shape, x.reshape(-1, x.shape[-1]), dy.reshape(-1), dx.reshape(-1)
     ar = torch.arange(SIDE, device=x.device)
     r, c = ar[None, :, None] - dy[:, None, None], ar[None, None, :] - dx[:, None, None]
     inside = ((r >= 0) & (r < SIDE) & (c >= 0) & (c < SIDE)).view(len(x), -1)
     src = (r.clamp(0, SIDE - 1) * SIDE + c.clamp(0, SIDE - 1)).view(len(x), -1)
-    return torch.where(inside, torch.gather(x, 1, src), 0.0)
+    return torch.where(inside, torch.gather(x, 1, src), 0.0).view(shape)
+
+
+def batch_images(x: torch.Tensor, idx: torch.Tensor, key: int | torch.Tensor, k: int) -> torch.Tensor:
+    """Images `idx` (any shape) of `x`, shifted by up to `k` pixels (`reference.augment.batch_images`)."""
+    return x[idx] if not k else shift_images(x[idx], *jitter_shifts(key, idx, k))
 
 
 # ---------------------------------------------------------------- negatives.py
@@ -106,10 +120,11 @@ def blur(m: torch.Tensor, passes: int) -> torch.Tensor:
     return m
 
 
-def hybrid_masks(seed: int, epoch: int, index: torch.Tensor, passes: int) -> torch.Tensor:
-    pixel = index[:, None] * (SIDE * SIDE) + torch.arange(SIDE * SIDE, device=index.device)[None, :]
-    bits = (lowbias32(pixel ^ stream_key(seed, STREAM_MASK, epoch)) >> 31).to(torch.float32)
-    return (blur(bits.view(-1, SIDE, SIDE), passes) > 0.5).to(torch.float32).view(-1, SIDE * SIDE)
+def hybrid_masks(key: int | torch.Tensor, index: torch.Tensor, passes: int) -> torch.Tensor:
+    """Masks (..., 784) for samples `index` (any shape); `key`: stream_key(seed, STREAM_MASK, epoch)."""
+    pixel = index[..., None] * (SIDE * SIDE) + torch.arange(SIDE * SIDE, device=index.device)
+    bits = (lowbias32(keyed(pixel, key)) >> 31).to(torch.float32)
+    return (blur(bits.view(-1, SIDE, SIDE), passes) > 0.5).to(torch.float32).view(*index.shape, SIDE * SIDE)
 
 
 def best_wrong(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

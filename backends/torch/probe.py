@@ -41,10 +41,11 @@ def ff_steps(params, x_pos, x_neg, ff: FFSpec, opt: OptimizerSpec, steps: int) -
     pos, neg = torch.tensor(x_pos), torch.tensor(x_neg)
     running = [torch.full((w.shape[0],), PEER_INIT) for w, _ in p]
     optimizer = Optimizer(opt, [t for wb in p for t in wb])
+    optimizer.plan_epoch(opt.lr, steps)
     for _ in range(steps):
         total, _, _, running = ff_objective(p, running, pos, neg, ff, tuple(range(len(p))))
         total.backward()
-        optimizer.step(opt.lr)
+        optimizer.step()
     return [(w.detach().numpy(), b.detach().numpy()) for w, b in p]
 
 
