@@ -129,10 +129,13 @@ class _Quiet:
 
 
 @pytest.mark.parametrize("name", ["torch", "jax"])
-def test_runner_packs_writes_a_row_per_trial_and_isolates_a_diverged_member(tmp_path, name):
+def test_runner_packs_writes_a_row_per_trial_and_isolates_a_diverged_member(tmp_path, name, monkeypatch):
     ok, reason = registry.status(name)
     if not ok:
         pytest.skip(reason)
+    if name == "torch" and registry.load("torch").device.type == "cpu":  # torch packs on a CPU only when asked
+        assert "FFBENCH_TORCH_PACK_ON_CPU=1" in registry.load("torch").pack_skip(parse_trial(_spec(backend="torch")))
+        monkeypatch.setenv("FFBENCH_TORCH_PACK_ON_CPU", "1")
     specs = [_spec(seed=s, epochs=1, backend=name, data={"train_subset": 300, "test_subset": 200, "validation_size": 0}) for s in (0, 1)]
     specs.append({**specs[0], "optimizer": {**specs[0]["optimizer"], "momentum": 0.5, "lr": 1e30}, "seed": 2})  # another shape
     specs.append({**specs[0], "optimizer": {**specs[0]["optimizer"], "lr": 1e30}, "seed": 3})  # packs with 0 and 1, diverges

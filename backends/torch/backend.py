@@ -1,6 +1,9 @@
 """The PyTorch backend: picks the device, builds trainers, reports versions and memory.
 
 Device: `$FFBENCH_TORCH_DEVICE` if set, else CUDA device 0 when available, else the CPU.
+Trial packing (`PackedTorchTrainer`) is on for a GPU; on a CPU only with
+`FFBENCH_TORCH_PACK_ON_CPU=1`, as there it measured no faster than training the trials one
+by one (0.6x to 2.3x, `benchmarks/RESULTS.md`).
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ class TorchBackend(Backend):
     def pack_skip(self, trial: FFTrial | BPTrial) -> str | None:
         if trial.algorithm == "ff" and trial.ff.grow_patience is not None:
             return "ff.grow_patience decides each trial's depth during training"
+        if self.device.type == "cpu" and os.environ.get("FFBENCH_TORCH_PACK_ON_CPU", "0") in ("", "0"):
+            return ("on a CPU, a torch pack runs no faster than its trials one by one (measured: benchmarks/RESULTS.md); "
+                    "FFBENCH_TORCH_PACK_ON_CPU=1 packs anyway")
         return None  # every other trial: the step objective is a pure function, vmapped over stacked tensors
 
     def packed_trainer(self, trials: list[FFTrial | BPTrial], data: Dataset) -> PackedTrainer:
