@@ -3,7 +3,7 @@
 Device: `$FFBENCH_TORCH_DEVICE` if set, else CUDA device 0 when available, else the CPU.
 Trial packing (`PackedTorchTrainer`) is on for a GPU; on a CPU only with
 `FFBENCH_TORCH_PACK_ON_CPU=1`, as there it measured no faster than training the trials one
-by one (0.6x to 2.3x, `benchmarks/RESULTS.md`).
+by one (0.6x to 1.5x, `benchmarks/RESULTS.md`).
 """
 
 from __future__ import annotations

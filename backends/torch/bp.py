@@ -7,7 +7,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from ffbench_backends.torch import ops
-from ffbench_backends.torch.common import EpochPlan, TorchTrainer, to_numpy
+from ffbench_backends.torch.common import EpochPlan, TorchTrainer, backward, to_numpy
 from ffbench_backends.torch.compile import compiled, warm_up
 from ffbench_backends.torch.compile import enabled as compiling
 from ffbench_backends.torch.optim import Optimizer
@@ -36,7 +36,6 @@ class BPTrainer(TorchTrainer):
     def __init__(self, trial: BPTrial, data: Dataset, device: torch.device, share: BPTrainer | None = None):
         super().__init__(trial, data, device, share)
         self.params = self.init_params([data.train.x.shape[1], *trial.hidden, NUM_CLASSES], trial.bp.init)
-        self.layer_opts: dict = {}
 
     def phases(self) -> list[Phase]:
         return [Phase("bp", self.trial.epochs, self.trial.optimizer)]
@@ -81,7 +80,7 @@ class BPTrainer(TorchTrainer):
         for s in range(self.steps_per_epoch):
             idx = plan.order[..., s * self.batch_size:(s + 1) * self.batch_size]
             loss = objective(holder.params, ops.batch_images(x, idx, plan.jitter_key, self.trial.data.jitter), y[idx])[0]
-            loss.sum().backward()
+            backward(loss)
             holder.opt.step()
             total += loss.detach()
         return {"bp_loss": total / self.steps_per_epoch}

@@ -38,6 +38,12 @@ def to_numpy(t: torch.Tensor):
     return t.detach().to("cpu", copy=True).numpy()
 
 
+def backward(loss: torch.Tensor) -> None:
+    """Gradients of a step's loss, or of a pack's losses (one per member, independent, so
+    the gradient of their sum gives each member its own)."""
+    (loss if loss.dim() == 0 else loss.sum()).backward()  # alone: no extra kernel
+
+
 class TorchTrainer(Trainer):
     def __init__(self, trial: FFTrial | BPTrial, data: Dataset, device: torch.device, share: TorchTrainer | None = None):
         """`share`: a trainer of the same data whose device copy this one uses (a pack's first member)."""

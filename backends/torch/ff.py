@@ -13,7 +13,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from ffbench_backends.torch import ops
-from ffbench_backends.torch.common import EpochPlan, TorchTrainer, to_numpy
+from ffbench_backends.torch.common import EpochPlan, TorchTrainer, backward, to_numpy
 from ffbench_backends.torch.compile import compiled, warm_up
 from ffbench_backends.torch.compile import enabled as compiling
 from ffbench_backends.torch.optim import Optimizer
@@ -208,7 +208,7 @@ class FFTrainer(FFSchedule, TorchTrainer):
                     if self.ff.peer_weight > 0:
                         sums["peer_loss"][..., i] += peer_losses[i].detach()
                 sums["readout_loss"][..., 0] += readout_loss.detach()
-            loss.sum().backward()  # a pack: the members' losses are independent, so each gets its own gradient
+            backward(loss)
             holder.opt.step()
             if holder.readout_opt is not None:
                 holder.readout_opt.step()
