@@ -95,6 +95,8 @@ def test_optimizer_matches_reference_after_several_steps(spec):
         opt.step()
         packed.plan_epoch([lr * s for s in scale], 1)
         packed.step()
+    with pytest.raises(RuntimeError, match="plan_epoch"):  # each step needs its planned coefficients
+        opt.step()
     for i, p in enumerate(params):
         np.testing.assert_allclose(p.numpy(), refs[0][0][i], rtol=1e-5, atol=1e-6)
         for m in range(2):

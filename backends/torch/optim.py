@@ -27,7 +27,8 @@ class Optimizer:
         self.v = [torch.zeros_like(p) for p in params] if spec.name == "adam" else []
         self.coef = torch.zeros((2,) if members is None else (members, 2), device=params[0].device)  # (step size, denominator scale)
         self._update = compiled(update)
-        self._table, self._row = self.coef[None], 0
+        self._table: torch.Tensor | None = None  # (steps, *coef.shape): this epoch's coefficients
+        self._row = 0
 
     def plan_epoch(self, lr: float | list[float], steps: int) -> None:
         """The coefficients of the next `steps` steps, at `lr` (a pack: one per member)."""
@@ -40,6 +41,8 @@ class Optimizer:
         return adam_coefficients(self.spec, t, lr)[:2] if self.spec.name == "adam" else (lr, 0.0)
 
     def step(self) -> None:
+        if self._table is None or self._row >= len(self._table):
+            raise RuntimeError("Optimizer.step() beyond the steps of plan_epoch()")  # never a step without its coefficients
         self.t += 1
         self.coef.copy_(self._table[self._row])  # on the device: no host sync
         self._row += 1
