@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable
 
 import torch
+from ffbench_backends.torch.common import backward
 
 
 def backend() -> str | None:
@@ -43,10 +44,11 @@ def compiled(fn: Callable) -> Callable:
 
 
 def warm_up(objective: Callable, args: tuple, grads_of: list[torch.Tensor]) -> None:
-    """Run `objective(*args)` (its first output is the loss, or a pack's losses) and its backward once, then drop
-    the gradients it left on `grads_of`: compiles the step without changing any state."""
+    """Run `objective(*args)` (its first output is the loss, or a pack's losses) and its
+    backward once, then drop the gradients it left on `grads_of`: compiles the step without
+    changing any state."""
     if not enabled():
         return
-    objective(*args)[0].sum().backward()  # a pack: one loss per member
+    backward(objective(*args)[0])
     for p in grads_of:
         p.grad = None
