@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--epochs", type=int, default=3, help="timed epochs, after one warm-up epoch")
     b.add_argument("--train-subset", type=int, help="time on the first N training images only")
     b.add_argument("--pack", type=_positive_int, default=1, metavar="N",
-                   help="train N seeds as one packed program (backends that pack: jax, torch); rates are the pack's aggregate")
+                   help="train N seeds as one packed program (backends that pack: jax, torch, keras on KERAS_BACKEND=jax); rates are the pack's aggregate")
     b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="any other spec field")
     b.add_argument("--json", action="store_true", help="print a JSON list of results")
 

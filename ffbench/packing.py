@@ -16,11 +16,19 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ffbench.spec import canonical_json
+from ffbench.spec import BPTrial, FFTrial, canonical_json
 
 # Spec fields a pack's members may differ in (paths into the spec's plain data).
 PACK_FREE: tuple[tuple[str, ...], ...] = (("seed",), ("optimizer", "lr"), ("ff", "readout_optimizer", "lr"), ("meta",))
 DEFAULT_PACK_SIZE = 8
+
+
+def never_packed(trial: FFTrial | BPTrial) -> str | None:
+    """Why no backend packs `trial`, or None. A grown net (`ff.grow_patience`) decides its
+    own depth during training, so its program's shape is not fixed."""
+    if trial.algorithm == "ff" and trial.ff.grow_patience is not None:
+        return "ff.grow_patience decides each trial's depth during training"
+    return None
 
 
 def pack_key(spec: dict[str, Any]) -> str:

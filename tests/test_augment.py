@@ -58,5 +58,11 @@ def test_backend_jitter_equals_the_reference(name):
         got = np.asarray(ops.batch_images(jnp.asarray(x), jnp.asarray(idx, jnp.int32), jnp.uint32(key), 2))
     else:
         from keras import ops as K
-        got = np.asarray(K.convert_to_numpy(ops.batch_images(K.convert_to_tensor(x), K.convert_to_tensor(idx.astype(np.int32)), key, 2)))
+        xt, it = K.convert_to_tensor(x), K.convert_to_tensor(idx.astype(np.int32))
+        got = np.asarray(K.convert_to_numpy(ops.batch_images(xt, it, key, 2)))
+        # a pack of two members: their rows one after the other, each row keyed by its member
+        rows = K.convert_to_tensor(np.repeat(np.array([key, stream_key(5, STREAM_JITTER, 3)], np.uint32), 25))
+        both = K.convert_to_numpy(ops.batch_images(xt, it, rows, 2))
+        assert (both[:25] == want[:25]).all()
+        assert (both[25:] == augment.shift_images(x[25:], *rng.jitter_shifts(5, 3, idx[25:], 2))).all()
     assert (got == want).all()

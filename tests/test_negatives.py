@@ -241,6 +241,10 @@ def _hybrid(name, ops, seed, epoch, y):
                 np.asarray(ops.hybrid_masks(jnp.uint32(mk), idx[:8], 6)))
     from keras import ops as K
     idx, yy = K.arange(len(y), dtype="uint32"), K.convert_to_tensor(y.astype(np.int32))
+    rows = K.convert_to_tensor(np.repeat(np.array([0, mk], np.uint32), 8))  # a pack of two: each row keyed by its member
+    packed = K.convert_to_numpy(ops.hybrid_masks(rows, idx[:16], 6))
+    assert (packed[:8] == K.convert_to_numpy(ops.hybrid_masks(0, idx[:8], 6))).all()
+    assert (packed[8:] == K.convert_to_numpy(ops.hybrid_masks(mk, idx[8:16], 6))).all()
     return (np.asarray(K.convert_to_numpy(ops.hybrid_partners(hk, idx, yy, ops.class_table(yy)))),
             np.asarray(K.convert_to_numpy(ops.hybrid_masks(mk, idx[:8], 6))))
 

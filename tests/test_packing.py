@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -95,7 +98,7 @@ def _run_phases(tr, trials) -> None:
     tr.sync()
 
 
-@pytest.mark.parametrize("name", ["torch", "jax"])
+@pytest.mark.parametrize("name", ["torch", "jax", "keras"])
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_packed_trial_matches_its_unpacked_run(case, name):
     ok, reason = registry.status(name)
@@ -103,6 +106,8 @@ def test_a_packed_trial_matches_its_unpacked_run(case, name):
         pytest.skip(reason)
     backend = registry.load(name)
     trials = [parse_trial({**t.model_dump(mode="json"), "backend": name}) for t in _variants(CASES[case])]
+    if name == "keras" and backend.pack_skip(trials[0]):  # on TensorFlow: run on jax by the next test
+        pytest.skip(backend.pack_skip(trials[0]))
     rng = np.random.default_rng(3)
     data = _dataset(rng.random((200, 784), dtype=np.float32), rng.integers(0, 10, 200).astype(np.int64))
     packed = backend.packed_trainer(trials, data)
@@ -120,6 +125,21 @@ def test_a_packed_trial_matches_its_unpacked_run(case, name):
     assert not np.allclose(packed.members[0].state()["W0"], packed.members[1].state()["W0"])
 
 
+def test_keras_packs_on_its_jax_backend():
+    """Keras packs on KERAS_BACKEND=jax only, and this session's Keras may run on TensorFlow
+    (it says why it cannot pack): the keras cases of this file run again in a process on jax."""
+    for name in ("keras", "jax"):
+        ok, reason = registry.status(name)
+        if not ok:
+            pytest.skip(reason)
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+                           "-k", "keras and not on_its_jax"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"{len(CASES) + 1} passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout[-2000:]
+
+
 # ---------------------------------------------------------------- the runner
 class _Quiet:
     def skipped(self, n): ...
@@ -128,11 +148,13 @@ class _Quiet:
     def trial_finished(self, p, row): ...
 
 
-@pytest.mark.parametrize("name", ["torch", "jax"])
+@pytest.mark.parametrize("name", ["torch", "jax", "keras"])
 def test_runner_packs_writes_a_row_per_trial_and_isolates_a_diverged_member(tmp_path, name, monkeypatch):
     ok, reason = registry.status(name)
     if not ok:
         pytest.skip(reason)
+    if name == "keras" and registry.load("keras").pack_skip(parse_trial(_spec(backend="keras"))):
+        pytest.skip(registry.load("keras").pack_skip(parse_trial(_spec(backend="keras"))))  # on TensorFlow: run on jax above
     if name == "torch" and registry.load("torch").device.type == "cpu":  # torch packs on a CPU only when asked
         assert "FFBENCH_TORCH_PACK_ON_CPU=1" in registry.load("torch").pack_skip(parse_trial(_spec(backend="torch")))
         monkeypatch.setenv("FFBENCH_TORCH_PACK_ON_CPU", "1")

@@ -12,6 +12,7 @@ import jax
 
 from ffbench.backend import Backend, PackedTrainer, Trainer
 from ffbench.data import Dataset
+from ffbench.packing import never_packed
 from ffbench.spec import BPTrial, FFTrial
 
 
@@ -42,9 +43,7 @@ class JaxBackend(Backend):
         return BPTrainer(trial, data, self.device)
 
     def pack_skip(self, trial: FFTrial | BPTrial) -> str | None:
-        if trial.algorithm == "ff" and trial.ff.grow_patience is not None:
-            return "ff.grow_patience decides each trial's depth during training"
-        return None  # every other trial: the epoch program is pure, and vmaps over stacked states
+        return never_packed(trial)  # None for every other trial: the epoch program is pure, and vmaps over stacked states
 
     def packed_trainer(self, trials: list[FFTrial | BPTrial], data: Dataset) -> PackedTrainer:
         from ffbench_backends.jax.common import PackedJaxTrainer

@@ -1,5 +1,8 @@
 """The Keras 3 backend. `KERAS_BACKEND` (tensorflow by default, or jax) picks the framework
-underneath; every number ffbench computes goes through `keras.ops`."""
+underneath; every number ffbench computes goes through `keras.ops`.
+
+Trial packing (`PackedKerasTrainer`) needs KERAS_BACKEND=jax: it vmaps the members'
+stateless compiled steps. TensorFlow has no vmap over a step that updates variables."""
 
 from __future__ import annotations
 
@@ -7,8 +10,9 @@ import resource
 
 import keras
 
-from ffbench.backend import Backend, Trainer
+from ffbench.backend import Backend, PackedTrainer, Trainer
 from ffbench.data import Dataset
+from ffbench.packing import never_packed
 from ffbench.spec import BPTrial, FFTrial
 
 
@@ -53,6 +57,21 @@ class KerasBackend(Backend):
             return FFTrainer(trial, data)
         from ffbench_backends.keras.bp import BPTrainer
         return BPTrainer(trial, data)
+
+    def pack_skip(self, trial: FFTrial | BPTrial) -> str | None:
+        from ffbench_backends.keras import compile as kcompile
+
+        if keras.backend.backend() != "jax":
+            return (f"keras packs trials on KERAS_BACKEND=jax only (jax.vmap of the compiled step); "
+                    f"this is KERAS_BACKEND={keras.backend.backend()}")
+        if not kcompile.enabled():
+            return "FFBENCH_KERAS_EAGER=1: a pack vmaps the compiled step"
+        return never_packed(trial)
+
+    def packed_trainer(self, trials: list[FFTrial | BPTrial], data: Dataset) -> PackedTrainer:
+        from ffbench_backends.keras.common import PackedKerasTrainer
+        first = self.trainer(trials[0], data)
+        return PackedKerasTrainer([first] + [type(first)(t, data, first) for t in trials[1:]])
 
     def reset_peak_memory(self) -> None:
         pass

@@ -1,11 +1,17 @@
 """The backprop baseline in plain Keras: a Sequential of Dense layers trained with `fit`,
-fed each epoch's minibatches in the shared order, with the spec's optimiser formula."""
+fed each epoch's minibatches in the shared order, with the spec's optimiser formula.
+
+In a pack (KERAS_BACKEND=jax) the members' steps are Keras's own JAX train step (what
+`fit` runs), vmapped over the members (`compile.PackedStep`), on batches gathered on the
+device with the same order and jitter."""
 
 from __future__ import annotations
 
 import keras
 import numpy as np
-from ffbench_backends.keras.common import KerasTrainer
+from ffbench_backends.keras import compile as kcompile
+from ffbench_backends.keras import ops as kops
+from ffbench_backends.keras.common import EpochPlan, KerasTrainer
 from ffbench_backends.keras.optim import SpecOptimizer
 from keras import ops
 
@@ -17,8 +23,8 @@ from ffbench.spec import NUM_CLASSES, BPTrial
 
 
 class BPTrainer(KerasTrainer):
-    def __init__(self, trial: BPTrial, data: Dataset):
-        super().__init__(trial, data)
+    def __init__(self, trial: BPTrial, data: Dataset, share: BPTrainer | None = None):
+        super().__init__(trial, data, share)
         self.host = (data.train.x, data.train.y.astype(np.int32))
         layers = [keras.layers.Dense(h, activation="relu") for h in trial.hidden] + [keras.layers.Dense(NUM_CLASSES)]
         self.model = keras.Sequential([keras.Input((data.train.x.shape[1],)), *layers])
@@ -39,10 +45,52 @@ class BPTrainer(KerasTrainer):
         self.opt.set_lr(lr)
         xs = augment.batch_images(self.trial, x, order, epoch)  # on the host, like the order: `fit` takes arrays
         history = self.model.fit(xs, y[order], batch_size=self.batch_size, epochs=1, shuffle=False, verbose=0)
-        return history.history["loss"][-1]
+        return {"bp_loss": history.history["loss"][-1]}
 
     def epoch_losses(self, device_losses) -> dict[str, float]:
-        return {"bp_loss": float(device_losses)}
+        return {"bp_loss": float(device_losses["bp_loss"])}
+
+    # ------------------------------------------------------------ in a pack (jax)
+    def setup_phase(self, phase: Phase) -> kcompile.Step:
+        """As `begin_phase`, with the step `fit` would run as a `compile.Step` (not compiled)."""
+        self.begin_phase(phase)
+        x, y = self.host[0][: self.batch_size], self.host[1][: self.batch_size]
+        self.model.compute_loss(y=y, y_pred=self.model(x))  # builds the compiled loss, as fit's first batch would
+        kcompile.build_optimizer(self.opt, self.model.trainable_variables)
+        m = self.model
+        self._groups = (m.trainable_variables, m.non_trainable_variables, self.opt.variables, m.metrics_variables)
+        return kcompile.Step(self._train_step, [v for g in self._groups for v in g])
+
+    def _train_step(self, xb, yb):
+        """Keras's JAX `train_step` on the variables' values (what `fit` jits), written back."""
+        logs, new = self.model.train_step(tuple([v.value for v in g] for g in self._groups), (xb, yb))
+        for group, values in zip(self._groups, new):
+            for var, value in zip(group, values):
+                var.assign(value)
+        return logs["loss"]  # the epoch's running mean, as fit's history reports it
+
+    def step_example(self, phase: Phase) -> list[tuple[tuple[int, ...], str]]:
+        return [((self.batch_size, self.host[0].shape[1]), "float32"), ((self.batch_size,), "int32")]
+
+    def start_epoch(self, phase: Phase, lr: float) -> None:
+        self.opt.set_lr(lr)
+        self.model.reset_metrics()  # as fit does at each epoch's start
+
+    def epoch_plan(self, phase: Phase, epoch: int) -> EpochPlan:
+        order = self.epoch_order(epoch)
+        return EpochPlan(order, jitter_key=rng.stream_key(self.trial.seed, rng.STREAM_JITTER, epoch))
+
+    def run_epoch(self, phase: Phase, plan: EpochPlan, step) -> dict:
+        x, y = self.splits["train"]
+        rows = self.batch_size * plan.width
+        loss = None
+        for s in range(self.steps_per_epoch):
+            idx = plan.order[s * rows:(s + 1) * rows]
+            loss = step(kops.batch_images(x, idx, plan.jitter_key, self.trial.data.jitter), ops.take(y, idx, axis=0))
+        return {"bp_loss": loss}
+
+    def end_epoch(self, phase: Phase) -> None:
+        pass
 
     def can_evaluate(self, phase: Phase) -> bool:
         return True

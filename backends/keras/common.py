@@ -1,15 +1,24 @@
-"""What the Keras FF and BP trainers share: data as backend tensors, batches, error counting."""
+"""What the Keras FF and BP trainers share: data as backend tensors, batches, error
+counting, and packing.
+
+A pack (`PackedKerasTrainer`, KERAS_BACKEND=jax) runs its first member's `run_epoch` on
+every member's `epoch_plan` at once: each step gathers the members' batches one after the
+other (K * batch rows) and runs the members' compiled steps as one `compile.PackedStep`.
+"""
 
 from __future__ import annotations
 
 import abc
+from typing import Any, NamedTuple
 
 import keras
 import numpy as np
+from ffbench_backends.keras import ops as kops
 from keras import ops
 
-from ffbench.backend import Trainer
+from ffbench.backend import PackedTrainer, Phase, Trainer
 from ffbench.data import Dataset
+from ffbench.reference import rng
 from ffbench.spec import BPTrial, FFTrial, batch_size_for
 
 
@@ -27,15 +36,20 @@ def set_matmul_precision(precision: str) -> None:
 
 
 class KerasTrainer(Trainer):
-    def __init__(self, trial: FFTrial | BPTrial, data: Dataset):
+    def __init__(self, trial: FFTrial | BPTrial, data: Dataset, share: KerasTrainer | None = None):
+        """`share`: a trainer of the same data whose tensors this one uses (a pack's first member)."""
         self.trial = trial
         set_matmul_precision(trial.precision)
-        self.splits = {name: (ops.convert_to_tensor(s.x), ops.convert_to_tensor(s.y.astype(np.int32)))
+        self.splits = share.splits if share is not None else {name: (ops.convert_to_tensor(s.x), ops.convert_to_tensor(s.y.astype(np.int32)))
                        for name, s in (("train", data.train), ("val", data.val), ("test", data.test)) if s is not None}
         self.n = len(data.train)
         self.batch_size = batch_size_for(trial, self.n)
         self.steps_per_epoch = self.n // self.batch_size  # the last incomplete batch is dropped
-        self.index = ops.convert_to_tensor(np.arange(self.n, dtype=np.uint32))
+        self.index = share.index if share is not None else ops.convert_to_tensor(np.arange(self.n, dtype=np.uint32))
+
+    def epoch_order(self, epoch: int):
+        """The epoch's data order (`reference.rng.epoch_order`), on the device, cut to whole batches."""
+        return kops.epoch_order(rng.stream_key(self.trial.seed, rng.STREAM_ORDER, epoch), self.index)[: self.steps_per_epoch * self.batch_size]
 
     @staticmethod
     def variables(params, name: str) -> list[tuple[keras.Variable, keras.Variable]]:
@@ -55,3 +69,66 @@ class KerasTrainer(Trainer):
 
     def sync(self) -> None:
         pass  # eager Keras ops have finished when they return their tensors
+
+
+class EpochPlan(NamedTuple):
+    """What one epoch of one trial draws: its data order, each position's negative (a label,
+    partner or image index; None in a read-out or BP epoch) and its hash keys (hybrid masks,
+    jitter: `rng.stream_key`). A pack's plan (`stack`) lays its members' batches one after
+    the other within each step (K * batch rows a step) and keys each row by its member."""
+
+    order: Any
+    negatives: Any = None
+    mask_key: Any = 0
+    jitter_key: Any = 0
+    members: tuple[int, ...] = ()  # () alone; (K,) a pack of K
+
+    @property
+    def width(self) -> int:
+        """Trials stepped at once: a step's batch has `rows * batch_size` rows."""
+        return self.members[0] if self.members else 1
+
+    @classmethod
+    def stack(cls, plans: list[EpochPlan], batch_size: int) -> EpochPlan:
+        k = len(plans)
+
+        def rows(arrays):  # (K, steps * B) -> step by step, member by member
+            return ops.reshape(ops.transpose(ops.reshape(ops.stack(arrays), (k, -1, batch_size)), (1, 0, 2)), (-1,))
+
+        def keys(name):  # a key per row of a step
+            return ops.convert_to_tensor(np.repeat(np.array([getattr(p, name) for p in plans], np.uint32), batch_size))
+        negatives = None if plans[0].negatives is None else rows([p.negatives for p in plans])
+        return cls(rows([p.order for p in plans]), negatives, keys("mask_key"), keys("jitter_key"), (k,))
+
+
+class PackedKerasTrainer(PackedTrainer):
+    """Trials of one pack key trained as one program (KERAS_BACKEND=jax). Each member keeps
+    its own Keras variables and sets up its own phases and learning rates; the pack stacks
+    their values around each epoch (`compile.PackedStep`) and runs the first member's
+    `run_epoch` on the members' stacked plans."""
+
+    def __init__(self, members: list[Any]):
+        self.members = members
+
+    def begin_phase(self, phase: Phase) -> None:
+        from ffbench_backends.keras.compile import PackedStep
+
+        steps = [m.setup_phase(phase) for m in self.members]
+        lead = steps[0]
+        if lead.packed is None:  # a fresh step program (a member's is fresh with it)
+            lead.packed = PackedStep(steps)
+            k = len(self.members)
+            lead.packed.precompile(*[((k * shape[0], *shape[1:]), dtype) for shape, dtype in self.members[0].step_example(phase)])
+        self._step = lead.packed
+
+    def train_epoch(self, phase: Phase, epoch: int, lrs: list[float]) -> list[Any]:
+        lead = self.members[0]
+        for m, lr in zip(self.members, lrs):
+            m.start_epoch(phase, lr)
+        plan = EpochPlan.stack([m.epoch_plan(phase, epoch) for m in self.members], lead.batch_size)
+        self._step.load()
+        sums = lead.run_epoch(phase, plan, self._step)
+        self._step.store()
+        for m in self.members:
+            m.end_epoch(phase)
+        return [{name: v[k] for name, v in sums.items()} for k in range(len(self.members))]

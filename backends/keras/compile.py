@@ -15,6 +15,9 @@ counter, learning rate) read and updated as `fn` would eagerly:
 `fn` must take tensors of fixed shapes (one trace per program) and do no host work. Every
 optimiser must be built before the first call (`build_optimizer`): a compiled program
 cannot create variables. `FFBENCH_KERAS_EAGER=1` runs `fn` eagerly instead (for debugging).
+
+`PackedStep` runs the steps of a pack's members (on jax only) as one program: `jax.vmap`
+of the first member's stateless step over every member's variable values, stacked.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ class Step:
 
     def __init__(self, fn: Callable, variables: Sequence[keras.Variable]):
         self.fn, self.variables, self.backend = fn, list(variables), keras.backend.backend() if enabled() else None
+        self.compiled = False
+        self.packed: PackedStep | None = None  # this step's pack program, if a pack made one
         if self.backend == "tensorflow":
             import tensorflow as tf
             self.program = tf.function(fn, jit_compile=True, reduce_retracing=True)
@@ -54,6 +59,9 @@ class Step:
         return [v if n is None else n for v, n in zip(values, new)], out
 
     def precompile(self, *example: tuple[tuple[int, ...], str]) -> None:
+        if self.compiled:
+            return
+        self.compiled = True
         if self.backend == "tensorflow":
             import tensorflow as tf
             self.program.get_concrete_function(*[tf.TensorSpec(shape, dtype) for shape, dtype in example])  # traces
@@ -71,3 +79,51 @@ class Step:
         if self.backend == "tensorflow":
             return self.program(*args)
         return self.fn(*args)
+
+
+class PackedStep:
+    """The same step of K pack members as one program (KERAS_BACKEND=jax): `jax.vmap` of
+    the first member's stateless step (`Step._pure`; every member's step runs the same
+    `fn` on its own variables, listed in the same order) over the members' variable values
+    stacked on a leading axis. Called with the members' batches one after the other on
+    the leading axis (K * batch rows), it returns the members' outputs stacked.
+
+    The pack holds the stacked values from `load()` (the members' variables, stacked) to
+    `store()` (each member's slice assigned back to its variables): around an epoch."""
+
+    def __init__(self, steps: list[Step]):
+        import jax
+
+        if steps[0].backend != "jax":
+            raise ValueError("a pack of Keras steps needs KERAS_BACKEND=jax and the compiled step")
+        self.steps, k = steps, len(steps)
+        mapped = jax.vmap(steps[0]._pure)
+
+        def program(values, *args):  # the members' rows to a member axis, inside the program
+            return mapped(values, *[a.reshape(k, -1, *a.shape[1:]) for a in args])
+
+        self.program = jax.jit(program, donate_argnums=0)  # the stacked values are the pack's own: updated in place
+        self.values: list | None = None
+
+    def precompile(self, *example: tuple[tuple[int, ...], str]) -> None:
+        """`example`: (shape, dtype) of each argument as the pack is called (K * batch rows)."""
+        import jax
+
+        k = len(self.steps)
+        values = [jax.ShapeDtypeStruct((k, *v.shape), v.dtype) for v in self.steps[0].variables]
+        self.program = self.program.lower(values, *[jax.ShapeDtypeStruct(s, d) for s, d in example]).compile()
+
+    def load(self) -> None:
+        import jax.numpy as jnp
+
+        self.values = [jnp.stack(vs) for vs in zip(*([v.value for v in s.variables] for s in self.steps))]
+
+    def store(self) -> None:
+        for k, step in enumerate(self.steps):
+            for var, value in zip(step.variables, self.values):
+                var.assign(value[k])
+        self.values = None
+
+    def __call__(self, *args):
+        self.values, out = self.program(self.values, *args)
+        return out

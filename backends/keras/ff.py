@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from ffbench_backends.keras import compile as kcompile
 from ffbench_backends.keras import ops as kops
-from ffbench_backends.keras.common import KerasTrainer
+from ffbench_backends.keras.common import EpochPlan, KerasTrainer
 from ffbench_backends.keras.optim import SpecOptimizer
 from keras import ops
 
@@ -30,12 +30,12 @@ from ffbench.spec import NUM_CLASSES, FFTrial
 
 
 class FFTrainer(FFSchedule, KerasTrainer):
-    def __init__(self, trial: FFTrial, data: Dataset):
-        super().__init__(trial, data)
+    def __init__(self, trial: FFTrial, data: Dataset, share: FFTrainer | None = None):
+        super().__init__(trial, data, share)
         self.ff = trial.ff
         check_data(self.ff, data.train.y)
         pool = training_images(self.ff, data)  # class_split: the training images + the pool
-        self.images = self.splits["train"][0] if pool is None else ops.convert_to_tensor(pool)
+        self.images = self.splits["train"][0] if pool is None else share.images if share is not None else ops.convert_to_tensor(pool)
         self.params = self.variables(stack_init(trial.seed, [data.train.x.shape[1], *trial.hidden], self.ff.init), "ff")
         self.running = [keras.Variable(np.full((h,), PEER_INIT, np.float32), name=f"running{i}", trainable=False)
                         for i, h in enumerate(trial.hidden)]
@@ -51,6 +51,11 @@ class FFTrainer(FFSchedule, KerasTrainer):
         self._steps: dict[tuple, object] = {}  # compiled step programs, by (layers, read-out only)
 
     def begin_phase(self, phase: Phase) -> None:
+        self.setup_phase(phase).precompile(*self.step_example(phase))
+
+    def setup_phase(self, phase: Phase) -> kcompile.Step:
+        """The phase's optimisers and step program (not compiled yet): reused across phases
+        of the same layers, fresh with a fresh read-out optimiser."""
         self.phase, self.phase_epoch = phase, 0
         self.joint_readout = self.readout is not None and self.ff.readout_phase == "joint" and bool(phase.layers)
         self.opt = self._layer_opts[phase.layers] if phase.layers in self._layer_opts else SpecOptimizer(phase.optimizer)
@@ -70,42 +75,63 @@ class FFTrainer(FFSchedule, KerasTrainer):
             fn = self._readout_core if phase.name == "readout" else self._ff_core
             state = [v for kb in self.params for v in kb] + self.running + ([self.readout] if self.readout is not None else [])
             state += list(self.opt.variables) + (list(self.readout_opt.variables) if self.readout_opt is not None else [])
-            step = self._steps[key] = kcompile.Step(fn, state)
-            b, d_in = self.batch_size, self.params[0][0].shape[0]  # kernel: (in, out)
-            xb = ((b, self.images.shape[1]), "float32")
-            step.precompile(*([xb] if phase.name == "readout" else [((b, d_in), "float32")] * 2 + [xb]), ((b,), "int32"))
+            self._steps[key] = kcompile.Step(fn, state)
         self._step = self._steps[key]
+        return self._step
+
+    def step_example(self, phase: Phase) -> list[tuple[tuple[int, ...], str]]:
+        """(shape, dtype) of each argument of the phase's step."""
+        b, d_in = self.batch_size, self.params[0][0].shape[0]  # kernel: (in, out)
+        xb = ((b, self.images.shape[1]), "float32")
+        return ([xb] if phase.name == "readout" else [((b, d_in), "float32")] * 2 + [xb]) + [((b,), "int32")]
 
     def train_epoch(self, phase: Phase, epoch: int, lr: float):
-        x, y = self.splits["train"]
-        order = kops.epoch_order(rng.stream_key(self.trial.seed, rng.STREAM_ORDER, epoch), self.index)[: self.steps_per_epoch * self.batch_size]
-        neg = None if phase.name == "readout" else self._negatives(phase, epoch, order)
-        mask_key = rng.stream_key(self.trial.seed, rng.STREAM_MASK, negatives_epoch(self.trial, epoch))
-        jitter_key = rng.stream_key(self.trial.seed, rng.STREAM_JITTER, epoch)
+        self.start_epoch(phase, lr)
+        sums = self.run_epoch(phase, self.epoch_plan(phase, epoch), self._step)
+        self.end_epoch(phase)
+        return sums
+
+    def start_epoch(self, phase: Phase, lr: float) -> None:
+        """The epoch's learning rates, into the optimisers' variables."""
         self.opt.set_lr(lr)
         if self.readout_opt is not None:
             self.readout_opt.set_lr(lr_at(self.readout_opt.spec, self.phase_epoch, phase.epochs))
         self.phase_epoch += 1
-        sums = {"stats": ops.zeros((2 * len(self.params) + 1,)), "collisions": ops.zeros((), dtype="int32")}
+
+    def epoch_plan(self, phase: Phase, epoch: int) -> EpochPlan:
+        order = self.epoch_order(epoch)
+        return EpochPlan(order, None if phase.name == "readout" else self._negatives(phase, epoch, order),
+                         rng.stream_key(self.trial.seed, rng.STREAM_MASK, negatives_epoch(self.trial, epoch)),
+                         rng.stream_key(self.trial.seed, rng.STREAM_JITTER, epoch))
+
+    def run_epoch(self, phase: Phase, plan: EpochPlan, step) -> dict:
+        """The epoch's steps: this trial's (`step`: its own program, `plan`: its own), or a
+        pack's (the members' rows one after the other in each step)."""
+        x, y = self.splits["train"]
+        rows = self.batch_size * plan.width
+        sums = {"stats": ops.zeros((*plan.members, 2 * len(self.params) + 1)), "collisions": ops.zeros(plan.members, dtype="int32")}
         for s in range(self.steps_per_epoch):
-            idx = order[s * self.batch_size:(s + 1) * self.batch_size]
-            xb, yb = kops.batch_images(x, idx, jitter_key, self.trial.data.jitter), ops.take(y, idx, axis=0)
+            idx = plan.order[s * rows:(s + 1) * rows]
+            xb, yb = kops.batch_images(x, idx, plan.jitter_key, self.trial.data.jitter), ops.take(y, idx, axis=0)
             if phase.name == "readout":
-                sums["stats"] = sums["stats"] + self._step(xb, yb)
-            else:
-                negb = neg[s * self.batch_size:(s + 1) * self.batch_size]
-                if self.ff.negatives == "permuted_label":
-                    sums["collisions"] = sums["collisions"] + ops.sum(ops.cast(negb == yb, "int32"))
-                if self.ff.negatives == "hybrid_image":  # the negative images themselves
-                    m = kops.hybrid_masks(mask_key, idx, self.ff.hybrid_blur_passes)
-                    negb = m * xb + (1.0 - m) * kops.batch_images(x, negb, jitter_key, self.trial.data.jitter)
-                elif self.ff.negatives == "class_split":
-                    negb = ops.take(self.images, negb, axis=0)
-                h_neg = kops.overlay(xb, negb, self.ff) if self.ff.embeds_labels else negb
-                sums["stats"] = sums["stats"] + self._step(kops.overlay(xb, yb, self.ff), h_neg, xb, yb)
+                sums["stats"] = sums["stats"] + step(xb, yb)
+                continue
+            negb = plan.negatives[s * rows:(s + 1) * rows]
+            if self.ff.negatives == "permuted_label":
+                same = ops.reshape(ops.cast(negb == yb, "int32"), (*plan.members, self.batch_size))
+                sums["collisions"] = sums["collisions"] + ops.sum(same, axis=-1)
+            if self.ff.negatives == "hybrid_image":  # the negative images themselves
+                m = kops.hybrid_masks(plan.mask_key, idx, self.ff.hybrid_blur_passes)
+                negb = m * xb + (1.0 - m) * kops.batch_images(x, negb, plan.jitter_key, self.trial.data.jitter)
+            elif self.ff.negatives == "class_split":
+                negb = ops.take(self.images, negb, axis=0)
+            h_neg = kops.overlay(xb, negb, self.ff) if self.ff.embeds_labels else negb
+            sums["stats"] = sums["stats"] + step(kops.overlay(xb, yb, self.ff), h_neg, xb, yb)
+        return sums
+
+    def end_epoch(self, phase: Phase) -> None:
         self.trained.update(phase.layers)
         self.readout_trained |= phase.name == "readout" or self.joint_readout
-        return sums
 
     def _negatives(self, phase: Phase, epoch: int, order):
         """The negative of each position of the epoch's order (`reference.negatives.Draws`)."""

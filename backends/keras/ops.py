@@ -22,6 +22,14 @@ def _u32(v: int):
     return ops.convert_to_tensor(np.uint32(v))
 
 
+def _key(key, ndim: int = 1):
+    """A stream key (`rng.stream_key`), or one key per row (a pack: each row keyed by its
+    member's key), shaped to xor with a hashed array of `ndim` dimensions, rows first."""
+    if isinstance(key, (int, np.integer)):
+        return _u32(key)
+    return ops.reshape(ops.cast(key, "uint32"), (-1,) + (1,) * (ndim - 1))
+
+
 def lowbias32(x):
     x = ops.bitwise_xor(x, ops.right_shift(x, 16))
     x = ops.multiply(x, _u32(MUL1))
@@ -55,8 +63,8 @@ def batch_permutations(key: int, steps: int, batch_size: int):
 
 
 # ---------------------------------------------------------------- augment.py
-def jitter_shifts(key: int, index, k: int):
-    h = lowbias32(ops.bitwise_xor(ops.cast(index, "uint32"), _u32(key)))
+def jitter_shifts(key, index, k: int):
+    h = lowbias32(ops.bitwise_xor(ops.cast(index, "uint32"), _key(key)))
     n = _u32(2 * k + 1)
     dy = ops.cast(ops.right_shift(ops.multiply(ops.right_shift(h, 8), n), 24), "int32") - k
     dx = ops.cast(ops.right_shift(ops.multiply(ops.right_shift(lowbias32(h), 8), n), 24), "int32") - k
@@ -72,8 +80,9 @@ def shift_images(x, dy, dx):
     return ops.where(inside, ops.take_along_axis(x, src, axis=1), 0.0)
 
 
-def batch_images(x, idx, key: int, k: int):
-    """Training images `idx`, shifted by up to +-k pixels (`reference.augment`); k = 0: as they are."""
+def batch_images(x, idx, key, k: int):
+    """Training images `idx`, shifted by up to +-k pixels (`reference.augment`); k = 0: as
+    they are. `key`: the jitter stream's key, or one per row of `idx`."""
     xb = ops.take(x, idx, axis=0)
     return xb if not k else shift_images(xb, *jitter_shifts(key, idx, k))
 
@@ -104,9 +113,10 @@ def blur(m, passes: int):
     return m
 
 
-def hybrid_masks(key: int, index, passes: int):
+def hybrid_masks(key, index, passes: int):
+    """`key`: the mask stream's key, or one per row of `index`."""
     pixel = ops.expand_dims(ops.cast(index, "uint32"), 1) * _u32(SIDE * SIDE) + ops.expand_dims(ops.arange(SIDE * SIDE, dtype="uint32"), 0)
-    bits = ops.cast(ops.right_shift(lowbias32(ops.bitwise_xor(pixel, _u32(key))), 31), "float32")
+    bits = ops.cast(ops.right_shift(lowbias32(ops.bitwise_xor(pixel, _key(key, 2))), 31), "float32")
     return ops.reshape(ops.cast(blur(ops.reshape(bits, (-1, SIDE, SIDE)), passes) > 0.5, "float32"), (-1, SIDE * SIDE))
 
 

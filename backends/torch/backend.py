@@ -16,6 +16,7 @@ import torch
 from ffbench.backend import Backend, PackedTrainer, Trainer
 from ffbench.data import Dataset
 from ffbench.env import cpu_name
+from ffbench.packing import never_packed
 from ffbench.spec import BPTrial, FFTrial
 
 
@@ -49,8 +50,8 @@ class TorchBackend(Backend):
         return BPTrainer(trial, data, self.device)
 
     def pack_skip(self, trial: FFTrial | BPTrial) -> str | None:
-        if trial.algorithm == "ff" and trial.ff.grow_patience is not None:
-            return "ff.grow_patience decides each trial's depth during training"
+        if never_packed(trial):
+            return never_packed(trial)
         if self.device.type == "cpu" and os.environ.get("FFBENCH_TORCH_PACK_ON_CPU", "0") in ("", "0"):
             return ("on a CPU, a torch pack runs no faster than its trials one by one (measured: benchmarks/RESULTS.md); "
                     "FFBENCH_TORCH_PACK_ON_CPU=1 packs anyway")
