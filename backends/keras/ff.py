@@ -34,8 +34,11 @@ class FFTrainer(FFSchedule, KerasTrainer):
         super().__init__(trial, data, share)
         self.ff = trial.ff
         check_data(self.ff, data.train.y)
-        pool = training_images(self.ff, data)  # class_split: the training images + the pool
-        self.images = self.splits["train"][0] if pool is None else share.images if share is not None else ops.convert_to_tensor(pool)
+        if share is not None:  # a pack's members share the data on the device
+            self.images = share.images
+        else:
+            pool = training_images(self.ff, data)  # class_split: the training images + the pool
+            self.images = self.splits["train"][0] if pool is None else ops.convert_to_tensor(pool)
         self.params = self.variables(stack_init(trial.seed, [data.train.x.shape[1], *trial.hidden], self.ff.init), "ff")
         self.running = [keras.Variable(np.full((h,), PEER_INIT, np.float32), name=f"running{i}", trainable=False)
                         for i, h in enumerate(trial.hidden)]

@@ -50,8 +50,9 @@ class TorchBackend(Backend):
         return BPTrainer(trial, data, self.device)
 
     def pack_skip(self, trial: FFTrial | BPTrial) -> str | None:
-        if never_packed(trial):
-            return never_packed(trial)
+        reason = never_packed(trial)
+        if reason:
+            return reason
         if self.device.type == "cpu" and os.environ.get("FFBENCH_TORCH_PACK_ON_CPU", "0") in ("", "0"):
             return ("on a CPU, a torch pack runs no faster than its trials one by one (measured: benchmarks/RESULTS.md); "
                     "FFBENCH_TORCH_PACK_ON_CPU=1 packs anyway")
