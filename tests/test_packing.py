@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -123,21 +120,6 @@ def test_a_packed_trial_matches_its_unpacked_run(case, name):
         assert member.error("test") == pytest.approx(alone.error("test"), abs=1 / 200)
     # the members really differ: seeds and learning rates were not collapsed into one
     assert not np.allclose(packed.members[0].state()["W0"], packed.members[1].state()["W0"])
-
-
-def test_keras_packs_on_its_jax_backend():
-    """Keras packs on KERAS_BACKEND=jax only, and this session's Keras may run on TensorFlow
-    (it says why it cannot pack): the keras cases of this file run again in a process on jax."""
-    for name in ("keras", "jax"):
-        ok, reason = registry.status(name)
-        if not ok:
-            pytest.skip(reason)
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
-                           "-k", "keras and not on_its_jax"],
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert f"{len(CASES) + 1} passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout[-2000:]
 
 
 # ---------------------------------------------------------------- the runner

@@ -10,7 +10,6 @@ from __future__ import annotations
 import keras
 import numpy as np
 from ffbench_backends.keras import compile as kcompile
-from ffbench_backends.keras import ops as kops
 from ffbench_backends.keras.common import EpochPlan, KerasTrainer
 from ffbench_backends.keras.optim import SpecOptimizer
 from keras import ops
@@ -80,14 +79,22 @@ class BPTrainer(KerasTrainer):
         order = self.epoch_order(epoch)
         return EpochPlan(order, jitter_key=rng.stream_key(self.trial.seed, rng.STREAM_JITTER, epoch))
 
-    def run_epoch(self, phase: Phase, plan: EpochPlan, step) -> dict:
-        x, y = self.splits["train"]
+    def zero_plan(self, phase: Phase) -> EpochPlan:
+        return EpochPlan.zeros(self.steps_per_epoch * self.batch_size, negatives=False)
+
+    def epoch_sums(self, plan: EpochPlan) -> dict:
+        return {"bp_loss": ops.zeros(plan.members)}
+
+    def epoch_body(self, phase: Phase, plan: EpochPlan):
         rows = self.batch_size * plan.width
-        loss = None
-        for s in range(self.steps_per_epoch):
-            idx = plan.order[s * rows:(s + 1) * rows]
-            loss = step(kops.batch_images(x, idx, plan.jitter_key, self.trial.data.jitter), ops.take(y, idx, axis=0))
-        return {"bp_loss": loss}
+
+        def body(s, sums, d, apply):
+            _, xb, yb = self.batch_at(s, d, rows)
+            return {"bp_loss": apply(xb, yb)}  # the epoch's running mean so far
+        return body
+
+    def all_variables(self) -> list[keras.Variable]:
+        return list(self.model.variables)  # (the optimiser's are made in begin_phase)
 
     def end_epoch(self, phase: Phase) -> None:
         pass

@@ -1,9 +1,13 @@
-"""What the Keras FF and BP trainers share: data as backend tensors, batches, error
-counting, and packing.
+"""What the Keras FF and BP trainers share: data as backend tensors, batches, the epoch as
+a `compile.Step` run, error counting, and packing.
 
-A pack (`PackedKerasTrainer`, KERAS_BACKEND=jax) runs its first member's `run_epoch` on
-every member's `epoch_plan` at once: each step gathers the members' batches one after the
-other (K * batch rows) and runs the members' compiled steps as one `compile.PackedStep`.
+A trainer's epoch is its `epoch_plan` (order, negatives, keys: drawn on the device) and its
+`epoch_body` (one step: the batch gathered from the plan, the step program applied), run by
+the phase's step program (`compile.Step.run`: one `lax.fori_loop` program on jax).
+
+A pack (`PackedKerasTrainer`, KERAS_BACKEND=jax) runs its first member's epoch body on
+every member's plan at once: each step gathers the members' batches one after the other
+(K * batch rows) and runs the members' compiled steps as one `compile.PackedStep`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any, NamedTuple
 import keras
 import numpy as np
 from ffbench_backends.keras import ops as kops
+from ffbench_backends.keras.compile import Body, PackedStep, Step
 from keras import ops
 
 from ffbench.backend import PackedTrainer, Phase, Trainer
@@ -67,8 +72,61 @@ class KerasTrainer(Trainer):
         wrong = sum(ops.sum(ops.cast(self.predict(x[i:i + step]) != y[i:i + step], "int32")) for i in range(0, x.shape[0], step))
         return int(ops.convert_to_numpy(wrong)) / x.shape[0]
 
+    @abc.abstractmethod
+    def all_variables(self) -> list[keras.Variable]:
+        """Every variable an epoch updates."""
+
     def sync(self) -> None:
-        pass  # eager Keras ops have finished when they return their tensors
+        """Waits for the device: jax dispatches asynchronously (an epoch is one program);
+        TensorFlow's eager GPU ops are queued on one stream, so reading a value waits for them."""
+        variables = self.all_variables()
+        if keras.backend.backend() == "jax":
+            import jax
+            jax.block_until_ready([v.value for v in variables])
+        else:
+            ops.convert_to_numpy(ops.reshape(variables[0], (-1,))[:1])
+
+    # ------------------------------------------------------------ the epoch
+    @abc.abstractmethod
+    def zero_plan(self, phase: Phase) -> EpochPlan:
+        """A plan of the phase's shapes and dtypes (zeros), to compile the epoch ahead."""
+
+    @abc.abstractmethod
+    def epoch_sums(self, plan: EpochPlan) -> dict:
+        """The epoch's running sums, zero."""
+
+    @abc.abstractmethod
+    def epoch_body(self, phase: Phase, plan: EpochPlan) -> Body:
+        """One step of the phase's epoch (`compile.Body`) on plans shaped as `plan`."""
+
+    def epoch_inputs(self, plan: EpochPlan) -> dict:
+        """What the epoch body reads: the training split and the plan, in fixed dtypes."""
+        x, y = self.splits["train"]
+
+        def key(k):
+            return ops.convert_to_tensor(np.uint32(k)) if isinstance(k, (int, np.integer)) else ops.cast(k, "uint32")
+        return {"x": x, "y": y, "order": ops.cast(plan.order, "int32"),
+                "negatives": None if plan.negatives is None else ops.cast(plan.negatives, "int32"),
+                "mask_key": key(plan.mask_key), "jitter_key": key(plan.jitter_key)}
+
+    def epoch_args(self, phase: Phase, plan: EpochPlan) -> tuple:
+        return self.steps_per_epoch, self.epoch_body(phase, plan), self.epoch_sums(plan), self.epoch_inputs(plan)
+
+    def run_epoch(self, phase: Phase, plan: EpochPlan, step: Step | PackedStep) -> dict:
+        """The epoch's steps: this trial's (`step`: its own program, `plan`: its own), or a
+        pack's (the members' rows one after the other in each step)."""
+        return step.run(*self.epoch_args(phase, plan))
+
+    def precompile(self, phase: Phase, step: Step | PackedStep, plan: EpochPlan) -> None:
+        """Compiles the phase's program ahead of training, with `plan`'s shapes."""
+        step.precompile_step(*self.step_example(phase))
+        step.precompile(*self.epoch_args(phase, plan))
+
+    def batch_at(self, s, inputs: dict, rows: int):
+        """Step `s`'s rows of the epoch's order: (their indices, images (jittered), labels)."""
+        idx = ops.slice(inputs["order"], (s * rows,), (rows,))
+        xb = kops.batch_images(inputs["x"], idx, inputs["jitter_key"], self.trial.data.jitter)
+        return idx, xb, ops.take(inputs["y"], idx, axis=0)
 
 
 class EpochPlan(NamedTuple):
@@ -82,6 +140,11 @@ class EpochPlan(NamedTuple):
     mask_key: Any = 0
     jitter_key: Any = 0
     members: tuple[int, ...] = ()  # () alone; (K,) a pack of K
+
+    @classmethod
+    def zeros(cls, length: int, negatives: bool) -> EpochPlan:
+        z = ops.zeros((length,), "int32")
+        return cls(z, z if negatives else None)
 
     @property
     def width(self) -> int:
@@ -111,14 +174,11 @@ class PackedKerasTrainer(PackedTrainer):
         self.members = members
 
     def begin_phase(self, phase: Phase) -> None:
-        from ffbench_backends.keras.compile import PackedStep
-
         steps = [m.setup_phase(phase) for m in self.members]
-        lead = steps[0]
+        lead, first = steps[0], self.members[0]
         if lead.packed is None:  # a fresh step program (a member's is fresh with it)
             lead.packed = PackedStep(steps)
-            k = len(self.members)
-            lead.packed.precompile(*[((k * shape[0], *shape[1:]), dtype) for shape, dtype in self.members[0].step_example(phase)])
+            first.precompile(phase, lead.packed, EpochPlan.stack([first.zero_plan(phase)] * len(steps), first.batch_size))
         self._step = lead.packed
 
     def train_epoch(self, phase: Phase, epoch: int, lrs: list[float]) -> list[Any]:

@@ -54,7 +54,7 @@ class FFTrainer(FFSchedule, KerasTrainer):
         self._steps: dict[tuple, object] = {}  # compiled step programs, by (layers, read-out only)
 
     def begin_phase(self, phase: Phase) -> None:
-        self.setup_phase(phase).precompile(*self.step_example(phase))
+        self.precompile(phase, self.setup_phase(phase), self.zero_plan(phase))
 
     def setup_phase(self, phase: Phase) -> kcompile.Step:
         """The phase's optimisers and step program (not compiled yet): reused across phases
@@ -107,30 +107,36 @@ class FFTrainer(FFSchedule, KerasTrainer):
                          rng.stream_key(self.trial.seed, rng.STREAM_MASK, negatives_epoch(self.trial, epoch)),
                          rng.stream_key(self.trial.seed, rng.STREAM_JITTER, epoch))
 
-    def run_epoch(self, phase: Phase, plan: EpochPlan, step) -> dict:
-        """The epoch's steps: this trial's (`step`: its own program, `plan`: its own), or a
-        pack's (the members' rows one after the other in each step)."""
-        x, y = self.splits["train"]
-        rows = self.batch_size * plan.width
-        sums = {"stats": ops.zeros((*plan.members, 2 * len(self.params) + 1)), "collisions": ops.zeros(plan.members, dtype="int32")}
-        for s in range(self.steps_per_epoch):
-            idx = plan.order[s * rows:(s + 1) * rows]
-            xb, yb = kops.batch_images(x, idx, plan.jitter_key, self.trial.data.jitter), ops.take(y, idx, axis=0)
+    def zero_plan(self, phase: Phase) -> EpochPlan:
+        return EpochPlan.zeros(self.steps_per_epoch * self.batch_size, negatives=phase.name != "readout")
+
+    def epoch_sums(self, plan: EpochPlan) -> dict:
+        return {"stats": ops.zeros((*plan.members, 2 * len(self.params) + 1)), "collisions": ops.zeros(plan.members, dtype="int32")}
+
+    def epoch_body(self, phase: Phase, plan: EpochPlan):
+        ff, members, rows, jitter = self.ff, plan.members, self.batch_size * plan.width, self.trial.data.jitter
+
+        def body(s, sums, d, apply):
+            idx, xb, yb = self.batch_at(s, d, rows)
             if phase.name == "readout":
-                sums["stats"] = sums["stats"] + step(xb, yb)
-                continue
-            negb = plan.negatives[s * rows:(s + 1) * rows]
-            if self.ff.negatives == "permuted_label":
-                same = ops.reshape(ops.cast(negb == yb, "int32"), (*plan.members, self.batch_size))
-                sums["collisions"] = sums["collisions"] + ops.sum(same, axis=-1)
-            if self.ff.negatives == "hybrid_image":  # the negative images themselves
-                m = kops.hybrid_masks(plan.mask_key, idx, self.ff.hybrid_blur_passes)
-                negb = m * xb + (1.0 - m) * kops.batch_images(x, negb, plan.jitter_key, self.trial.data.jitter)
-            elif self.ff.negatives == "class_split":
-                negb = ops.take(self.images, negb, axis=0)
-            h_neg = kops.overlay(xb, negb, self.ff) if self.ff.embeds_labels else negb
-            sums["stats"] = sums["stats"] + step(kops.overlay(xb, yb, self.ff), h_neg, xb, yb)
-        return sums
+                return {**sums, "stats": sums["stats"] + apply(xb, yb)}
+            negb, collisions = ops.slice(d["negatives"], (s * rows,), (rows,)), sums["collisions"]
+            if ff.negatives == "permuted_label":
+                collisions = collisions + ops.sum(ops.reshape(ops.cast(negb == yb, "int32"), (*members, self.batch_size)), axis=-1)
+            if ff.negatives == "hybrid_image":  # the negative images themselves
+                m = kops.hybrid_masks(d["mask_key"], idx, ff.hybrid_blur_passes)
+                negb = m * xb + (1.0 - m) * kops.batch_images(d["x"], negb, d["jitter_key"], jitter)
+            elif ff.negatives == "class_split":
+                negb = ops.take(d["images"], negb, axis=0)
+            h_neg = kops.overlay(xb, negb, ff) if ff.embeds_labels else negb
+            return {"stats": sums["stats"] + apply(kops.overlay(xb, yb, ff), h_neg, xb, yb), "collisions": collisions}
+        return body
+
+    def epoch_inputs(self, plan: EpochPlan) -> dict:
+        return {**super().epoch_inputs(plan), "images": self.images}
+
+    def all_variables(self) -> list[keras.Variable]:
+        return [v for kb in self.params for v in kb] + self.running + ([self.readout] if self.readout is not None else [])
 
     def end_epoch(self, phase: Phase) -> None:
         self.trained.update(phase.layers)
