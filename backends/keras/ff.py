@@ -1,10 +1,11 @@
 """Forward-Forward training in Keras 3: a custom FF step written in `keras.ops` with the
 reference's analytic gradients, so the same code runs on every Keras backend.
 
-Data, order and negatives are backend tensors computed with the shared hash; the step
-makes no host sync. The step (every layer, the optimiser and the read-out) is one compiled
-program per phase (`compile.Step`: XLA through `tf.function` on TensorFlow, `jax.jit`
-on JAX); gathering the batch and its negatives stays eager around it.
+Data, order and negatives are backend tensors computed with the shared hash; an epoch
+makes no host sync. The step (every layer, the optimiser and the read-out) is compiled per
+phase (`compile.Step`): on JAX the whole epoch, the batch gathers (`epoch_body`) included,
+is one `jax.jit` program; on TensorFlow the step is one XLA program (`tf.function`) and the
+gathers run eagerly between steps.
 """
 
 from __future__ import annotations
