@@ -68,9 +68,6 @@ class BPTrainer(KerasTrainer):
                 var.assign(value)
         return logs["loss"]  # the epoch's running mean, as fit's history reports it
 
-    def step_example(self, phase: Phase) -> list[tuple[tuple[int, ...], str]]:
-        return [((self.batch_size, self.host[0].shape[1]), "float32"), ((self.batch_size,), "int32")]
-
     def start_epoch(self, phase: Phase, lr: float) -> None:
         self.opt.set_lr(lr)
         self.model.reset_metrics()  # as fit does at each epoch's start

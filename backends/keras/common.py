@@ -119,7 +119,6 @@ class KerasTrainer(Trainer):
 
     def precompile(self, phase: Phase, step: Step | PackedStep, plan: EpochPlan) -> None:
         """Compiles the phase's program ahead of training, with `plan`'s shapes."""
-        step.precompile_step(*self.step_example(phase))
         step.precompile(*self.epoch_args(phase, plan))
 
     def batch_at(self, s, inputs: dict, rows: int):

@@ -1,26 +1,26 @@
-"""One Keras training epoch on the Keras backend underneath, its step compiled.
+"""One Keras training epoch as one compiled program, on the Keras backend underneath.
 
-`Step(fn, variables)` runs `fn` (one training step written in `keras.ops`) with every Keras
-variable in `variables` (weights, running means, optimiser slots, step counter, learning
-rate) read and updated as `fn` would eagerly. `Step.run(steps, body, sums, inputs)` runs an
-epoch: `steps` calls of the trainer's `body(s, sums, inputs, apply)`, which gathers step
-`s`'s batch from `inputs` (the data, the epoch's order and negatives, its keys), calls
-`apply(*batch)` (the step) and returns the epoch's running sums.
+`Step(fn, variables)` holds `fn` (one training step written in `keras.ops`) and every Keras
+variable it reads and updates (weights, running means, optimiser slots, step counter,
+learning rate). `Step.run(steps, body, sums, inputs)` runs an epoch: `steps` calls of the
+trainer's `body(s, sums, inputs, apply)`, which gathers step `s`'s batch from `inputs` (the
+data, the epoch's order and negatives, its keys), calls `apply(*batch)` (the step) and
+returns the epoch's running sums. The whole epoch, gathers included, is one program:
 
-- jax: the whole epoch is one program: `jax.jit` of `lax.fori_loop` over `body`, with the
-  variables' values in the loop's carry. `fn` runs in a `keras.StatelessScope` (the
-  pattern Keras's own JAX trainer uses: `optimizer.stateless_apply` is built on it); the
-  values go in at the epoch's start and are assigned back at its end. No host work, no
-  dispatch, no variable assign inside the epoch.
-- tensorflow: `fn` is `tf.function(jit_compile=True)`, one XLA program a step; TF updates the
-  variables in place; `body` runs in a Python loop. A plain graph (no XLA) was tried: on a
-  CPU it was faster for small nets, but its joint read-out loss differed between runs of
-  the same trial (independent branches of the graph run concurrently); the XLA program gave
-  the same numbers every time.
+- jax: `jax.jit` of a `lax.fori_loop` over `body`, with the variables' values in the
+  loop's carry; `fn` runs in a `keras.StatelessScope` (the pattern Keras's own JAX trainer
+  uses: `optimizer.stateless_apply` is built on it). The values go in at the epoch's start
+  and are assigned back at its end.
+- tensorflow: `tf.function(jit_compile=True)` of a `tf.while_loop` over `body`; TF updates
+  the variables in place. A plain graph (no XLA) was tried for the step: on a CPU it was
+  faster for small nets, but its joint read-out loss differed between runs of the same
+  trial (independent branches of the graph run concurrently); XLA gave the same numbers
+  every time.
 
-`fn` and `body` must take tensors of fixed shapes and do no host work. Every optimiser must
-be built before the first call (`build_optimizer`): a compiled program cannot create
-variables. `FFBENCH_KERAS_EAGER=1` runs everything eagerly instead (for debugging).
+No host work, no dispatch and no variable assign from Python happen inside an epoch. `fn`
+and `body` must take tensors of fixed shapes. Every optimiser must be built before the first
+call (`build_optimizer`): a compiled program cannot create variables.
+`FFBENCH_KERAS_EAGER=1` runs `body` and `fn` eagerly in a Python loop instead (for debugging).
 
 `PackedStep` runs the steps of a pack's members (on jax only) as one program: `jax.vmap`
 of the first member's stateless step over every member's variable values, stacked.
@@ -35,7 +35,7 @@ from typing import Any
 import keras
 
 # body(s, sums, inputs, apply) -> sums: one step of an epoch (s: the step's index, a traced
-# scalar on jax); apply(*batch) runs the step program on the batch and returns its output.
+# scalar when compiled); apply(*batch) runs the step on the batch and returns its output.
 Body = Callable[[Any, Any, Any, Callable], Any]
 
 
@@ -49,15 +49,26 @@ def build_optimizer(opt: keras.optimizers.Optimizer, variables: Sequence[keras.V
 
 
 class _Epochs:
-    """An epoch of a step program: one `jax.jit`ted `lax.fori_loop` on jax (`pure`: the
-    step on the variables' values; `values()` / `set_values()`: those values), a Python
-    loop of `self(*batch)` otherwise. One step program has one body and one epoch length."""
+    """Runs epochs of a step: the subclass gives `backend` (None: eager) and, for jax,
+    `pure` (the step on the variables' values), `values()` / `set_values()` / `abstract_values()`.
+    A step program has one body and one epoch length: the first compiled is kept."""
 
     backend: str | None
     donate = False
     epoch_program: Any = None
 
-    def _jit_epoch(self, steps: int, body: Body):
+    def __call__(self, *batch):  # the eager step
+        return self.fn(*batch)
+
+    def _compile(self, steps: int, body: Body):
+        if self.backend == "tensorflow":
+            import tensorflow as tf
+
+            def tf_program(sums, inputs):
+                def one(s, sums):
+                    return s + 1, body(s, sums, inputs, self.fn)
+                return tf.while_loop(lambda s, _: s < steps, one, (tf.constant(0), sums))[1]
+            return tf.function(tf_program, jit_compile=True)
         import jax
 
         def program(values, sums, inputs):
@@ -72,39 +83,39 @@ class _Epochs:
             return jax.lax.fori_loop(0, steps, one, (values, sums))
         return jax.jit(program, donate_argnums=(0,) if self.donate else ())
 
-    def precompile_step(self, *example: tuple[tuple[int, ...], str]) -> None:
-        """Compiles the step program alone (TensorFlow's: run by a Python loop)."""
-
     def precompile(self, steps: int, body: Body, sums, inputs) -> None:
-        """Compiles the epoch program ahead of its first epoch (jax), with `sums` and
-        `inputs` of the epoch's shapes and dtypes (e.g. a zero plan's)."""
-        if self.backend == "jax" and self.epoch_program is None:
-            self.epoch_program = self._jit_epoch(steps, body).lower(self.abstract_values(), sums, inputs).compile()
+        """Compiles the epoch program ahead of its first epoch, with `sums` and `inputs` of
+        the epoch's shapes and dtypes (e.g. a zero plan's). TensorFlow traces it here; XLA
+        compiles it at the first call."""
+        if self.backend is None or self.epoch_program is not None:
+            return
+        program = self._compile(steps, body)
+        if self.backend == "tensorflow":
+            program.get_concrete_function(sums, inputs)
+            self.epoch_program = program
+        else:
+            self.epoch_program = program.lower(self.abstract_values(), sums, inputs).compile()
 
     def run(self, steps: int, body: Body, sums, inputs):
-        if self.backend != "jax":
+        if self.backend is None:
             for s in range(steps):
                 sums = body(s, sums, inputs, self)
             return sums
         if self.epoch_program is None:
-            self.epoch_program = self._jit_epoch(steps, body)
+            self.epoch_program = self._compile(steps, body)
+        if self.backend == "tensorflow":
+            return self.epoch_program(sums, inputs)
         values, sums = self.epoch_program(self.values(), sums, inputs)
         self.set_values(values)
         return sums
 
 
 class Step(_Epochs):
-    """`fn` compiled, on `variables`; `precompile_step(*example)` compiles TensorFlow's step
-    program ahead of the first call (example: (shape, dtype) per argument), so compile time
-    is reported apart from training."""
+    """`fn` on `variables`, compiled into its epoch's program."""
 
     def __init__(self, fn: Callable, variables: Sequence[keras.Variable]):
         self.fn, self.variables, self.backend = fn, list(variables), keras.backend.backend() if enabled() else None
         self.packed: PackedStep | None = None  # this step's pack program, if a pack made one
-        self.program = None
-        if self.backend == "tensorflow":
-            import tensorflow as tf
-            self.program = tf.function(fn, jit_compile=True, reduce_retracing=True)
 
     def pure(self, values, *args):
         """`fn` on the variables' `values`: (their new values, `fn`'s output)."""
@@ -123,14 +134,6 @@ class Step(_Epochs):
     def set_values(self, values: list) -> None:
         for var, value in zip(self.variables, values):
             var.assign(value)
-
-    def precompile_step(self, *example: tuple[tuple[int, ...], str]) -> None:
-        if self.backend == "tensorflow":
-            import tensorflow as tf
-            self.program.get_concrete_function(*[tf.TensorSpec(shape, dtype) for shape, dtype in example])  # traces
-
-    def __call__(self, *args):
-        return self.fn(*args) if self.program is None else self.program(*args)
 
 
 class PackedStep(_Epochs):

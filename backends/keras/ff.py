@@ -2,10 +2,9 @@
 reference's analytic gradients, so the same code runs on every Keras backend.
 
 Data, order and negatives are backend tensors computed with the shared hash; an epoch
-makes no host sync. The step (every layer, the optimiser and the read-out) is compiled per
-phase (`compile.Step`): on JAX the whole epoch, the batch gathers (`epoch_body`) included,
-is one `jax.jit` program; on TensorFlow the step is one XLA program (`tf.function`) and the
-gathers run eagerly between steps.
+makes no host sync. The whole epoch, every step (every layer, the optimiser, the read-out)
+and its batch gathers (`epoch_body`), is one compiled program per phase (`compile.Step`:
+a `jax.jit` loop on JAX, an XLA `tf.function` loop on TensorFlow).
 """
 
 from __future__ import annotations
@@ -82,12 +81,6 @@ class FFTrainer(FFSchedule, KerasTrainer):
             self._steps[key] = kcompile.Step(fn, state)
         self._step = self._steps[key]
         return self._step
-
-    def step_example(self, phase: Phase) -> list[tuple[tuple[int, ...], str]]:
-        """(shape, dtype) of each argument of the phase's step."""
-        b, d_in = self.batch_size, self.params[0][0].shape[0]  # kernel: (in, out)
-        xb = ((b, self.images.shape[1]), "float32")
-        return ([xb] if phase.name == "readout" else [((b, d_in), "float32")] * 2 + [xb]) + [((b,), "int32")]
 
     def train_epoch(self, phase: Phase, epoch: int, lr: float):
         self.start_epoch(phase, lr)

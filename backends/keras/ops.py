@@ -22,6 +22,10 @@ def _u32(v: int):
     return ops.convert_to_tensor(np.uint32(v))
 
 
+def _arange_u32(n: int):
+    return ops.cast(ops.arange(n, dtype="int32"), "uint32")  # XLA on TensorFlow has no uint32 Range
+
+
 def _key(key, ndim: int = 1):
     """A stream key (`rng.stream_key`), or one key per row (a pack: each row keyed by its
     member's key), shaped to xor with a hashed array of `ndim` dimensions, rows first."""
@@ -58,7 +62,7 @@ def wrong_labels(key: int, index, labels):
 
 
 def batch_permutations(key: int, steps: int, batch_size: int):
-    h = lowbias32(ops.bitwise_xor(ops.arange(steps * batch_size, dtype="uint32"), _u32(key)))
+    h = lowbias32(ops.bitwise_xor(_arange_u32(steps * batch_size), _u32(key)))
     return ops.argsort(ops.reshape(h, (steps, batch_size)), axis=1)  # distinct keys: the order is unique
 
 
@@ -115,7 +119,7 @@ def blur(m, passes: int):
 
 def hybrid_masks(key, index, passes: int):
     """`key`: the mask stream's key, or one per row of `index`."""
-    pixel = ops.expand_dims(ops.cast(index, "uint32"), 1) * _u32(SIDE * SIDE) + ops.expand_dims(ops.arange(SIDE * SIDE, dtype="uint32"), 0)
+    pixel = ops.expand_dims(ops.cast(index, "uint32"), 1) * _u32(SIDE * SIDE) + ops.expand_dims(_arange_u32(SIDE * SIDE), 0)
     bits = ops.cast(ops.right_shift(lowbias32(ops.bitwise_xor(pixel, _key(key, 2))), 31), "float32")
     return ops.reshape(ops.cast(blur(ops.reshape(bits, (-1, SIDE, SIDE)), passes) > 0.5, "float32"), (-1, SIDE * SIDE))
 
