@@ -1,9 +1,12 @@
-"""The backprop baseline in plain Keras: a Sequential of Dense layers trained with `fit`,
-fed each epoch's minibatches in the shared order, with the spec's optimiser formula.
+"""The backprop baseline in plain Keras: a Sequential of Dense layers, compiled with the
+spec's optimiser formula and Keras's cross-entropy, trained by Keras's own `train_step`
+(what `fit` runs) on each epoch's minibatches in the shared order, gathered on the device.
 
-In a pack (KERAS_BACKEND=jax) the members' steps are Keras's own JAX train step (what
-`fit` runs), vmapped over the members (`compile.PackedStep`), on batches gathered on the
-device with the same order and jitter."""
+As FF's, the epoch is one compiled program (`compile.Step.run`): `fit` would run one program
+per step and feed it from the host. On JAX the step is the stateless
+`train_step(state, data)` that Keras's JAX trainer jits; on TensorFlow the stateful
+`train_step(data)` that its `tf.function` runs. In a pack (KERAS_BACKEND=jax) the members'
+JAX steps are vmapped (`compile.PackedStep`)."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from keras import ops
 
 from ffbench.backend import Phase
 from ffbench.data import Dataset
-from ffbench.reference import augment, rng
+from ffbench.reference import rng
 from ffbench.reference.init import stack_init
 from ffbench.spec import NUM_CLASSES, BPTrial
 
@@ -35,38 +38,32 @@ class BPTrainer(KerasTrainer):
         return [Phase("bp", self.trial.epochs, self.trial.optimizer)]
 
     def begin_phase(self, phase: Phase) -> None:
+        self.precompile(phase, self.setup_phase(phase))
+
+    def setup_phase(self, phase: Phase) -> kcompile.Step:
+        """The phase's optimiser, the model compiled with it, and its step (not compiled yet)."""
         self.opt = SpecOptimizer(phase.optimizer)
         self.model.compile(optimizer=self.opt, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-
-    def train_epoch(self, phase: Phase, epoch: int, lr: float):
-        x, y = self.host
-        order = rng.epoch_order(self.trial.seed, epoch, self.n)[: self.steps_per_epoch * self.batch_size]
-        self.opt.set_lr(lr)
-        xs = augment.batch_images(self.trial, x, order, epoch)  # on the host, like the order: `fit` takes arrays
-        history = self.model.fit(xs, y[order], batch_size=self.batch_size, epochs=1, shuffle=False, verbose=0)
-        return {"bp_loss": history.history["loss"][-1]}
-
-    def epoch_losses(self, device_losses) -> dict[str, float]:
-        return {"bp_loss": float(device_losses["bp_loss"])}
-
-    # ------------------------------------------------------------ in a pack (jax)
-    def setup_phase(self, phase: Phase) -> kcompile.Step:
-        """As `begin_phase`, with the step `fit` would run as a `compile.Step` (not compiled)."""
-        self.begin_phase(phase)
         x, y = self.host[0][: self.batch_size], self.host[1][: self.batch_size]
         self.model.compute_loss(y=y, y_pred=self.model(x))  # builds the compiled loss, as fit's first batch would
         kcompile.build_optimizer(self.opt, self.model.trainable_variables)
         m = self.model
         self._groups = (m.trainable_variables, m.non_trainable_variables, self.opt.variables, m.metrics_variables)
-        return kcompile.Step(self._train_step, [v for g in self._groups for v in g])
+        self._step = kcompile.Step(self._train_step, [v for g in self._groups for v in g])
+        return self._step
 
     def _train_step(self, xb, yb):
-        """Keras's JAX `train_step` on the variables' values (what `fit` jits), written back."""
+        """Keras's `train_step` (what `fit` compiles): on JAX on the variables' values, written back."""
+        if keras.backend.backend() != "jax":
+            return self.model.train_step((xb, yb))["loss"]
         logs, new = self.model.train_step(tuple([v.value for v in g] for g in self._groups), (xb, yb))
         for group, values in zip(self._groups, new):
             for var, value in zip(group, values):
                 var.assign(value)
         return logs["loss"]  # the epoch's running mean, as fit's history reports it
+
+    def epoch_losses(self, device_losses) -> dict[str, float]:
+        return {"bp_loss": float(ops.convert_to_numpy(device_losses["bp_loss"]))}
 
     def start_epoch(self, phase: Phase, lr: float) -> None:
         self.opt.set_lr(lr)

@@ -87,6 +87,24 @@ class KerasTrainer(Trainer):
             ops.convert_to_numpy(ops.reshape(variables[0], (-1,))[:1])
 
     # ------------------------------------------------------------ the epoch
+    def train_epoch(self, phase: Phase, epoch: int, lr: float):
+        self.start_epoch(phase, lr)
+        sums = self.run_epoch(phase, self.epoch_plan(phase, epoch), self._step)
+        self.end_epoch(phase)
+        return sums
+
+    @abc.abstractmethod
+    def start_epoch(self, phase: Phase, lr: float) -> None:
+        """The epoch's learning rates, into the optimisers' variables."""
+
+    @abc.abstractmethod
+    def epoch_plan(self, phase: Phase, epoch: int) -> EpochPlan:
+        """The epoch's order, negatives and keys (drawn on the device)."""
+
+    @abc.abstractmethod
+    def end_epoch(self, phase: Phase) -> None:
+        """What the trainer records once an epoch has run."""
+
     @abc.abstractmethod
     def zero_plan(self, phase: Phase) -> EpochPlan:
         """A plan of the phase's shapes and dtypes (zeros), to compile the epoch ahead."""
@@ -117,9 +135,11 @@ class KerasTrainer(Trainer):
         pack's (the members' rows one after the other in each step)."""
         return step.run(*self.epoch_args(phase, plan))
 
-    def precompile(self, phase: Phase, step: Step | PackedStep, plan: EpochPlan) -> None:
-        """Compiles the phase's program ahead of training, with `plan`'s shapes."""
-        step.precompile(*self.epoch_args(phase, plan))
+    def precompile(self, phase: Phase, step: Step | PackedStep, plan: EpochPlan | None = None) -> None:
+        """Compiles the phase's program ahead of training, with `plan`'s shapes (default:
+        this trainer's zero plan), unless it is compiled already."""
+        if not step.ready:
+            step.precompile(*self.epoch_args(phase, self.zero_plan(phase) if plan is None else plan))
 
     def batch_at(self, s, inputs: dict, rows: int):
         """Step `s`'s rows of the epoch's order: (their indices, images (jittered), labels)."""

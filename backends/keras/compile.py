@@ -68,7 +68,7 @@ class _Epochs:
                 def one(s, sums):
                     return s + 1, body(s, sums, inputs, self.fn)
                 return tf.while_loop(lambda s, _: s < steps, one, (tf.constant(0), sums))[1]
-            return tf.function(tf_program, jit_compile=True)
+            return tf.function(tf_program, jit_compile=True, autograph=False)  # explicit loops: nothing to convert
         import jax
 
         def program(values, sums, inputs):
@@ -83,11 +83,16 @@ class _Epochs:
             return jax.lax.fori_loop(0, steps, one, (values, sums))
         return jax.jit(program, donate_argnums=(0,) if self.donate else ())
 
+    @property
+    def ready(self) -> bool:
+        """Nothing left to compile (eager, or compiled)."""
+        return self.backend is None or self.epoch_program is not None
+
     def precompile(self, steps: int, body: Body, sums, inputs) -> None:
         """Compiles the epoch program ahead of its first epoch, with `sums` and `inputs` of
         the epoch's shapes and dtypes (e.g. a zero plan's). TensorFlow traces it here; XLA
         compiles it at the first call."""
-        if self.backend is None or self.epoch_program is not None:
+        if self.ready:
             return
         program = self._compile(steps, body)
         if self.backend == "tensorflow":

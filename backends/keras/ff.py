@@ -54,7 +54,7 @@ class FFTrainer(FFSchedule, KerasTrainer):
         self._steps: dict[tuple, object] = {}  # compiled step programs, by (layers, read-out only)
 
     def begin_phase(self, phase: Phase) -> None:
-        self.precompile(phase, self.setup_phase(phase), self.zero_plan(phase))
+        self.precompile(phase, self.setup_phase(phase))
 
     def setup_phase(self, phase: Phase) -> kcompile.Step:
         """The phase's optimisers and step program (not compiled yet): reused across phases
@@ -81,12 +81,6 @@ class FFTrainer(FFSchedule, KerasTrainer):
             self._steps[key] = kcompile.Step(fn, state)
         self._step = self._steps[key]
         return self._step
-
-    def train_epoch(self, phase: Phase, epoch: int, lr: float):
-        self.start_epoch(phase, lr)
-        sums = self.run_epoch(phase, self.epoch_plan(phase, epoch), self._step)
-        self.end_epoch(phase)
-        return sums
 
     def start_epoch(self, phase: Phase, lr: float) -> None:
         """The epoch's learning rates, into the optimisers' variables."""
