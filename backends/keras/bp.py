@@ -11,7 +11,6 @@ JAX steps are vmapped (`compile.PackedStep`)."""
 from __future__ import annotations
 
 import keras
-import numpy as np
 from ffbench_backends.keras import compile as kcompile
 from ffbench_backends.keras.common import EpochPlan, KerasTrainer
 from ffbench_backends.keras.optim import SpecOptimizer
@@ -27,7 +26,6 @@ from ffbench.spec import NUM_CLASSES, BPTrial
 class BPTrainer(KerasTrainer):
     def __init__(self, trial: BPTrial, data: Dataset, share: BPTrainer | None = None):
         super().__init__(trial, data, share)
-        self.host = (data.train.x, data.train.y.astype(np.int32))
         layers = [keras.layers.Dense(h, activation="relu") for h in trial.hidden] + [keras.layers.Dense(NUM_CLASSES)]
         self.model = keras.Sequential([keras.Input((data.train.x.shape[1],)), *layers])
         for layer, (w, b) in zip(self.model.layers, stack_init(trial.seed, [data.train.x.shape[1], *trial.hidden, NUM_CLASSES],
@@ -44,7 +42,7 @@ class BPTrainer(KerasTrainer):
         """The phase's optimiser, the model compiled with it, and its step (not compiled yet)."""
         self.opt = SpecOptimizer(phase.optimizer)
         self.model.compile(optimizer=self.opt, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        x, y = self.host[0][: self.batch_size], self.host[1][: self.batch_size]
+        x, y = (t[: self.batch_size] for t in self.splits["train"])
         self.model.compute_loss(y=y, y_pred=self.model(x))  # builds the compiled loss, as fit's first batch would
         kcompile.build_optimizer(self.opt, self.model.trainable_variables)
         m = self.model
