@@ -12,10 +12,11 @@ returns the epoch's running sums. The whole epoch, gathers included, is one prog
   uses: `optimizer.stateless_apply` is built on it). The values go in at the epoch's start
   and are assigned back at its end.
 - tensorflow: `tf.function(jit_compile=True)` of a `tf.while_loop` over `body`; TF updates
-  the variables in place. A plain graph (no XLA) was tried for the step: on a CPU it was
-  faster for small nets, but its joint read-out loss differed between runs of the same
-  trial (independent branches of the graph run concurrently); XLA gave the same numbers
-  every time.
+  the variables in place. The step count is an input, so that `precompile` can have XLA
+  compile the program (at its first call) by running it for 0 steps. A plain graph (no
+  XLA) was tried for the step: on a CPU it was faster for small nets, but its joint
+  read-out loss differed between runs of the same trial (independent branches of the
+  graph run concurrently); XLA gave the same numbers every time.
 
 No host work, no dispatch and no variable assign from Python happen inside an epoch. `fn`
 and `body` must take tensors of fixed shapes. Every optimiser must be built before the first
@@ -64,7 +65,7 @@ class _Epochs:
         if self.backend == "tensorflow":
             import tensorflow as tf
 
-            def tf_program(sums, inputs):
+            def tf_program(steps, sums, inputs):  # steps: a tensor, so that 0 steps compiles the program
                 def one(s, sums):
                     return s + 1, body(s, sums, inputs, self.fn)
                 return tf.while_loop(lambda s, _: s < steps, one, (tf.constant(0), sums))[1]
@@ -90,13 +91,15 @@ class _Epochs:
 
     def precompile(self, steps: int, body: Body, sums, inputs) -> None:
         """Compiles the epoch program ahead of its first epoch, with `sums` and `inputs` of
-        the epoch's shapes and dtypes (e.g. a zero plan's). TensorFlow traces it here; XLA
-        compiles it at the first call."""
+        the epoch's shapes and dtypes (e.g. a zero plan's). On TensorFlow, XLA compiles at a
+        program's first call: this call runs it for 0 steps (the loop's body, where every
+        variable is updated, never runs)."""
         if self.ready:
             return
         program = self._compile(steps, body)
         if self.backend == "tensorflow":
-            program.get_concrete_function(sums, inputs)
+            import tensorflow as tf
+            program(tf.constant(0), sums, inputs)
             self.epoch_program = program
         else:
             self.epoch_program = program.lower(self.abstract_values(), sums, inputs).compile()
@@ -109,7 +112,8 @@ class _Epochs:
         if self.epoch_program is None:
             self.epoch_program = self._compile(steps, body)
         if self.backend == "tensorflow":
-            return self.epoch_program(sums, inputs)
+            import tensorflow as tf
+            return self.epoch_program(tf.constant(steps), sums, inputs)
         values, sums = self.epoch_program(self.values(), sums, inputs)
         self.set_values(values)
         return sums
