@@ -1,9 +1,9 @@
 """What the Keras FF and BP trainers share: data as backend tensors, batches, the epoch as
 a `compile.Step` run, error counting, and packing.
 
-A trainer's epoch is its `epoch_plan` (order, negatives, keys: drawn on the device) and its
-`epoch_body` (one step: the batch gathered from the plan, the step program applied), run by
-the phase's step program (`compile.Step.run`: the epoch as one compiled loop, a
+A trainer's epoch is its `epoch_plan` (order, negatives, keys: drawn on the device by
+compiled `compile.function`s) and its `epoch_body` (one step: the batch gathered from the
+plan, the step program applied), run by the phase's step program (`compile.Step.run`: the epoch as one compiled loop, a
 `lax.fori_loop` on jax, a `tf.while_loop` on TensorFlow).
 
 A pack (`PackedKerasTrainer`, KERAS_BACKEND=jax) runs its first member's epoch body on
@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import keras
 import numpy as np
+from ffbench_backends.keras import compile as kcompile
 from ffbench_backends.keras import ops as kops
 from ffbench_backends.keras.compile import Body, PackedStep, Step
 from keras import ops
@@ -53,9 +54,13 @@ class KerasTrainer(Trainer):
         self.steps_per_epoch = self.n // self.batch_size  # the last incomplete batch is dropped
         self.index = share.index if share is not None else ops.convert_to_tensor(np.arange(self.n, dtype=np.uint32))
 
+    def order_key(self, epoch: int):
+        """The key of the epoch's data order (`reference.rng.epoch_order`), as a device scalar."""
+        return kops.key_tensor(rng.stream_key(self.trial.seed, rng.STREAM_ORDER, epoch))
+
     def epoch_order(self, epoch: int):
-        """The epoch's data order (`reference.rng.epoch_order`), on the device, cut to whole batches."""
-        return kops.epoch_order(rng.stream_key(self.trial.seed, rng.STREAM_ORDER, epoch), self.index)[: self.steps_per_epoch * self.batch_size]
+        """The epoch's data order, on the device, cut to whole batches (one compiled call)."""
+        return kcompile.function(ordered, self.steps_per_epoch * self.batch_size)(self.order_key(epoch), self.index)
 
     @staticmethod
     def variables(params, name: str) -> list[tuple[keras.Variable, keras.Variable]]:
@@ -147,6 +152,13 @@ class KerasTrainer(Trainer):
         idx = ops.slice(inputs["order"], (s * rows,), (rows,))
         xb = kops.batch_images(inputs["x"], idx, inputs["jitter_key"], self.trial.data.jitter)
         return idx, xb, ops.take(inputs["y"], idx, axis=0)
+
+
+def ordered(used: int, key, index, *by_sample):
+    """The epoch order of `key` cut to its first `used` positions (whole batches), and each
+    array of `by_sample` (one entry per training sample) in that order."""
+    order = kops.epoch_order(key, index)[:used]
+    return order if not by_sample else (order, *(ops.take(a, order, axis=0) for a in by_sample))
 
 
 class EpochPlan(NamedTuple):

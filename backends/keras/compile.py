@@ -23,12 +23,16 @@ and `body` must take tensors of fixed shapes. Every optimiser must be built befo
 call (`build_optimizer`): a compiled program cannot create variables.
 `FFBENCH_KERAS_EAGER=1` runs `body` and `fn` eagerly in a Python loop instead (for debugging).
 
+`function(fn, *static)` compiles a pure function of tensors (no variables) on its own: the
+epoch's plan (order, negatives) is one.
+
 `PackedStep` runs the steps of a pack's members (on jax only) as one program: `jax.vmap`
 of the first member's stateless step over every member's variable values, stacked.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -42,6 +46,28 @@ Body = Callable[[Any, Any, Any, Callable], Any]
 
 def enabled() -> bool:
     return os.environ.get("FFBENCH_KERAS_EAGER", "") in ("", "0") and keras.backend.backend() in ("tensorflow", "jax")
+
+
+_functions: dict[tuple, Callable] = {}
+
+
+def function(fn: Callable, *static) -> Callable:
+    """`partial(fn, *static)` as one compiled program (`jax.jit`, or an XLA `tf.function`;
+    as it is when eager), made once per process: `fn` (a module-level function) takes
+    tensors and returns tensors, and reads or updates no variable; `static` are Python values
+    that shape it."""
+    backend = keras.backend.backend() if enabled() else None
+    key = (fn, static, backend)
+    if key not in _functions:
+        f = functools.partial(fn, *static)
+        if backend == "tensorflow":
+            import tensorflow as tf
+            f = tf.function(f, jit_compile=True, autograph=False)
+        elif backend == "jax":
+            import jax
+            f = jax.jit(f)
+        _functions[key] = f
+    return _functions[key]
 
 
 def build_optimizer(opt: keras.optimizers.Optimizer, variables: Sequence[keras.Variable]) -> None:

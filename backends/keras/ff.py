@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from ffbench_backends.keras import compile as kcompile
 from ffbench_backends.keras import ops as kops
-from ffbench_backends.keras.common import EpochPlan, KerasTrainer
+from ffbench_backends.keras.common import EpochPlan, KerasTrainer, ordered
 from ffbench_backends.keras.optim import SpecOptimizer
 from keras import ops
 
@@ -50,6 +50,7 @@ class FFTrainer(FFSchedule, KerasTrainer):
         self.readout_trained = False
         self.negatives_seconds: float | None = None  # scoring the data for hard negatives, this epoch
         self._drawn = None  # (negatives_epoch, each sample's negative)
+        self._classes = None  # hybrid_image: the training labels' class table (`kops.class_table`)
         self._layer_opts: dict[tuple[int, ...], SpecOptimizer] = {}  # a layer's optimiser, kept across episodes
         self._steps: dict[tuple, object] = {}  # compiled step programs, by (layers, read-out only)
 
@@ -90,9 +91,8 @@ class FFTrainer(FFSchedule, KerasTrainer):
         self.phase_epoch += 1
 
     def epoch_plan(self, phase: Phase, epoch: int) -> EpochPlan:
-        order = self.epoch_order(epoch)
-        return EpochPlan(order, None if phase.name == "readout" else self._negatives(phase, epoch, order),
-                         rng.stream_key(self.trial.seed, rng.STREAM_MASK, negatives_epoch(self.trial, epoch)),
+        order, negatives = (self.epoch_order(epoch), None) if phase.name == "readout" else self._negatives(phase, epoch)
+        return EpochPlan(order, negatives, rng.stream_key(self.trial.seed, rng.STREAM_MASK, negatives_epoch(self.trial, epoch)),
                          rng.stream_key(self.trial.seed, rng.STREAM_JITTER, epoch))
 
     def zero_plan(self, phase: Phase) -> EpochPlan:
@@ -130,33 +130,37 @@ class FFTrainer(FFSchedule, KerasTrainer):
         self.trained.update(phase.layers)
         self.readout_trained |= phase.name == "readout" or self.joint_readout
 
-    def _negatives(self, phase: Phase, epoch: int, order):
-        """The negative of each position of the epoch's order (`reference.negatives.Draws`)."""
-        y, seed = self.splits["train"][1], self.trial.seed
+    def _negatives(self, phase: Phase, epoch: int):
+        """The epoch's order and the negative of each of its positions
+        (`reference.negatives.Draws`): one compiled call (and, for a fresh draw of the
+        samples' negatives, another)."""
+        y, seed, used = self.splits["train"][1], self.trial.seed, self.steps_per_epoch * self.batch_size
         key = negatives_epoch(self.trial, epoch)
         self.negatives_seconds = None
         if by_position(self.ff):
-            perm = kops.batch_permutations(rng.stream_key(seed, rng.STREAM_PERMUTE, key), self.steps_per_epoch, self.batch_size)
-            y_ordered = ops.reshape(ops.take(y, order, axis=0), (self.steps_per_epoch, self.batch_size))
-            return ops.reshape(ops.take_along_axis(y_ordered, perm, axis=1), (-1,))
+            permute_key = kops.key_tensor(rng.stream_key(seed, rng.STREAM_PERMUTE, key))
+            return kcompile.function(_by_position, self.steps_per_epoch, self.batch_size)(self.order_key(epoch), permute_key, self.index, y)
         if self._drawn is None or self._drawn[0] != key:
             self._drawn = (key, self._sample_negatives(phase, key))
-        return ops.take(self._drawn[1], order, axis=0)
+        return kcompile.function(ordered, used)(self.order_key(epoch), self.index, self._drawn[1])
 
     def _sample_negatives(self, phase: Phase, key_epoch: int):
         """Each training sample's negative label or partner (`reference.negatives.sample_negatives`)."""
         ff, (x, y), seed = self.ff, self.splits["train"], self.trial.seed
         key = rng.stream_key(seed, rng.STREAM_NEGATIVES, key_epoch)
         if ff.negatives == "class_split":
-            n_rest = self.images.shape[0] - self.n
-            perm = kops.batch_permutations(rng.stream_key(seed, rng.STREAM_SPLIT, key_epoch), 1, n_rest)[0]
-            return self.n + ops.take(perm, ops.mod(ops.arange(self.n), n_rest), axis=0)
+            split_key = kops.key_tensor(rng.stream_key(seed, rng.STREAM_SPLIT, key_epoch))
+            return kcompile.function(_class_split, self.n, self.images.shape[0] - self.n)(split_key)
         if ff.negatives == "hybrid_image":
-            return kops.hybrid_partners(rng.stream_key(seed, rng.STREAM_HYBRID, key_epoch), self.index, y, kops.class_table(y))
+            if self._classes is None:
+                self._classes = kops.class_table(y)
+            hybrid_key = kops.key_tensor(rng.stream_key(seed, rng.STREAM_HYBRID, key_epoch))
+            return kcompile.function(kops.hybrid_partners)(hybrid_key, self.index, y, self._classes)
         if ff.negatives == "wrong_label":
-            return kops.wrong_labels(key, self.index, y)
+            return kcompile.function(kops.wrong_labels)(kops.key_tensor(key), self.index, y)
         if ff.negatives == "permuted_label":
-            return ops.take(y, kops.batch_permutations(rng.stream_key(seed, rng.STREAM_PERMUTE, key_epoch), 1, self.n)[0], axis=0)
+            permute_key = kops.key_tensor(rng.stream_key(seed, rng.STREAM_PERMUTE, key_epoch))
+            return kcompile.function(_permuted, self.n)(permute_key, y)
         t0 = time.perf_counter()
         layers, step = score_layers(ff, self.score_upto(phase)), self.trial.eval_batch_size
         scores = ops.concatenate([self.label_scores(x[i:i + step], layers) for i in range(0, self.n, step)], axis=0)
@@ -266,3 +270,23 @@ class FFTrainer(FFSchedule, KerasTrainer):
         if self.readout is not None:
             return ops.argmax(ops.matmul(self.features(xb), self.readout), axis=1)
         return ops.cast(ops.argmax(self.label_scores(xb, [i for i in self.ff.prediction_layers if i in self.trained]), axis=1), "int32")
+
+
+# ------------------------------------------------------------ the plan's programs (`kcompile.function`)
+def _by_position(steps: int, batch_size: int, order_key, permute_key, index, y):
+    """The epoch's order, and as each position's negative the label of another position of
+    its batch (`reference.negatives.Draws`, by position)."""
+    order = ordered(steps * batch_size, order_key, index)
+    y_ordered = ops.reshape(ops.take(y, order, axis=0), (steps, batch_size))
+    perm = kops.batch_permutations(permute_key, steps, batch_size)
+    return order, ops.reshape(ops.take_along_axis(y_ordered, perm, axis=1), (-1,))
+
+
+def _class_split(n: int, n_rest: int, key):
+    """Each of the n training samples' partner among the n_rest pool images (indices n...)."""
+    perm = kops.batch_permutations(key, 1, n_rest)[0]
+    return n + ops.take(perm, ops.mod(ops.arange(n), n_rest), axis=0)
+
+
+def _permuted(n: int, key, y):
+    return ops.take(y, kops.batch_permutations(key, 1, n)[0], axis=0)

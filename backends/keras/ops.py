@@ -22,13 +22,20 @@ def _u32(v: int):
     return ops.convert_to_tensor(np.uint32(v))
 
 
+def key_tensor(key: int):
+    """A stream key as a uint32 device scalar: an input of a compiled program (a Python int
+    would be a constant of it)."""
+    return _u32(key)
+
+
 def _arange_u32(n: int):
     return ops.cast(ops.arange(n, dtype="int32"), "uint32")  # XLA on TensorFlow has no uint32 Range
 
 
 def _key(key, ndim: int = 1):
-    """A stream key (`rng.stream_key`), or one key per row (a pack: each row keyed by its
-    member's key), shaped to xor with a hashed array of `ndim` dimensions, rows first."""
+    """A stream key (`rng.stream_key`: an int, or a uint32 tensor), or one key per row (a
+    pack: each row keyed by its member's key), shaped to xor with a hashed array of `ndim`
+    dimensions, rows first."""
     if isinstance(key, (int, np.integer)):
         return _u32(key)
     return ops.reshape(ops.cast(key, "uint32"), (-1,) + (1,) * (ndim - 1))
@@ -42,27 +49,27 @@ def lowbias32(x):
     return ops.bitwise_xor(x, ops.right_shift(x, 16))
 
 
-def epoch_order(key: int, index):
+def epoch_order(key, index):
     """`index` is arange(n) as uint32 on the device."""
-    return ops.argsort(lowbias32(ops.bitwise_xor(index, _u32(key))))  # keys are distinct: the order is unique
+    return ops.argsort(lowbias32(ops.bitwise_xor(index, _key(key))))  # keys are distinct: the order is unique
 
 
-def negatives_hash(key: int, index):
-    return lowbias32(ops.bitwise_xor(index, _u32(key)))
+def negatives_hash(key, index):
+    return lowbias32(ops.bitwise_xor(index, _key(key)))
 
 
 def uniform24(h):
     return ops.cast(ops.right_shift(h, 8), "float32") * (2.0**-24)
 
 
-def wrong_labels(key: int, index, labels):
+def wrong_labels(key, index, labels):
     h = negatives_hash(key, index)
     k = ops.cast(ops.right_shift(ops.multiply(ops.right_shift(h, 8), _u32(NUM_CLASSES - 1)), 24), "int32")
     return ops.mod(labels + k + 1, NUM_CLASSES)
 
 
-def batch_permutations(key: int, steps: int, batch_size: int):
-    h = lowbias32(ops.bitwise_xor(_arange_u32(steps * batch_size), _u32(key)))
+def batch_permutations(key, steps: int, batch_size: int):
+    h = lowbias32(ops.bitwise_xor(_arange_u32(steps * batch_size), _key(key)))
     return ops.argsort(ops.reshape(h, (steps, batch_size)), axis=1)  # distinct keys: the order is unique
 
 
@@ -99,9 +106,9 @@ def class_table(y):
     return members, ops.cumsum(count) - count, count
 
 
-def hybrid_partners(key: int, index, y, table):
+def hybrid_partners(key, index, y, table):
     members, start, count = table
-    h = lowbias32(ops.bitwise_xor(index, _u32(key)))
+    h = lowbias32(ops.bitwise_xor(index, _key(key)))
     k = ops.cast(ops.right_shift(ops.multiply(ops.right_shift(h, 8), _u32(NUM_CLASSES - 1)), 24), "int32")
     other = ops.mod(y + k + 1, NUM_CLASSES)
     pos = ops.right_shift(ops.multiply(ops.right_shift(lowbias32(h), 16), ops.cast(ops.take(count, other), "uint32")), 16)
