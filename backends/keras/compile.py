@@ -125,7 +125,8 @@ class _Epochs:
         program = self._compile(steps, body)
         if self.backend == "tensorflow":
             import tensorflow as tf
-            program(tf.constant(0), sums, inputs)
+            program.get_concrete_function(tf.constant(0), sums, inputs)  # traced apart: TF's retracing warning counts
+            program(tf.constant(0), sums, inputs)  # every Step's program as one function (one code object) otherwise
             self.epoch_program = program
         else:
             self.epoch_program = program.lower(self.abstract_values(), sums, inputs).compile()
