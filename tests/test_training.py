@@ -45,12 +45,12 @@ QUICK = ["--set", "epochs=1", "--set", "data.train_subset=2000", "--set", "seed=
 
 
 # implementations: keras-io is 250 episodes x 2 layers of one-epoch phases even at epochs=1, so
-# the full-batch rows run on 300 images, the rest on 1,200 (enough for the five-digits rows'
+# the full-batch rows run on 100 images, the rest on 1,200 (enough for the five-digits rows'
 # batch of 512); all evaluate only at the end; greedy-grow decides its depth on a validation split
 KEEP_VAL = ["--set", "data.validation_size=500"]
 EXTRA = {"mnist_paper": [["--set", "data.train_subset=1000"]],  # its 4x2000 nets: the training-error pass dominates
          "implementations": [
-    ["--only", "full-batch", "--set", "data.train_subset=300", "--set", "eval_every=0", *KEEP_VAL],
+    ["--only", "full-batch", "--set", "data.train_subset=100", "--set", "eval_every=0", *KEEP_VAL],
     ["--skip", "full-batch", "--set", "data.train_subset=1200", "--set", "eval_every=0", *KEEP_VAL]]}
 
 
