@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from ffbench.data import Dataset
@@ -203,6 +204,12 @@ class Backend(abc.ABC):
 
     def packed_trainer(self, trials: list[FFTrial | BPTrial], data: Dataset) -> PackedTrainer:
         raise NotImplementedError(self.pack_skip(trials[0]))
+
+    def use_compile_cache(self, folder: Path) -> None:
+        """Keep compiled programs under `folder` across processes (`ffbench.compile_cache`),
+        where the framework can. The runner calls it before a trial's programs are built.
+        By default nothing is kept (torch.compile keeps its own cache)."""
+        return None
 
     def probe(self) -> Any:
         """The parity probes for `ffbench check`: a module with ff_layers, ff_steps and bp_grads

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from ffbench import registry, results
+from ffbench import compile_cache, registry, results
 from ffbench.data import dataset_checksum, prepare
 from ffbench.env import environment
 from ffbench.errors import BackendUnavailable, Diverged, TrialTimeout
@@ -141,6 +141,8 @@ def run_unit(unit: list[PlannedTrial], on_epoch: Callable[[PlannedTrial, int, in
 
     try:
         backend = registry.load(trials[0].backend)
+        if (cache := compile_cache.directory()) is not None:
+            backend.use_compile_cache(cache)
         outcomes = list(fit_unit(backend, trials, prepare(trials[0].data), epoch_done, curves))
     except Exception as exc:  # recorded as the trials' failure; the suite goes on
         outcomes = [exc] * len(unit)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import resource
+from pathlib import Path
 
 import jax
 
@@ -23,6 +24,10 @@ class JaxBackend(Backend):
     def __init__(self) -> None:
         wanted = os.environ.get("FFBENCH_JAX_DEVICE")
         self.device = jax.devices(wanted)[0] if wanted else jax.devices()[0]
+
+    def use_compile_cache(self, folder: Path) -> None:
+        from ffbench.compile_cache import use_jax
+        use_jax(folder / "jax")
 
     def versions(self) -> dict[str, str]:
         import jaxlib

@@ -7,6 +7,7 @@ stateless compiled steps. TensorFlow has no vmap over a step that updates variab
 from __future__ import annotations
 
 import resource
+from pathlib import Path
 
 import keras
 
@@ -30,6 +31,11 @@ class KerasBackend(Backend):
             import jax
             versions["jax"] = jax.__version__
         return versions
+
+    def use_compile_cache(self, folder: Path) -> None:
+        if keras.backend.backend() == "jax":  # TensorFlow's XLA cache is not used (`ffbench.compile_cache`)
+            from ffbench.compile_cache import use_jax
+            use_jax(folder / "jax")
 
     def device_name(self) -> str:
         backend = keras.backend.backend()
