@@ -79,8 +79,30 @@ class KerasBackend(Backend):
         first = self.trainer(trials[0], data)
         return PackedKerasTrainer([first] + [type(first)(t, data, first) for t in trials[1:]])
 
+    @staticmethod
+    def _tf_gpu() -> str | None:
+        """TensorFlow's first GPU ("GPU:0"), if the Keras backend is TensorFlow and it has one."""
+        if keras.backend.backend() != "tensorflow":
+            return None
+        import tensorflow as tf
+        return "GPU:0" if tf.config.list_physical_devices("GPU") else None
+
     def reset_peak_memory(self) -> None:
-        pass
+        if (gpu := self._tf_gpu()) is not None:
+            import tensorflow as tf
+            tf.config.experimental.reset_memory_stats(gpu)
 
     def peak_memory(self) -> tuple[int | None, str]:
+        """On a GPU the device's peak, as the other backends report it: TensorFlow's since
+        `reset_peak_memory` ("device"), XLA's for the whole process on jax
+        ("device_process_peak": it cannot be reset); else the process's max RSS."""
+        if (gpu := self._tf_gpu()) is not None:
+            import tensorflow as tf
+            return int(tf.config.experimental.get_memory_info(gpu)["peak"]), "device"
+        if keras.backend.backend() == "jax":
+            import jax
+            device = jax.devices()[0]
+            peak = (device.memory_stats() or {}).get("peak_bytes_in_use") if device.platform != "cpu" else None
+            if peak is not None:
+                return int(peak), "device_process_peak"
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process_max_rss"
