@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from ffbench_backends.keras import compile as kcompile
 from ffbench_backends.keras import ops as kops
-from ffbench_backends.keras.compile import Body, PackedStep, Step
+from ffbench_backends.keras.compile import Body, PackedStep, Reader, Step
 from keras import ops
 
 from ffbench.backend import PackedTrainer, Phase, Trainer
@@ -53,6 +53,7 @@ class KerasTrainer(Trainer):
         self.batch_size = batch_size_for(trial, self.n)
         self.steps_per_epoch = self.n // self.batch_size  # the last incomplete batch is dropped
         self.index = share.index if share is not None else ops.convert_to_tensor(np.arange(self.n, dtype=np.uint32))
+        self._readers: dict[tuple, Reader] = {}  # compiled predictions (`reader`)
 
     def order_key(self, epoch: int):
         """The key of the epoch's data order (`reference.rng.epoch_order`), as a device scalar."""
@@ -72,10 +73,23 @@ class KerasTrainer(Trainer):
     def predict(self, x):
         """Predicted classes of a batch with the current weights."""
 
+    def predict_key(self) -> tuple:
+        """What decides `predict`'s program besides its input and the variables' values (e.g.
+        which layers are trained yet): a compiled prediction is kept per key."""
+        return ()
+
+    def reader(self, key: tuple, fn) -> Reader:
+        """`fn` (it reads this trainer's variables, updates none) compiled, kept under `key`."""
+        if key not in self._readers:
+            self._readers[key] = Reader(fn, self.all_variables())
+        return self._readers[key]
+
     def error(self, split: str) -> float:
+        """The split's error, a compiled program per chunk of `eval_batch_size` images."""
         x, y = self.splits[split]
         step = self.trial.eval_batch_size
-        wrong = sum(ops.sum(ops.cast(self.predict(x[i:i + step]) != y[i:i + step], "int32")) for i in range(0, x.shape[0], step))
+        count = self.reader(("wrong", self.predict_key()), lambda xb, yb: ops.sum(ops.cast(self.predict(xb) != yb, "int32")))
+        wrong = sum(count(x[i:i + step], y[i:i + step]) for i in range(0, x.shape[0], step))
         return int(ops.convert_to_numpy(wrong)) / x.shape[0]
 
     @abc.abstractmethod

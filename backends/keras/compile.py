@@ -24,7 +24,8 @@ call (`build_optimizer`): a compiled program cannot create variables.
 `FFBENCH_KERAS_EAGER=1` runs `body` and `fn` eagerly in a Python loop instead (for debugging).
 
 `function(fn, *static)` compiles a pure function of tensors (no variables) on its own: the
-epoch's plan (order, negatives) is one.
+epoch's plan (order, negatives) is one. `Reader(fn, variables)` compiles a function that
+reads variables and updates none: a prediction.
 
 `PackedStep` runs the steps of a pack's members (on jax only) as one program: `jax.vmap`
 of the first member's stateless step over every member's variable values, stacked.
@@ -170,6 +171,31 @@ class Step(_Epochs):
     def set_values(self, values: list) -> None:
         for var, value in zip(self.variables, values):
             var.assign(value)
+
+
+class Reader:
+    """`fn(*args)`, which reads Keras variables and updates none (a prediction), as one
+    compiled program per input shape: on jax `jax.jit` of `fn` on the variables' current
+    values (`Step.pure`: every variable `fn` reads must be in `variables`, or jit would bake
+    its value in); on TensorFlow an XLA `tf.function` (it reads the variables themselves);
+    eager: `fn` as it is."""
+
+    def __init__(self, fn: Callable, variables: Sequence[keras.Variable]):
+        self._step = Step(fn, variables)
+        self.backend = self._step.backend
+        if self.backend == "jax":
+            import jax
+            self._program = jax.jit(lambda values, *args: self._step.pure(values, *args)[1])
+        elif self.backend == "tensorflow":
+            import tensorflow as tf
+            self._program = tf.function(fn, jit_compile=True, autograph=False)
+
+    def __call__(self, *args):
+        if self.backend == "jax":
+            return self._program(self._step.values(), *args)
+        if self.backend == "tensorflow":
+            return self._program(*args)
+        return self._step.fn(*args)
 
 
 class PackedStep(_Epochs):

@@ -163,7 +163,8 @@ class FFTrainer(FFSchedule, KerasTrainer):
             return kcompile.function(_permuted, self.n)(permute_key, y)
         t0 = time.perf_counter()
         layers, step = score_layers(ff, self.score_upto(phase)), self.trial.eval_batch_size
-        scores = ops.concatenate([self.label_scores(x[i:i + step], layers) for i in range(0, self.n, step)], axis=0)
+        score = self.reader(("scores", tuple(layers)), lambda xb: self.label_scores(xb, layers))
+        scores = ops.concatenate([score(x[i:i + step]) for i in range(0, self.n, step)], axis=0)
         if ff.negatives == "hard_label":
             wrong = kops.sample_wrong(scores, y, kops.uniform24(kops.negatives_hash(key, self.index)))
         else:
@@ -265,6 +266,10 @@ class FFTrainer(FFSchedule, KerasTrainer):
                 score = score + kops.goodness(h, ff.goodness)
         score = ops.transpose(ops.reshape(score, (NUM_CLASSES, xb.shape[0])))
         return score if ff.sign == "max_ssq" else -score
+
+    def predict_key(self) -> tuple:
+        return (self.readout_layers if self.readout is not None else None,
+                tuple(i for i in self.ff.prediction_layers if i in self.trained))
 
     def predict(self, xb):
         if self.readout is not None:
