@@ -34,14 +34,18 @@ def directory() -> Path | None:
     return cache_dir() / "compiled"
 
 
-def use_jax(folder: Path) -> str:
+def use_jax(folder: Path) -> str | None:
     """JAX's persistent compilation cache in `folder` (unless JAX has one already: it is
     set up once per process), for every program, however fast it compiled. Returns the
-    folder in use."""
+    folder in use; None (no cache) where `folder` cannot be made."""
     import jax
 
     if jax.config.jax_compilation_cache_dir:
         return jax.config.jax_compilation_cache_dir
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None  # e.g. a read-only home: programs are compiled as without a cache
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # default 1 s: most epoch programs compile faster
     if importlib.util.find_spec("filelock") is not None:  # JAX locks the folder (Ray workers share it) to evict

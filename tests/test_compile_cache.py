@@ -46,3 +46,17 @@ def test_the_cache_can_be_turned_off(monkeypatch, tmp_path):
     assert compile_cache.directory() == tmp_path / "compiled"
     monkeypatch.setenv("FFBENCH_COMPILE_CACHE", "0")
     assert compile_cache.directory() is None
+
+
+def test_an_unwritable_folder_leaves_the_cache_off(tmp_path):
+    import jax
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    before = jax.config.jax_compilation_cache_dir  # JAX's cache may be set up in this process already
+    jax.config.update("jax_compilation_cache_dir", None)
+    try:
+        assert compile_cache.use_jax(blocker / "jax") is None and jax.config.jax_compilation_cache_dir is None
+        assert compile_cache.use_jax(tmp_path / "jax") == str(tmp_path / "jax") and (tmp_path / "jax").is_dir()
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
