@@ -1,10 +1,11 @@
 """ffbench's torch FF epoch against a tight eager PyTorch loop of the same math, side by side.
 
-    python benchmarks/eager_loop.py [--hidden 1000,1000,1000] [--batch 100] [--train-subset 10000] [--epochs 5]
+    python benchmarks/eager_loop.py [--hidden 1000,1000,1000] [--batch 100] [--train-subset 10000] [--epochs 5] [--adam fused]
 
 The tight loop is what a careful user writes by hand (gpu-anchors.md's "tight eager PyTorch
 loop"): data resident on the device, torch.randperm order, wrong labels by torch.randint, RMS
-layer norm, mean goodness, threshold 1, torch.optim.Adam(foreach=True), no host syncs. ffbench
+layer norm, mean goodness, threshold 1, torch.optim.Adam(foreach=True) (`--adam fused`:
+fused=True, one kernel a step, as ffbench's own Adam), no host syncs. ffbench
 runs the same spec through its real trainer (hash-drawn order and negatives, its own Adam). The
 two alternate epoch by epoch in one process, so both see the same machine state; the table
 gives the median seconds per epoch and the ratio (issue 7's CPU target: ratio <= 1).
@@ -21,10 +22,10 @@ import torch
 import torch.nn.functional as F
 
 
-def tight_loop(widths: list[int], x: torch.Tensor, y: torch.Tensor, batch: int, lr: float):
+def tight_loop(widths: list[int], x: torch.Tensor, y: torch.Tensor, batch: int, lr: float, adam: str = "foreach"):
     layers = [(torch.nn.Parameter(torch.empty(o, i).uniform_(-i ** -0.5, i ** -0.5)),
                torch.nn.Parameter(torch.empty(o).uniform_(-i ** -0.5, i ** -0.5))) for i, o in zip(widths, widths[1:])]
-    opt = torch.optim.Adam([p for wb in layers for p in wb], lr=lr, foreach=True)
+    opt = torch.optim.Adam([p for wb in layers for p in wb], lr=lr, **{adam: True})
     eye = torch.eye(10, device=x.device)
 
     def overlay(xb, labels):
@@ -54,6 +55,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--train-subset", type=int, default=10000)
     ap.add_argument("--epochs", type=int, default=5, help="timed epochs of each, after one warm-up epoch each")
+    ap.add_argument("--adam", choices=["foreach", "fused"], default="foreach", help="the tight loop's torch.optim.Adam implementation")
     args = ap.parse_args()
 
     from ffbench import registry
@@ -70,7 +72,7 @@ def main() -> int:
     (phase,) = tr.phases()
     tr.begin_phase(phase)
     x, y = tr.splits["train"]
-    tight = tight_loop([x.shape[1], *hidden], x, y, args.batch, 1e-3)
+    tight = tight_loop([x.shape[1], *hidden], x, y, args.batch, 1e-3, args.adam)
     times: dict[str, list[float]] = {"ffbench": [], "tight": []}
     for e in range(args.epochs + 1):
         for name, run in (("ffbench", lambda e=e: tr.train_epoch(phase, e, 1e-3)), ("tight", tight)):

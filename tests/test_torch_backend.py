@@ -74,6 +74,7 @@ def test_layer_loss_and_gradients_match_reference(kw):
 @pytest.mark.parametrize("spec", [
     OptimizerSpec(name="adam", lr=0.01), OptimizerSpec(name="adam", lr=0.01, eps=1e-3, eps_mode="before_bias_correction"),
     OptimizerSpec(name="adam", lr=0.01, weight_decay=0.1), OptimizerSpec(name="sgd", lr=0.1, momentum=0.9, weight_decay=3e-4),
+    OptimizerSpec(name="sgd", lr=0.1),
 ])
 def test_optimizer_matches_reference_after_several_steps(spec):
     """Alone, and in a pack of two (stacked tensors, one learning rate and gradient each)."""

@@ -1,14 +1,26 @@
-"""The spec's optimisers (`ffbench.reference.optim`) as in-place foreach updates.
+"""The spec's optimisers (`ffbench.reference.optim`) as PyTorch's fused in-place kernels.
 
-The step sizes and bias corrections are host floats computed by the reference's
-`adam_coefficients`: a whole epoch's of them go to the device in one copy at its start
-(`plan_epoch`), so no step reads a value back from the device or waits on a transfer, and
-a compiled update (`compile.compiled`) takes them as a tensor without recompiling. A pack's
-optimiser (`members` K) updates stacked tensors (K, ...), each member with its own
-learning rate.
+Adam is `torch._fused_adam_` and SGD with momentum `torch._fused_sgd_` (what
+`torch.optim.Adam(fused=True)` and `SGD(fused=True)` run): one kernel over every tensor a
+step, where the same update as foreach ops took eight passes (784-1000-1000-1000 on a CPU:
+12.4 ms a step foreach, 1.7 ms fused). Both kernels' formulas are the reference's:
+weight decay added to the gradient, Adam's bias corrections from the step count
+(`adam_coefficients`, `after_bias_correction`), SGD's buffer `momentum * buf + g` from zero.
+Keras's `before_bias_correction` is the same kernel with eps / sqrt(1 - beta2^t), a host
+float: p -= lr / bc1 * m / ((sqrt(v) + eps) / sqrt(bc2)).
+
+The learning rate and the step count are device tensors that the kernels read (`plan_epoch`
+fills the rate once an epoch, `step` the count), so no step reads a value back from the
+device. A pack's optimiser (`members` K) updates stacked tensors (K, ...), member by member
+(each a view), each with its own learning rate.
+
+`FFBENCH_TORCH_COMPILE=1` compiles the foreach form of the same update (`foreach_update`)
+instead: inductor fuses it into one kernel, and has no lowering of the fused ops.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from ffbench_backends.torch.compile import compiled, enabled
@@ -23,30 +35,48 @@ class Optimizer:
 
     def __init__(self, spec: OptimizerSpec, params: list[torch.Tensor], members: int | None = None):
         self.spec, self.params, self.t, self.members = spec, params, 0, members
-        self.m = [torch.zeros_like(p) for p in params]
+        device = params[0].device
+        self.m = [torch.zeros_like(p) for p in params]  # SGD: the momentum buffer (left at zero without momentum)
         self.v = [torch.zeros_like(p) for p in params] if spec.name == "adam" else []
-        self.coef = torch.zeros((2,) if members is None else (members, 2), device=params[0].device)  # (step size, denominator scale)
-        self._update = compiled(update)
-        self._table: torch.Tensor | None = None  # (steps, *coef.shape): this epoch's coefficients
-        self._row = 0
+        self.lr = torch.zeros(() if members is None else (members,), device=device)
+        self.count = torch.zeros((), device=device)  # the step count t, as the fused Adam kernel reads it
+        self.coef = torch.zeros((2,) if members is None else (members, 2), device=device)  # compiled: (step size, denominator scale)
+        self._update = compiled(foreach_update) if enabled() else None
+        self._table: torch.Tensor | None = None  # compiled: (steps, *coef.shape), this epoch's coefficients
+        self._left = 0  # steps planned and not taken
 
     def plan_epoch(self, lr: float | list[float], steps: int) -> None:
-        """The coefficients of the next `steps` steps, at `lr` (a pack: one per member)."""
+        """The next `steps` steps, at `lr` (a pack: one per member)."""
         lrs = lr if self.members is not None else [lr]
-        rows = [[self._coefficients(self.t + s + 1, r) for r in lrs] for s in range(steps)]
-        table = torch.tensor(rows, dtype=torch.float32)
-        self._table, self._row = table.view(steps, *self.coef.shape).to(self.coef.device), 0
+        if self.members is None:
+            self.lr.fill_(lr)
+        else:
+            self.lr.copy_(torch.tensor(lrs, dtype=torch.float32))
+        if self._update is not None:
+            rows = [[self._coefficients(self.t + s + 1, r) for r in lrs] for s in range(steps)]
+            self._table = torch.tensor(rows, dtype=torch.float32).view(steps, *self.coef.shape).to(self.coef.device)
+        self._left = steps
 
     def _coefficients(self, t: int, lr: float) -> tuple[float, float]:
         return adam_coefficients(self.spec, t, lr)[:2] if self.spec.name == "adam" else (lr, 0.0)
 
     def step(self) -> None:
-        if self._table is None or self._row >= len(self._table):
-            raise RuntimeError("Optimizer.step() beyond the steps of plan_epoch()")  # never a step without its coefficients
+        if self._left <= 0:
+            raise RuntimeError("Optimizer.step() beyond the steps of plan_epoch()")  # never a step without its rate
         self.t += 1
-        self.coef.copy_(self._table[self._row])  # on the device: no host sync
-        self._row += 1
-        self._update(self.spec, self.params, [p.grad for p in self.params], self.m, self.v, self.coef)
+        self._left -= 1
+        grads = [p.grad for p in self.params]
+        if self._update is not None:
+            self.coef.copy_(self._table[-1 - self._left])  # on the device: no host sync
+            self._update(self.spec, self.params, grads, self.m, self.v, self.coef)
+        else:
+            self.count.fill_(self.t)
+            if self.members is None:
+                fused_update(self.spec, self.t, self.params, grads, self.m, self.v, self.lr, self.count)
+            else:
+                for k in range(self.members):
+                    fused_update(self.spec, self.t, *([t[k] for t in ts] for ts in (self.params, grads, self.m, self.v)),
+                                 self.lr[k], self.count)
         for p in self.params:
             if self.members is None:
                 p.grad = None
@@ -62,13 +92,26 @@ class Optimizer:
 
 
 @torch.no_grad()
-def update(spec: OptimizerSpec, params, grads, m, v, coef: torch.Tensor) -> None:
+def fused_update(spec: OptimizerSpec, t: int, params, grads, m, v, lr: torch.Tensor, count: torch.Tensor) -> None:
+    """In place, step `t` (`count` holds it on the device): the spec's Adam or SGD as one
+    fused kernel (it may scale `grads` in place)."""
+    if spec.name == "adam":
+        eps = spec.eps if spec.eps_mode == "after_bias_correction" else spec.eps / math.sqrt(1.0 - spec.beta2**t)
+        torch._fused_adam_(params, grads, m, v, [], [count] * len(params), lr=lr, beta1=spec.beta1, beta2=spec.beta2,
+                           weight_decay=spec.weight_decay, eps=eps, amsgrad=False, maximize=False)
+    else:
+        torch._fused_sgd_(params, grads, m if spec.momentum else [], weight_decay=spec.weight_decay, momentum=spec.momentum, lr=lr,
+                          dampening=0.0, nesterov=False, maximize=False, is_first_step=False)
+
+
+@torch.no_grad()
+def foreach_update(spec: OptimizerSpec, params, grads, m, v, coef: torch.Tensor) -> None:
     """In place: Adam, p -= coef[0] * m / (sqrt(v) * coef[1] + eps) (`adam_coefficients`);
     SGD with momentum, p -= coef[0] * m. `coef`: (2,), or (K, 2) for a pack, updated member by
     member (one member's tensors stay in cache, and foreach keeps its fused path for a scalar)."""
     if coef.dim() == 2:
         for k in range(coef.shape[0]):
-            update(spec, *([t[k] for t in ts] for ts in (params, grads, m, v)), coef[k])
+            foreach_update(spec, *([t[k] for t in ts] for ts in (params, grads, m, v)), coef[k])
         return
     if spec.weight_decay:
         grads = torch._foreach_add(grads, params, alpha=spec.weight_decay)
