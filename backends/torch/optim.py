@@ -15,7 +15,8 @@ device. A pack's optimiser (`members` K) updates stacked tensors (K, ...), membe
 (each a view), each with its own learning rate.
 
 `FFBENCH_TORCH_COMPILE=1` compiles the foreach form of the same update (`foreach_update`)
-instead: inductor fuses it into one kernel, and has no lowering of the fused ops.
+instead, which inductor fuses: torch.compile cannot trace `_fused_adam_` with a tensor
+learning rate (torch 2.13: "no fake impl or Meta kernel registered").
 """
 
 from __future__ import annotations
