@@ -3,8 +3,9 @@ a `compile.Step` run, error counting, and packing.
 
 A trainer's epoch is its `epoch_plan` (order, negatives, keys: drawn on the device by
 compiled `compile.function`s) and its `epoch_body` (one step: the batch gathered from the
-plan, the step program applied), run by the phase's step program (`compile.Step.run`: the epoch as one compiled loop, a
-`lax.fori_loop` on jax, a `tf.while_loop` on TensorFlow).
+plan, the step program applied), run by the phase's step program (`compile.Step.run`: the
+epoch as one compiled loop, a `lax.fori_loop` on jax, a `tf.while_loop` on TensorFlow).
+Evaluation runs compiled too (`reader`: a `compile.Reader` per prediction key).
 
 A pack (`PackedKerasTrainer`, KERAS_BACKEND=jax) runs its first member's epoch body on
 every member's plan at once: each step gathers the members' batches one after the other
