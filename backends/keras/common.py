@@ -5,7 +5,7 @@ A trainer's epoch is its `epoch_plan` (order, negatives, keys: drawn on the devi
 compiled `compile.function`s) and its `epoch_body` (one step: the batch gathered from the
 plan, the step program applied), run by the phase's step program (`compile.Step.run`: the
 epoch as one compiled loop, a `lax.fori_loop` on jax, a `tf.while_loop` on TensorFlow).
-Evaluation runs compiled too (`reader`: a `compile.Reader` per prediction key).
+Evaluation runs compiled too on jax (`reader`: a `compile.Reader` per prediction key).
 
 A pack (`PackedKerasTrainer`, KERAS_BACKEND=jax) runs its first member's epoch body on
 every member's plan at once: each step gathers the members' batches one after the other
@@ -86,7 +86,8 @@ class KerasTrainer(Trainer):
         return self._readers[key]
 
     def error(self, split: str) -> float:
-        """The split's error, a compiled program per chunk of `eval_batch_size` images."""
+        """The split's error, counted per chunk of `eval_batch_size` images (on jax by a
+        compiled program)."""
         x, y = self.splits[split]
         step = self.trial.eval_batch_size
         count = self.reader(("wrong", self.predict_key()), lambda xb, yb: ops.sum(ops.cast(self.predict(xb) != yb, "int32")))

@@ -24,8 +24,8 @@ call (`build_optimizer`): a compiled program cannot create variables.
 `FFBENCH_KERAS_EAGER=1` runs `body` and `fn` eagerly in a Python loop instead (for debugging).
 
 `function(fn, *static)` compiles a pure function of tensors (no variables) on its own: the
-epoch's plan (order, negatives) is one. `Reader(fn, variables)` compiles a function that
-reads variables and updates none: a prediction.
+epoch's plan (order, negatives) is one. `Reader(fn, variables)` compiles (on jax) a
+function that reads variables and updates none: a prediction.
 
 `PackedStep` runs the steps of a pack's members (on jax only) as one program: `jax.vmap`
 of the first member's stateless step over every member's variable values, stacked.
@@ -174,27 +174,24 @@ class Step(_Epochs):
 
 
 class Reader:
-    """`fn(*args)`, which reads Keras variables and updates none (a prediction), as one
-    compiled program per input shape: on jax `jax.jit` of `fn` on the variables' current
-    values (`Step.pure`: every variable `fn` reads must be in `variables`, or jit would bake
-    its value in); on TensorFlow an XLA `tf.function` (it reads the variables themselves);
-    eager: `fn` as it is."""
+    """`fn(*args)`, which reads Keras variables and updates none (a prediction): on jax one
+    compiled program per input shape, `jax.jit` of `fn` on the variables' current values
+    (`Step.pure`: every variable `fn` reads must be in `variables`, or jit would bake its
+    value in); elsewhere `fn` as it is. On TensorFlow an XLA `tf.function` was measured: it
+    saved nothing where the matmuls dominate (the smoke suite's Keras evaluation, 7.95 ->
+    7.9 s) and cost its compile (about 0.5 s) per trial and prediction key, where eager
+    TensorFlow compiles nothing."""
 
     def __init__(self, fn: Callable, variables: Sequence[keras.Variable]):
         self._step = Step(fn, variables)
-        self.backend = self._step.backend
-        if self.backend == "jax":
+        self._program = None
+        if self._step.backend == "jax":
             import jax
             self._program = jax.jit(lambda values, *args: self._step.pure(values, *args)[1])
-        elif self.backend == "tensorflow":
-            import tensorflow as tf
-            self._program = tf.function(fn, jit_compile=True, autograph=False)
 
     def __call__(self, *args):
-        if self.backend == "jax":
+        if self._program is not None:
             return self._program(self._step.values(), *args)
-        if self.backend == "tensorflow":
-            return self._program(*args)
         return self._step.fn(*args)
 
 
