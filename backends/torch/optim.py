@@ -39,21 +39,23 @@ class Optimizer:
         device = params[0].device
         self.m = [torch.zeros_like(p) for p in params]  # SGD: the momentum buffer (left at zero without momentum)
         self.v = [torch.zeros_like(p) for p in params] if spec.name == "adam" else []
-        self.lr = torch.zeros(() if members is None else (members,), device=device)
-        self.count = torch.zeros((), device=device)  # the step count t, as the fused Adam kernel reads it
-        self.coef = torch.zeros((2,) if members is None else (members, 2), device=device)  # compiled: (step size, denominator scale)
+        lead = () if members is None else (members,)
         self._update = compiled(foreach_update) if enabled() else None
-        self._table: torch.Tensor | None = None  # compiled: (steps, *coef.shape), this epoch's coefficients
+        if self._update is None:  # the fused kernels read the rate and the step count t on the device
+            self.lr, self.count = torch.zeros(lead, device=device), torch.zeros((), device=device)
+        else:  # the compiled foreach update reads (step size, denominator scale), a row of this epoch's table
+            self.coef = torch.zeros((*lead, 2), device=device)
+            self._table: torch.Tensor | None = None  # (steps, *coef.shape)
         self._left = 0  # steps planned and not taken
 
     def plan_epoch(self, lr: float | list[float], steps: int) -> None:
         """The next `steps` steps, at `lr` (a pack: one per member)."""
         lrs = lr if self.members is not None else [lr]
-        if self.members is None:
-            self.lr.fill_(lr)
-        else:
+        if self._update is None and self.members is None:
+            self.lr.fill_(lr)  # no transfer
+        elif self._update is None:
             self.lr.copy_(torch.tensor(lrs, dtype=torch.float32))
-        if self._update is not None:
+        else:
             rows = [[self._coefficients(self.t + s + 1, r) for r in lrs] for s in range(steps)]
             self._table = torch.tensor(rows, dtype=torch.float32).view(steps, *self.coef.shape).to(self.coef.device)
         self._left = steps
