@@ -214,3 +214,27 @@ def test_goodness_prediction_picks_the_label_with_most_goodness():
     assert pred.tolist() == [4, 7, 1]
     spec_min = FFSpec(norm="l2", sign="min_ssq").model_copy(update={"prediction_layers": [0]})
     assert ff.predict(x, [(w, np.zeros(10))], spec_min).tolist() != [4, 7, 1]
+
+
+@pytest.mark.parametrize("kw", [
+    {},
+    {"norm": "l2", "goodness": "sum", "sign": "min_ssq"},
+    {"label_on_mode": "image_max", "label_on": 0.5},
+    {"receptive_field": 5, "relu_grad": "straight_through"},
+])
+def test_label_scores_equal_ten_overlaid_forward_passes(kw):
+    # label_scores computes layer 0 for the ten labels from one matmul; the definition is a
+    # forward pass of each label's overlay.
+    rng = np.random.default_rng(0)
+    spec = FFSpec(**kw)
+    x = rng.uniform(0, 1, (7, 784))
+    x[:, :3] = rng.uniform(0, 1, (7, 3))  # pixels under the label are replaced, whatever they hold
+    params = [(rng.normal(0, 0.05, (o, i)), rng.normal(0, 0.1, o)) for i, o in [(784, 30), (30, 20), (20, 10)]]
+    for layers in ([0], [1, 2], [0, 1, 2]):
+        naive = np.stack([
+            sum(ff.goodness(hs[i], spec.goodness) for i in layers)
+            for hs in (ff.forward_stack(ff.overlay(x, np.full(len(x), c), spec), params, spec) for c in range(10))
+        ], axis=1)
+        naive = naive if spec.sign == "max_ssq" else -naive
+        np.testing.assert_allclose(ff.label_scores(x, params, spec, layers), naive, rtol=1e-12, atol=1e-12)
+        assert np.ptp(naive, axis=1).min() > 1e-4  # the labels do change every row's scores

@@ -40,9 +40,18 @@ def test_overlays_match_reference(kw):
     y = np.array([0, 1, 2, 9, 5, 5])
     np.testing.assert_array_equal(ops.overlay(torch.tensor(x), torch.tensor(y), spec).numpy(), R.overlay(x, y, spec))
     np.testing.assert_array_equal(ops.overlay(torch.tensor(x), None, spec).numpy(), R.overlay(x, None, spec))
-    allx = ops.overlay_all_labels(torch.tensor(x), spec).numpy().reshape(10, 6, 30)
+
+
+@pytest.mark.parametrize("kw", [{}, {"label_on_mode": "image_max", "label_on": 0.5, "norm": "l2"}, {"receptive_field": 3}])
+def test_first_layer_for_all_labels_matches_each_overlay(kw):
+    spec = FFSpec(**kw)
+    g = np.random.default_rng(2)
+    x = g.random((6, 784)).astype(np.float32)
+    w, b = g.normal(0, 0.05, (20, 784)).astype(np.float32), g.normal(0, 0.1, 20).astype(np.float32)
+    got = ops.first_layer_all_labels(torch.tensor(x), torch.tensor(w), torch.tensor(b), spec).numpy()
     for c in range(10):
-        np.testing.assert_array_equal(allx[c], R.overlay(x, np.full(6, c), spec))
+        each = R.layer_forward(R.overlay(x, np.full(6, c), spec).astype(np.float64), w.astype(np.float64), b.astype(np.float64), spec)[2]
+        np.testing.assert_allclose(got[c], each, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("kw", [

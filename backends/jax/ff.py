@@ -187,8 +187,9 @@ def features(ff, prec, params, x, active=None):
 
 def _label_scores(ff, prec, layers, params, x):
     """(B, 10) summed goodness over `layers` with each label overlaid, signed (`reference.ff.label_scores`)."""
-    h, score = ops.overlay_all_labels(x, ff), 0.0
-    for i, (w, b) in enumerate(params[: max(layers) + 1]):
+    h = ops.first_layer_all_labels(x, *params[0], ff, prec).reshape(NUM_CLASSES * x.shape[0], -1)
+    score = ops.goodness(h, ff.goodness) if 0 in layers else 0.0
+    for i, (w, b) in enumerate(params[1: max(layers) + 1], start=1):
         h = ops.layer_forward(h, w, b, ff, prec)
         if i in layers:
             score = score + ops.goodness(h, ff.goodness)

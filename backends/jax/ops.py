@@ -123,15 +123,6 @@ def overlay(x: jax.Array, labels: jax.Array | None, ff: FFSpec) -> jax.Array:
     return jnp.concatenate([head, x[:, NUM_CLASSES:]], axis=1)
 
 
-def overlay_all_labels(x: jax.Array, ff: FFSpec) -> jax.Array:
-    """(10 * B, D): x with label 0 overlaid, then label 1, ..."""
-    b = x.shape[0]
-    on = ff.label_on * x.max(axis=1) if ff.label_on_mode == "image_max" else jnp.full((b,), ff.label_on, x.dtype)
-    head = jnp.eye(NUM_CLASSES, dtype=x.dtype)[:, None, :] * on[None, :, None]
-    body = jnp.broadcast_to(x[None, :, NUM_CLASSES:], (NUM_CLASSES, b, x.shape[1] - NUM_CLASSES))
-    return jnp.concatenate([head, body], axis=2).reshape(NUM_CLASSES * b, x.shape[1])
-
-
 def normalize(x: jax.Array, kind: str, eps: float) -> jax.Array:
     sq = x * x
     r = jnp.sqrt(sq.sum(axis=1, keepdims=True) if kind == "l2" else sq.mean(axis=1, keepdims=True))
@@ -172,6 +163,15 @@ def effective_weights(w: jax.Array, ff: FFSpec) -> jax.Array:
 
 def layer_forward(x: jax.Array, w: jax.Array, b: jax.Array, ff: FFSpec, precision: str = "fp32") -> jax.Array:
     return relu(linear(normalize(x, ff.norm, ff.norm_eps), effective_weights(w, ff), b, precision), ff.relu_grad)
+
+
+def first_layer_all_labels(x: jax.Array, w: jax.Array, b: jax.Array, ff: FFSpec, precision: str = "fp32") -> jax.Array:
+    """(10, B, H): layer 0's activation with each label overlaid, from one matmul
+    (`reference.ff.first_layer_all_labels`: z_c = base @ W.T + b + a W[:, c])."""
+    xn = normalize(overlay(x, jnp.zeros(x.shape[0], jnp.int32), ff), ff.norm, ff.norm_eps)
+    w = effective_weights(w, ff)
+    z = linear(xn.at[:, 0].set(0), w, b, precision)[None] + xn[None, :, :1] * w[:, :NUM_CLASSES].T[:, None, :]
+    return jax.nn.relu(z)
 
 
 def ff_loss(g: jax.Array, n_pos: int, ff: FFSpec, fan_in: int) -> jax.Array:

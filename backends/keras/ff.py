@@ -259,8 +259,9 @@ class FFTrainer(FFSchedule, KerasTrainer):
     def label_scores(self, xb, layers: list[int]):
         """(B, 10) summed goodness over `layers` with each label overlaid, signed (`reference.ff.label_scores`)."""
         ff = self.ff
-        h, score = kops.overlay_all_labels(xb, ff), 0.0
-        for i, (kernel, bias) in enumerate(self.params[: max(layers) + 1]):
+        h = ops.reshape(kops.first_layer_all_labels(xb, *self.params[0], ff), (NUM_CLASSES * xb.shape[0], -1))
+        score = kops.goodness(h, ff.goodness) if 0 in layers else 0.0
+        for i, (kernel, bias) in enumerate(self.params[1: max(layers) + 1], start=1):
             h = kops.layer_forward(h, kernel, bias, ff)
             if i in layers:
                 score = score + kops.goodness(h, ff.goodness)

@@ -160,14 +160,6 @@ def overlay(x, labels, ff: FFSpec):
     return ops.concatenate([head, x[:, NUM_CLASSES:]], axis=1)
 
 
-def overlay_all_labels(x, ff: FFSpec):
-    b, d = ops.shape(x)
-    on = ff.label_on * ops.max(x, axis=1) if ff.label_on_mode == "image_max" else ops.full((b,), ff.label_on, dtype=x.dtype)
-    head = ops.eye(NUM_CLASSES, dtype=x.dtype)[:, None, :] * on[None, :, None]
-    body = ops.broadcast_to(x[None, :, NUM_CLASSES:], (NUM_CLASSES, b, d - NUM_CLASSES))
-    return ops.reshape(ops.concatenate([head, body], axis=2), (NUM_CLASSES * b, d))
-
-
 def normalize(x, kind: str, eps: float):
     sq = x * x
     r = ops.sqrt(ops.sum(sq, axis=1, keepdims=True) if kind == "l2" else ops.mean(sq, axis=1, keepdims=True))
@@ -196,6 +188,15 @@ def effective_kernel(kernel, ff: FFSpec):
 
 def layer_forward(x, kernel, bias, ff: FFSpec):
     return ops.relu(ops.matmul(normalize(x, ff.norm, ff.norm_eps), effective_kernel(kernel, ff)) + bias)
+
+
+def first_layer_all_labels(x, kernel, bias, ff: FFSpec):
+    """(10, B, H): layer 0's activation with each label overlaid, from one matmul
+    (`reference.ff.first_layer_all_labels`: z_c = base @ W.T + b + a W[:, c])."""
+    xn = normalize(overlay(x, ops.zeros((ops.shape(x)[0],), dtype="int32"), ff), ff.norm, ff.norm_eps)
+    kernel = effective_kernel(kernel, ff)
+    base = ops.concatenate([ops.zeros_like(xn[:, :1]), xn[:, 1:]], axis=1)
+    return ops.relu((ops.matmul(base, kernel) + bias)[None] + xn[None, :, :1] * kernel[:NUM_CLASSES][:, None, :])
 
 
 def layer_step(x_pos, x_neg, kernel, bias, ff: FFSpec, running):

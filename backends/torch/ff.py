@@ -292,8 +292,9 @@ class FFTrainer(FFSchedule, TorchTrainer):
     def label_scores(self, xb: torch.Tensor, layers: list[int]) -> torch.Tensor:
         """(B, 10) summed goodness over `layers` with each label overlaid, signed (`reference.ff.label_scores`)."""
         ff = self.ff
-        h, score = ops.overlay_all_labels(xb, ff), 0.0
-        for i, (w, b) in enumerate(self.params[: max(layers) + 1]):
+        h = ops.first_layer_all_labels(xb, *self.params[0], ff, self.trial.precision).reshape(NUM_CLASSES * xb.shape[0], -1)
+        score = ops.goodness(h, ff.goodness) if 0 in layers else 0.0
+        for i, (w, b) in enumerate(self.params[1: max(layers) + 1], start=1):
             h = ops.layer_forward(h, w, b, ff, self.trial.precision)
             if i in layers:
                 score = score + ops.goodness(h, ff.goodness)

@@ -149,16 +149,6 @@ def overlay(x: torch.Tensor, labels: torch.Tensor | None, ff: FFSpec) -> torch.T
     return torch.cat([head, x[:, NUM_CLASSES:]], dim=1)
 
 
-def overlay_all_labels(x: torch.Tensor, ff: FFSpec) -> torch.Tensor:
-    """(10 * B, D): x with label 0 overlaid, then label 1, ... (for goodness prediction)."""
-    b = x.shape[0]
-    eye = torch.eye(NUM_CLASSES, dtype=x.dtype, device=x.device)
-    on = ff.label_on * x.amax(dim=1) if ff.label_on_mode == "image_max" else x.new_full((b,), ff.label_on)
-    head = eye[:, None, :] * on[None, :, None]  # (10, B, 10)
-    body = x[None, :, NUM_CLASSES:].expand(NUM_CLASSES, b, x.shape[1] - NUM_CLASSES)
-    return torch.cat([head, body], dim=2).reshape(NUM_CLASSES * b, x.shape[1])
-
-
 def normalize(x: torch.Tensor, kind: str, eps: float) -> torch.Tensor:
     sq = x * x
     r = torch.sqrt(sq.sum(dim=1, keepdim=True) if kind == "l2" else sq.mean(dim=1, keepdim=True))
@@ -199,6 +189,16 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None, prec
 
 def layer_forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, ff: FFSpec, precision: str = "fp32") -> torch.Tensor:
     return relu(linear(normalize(x, ff.norm, ff.norm_eps), effective_weights(w, ff), b, precision), ff.relu_grad)
+
+
+def first_layer_all_labels(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, ff: FFSpec, precision: str = "fp32") -> torch.Tensor:
+    """(10, B, H): layer 0's activation with each label overlaid, from one matmul
+    (`reference.ff.first_layer_all_labels`: z_c = base @ W.T + b + a W[:, c])."""
+    xn = normalize(overlay(x, x.new_zeros(x.shape[0], dtype=torch.int64), ff), ff.norm, ff.norm_eps)
+    a = xn[:, :1].clone()
+    xn[:, 0] = 0
+    w = effective_weights(w, ff)
+    return torch.addcmul(linear(xn, w, b, precision)[None], a[None], w[:, :NUM_CLASSES].T.contiguous()[:, None, :]).relu_()
 
 
 def ff_loss(g: torch.Tensor, n_pos: int, ff: FFSpec, fan_in: int) -> torch.Tensor:
