@@ -10,7 +10,8 @@ Configurations (issue 7; `../shared/reference/gpu-anchors.md` has the H100 ancho
 With --pack N, each FF configuration is also timed with N seeds packed into one program on the
 backends that pack (samples/s is then the pack's aggregate; compare with the unpacked row).
 Each row is `ffbench.bench.bench_backend` in this process (no Ray): compile and warm-up timed
-apart, `epoch_seconds` the median of the timed epochs (greedy: one epoch of every layer). On a
+apart, `epoch_seconds` the median of the timed epochs (greedy: one epoch of every layer), and
+"test eval s" one evaluation of the 10,000 test images after them (a pack: of every member). On a
 CPU use --train-subset to keep it short; the per-epoch figures then scale with the subset.
 """
 
@@ -72,12 +73,13 @@ def main() -> int:
     lines = [f"Measured {date.today()} on {rows[0][1]['device_name']}; "
              + ", ".join(f"{k} {v}" for k, v in sorted({k: v for _, r in rows for k, v in r["versions"].items()}.items()))
              + f"; {rows[0][1]['train_images']} training images, median of {args.epochs} epochs after a warm-up.", "",
-             "| config | backend | s / epoch | compile s | warm-up s | samples/s | TFLOP/s | peak memory |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| config | backend | s / epoch | compile s | warm-up s | samples/s | TFLOP/s | test eval s | peak memory |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows:
         mem = f"{r['peak_memory_bytes'] / 2**20:.0f} MiB ({r['peak_memory_source']})" if r["peak_memory_bytes"] else "n/a"
         lines.append(f"| {name} | {r['backend']} | {r['epoch_seconds']:.4f} | {r['compile_seconds']:.2f} | "
-                     f"{r['warmup_seconds']:.2f} | {r['samples_per_second']:,.0f} | {r['tflops']:.3f} | {mem} |")
+                     f"{r['warmup_seconds']:.2f} | {r['samples_per_second']:,.0f} | {r['tflops']:.3f} | "
+                     f"{'-' if r['eval_seconds'] is None else format(r['eval_seconds'], '.3f')} | {mem} |")
     table = "\n".join(lines)
     print(table)
     if args.out:

@@ -5,7 +5,10 @@ backend compiles here: `compile_seconds`), one warm-up epoch (`warmup_seconds`),
 `epochs` timed epochs, each ended by a device sync; `epoch_seconds` is their median. For the
 greedy schedule every layer's phase is timed this way (the layers below run frozen) and
 `epoch_seconds` is the sum of the phases' medians: the time of one epoch of every layer.
-Evaluation is not run. Achieved TFLOP/s counts the matmul FLOPs of one step (`step_flops`).
+Achieved TFLOP/s counts the matmul FLOPs of one step (`step_flops`). After the timed epochs
+the test split is evaluated twice (its error rate, as a trial's row has it): the first is a
+warm-up (a compiling backend compiles its predictor there), the second is `eval_seconds`
+(None where the spec's model cannot predict after these phases: a read-out trained after).
 
 With `pack` N > 1, N trials (seeds 0..N-1) are trained as one packed program
 (`Backend.packed_trainer`): `epoch_seconds` is one epoch of the whole pack, and
@@ -78,6 +81,7 @@ def bench_backend(name: str, spec: dict[str, Any], epochs: int, pack: int = 1) -
             times.append(time.perf_counter() - t0)
             epoch += 1
         per_phase.append(times)
+    eval_s, eval_warmup = _time_evaluation(tr.members if pack > 1 else [tr], phase)
     times = [sum(t) for t in zip(*per_phase)]  # one epoch of every phase
     epoch_s = sum(statistics.median(t[1:]) for t in per_phase)
     samples = tr.steps_per_epoch * tr.batch_size * pack
@@ -85,9 +89,23 @@ def bench_backend(name: str, spec: dict[str, Any], epochs: int, pack: int = 1) -
     return {"backend": name, "algorithm": trial.algorithm, "hidden": trial.hidden, "batch_size": tr.batch_size,
             "train_images": len(data.train), "epochs_timed": epochs, "epoch_seconds": epoch_s, "epoch_seconds_all": times[1:],
             "compile_seconds": compile_s, "warmup_seconds": times[0], "setup_seconds": setup,
+            "test_images": len(data.test), "eval_seconds": eval_s, "eval_warmup_seconds": eval_warmup,
             "samples_per_second": samples / epoch_s,
             "tflops": step_flops(trial, data.train.x.shape[1], tr.batch_size) * tr.steps_per_epoch * pack / epoch_s / 1e12,
             "pack": pack,
             "schedule": trial.ff.schedule if trial.algorithm == "ff" else "bp",
             "peak_memory_bytes": peak, "peak_memory_source": source, "device_name": backend.device_name(),
             "versions": backend.versions()}
+
+
+def _time_evaluation(members, phase) -> tuple[float | None, float | None]:
+    """(seconds, warm-up seconds) of every member's test error, or Nones if it cannot predict yet."""
+    if not all(m.can_evaluate(phase) for m in members):
+        return None, None
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        for m in members:
+            m.error("test")  # a float: the device has finished
+        times.append(time.perf_counter() - t0)
+    return times[1], times[0]

@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--trial-timeout", type=_positive, metavar="SECONDS", help="record a trial running longer as `timeout`")
     r.add_argument("--pack-size", type=_positive_int, default=DEFAULT_PACK_SIZE, metavar="N",
                    help=f"train up to N trials that differ only in seed or learning rate as one program, on backends "
-                   f"that can (jax, torch); each keeps its own row (default {DEFAULT_PACK_SIZE})")
+                   f"that can (jax, torch, keras on jax); each keeps its own row (default {DEFAULT_PACK_SIZE})")
     r.add_argument("--no-pack", action="store_true", help="train every trial alone (same as --pack-size 1)")
     r.add_argument("--quiet", action="store_true", help="no progress display or summary")
 

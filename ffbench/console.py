@@ -200,11 +200,12 @@ def print_agreement(e2e, errors: dict[str, float]) -> None:
 def print_bench(rows: list[dict]) -> None:
     t = Table(title="ffbench bench (compile and warm-up excluded; median over timed epochs)")
     for col in ("backend", "algorithm", "hidden", "batch", "pack", "s / epoch", "compile s", "warm-up s", "samples/s", "TFLOP/s",
-                "peak MiB", "device"):
+                "test eval s", "peak MiB", "device"):
         t.add_column(col, justify="left" if col in ("backend", "algorithm", "device") else "right")
     for r in rows:
         t.add_row(r["backend"], r["algorithm"], "x".join(map(str, r["hidden"])), str(r["batch_size"]), str(r["pack"]),
                   f"{r['epoch_seconds']:.3f}",
                   f"{r['compile_seconds']:.2f}", f"{r['warmup_seconds']:.2f}", f"{r['samples_per_second']:,.0f}",
-                  f"{r['tflops']:.3f}", f"{(r['peak_memory_bytes'] or 0) / 2**20:,.0f}", r["device_name"])
+                  f"{r['tflops']:.3f}", "-" if r["eval_seconds"] is None else f"{r['eval_seconds']:.3f}",
+                  f"{(r['peak_memory_bytes'] or 0) / 2**20:,.0f}", r["device_name"])
     out.print(t)

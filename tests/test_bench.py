@@ -42,6 +42,7 @@ def test_tiny_bench_json_on_every_backend(capsys):
     for r in rows:
         assert {"backend", "epoch_seconds", "compile_seconds", "samples_per_second", "peak_memory_bytes", "tflops"} <= set(r)
         assert r["epoch_seconds"] > 0 and r["samples_per_second"] == 200 / r["epoch_seconds"] and len(r["epoch_seconds_all"]) == 2
+        assert r["test_images"] == 10000 and 0 < r["eval_seconds"] < 60 and r["eval_warmup_seconds"] > 0
     assert main(["bench", "--backend", "torch", "--algorithm", "bp", "--hidden", "8", "--epochs", "1", "--train-subset", "100",
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["algorithm"] == "bp"
