@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,20 @@ def _label(spec: dict[str, Any]) -> str:
 
 class Progress:
     """Live progress: a header bar over the trials to run (done, running, not ok, skipped,
-    ETA) and one line per running trial (its epochs, where it runs). Silent with quiet=True."""
+    ETA) and one line per running trial (its epochs, where it runs). Silent with quiet=True.
 
-    def __init__(self, total: int, quiet: bool = False):
+    Where stderr is not a terminal (a log file, nohup, a batch job) a live display would show
+    nothing until the end, so progress is plain lines instead: each trial's start, its epochs
+    with a test error, an epoch at least every `log_every` seconds, and each trial's end with
+    the count done."""
+
+    def __init__(self, total: int, quiet: bool = False, log_every: float = 60.0):
         self.quiet = quiet
-        self.bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=quiet)
+        self.log_lines = not quiet and not console.is_terminal
+        self.log_every, self.logged = log_every, {}  # trial_id -> time of its last line
+        self.bar = RichProgress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                                disable=quiet or self.log_lines)
         self.total = total
         self.counts = {"done": 0, "running": 0, "not ok": 0, "skipped": 0}
         self.lines: dict[str, Any] = {}  # trial_id -> rich task of a running trial
@@ -71,6 +80,9 @@ class Progress:
             self.counts["running"] += 1
             self.lines[p.trial_id] = self.bar.add_task(f"  {_label(p.spec)}{self.where[p.trial_id]}", total=None)
         self._refresh()
+        if self.log_lines:
+            self.logged[p.trial_id] = time.monotonic()
+            console.print(f"{'started':>8} {p.trial_id} {_label(p.spec)}{self.where[p.trial_id]}", highlight=False, markup=False)
 
     def epoch(self, p, done: int, total: int, info: dict[str, Any]) -> None:
         if p.trial_id not in self.lines:  # a late message from a finished trial
@@ -79,6 +91,11 @@ class Progress:
         extra = f" test {100 * err:.2f}%" if err is not None else ""
         self.bar.update(self.lines[p.trial_id], completed=done, total=total,
                         description=f"  {_label(p.spec)}{self.where[p.trial_id]} [{info.get('phase', '')}]{extra}")
+        now = time.monotonic()
+        if self.log_lines and (err is not None or now - self.logged.get(p.trial_id, now) >= self.log_every):
+            self.logged[p.trial_id] = now
+            console.print(f"{'epoch':>8} {p.trial_id} {_label(p.spec)} {done}/{total} [{info.get('phase', '')}]{extra}",
+                          highlight=False, markup=False)
 
     def trial_finished(self, p, row: dict[str, Any]) -> None:
         task = self.lines.pop(p.trial_id, None)
@@ -94,7 +111,10 @@ class Progress:
             what = f"test error {100 * row['test_error']:.2f}%, {row['train_seconds']:.1f}s training" if status == "ok" else row["error"]
             colour = "green" if status == "ok" else "red"
             attempt = f" (attempt {row['attempt']})" if (row.get("attempt") or 1) > 1 else ""
-            console.print(f"[{colour}]{status:>8}[/] {p.trial_id} {_label(p.spec)}{attempt}: {escape(str(what))}", highlight=False)
+            count = f" [{self.counts['done']}/{self.total - self.counts['skipped']} done]" if self.log_lines else ""
+            console.print(f"[{colour}]{status:>8}[/] {p.trial_id} {escape(_label(p.spec))}{attempt}: {escape(str(what))}{escape(count)}",
+                          highlight=False)
+        self.logged.pop(p.trial_id, None)
 
 
 def print_plan(name: str, rows: list[dict[str, Any]]) -> None:

@@ -59,10 +59,22 @@ def test_failures_are_rows_and_the_suite_goes_on(tmp_path, fake_backend, capsys,
     assert main(["run", str(suite(tmp_path, FAKE)), "--out", str(out), "--executor", executor]) == 1
     captured = capsys.readouterr()
     assert "skipping 1 trial(s) already done" in captured.err
+    # stderr is not a terminal here: progress comes as lines (a live display would show nothing until the end)
+    lines = captured.err.splitlines()
+    assert sum(line.split()[0] == "started" and " e fake 4 seed " in line for line in lines) == 2
+    assert [line.split("[")[-1] for line in lines if line.rstrip().endswith("done]")] == ["1/2 done]", "2/2 done]"]
     assert "3 planned, 1 already done, 2 run, 2 not ok" in captured.out
     df2 = pd.read_parquet(out / "trials")
     assert len(df2) == 3 and df2.set_index("seed").loc[0, "started_at"] == df.loc[0, "started_at"]
     assert df2.set_index("seed").loc[1, "started_at"] > df.loc[1, "started_at"]
+
+
+def test_progress_in_a_log_is_lines_with_the_evaluated_epochs(tmp_path, fake_backend, capsys):
+    # stderr is not a terminal under pytest: each evaluated epoch is a line, the others are not
+    body = FAKE.replace("seed: [0, 1, 2]", "seed: 0, eval_every: 2")
+    assert main(["run", str(suite(tmp_path, body)), "--out", str(tmp_path / "out"), "--executor", "local"]) == 0
+    epochs = [line for line in capsys.readouterr().err.splitlines() if line.split()[:1] == ["epoch"]]
+    assert [line.split(" e fake 4 seed 0 ")[1] for line in epochs] == ["2/3 [fake] test 25.00%", "3/3 [fake] test 16.67%"]
 
 
 def test_dry_run_json_lists_flat_trials(tmp_path, capsys):
