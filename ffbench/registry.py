@@ -14,6 +14,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import os
+import sys
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
@@ -75,14 +76,17 @@ def get_entry(name: str) -> BackendEntry:
     return all_entries[name]
 
 
+def _requires(entry: BackendEntry) -> list[str]:
+    """The modules a backend needs, with "$KERAS_BACKEND" as the framework Keras will run on."""
+    return [os.environ.get("KERAS_BACKEND", "tensorflow") if mod == "$KERAS_BACKEND" else mod for mod in entry.requires]
+
+
 def status(name: str) -> tuple[bool, str | None]:
     """(installed, reason if not) without importing the framework."""
     entry = get_entry(name)
-    for mod in entry.requires:
-        if mod == "$KERAS_BACKEND":  # the framework Keras will run on
-            mod = os.environ.get("KERAS_BACKEND", "tensorflow")
-            if mod not in ("tensorflow", "jax"):
-                return False, f"KERAS_BACKEND={mod} is not supported; ffbench runs Keras on tensorflow or jax"
+    for mod, asked in zip(_requires(entry), entry.requires):
+        if asked == "$KERAS_BACKEND" and mod not in ("tensorflow", "jax"):
+            return False, f"KERAS_BACKEND={mod} is not supported; ffbench runs Keras on tensorflow or jax"
         if importlib.util.find_spec(mod) is None:
             return False, f"module {mod!r} is not installed ({entry.install_hint})"
     if importlib.util.find_spec(entry.module) is None:
@@ -102,9 +106,24 @@ def load(name: str) -> Backend:
     return _loaded(name)
 
 
+def load_triton_first() -> None:
+    """Load triton now if it is installed and TensorFlow is not loaded yet.
+
+    triton (PyTorch's GPU compiler, installed with CUDA builds of torch) and TensorFlow each
+    link their own LLVM, and loading triton after TensorFlow segfaults inside dlopen. torch
+    loads triton lazily (torch.compile, torch.func.grad, a torch.optim constructor), so a
+    process that runs Keras on TensorFlow and then torch (`ffbench check`, `bench`, the local
+    executor) would crash there; loaded first, both work. Costs about 0.4 s where triton exists.
+    """
+    if "tensorflow" not in sys.modules and importlib.util.find_spec("triton") is not None:
+        importlib.import_module("triton")
+
+
 @cache
 def _loaded(name: str) -> Backend:
     entry = get_entry(name)
+    if "tensorflow" in _requires(entry):
+        load_triton_first()
     try:
         module = importlib.import_module(entry.module)
     except ImportError as exc:  # a framework that is present but broken

@@ -5,6 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from ffbench.registry import load_triton_first
+
+load_triton_first()  # before any test loads TensorFlow (see its docstring: a CUDA torch build's triton)
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 if "FFBENCH_DATA_DIR" not in os.environ and (SHARED_DATA / "mnist.npz").is_file():
     os.environ["FFBENCH_DATA_DIR"] = str(SHARED_DATA)

@@ -186,6 +186,33 @@ def test_a_missing_framework_shows_as_not_installed(monkeypatch, capsys):
     assert registry.status("keras") == (False, "KERAS_BACKEND=torch is not supported; ffbench runs Keras on tensorflow or jax")
 
 
+def test_triton_is_loaded_before_a_backend_that_loads_tensorflow(tmp_path, monkeypatch):
+    # CUDA builds of torch ship triton, which segfaults if loaded after TensorFlow (both link
+    # LLVM); the registry loads it before a TensorFlow backend. Fakes for all three modules here.
+    fakes = ("triton", "tensorflow", "tf_backend_xyz", "plain_backend_xyz")
+    real = {mod: sys.modules.pop(mod, None) for mod in fakes}
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "triton.py").write_text("")
+    (tmp_path / "tensorflow.py").write_text("")
+    (tmp_path / "tf_backend_xyz.py").write_text("import sys\nTRITON_FIRST = 'triton' in sys.modules\nimport tensorflow\nBackend = object\n")
+    (tmp_path / "plain_backend_xyz.py").write_text("Backend = object\n")
+    monkeypatch.setitem(registry._REGISTRY, "plain", BackendEntry("plain", "plain_backend_xyz", ("numpy",), "-", "-"))
+    monkeypatch.setitem(registry._REGISTRY, "tfb", BackendEntry("tfb", "tf_backend_xyz", ("numpy", "$KERAS_BACKEND"), "-", "-"))
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    registry._loaded.cache_clear()
+    try:
+        registry.load("plain")
+        assert "triton" not in sys.modules  # no TensorFlow, no reason to load it
+        registry.load("tfb")
+        assert sys.modules["tf_backend_xyz"].TRITON_FIRST
+    finally:  # the real modules (or none) back: later tests must not import these fakes
+        for mod in fakes:
+            sys.modules.pop(mod, None)
+            if real[mod] is not None:
+                sys.modules[mod] = real[mod]
+        registry._loaded.cache_clear()
+
+
 def test_a_second_run_on_the_same_folder_is_refused(tmp_path, fake_backend, capsys):
     from ffbench import results
     out = tmp_path / "out"
