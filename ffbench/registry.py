@@ -111,12 +111,17 @@ def load_triton_first() -> None:
 
     triton (PyTorch's GPU compiler, installed with CUDA builds of torch) and TensorFlow each
     link their own LLVM, and loading triton after TensorFlow segfaults inside dlopen. torch
-    loads triton lazily (torch.compile, torch.func.grad, a torch.optim constructor), so a
-    process that runs Keras on TensorFlow and then torch (`ffbench check`, `bench`, the local
-    executor) would crash there; loaded first, both work. Costs about 0.4 s where triton exists.
+    loads triton lazily, when torch.compile (`FFBENCH_TORCH_COMPILE=1`), torch.func.grad or a
+    torch.optim constructor first runs; in a process that has run Keras on TensorFlow (`ffbench
+    check`, `bench`, the local executor, the tests) that would crash. Loaded first, both work.
+    Costs about 0.4 s where triton exists; a triton that fails to import is left to torch.
     """
-    if "tensorflow" not in sys.modules and importlib.util.find_spec("triton") is not None:
+    if "tensorflow" in sys.modules or importlib.util.find_spec("triton") is None:
+        return
+    try:
         importlib.import_module("triton")
+    except Exception:  # noqa: BLE001 - best effort: torch reports a broken triton itself, if it ever needs it
+        pass
 
 
 @cache
