@@ -34,12 +34,13 @@ def directory() -> Path | None:
     return cache_dir() / "compiled"
 
 
-def use_jax(folder: Path) -> str | None:
-    """JAX's persistent compilation cache in `folder` (unless JAX has one already: it is
+def use_jax(cache: Path) -> str | None:
+    """JAX's persistent compilation cache in `cache`/jax (unless JAX has one already: it is
     set up once per process), for every program, however fast it compiled. Returns the
-    folder in use; None (no cache) where `folder` cannot be made."""
+    folder in use; None (no cache) where the folder cannot be made."""
     import jax
 
+    folder = cache / "jax"
     if jax.config.jax_compilation_cache_dir:
         return jax.config.jax_compilation_cache_dir
     try:

@@ -27,7 +27,7 @@ class JaxBackend(Backend):
 
     def use_compile_cache(self, folder: Path) -> None:
         from ffbench.compile_cache import use_jax
-        use_jax(folder / "jax")
+        use_jax(folder)
 
     def versions(self) -> dict[str, str]:
         import jaxlib

@@ -35,7 +35,7 @@ class KerasBackend(Backend):
     def use_compile_cache(self, folder: Path) -> None:
         if keras.backend.backend() == "jax":  # TensorFlow's XLA cache is not used (`ffbench.compile_cache`)
             from ffbench.compile_cache import use_jax
-            use_jax(folder / "jax")
+            use_jax(folder)
 
     def device_name(self) -> str:
         backend = keras.backend.backend()
