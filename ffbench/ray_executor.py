@@ -101,6 +101,15 @@ class _Hub:
         return self.attempts.get(trial_id, 0)
 
 
+def submission_order(units: list[list[PlannedTrial]]) -> list[list[PlannedTrial]]:
+    """The units grouped by backend, each group in the suite's order. A Ray worker process
+    serves only tasks of its own `runtime_env` (one pool per backend here), and Ray keeps few
+    idle workers, so interleaved backends make it start workers again, each loading its
+    framework anew. Measured on 2 CPUs, the smoke suite (18 trials, 3 backends), four runs
+    each: interleaved, 10-13 worker processes and 49-66 s; grouped, 6-10 and 42-53 s."""
+    return sorted(units, key=lambda u: u[0].spec["backend"])
+
+
 class RayExecutor:
     """Runs each trial as a Ray task; a context manager that connects to (or starts) Ray."""
 
@@ -180,7 +189,7 @@ class RayExecutor:
         hub = ray.remote(num_cpus=0)(_Hub).remote()
         cpu_task, gpu_task = ray.remote(_worker), ray.remote(max_calls=1)(_worker)
         pending: dict[Any, list[PlannedTrial]] = {}
-        for u in units:
+        for u in submission_order(units):
             gpus, cpus = asks[u[0].trial_id]
             backend, what = u[0].spec["backend"], u[0].spec["meta"].get("experiment") or u[0].spec["algorithm"]
             env = {**WORKER_ENV, "FFBENCH_WORKER_POOL": f"{backend}-{'gpu' if gpus else 'cpu'}", **({} if gpus else CPU_ONLY_ENV)}

@@ -16,7 +16,7 @@ import pytest
 
 from ffbench import registry, results, runner
 from ffbench.errors import ResourcesUnavailable
-from ffbench.ray_executor import RayExecutor
+from ffbench.ray_executor import RayExecutor, submission_order
 from ffbench.registry import BackendEntry
 from ffbench.report.stats import max_concurrency
 from ffbench.spec import parse_trial
@@ -69,6 +69,16 @@ def session_processes(sid: int) -> list[int]:
             except (OSError, IndexError, ValueError):
                 pass
     return pids
+
+
+def test_units_are_submitted_grouped_by_backend_in_suite_order():
+    """A CPU worker is reused only by its own backend's next task: interleaved backends made
+    Ray start workers (and load frameworks) again and again."""
+    planned = runner.plan(parse_trial({"algorithm": "bp", "backend": b, "seed": s, "hidden": [10], "epochs": 1})
+                          for s, b in enumerate(["torch", "jax", "keras", "torch", "jax", "torch"]))
+    units = [[p] for p in planned]
+    order = [(u[0].spec["backend"], u[0].spec["seed"]) for u in submission_order(units)]
+    assert order == [("jax", 1), ("jax", 4), ("keras", 2), ("torch", 0), ("torch", 3), ("torch", 5)]
 
 
 @pytest.fixture(scope="module")
