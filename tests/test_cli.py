@@ -147,6 +147,15 @@ def test_import_ffbench_imports_no_framework():
     assert out.strip() == "[]"
 
 
+def test_python_m_ffbench_is_the_command(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "ffbench", "run", "suites/smoke.yaml", "--dry-run", "--json"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert {t["experiment"] for t in json.loads(out.stdout)} == {"ff", "ff-softmax-peer", "ff-greedy", "bp"}
+    bad = subprocess.run([sys.executable, "-m", "ffbench", "run", str(tmp_path / "none.yaml")], capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.ray
 def test_embedded_ray_runs_the_smoke_suite_on_every_installed_backend(tmp_path, capsys, ray_tmp):
     out = tmp_path / "out"
