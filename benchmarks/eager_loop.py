@@ -55,7 +55,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--train-subset", type=int, default=10000)
     ap.add_argument("--epochs", type=int, default=5, help="timed epochs of each, after one warm-up epoch each")
-    ap.add_argument("--adam", choices=["foreach", "fused"], default="foreach", help="the tight loop's torch.optim.Adam implementation")
+    ap.add_argument("--adam", choices=["foreach", "fused"], default="foreach",
+                    help="the tight loop's torch.optim.Adam implementation")
     args = ap.parse_args()
 
     from ffbench import registry

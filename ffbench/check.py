@@ -244,7 +244,8 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
     # 5. predictions by each mode, from the same (trained) weights
     x_test, y_test = synthetic_batch(200, seed=trial.seed + 2)
     trained = _ref_train(trial.model_copy(update={"epochs": 1}), xs, ys)
-    readout = np.random.default_rng(trial.seed).normal(size=(10, sum(trial.hidden[i] for i in range(1, depth)))).astype(np.float32)
+    readout = np.random.default_rng(trial.seed).normal(
+        size=(10, sum(trial.hidden[i] for i in range(1, depth)))).astype(np.float32)
     for mode in ("goodness", "softmax"):
         t = parse_trial({**trial.model_dump(mode="json"), "ff": {**ff.model_dump(mode="json"), "prediction": mode,
                                                                  "prediction_layers": None}})

@@ -43,7 +43,8 @@ def pack_key(spec: dict[str, Any]) -> str:
     return canonical_json(out)
 
 
-def units(specs: list[dict[str, Any]], can_pack: Callable[[dict[str, Any]], bool], size: int = DEFAULT_PACK_SIZE) -> list[list[int]]:
+def units(specs: list[dict[str, Any]], can_pack: Callable[[dict[str, Any]], bool],
+          size: int = DEFAULT_PACK_SIZE) -> list[list[int]]:
     """Group trials (by index into `specs`) into units of work: packs of up to `size` trials
     with one pack key, in the order their first member was planned; a trial that cannot
     pack (or `size` 1) is a unit of its own."""

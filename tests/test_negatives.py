@@ -28,7 +28,8 @@ def test_every_strategy_is_listed_and_valid():
     with pytest.raises(ValueError, match="distinct classes"):
         parse_trial({"algorithm": "bp", "backend": "torch", "seed": 0, "hidden": [4], "epochs": 1, "data": {"classes": [3, 3]}})
     with pytest.raises(ValueError, match="hybrid_image is unsupervised"):
-        parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [4], "epochs": 1, "ff": {"negatives": "hybrid_image"}})
+        parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [4], "epochs": 1,
+                     "ff": {"negatives": "hybrid_image"}})
     with pytest.raises(ValueError, match="needs ff.negatives_refresh: epoch or episode"):
         parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [4], "epochs": 1,
                      "ff": {"negatives": "hard_label", "negatives_refresh": "once"}})
@@ -155,7 +156,8 @@ def test_hybrid_masks_have_the_blur_and_threshold_statistics():
     assert set(np.unique(m)) == {0.0, 1.0} and m.mean() == pytest.approx(0.5, abs=0.01)  # symmetric: half of each image
     img = m.reshape(-1, 28, 28)
     same_h = (img[:, :, 1:] == img[:, :, :-1]).mean()
-    bits = rng.lowbias32(np.arange(3000 * 784, dtype=np.uint32) ^ np.uint32(rng.stream_key(0, rng.STREAM_MASK, 0))) >> np.uint32(31)
+    bits = rng.lowbias32(np.arange(3000 * 784, dtype=np.uint32)
+                         ^ np.uint32(rng.stream_key(0, rng.STREAM_MASK, 0))) >> np.uint32(31)
     raw = bits.reshape(-1, 28, 28)
     assert (raw[:, :, 1:] == raw[:, :, :-1]).mean() == pytest.approx(0.5, abs=0.01)  # the bits: independent
     assert same_h > 0.85  # blurred then thresholded: large blobs, neighbours mostly agree

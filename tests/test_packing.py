@@ -38,7 +38,8 @@ def test_pack_key_ignores_seed_learning_rates_and_meta_only():
              _spec(data={"train_subset": 400}), _spec(algorithm="bp")]
     assert len({pack_key(s) for s in other} | {pack_key(a)}) == len(other) + 1
     readout = same[3]
-    assert pack_key(readout) == pack_key({**readout, "ff": {**readout["ff"], "readout_optimizer": {**readout["ff"]["readout_optimizer"], "lr": 9.0}}})
+    assert pack_key(readout) == pack_key(
+        {**readout, "ff": {**readout["ff"], "readout_optimizer": {**readout["ff"]["readout_optimizer"], "lr": 9.0}}})
 
 
 def test_units_group_by_key_in_plan_order_and_respect_size_and_refusals():
@@ -56,8 +57,8 @@ def test_units_group_by_key_in_plan_order_and_respect_size_and_refusals():
 CASES = {
     "simultaneous-peer-cooldown": dict(ff={"peer_weight": 0.03, "negatives": "wrong_label"},
                                        optimizer={"cooldown_start": 0.5, "lr": 0.01}),
-    "greedy-hybrid-readout-jitter": dict(ff={"schedule": "greedy", "negatives": "hybrid_image", "hybrid_blur_passes": 1, "prediction": "softmax",
-                                             "readout_phase": "after", "readout_epochs": 1,
+    "greedy-hybrid-readout-jitter": dict(ff={"schedule": "greedy", "negatives": "hybrid_image", "hybrid_blur_passes": 1,
+                                             "prediction": "softmax", "readout_phase": "after", "readout_epochs": 1,
                                              "readout_optimizer": {"name": "sgd", "momentum": 0.9, "lr": 0.01}},
                                          data={"jitter": 1}),
     "episodes-hard-top2": dict(ff={"schedule": "greedy", "episodes": 2, "negatives": "hard_label_top2",
@@ -140,7 +141,8 @@ def test_runner_packs_writes_a_row_per_trial_and_isolates_a_diverged_member(tmp_
     if name == "torch" and registry.load("torch").device.type == "cpu":  # torch packs on a CPU only when asked
         assert "FFBENCH_TORCH_PACK_ON_CPU=1" in registry.load("torch").pack_skip(parse_trial(_spec(backend="torch")))
         monkeypatch.setenv("FFBENCH_TORCH_PACK_ON_CPU", "1")
-    specs = [_spec(seed=s, epochs=1, backend=name, data={"train_subset": 300, "test_subset": 200, "validation_size": 0}) for s in (0, 1)]
+    specs = [_spec(seed=s, epochs=1, backend=name, data={"train_subset": 300, "test_subset": 200, "validation_size": 0})
+             for s in (0, 1)]
     specs.append({**specs[0], "optimizer": {**specs[0]["optimizer"], "momentum": 0.5, "lr": 1e30}, "seed": 2})  # another shape
     specs.append({**specs[0], "optimizer": {**specs[0]["optimizer"], "lr": 1e30}, "seed": 3})  # packs with 0 and 1, diverges
     planned = runner.plan(parse_trial(s) for s in specs)

@@ -67,9 +67,11 @@ def fixture_dir(root: Path, failed: bool = True) -> Path:
                              "meta": {"experiment": algo, "reference_error": 0.0136 if algo == "ff" else None}})
             tid = f"{algo}{seed}"
             row = {"trial_id": tid, "algorithm": algo, "backend": "torch", "seed": seed, "status": "ok", "test_error": err,
-                   "train_seconds": secs, "samples_per_second": 1000.0, "peak_memory_bytes": 2**20 * (200 if algo == "ff" else 300),
+                   "train_seconds": secs, "samples_per_second": 1000.0,
+                   "peak_memory_bytes": 2**20 * (200 if algo == "ff" else 300),
                    "peak_memory_source": "device", "experiment": algo, "reference_error": t.meta.reference_error,
-                   "ffbench_version": "0.1.0", "git_sha": "abc", "git_dirty": False, "framework_versions": json.dumps({"torch": "x"}),
+                   "ffbench_version": "0.1.0", "git_sha": "abc", "git_dirty": False,
+                   "framework_versions": json.dumps({"torch": "x"}),
                    "device_name": "dev", "dataset_checksum": "d" * 64, "python_version": "3.11", "hostname": "h",
                    **results.spec_row(t)}
             curve = []
@@ -91,7 +93,8 @@ def test_paired_differences_and_interval(tmp_path):
     sd = np.std(diffs, ddof=1)
     half = 4.302653 * sd / math.sqrt(3)  # t(0.975, 2) = 4.302653
     assert p["pairs"] == 3 and p["ff_minus_bp"] == pytest.approx(np.mean(diffs))
-    assert p["ci_low"] == pytest.approx(np.mean(diffs) - half, abs=1e-6) and p["ci_high"] == pytest.approx(np.mean(diffs) + half, abs=1e-6)
+    assert (p["ci_low"] == pytest.approx(np.mean(diffs) - half, abs=1e-6)
+            and p["ci_high"] == pytest.approx(np.mean(diffs) + half, abs=1e-6))
 
 
 def test_time_to_target_including_not_reached(tmp_path):
@@ -101,7 +104,8 @@ def test_time_to_target_including_not_reached(tmp_path):
     assert tables.default_targets(df) == {"100x100": pytest.approx(0.07 / 3 + 0.002)}
     ttt = tables.time_to_target(df, curves).set_index("algorithm")
     # BP curves: seed0 0.04,0.03,0.02 -> reaches 0.02533 at epoch 3 (5 s); seed2 0.05,0.04,0.03 never
-    assert ttt.loc["bp", "reached"] == "2/3" and ttt.loc["bp", "epochs to target"] == 3 and ttt.loc["bp", "train s to target"] == 5.0
+    assert (ttt.loc["bp", "reached"] == "2/3" and ttt.loc["bp", "epochs to target"] == 3
+            and ttt.loc["bp", "train s to target"] == 5.0)
     assert ttt.loc["ff", "reached"] == "0/3" and ttt.loc["ff", "epochs to target"] == "not reached"
     loose = tables.time_to_target(df, curves, target=0.0705).set_index("algorithm")
     # FF seeds 0, 1, 2 first reach 7.05% at epochs 1, 2, 3 (train s 10/3, 20/3, 10)

@@ -12,14 +12,16 @@ BASE = {"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [100, 100], 
 # Changing any of these changes the meaning of existing trial_ids: bump SPEC_VERSION and update.
 PINNED_DEFAULTS = {
     "FFSpec": {"label_on": 1.0, "label_on_mode": "constant", "label_neutral": 0.1, "norm": "rms", "norm_eps": 1e-8,
-               "relu_grad": "standard", "goodness": "mean", "threshold": 1.0, "threshold_scale": "constant", "sign": "max_ssq", "peer_weight": 0.0,
-               "peer_momentum": 0.9, "schedule": "simultaneous", "episodes": 1, "grow_patience": None, "negatives": "wrong_label", "hybrid_blur_passes": 6, "negatives_refresh": "epoch",
+               "relu_grad": "standard", "goodness": "mean", "threshold": 1.0, "threshold_scale": "constant", "sign": "max_ssq",
+               "peer_weight": 0.0, "peer_momentum": 0.9, "schedule": "simultaneous", "episodes": 1, "grow_patience": None,
+               "negatives": "wrong_label", "hybrid_blur_passes": 6, "negatives_refresh": "epoch",
                "prediction": "goodness", "prediction_layers": None, "readout_optimizer": None, "readout_phase": "joint",
                "readout_epochs": None, "init": "uniform_fan_in", "receptive_field": None},
     "OptimizerSpec": {"name": "adam", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
                       "eps_mode": "after_bias_correction", "momentum": 0.0, "weight_decay": 0.0, "cooldown_start": None},
     "trial": {"batch_size": 100, "precision": "fp32", "eval_every": 1, "eval_batch_size": 1000,
-              "data": {"name": "mnist", "validation_size": 10000, "train_subset": None, "test_subset": None, "pixel_scale": "unit", "jitter": 0, "classes": None}},
+              "data": {"name": "mnist", "validation_size": 10000, "train_subset": None, "test_subset": None,
+                       "pixel_scale": "unit", "jitter": 0, "classes": None}},
 }
 
 

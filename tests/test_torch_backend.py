@@ -50,7 +50,8 @@ def test_first_layer_for_all_labels_matches_each_overlay(kw):
     w, b = g.normal(0, 0.05, (20, 784)).astype(np.float32), g.normal(0, 0.1, 20).astype(np.float32)
     got = ops.first_layer_all_labels(torch.tensor(x), torch.tensor(w), torch.tensor(b), spec).numpy()
     for c in range(10):
-        each = R.layer_forward(R.overlay(x, np.full(6, c), spec).astype(np.float64), w.astype(np.float64), b.astype(np.float64), spec)[2]
+        each = R.layer_forward(R.overlay(x, np.full(6, c), spec).astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                               spec)[2]
         np.testing.assert_allclose(got[c], each, rtol=1e-5, atol=1e-6)
 
 

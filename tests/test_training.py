@@ -63,7 +63,8 @@ def test_every_shipped_suite_runs_end_to_end_in_a_quick_pass(suite, tmp_path):
     out, trials = tmp_path / suite, []
     for extra in EXTRA.get(suite, [[]]):  # one run, or several into the same folder
         quick = QUICK + extra
-        assert main(["run", str(ROOT / "suites" / f"{suite}.yaml"), "--out", str(out), "--quiet", "--executor", "local", *quick]) == 0
+        assert main(["run", str(ROOT / "suites" / f"{suite}.yaml"), "--out", str(out), "--quiet", "--executor", "local",
+                     *quick]) == 0
         sets = [quick[i + 1] for i, a in enumerate(quick) if a == "--set"]
         only, skip = ([quick[i + 1] for i, a in enumerate(quick) if a == flag] for flag in ("--only", "--skip"))
         trials += select(load_suite(ROOT / "suites" / f"{suite}.yaml", sets)[1], only, skip)

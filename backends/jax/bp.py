@@ -63,7 +63,8 @@ class BPTrainer(JaxTrainer):
         return {f"{k}{i}": np.asarray(t) for i, wb in enumerate(self.params) for k, t in zip("Wb", wb)}
 
     def load_state(self, state: dict) -> None:
-        self.params = [(jax.device_put(jnp.asarray(state[f"W{i}"]), self.device), jax.device_put(jnp.asarray(state[f"b{i}"]), self.device))
+        self.params = [(jax.device_put(jnp.asarray(state[f"W{i}"]), self.device),
+                        jax.device_put(jnp.asarray(state[f"b{i}"]), self.device))
                        for i in range(len(self.params))]
 
 

@@ -88,7 +88,8 @@ class PackedJaxTrainer(PackedTrainer):
         if key not in self._programs:
             k, shared = len(self.members), self.members[0].SHARED_ARGS
             example = self.members[0].example_args()
-            stacked = [a if i in shared else jax.tree.map(lambda v: jax.ShapeDtypeStruct((k, *jnp.shape(v)), jnp.result_type(v)), a)
+            stacked = [a if i in shared
+                       else jax.tree.map(lambda v: jax.ShapeDtypeStruct((k, *jnp.shape(v)), jnp.result_type(v)), a)
                        for i, a in enumerate(example)]
             in_axes = tuple(None if i in shared else 0 for i in range(len(example)))
             self._programs[key] = jax.jit(jax.vmap(fn, in_axes=in_axes)).lower(*stacked).compile()

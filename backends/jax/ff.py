@@ -77,7 +77,8 @@ class FFTrainer(FFSchedule, JaxTrainer):
 
     def example_args(self):
         positions, zero = jnp.zeros(self.steps_per_epoch * self.batch_size, jnp.int32), jnp.float32(0)
-        return (self._state(), self.images, self.splits["train"][1], positions, positions, jnp.uint32(0), jnp.uint32(0), zero, zero)
+        return (self._state(), self.images, self.splits["train"][1], positions, positions,
+                jnp.uint32(0), jnp.uint32(0), zero, zero)
 
     def _state(self):
         return (self.params, self.readout, self.running, self.opt_state, self.ropt_state)
@@ -157,7 +158,8 @@ class FFTrainer(FFSchedule, JaxTrainer):
         return out
 
     def load_state(self, state: dict) -> None:
-        self.params = [(jax.device_put(jnp.asarray(state[f"W{i}"]), self.device), jax.device_put(jnp.asarray(state[f"b{i}"]), self.device))
+        self.params = [(jax.device_put(jnp.asarray(state[f"W{i}"]), self.device),
+                        jax.device_put(jnp.asarray(state[f"b{i}"]), self.device))
                        for i in range(len(self.params))]
         if self.readout is not None:
             self.readout = jax.device_put(jnp.asarray(state["readout"]), self.device)
@@ -182,7 +184,8 @@ def features(ff, prec, params, x, active=None):
         if i in active:
             feats[i] = ops.normalize(h, ff.norm, ff.norm_eps)
     return jax.lax.stop_gradient(jnp.concatenate(
-        [feats[i] if i in feats else jnp.zeros((x.shape[0], params[i][0].shape[0]), h.dtype) for i in ff.prediction_layers], axis=1))
+        [feats[i] if i in feats else jnp.zeros((x.shape[0], params[i][0].shape[0]), h.dtype)
+         for i in ff.prediction_layers], axis=1))
 
 
 def _label_scores(ff, prec, layers, params, x):
@@ -275,7 +278,8 @@ def _ff_epoch(tr: FFTrainer, layers, readout_only, active, state, x, y, order, n
         idx, _ = batch
         params, readout, running, opt_state, ropt_state = carry
         xb, yb = ops.batch_images(x, idx, jitter_key, jitter), y[idx]
-        loss, grad = jax.value_and_grad(lambda w: ops.cross_entropy(ops.linear(features(ff, prec, params, xb, active), w, None, prec), yb))(readout)
+        loss, grad = jax.value_and_grad(
+            lambda w: ops.cross_entropy(ops.linear(features(ff, prec, params, xb, active), w, None, prec), yb))(readout)
         direction, opt_state = tr.tx.update({"layers": {}, "readout": grad}, opt_state, {"layers": {}, "readout": readout})
         readout = jopt.apply(readout, direction["readout"], lr)
         zeros = jnp.zeros(len(params))

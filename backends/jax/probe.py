@@ -59,4 +59,5 @@ def bp_grads(params, x, y) -> dict:
     p = _arrays(params)
     x, y = jnp.asarray(x), jnp.asarray(y, jnp.int32)
     loss, grads = jax.value_and_grad(lambda q: ops.cross_entropy(bp_logits(q, x), y))(p)
-    return {"logits": np.asarray(bp_logits(p, x)), "loss": float(loss), "grads": [(np.asarray(w), np.asarray(b)) for w, b in grads]}
+    return {"logits": np.asarray(bp_logits(p, x)), "loss": float(loss),
+            "grads": [(np.asarray(w), np.asarray(b)) for w, b in grads]}

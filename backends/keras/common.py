@@ -48,8 +48,9 @@ class KerasTrainer(Trainer):
         """`share`: a trainer of the same data whose tensors this one uses (a pack's first member)."""
         self.trial = trial
         set_matmul_precision(trial.precision)
-        self.splits = share.splits if share is not None else {name: (ops.convert_to_tensor(s.x), ops.convert_to_tensor(s.y.astype(np.int32)))
-                       for name, s in (("train", data.train), ("val", data.val), ("test", data.test)) if s is not None}
+        self.splits = share.splits if share is not None else {
+            name: (ops.convert_to_tensor(s.x), ops.convert_to_tensor(s.y.astype(np.int32)))
+            for name, s in (("train", data.train), ("val", data.val), ("test", data.test)) if s is not None}
         self.n = len(data.train)
         self.batch_size = batch_size_for(trial, self.n)
         self.steps_per_epoch = self.n // self.batch_size  # the last incomplete batch is dropped

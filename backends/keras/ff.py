@@ -99,7 +99,8 @@ class FFTrainer(FFSchedule, KerasTrainer):
         return EpochPlan.zeros(self.steps_per_epoch * self.batch_size, negatives=phase.name != "readout")
 
     def epoch_sums(self, plan: EpochPlan) -> dict:
-        return {"stats": ops.zeros((*plan.members, 2 * len(self.params) + 1)), "collisions": ops.zeros(plan.members, dtype="int32")}
+        return {"stats": ops.zeros((*plan.members, 2 * len(self.params) + 1)),
+                "collisions": ops.zeros(plan.members, dtype="int32")}
 
     def epoch_body(self, phase: Phase, plan: EpochPlan):
         ff, members, rows, jitter = self.ff, plan.members, self.batch_size * plan.width, self.trial.data.jitter
@@ -110,7 +111,8 @@ class FFTrainer(FFSchedule, KerasTrainer):
                 return {**sums, "stats": sums["stats"] + apply(xb, yb)}
             negb, collisions = ops.slice(d["negatives"], (s * rows,), (rows,)), sums["collisions"]
             if ff.negatives == "permuted_label":
-                collisions = collisions + ops.sum(ops.reshape(ops.cast(negb == yb, "int32"), (*members, self.batch_size)), axis=-1)
+                collisions = collisions + ops.sum(ops.reshape(ops.cast(negb == yb, "int32"), (*members, self.batch_size)),
+                                                  axis=-1)
             if ff.negatives == "hybrid_image":  # the negative images themselves
                 m = kops.hybrid_masks(d["mask_key"], idx, ff.hybrid_blur_passes)
                 negb = m * xb + (1.0 - m) * kops.batch_images(d["x"], negb, d["jitter_key"], jitter)
@@ -139,7 +141,8 @@ class FFTrainer(FFSchedule, KerasTrainer):
         self.negatives_seconds = None
         if by_position(self.ff):
             permute_key = kops.key_tensor(rng.stream_key(seed, rng.STREAM_PERMUTE, key))
-            return kcompile.function(_by_position, self.steps_per_epoch, self.batch_size)(self.order_key(epoch), permute_key, self.index, y)
+            return kcompile.function(_by_position, self.steps_per_epoch, self.batch_size)(self.order_key(epoch), permute_key,
+                                                                                          self.index, y)
         if self._drawn is None or self._drawn[0] != key:
             self._drawn = (key, self._sample_negatives(phase, key))
         return kcompile.function(ordered, used)(self.order_key(epoch), self.index, self._drawn[1])
@@ -275,7 +278,8 @@ class FFTrainer(FFSchedule, KerasTrainer):
     def predict(self, xb):
         if self.readout is not None:
             return ops.argmax(ops.matmul(self.features(xb), self.readout), axis=1)
-        return ops.cast(ops.argmax(self.label_scores(xb, [i for i in self.ff.prediction_layers if i in self.trained]), axis=1), "int32")
+        return ops.cast(ops.argmax(self.label_scores(xb, [i for i in self.ff.prediction_layers if i in self.trained]), axis=1),
+                        "int32")
 
 
 # ------------------------------------------------------------ the plan's programs (`kcompile.function`)

@@ -49,8 +49,9 @@ class TorchTrainer(Trainer):
         """`share`: a trainer of the same data whose device copy this one uses (a pack's first member)."""
         self.trial, self.device = trial, device
         set_matmul_precision(trial.precision)
-        self.splits = share.splits if share is not None else {name: (torch.as_tensor(s.x, device=device), torch.as_tensor(s.y, device=device))
-                       for name, s in (("train", data.train), ("val", data.val), ("test", data.test)) if s is not None}
+        self.splits = share.splits if share is not None else {
+            name: (torch.as_tensor(s.x, device=device), torch.as_tensor(s.y, device=device))
+            for name, s in (("train", data.train), ("val", data.val), ("test", data.test)) if s is not None}
         self.n = len(data.train)
         self.batch_size = batch_size_for(trial, self.n)
         self.steps_per_epoch = self.n // self.batch_size  # the last incomplete batch is dropped
@@ -100,7 +101,8 @@ class EpochPlan(NamedTuple):
     @classmethod
     def stack(cls, plans: list[EpochPlan]) -> EpochPlan:
         first, device = plans[0], plans[0].order.device
-        keys = [torch.tensor([getattr(p, k) for p in plans], dtype=torch.int64, device=device) for k in ("mask_key", "jitter_key")]
+        keys = [torch.tensor([getattr(p, k) for p in plans], dtype=torch.int64, device=device)
+                for k in ("mask_key", "jitter_key")]
         negatives = None if first.negatives is None else torch.stack([p.negatives for p in plans])
         return cls(torch.stack([p.order for p in plans]), negatives, *keys, [p.readout_lr for p in plans])
 
@@ -137,7 +139,8 @@ class PackedTorchTrainer(PackedTrainer):
             setattr(self.stack, name, stacked)
             for k, m in enumerate(members):
                 with torch.no_grad():  # views that share the stacked storage, outside autograd
-                    setattr(m, name, tree_map(lambda t, k=k: None if t is None else t[k], stacked) if name in lead.STACKED else None)
+                    setattr(m, name,
+                            tree_map(lambda t, k=k: None if t is None else t[k], stacked) if name in lead.STACKED else None)
 
     def begin_phase(self, phase: Phase) -> None:
         lead = self.members[0]

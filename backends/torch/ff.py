@@ -180,8 +180,10 @@ class FFTrainer(FFSchedule, TorchTrainer):
         objective and the sums have a leading member axis); the mean losses, on the device."""
         x, y = self.splits["train"]
         lead, b, jitter, depth = plan.order.shape[:-1], self.batch_size, self.trial.data.jitter, len(holder.params)
-        sums = {"ff_loss": torch.zeros(*lead, depth, device=self.device), "peer_loss": torch.zeros(*lead, depth, device=self.device),
-                "readout_loss": torch.zeros(*lead, 1, device=self.device), "collisions": torch.zeros(*lead, 1, device=self.device)}
+        sums = {"ff_loss": torch.zeros(*lead, depth, device=self.device),
+                "peer_loss": torch.zeros(*lead, depth, device=self.device),
+                "readout_loss": torch.zeros(*lead, 1, device=self.device),
+                "collisions": torch.zeros(*lead, 1, device=self.device)}
         holder.opt.plan_epoch(lr, self.steps_per_epoch)
         if holder.readout_opt is not None:
             holder.readout_opt.plan_epoch(plan.readout_lr, self.steps_per_epoch)
@@ -198,7 +200,8 @@ class FFTrainer(FFSchedule, TorchTrainer):
                     sums["collisions"][..., 0] += (negb == yb).sum(dim=-1)
                 if self.ff.negatives == "hybrid_image":
                     m = ops.hybrid_masks(plan.mask_key, idx, self.ff.hybrid_blur_passes)
-                    negb = m * xb + (1.0 - m) * ops.batch_images(x, negb, plan.jitter_key, jitter)  # the negative images themselves
+                    # the negative images themselves
+                    negb = m * xb + (1.0 - m) * ops.batch_images(x, negb, plan.jitter_key, jitter)
                 elif self.ff.negatives == "class_split":
                     negb = self.images[negb]
                 loss, ff_losses, peer_losses, readout_loss, holder.running = objective(

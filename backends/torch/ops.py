@@ -191,7 +191,8 @@ def layer_forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, ff: FFSpec,
     return relu(linear(normalize(x, ff.norm, ff.norm_eps), effective_weights(w, ff), b, precision), ff.relu_grad)
 
 
-def first_layer_all_labels(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, ff: FFSpec, precision: str = "fp32") -> torch.Tensor:
+def first_layer_all_labels(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, ff: FFSpec,
+                           precision: str = "fp32") -> torch.Tensor:
     """(10, B, H): layer 0's activation with each label overlaid, from one matmul
     (`reference.ff.first_layer_all_labels`: z_c = base @ W.T + b + a W[:, c])."""
     xn = normalize(overlay(x, x.new_zeros(x.shape[0], dtype=torch.int64), ff), ff.norm, ff.norm_eps)

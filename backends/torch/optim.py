@@ -103,8 +103,8 @@ def fused_update(spec: OptimizerSpec, t: int, params, grads, m, v, lr: torch.Ten
         torch._fused_adam_(params, grads, m, v, [], [count] * len(params), lr=lr, beta1=spec.beta1, beta2=spec.beta2,
                            weight_decay=spec.weight_decay, eps=eps, amsgrad=False, maximize=False)
     else:
-        torch._fused_sgd_(params, grads, m if spec.momentum else [], weight_decay=spec.weight_decay, momentum=spec.momentum, lr=lr,
-                          dampening=0.0, nesterov=False, maximize=False, is_first_step=False)
+        torch._fused_sgd_(params, grads, m if spec.momentum else [], weight_decay=spec.weight_decay, momentum=spec.momentum,
+                          lr=lr, dampening=0.0, nesterov=False, maximize=False, is_first_step=False)
 
 
 @torch.no_grad()

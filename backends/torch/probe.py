@@ -14,7 +14,8 @@ from ffbench.spec import FFSpec, OptimizerSpec
 
 
 def _leaves(params):
-    return [(torch.tensor(np.asarray(w, np.float32), requires_grad=True), torch.tensor(np.asarray(b, np.float32), requires_grad=True))
+    return [(torch.tensor(np.asarray(w, np.float32), requires_grad=True),
+             torch.tensor(np.asarray(b, np.float32), requires_grad=True))
             for w, b in params]
 
 

@@ -205,7 +205,8 @@ def ff_init_state(params, opt_spec: OptimizerSpec) -> FFState:
     return FFState(params, optim.init(opt_spec, [p for wb in params for p in wb]), [None] * len(params))
 
 
-def simultaneous_step(state: FFState, x_pos, x_neg, ff: FFSpec, opt_spec: OptimizerSpec, lr: float) -> tuple[FFState, list[LayerStep]]:
+def simultaneous_step(state: FFState, x_pos, x_neg, ff: FFSpec, opt_spec: OptimizerSpec,
+                      lr: float) -> tuple[FFState, list[LayerStep]]:
     """One simultaneous step of every layer on one batch (labels already overlaid)."""
     steps = []
     for (w, b), r in zip(state.params, state.running_means):

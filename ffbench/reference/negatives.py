@@ -203,7 +203,8 @@ class Draws:
         return [self.per_sample[idx] for idx in batches]
 
 
-def epoch_labels(trial, x: np.ndarray, y: np.ndarray, epoch: int, batches: list[np.ndarray], params, upto: int) -> list[np.ndarray]:
+def epoch_labels(trial, x: np.ndarray, y: np.ndarray, epoch: int, batches: list[np.ndarray], params,
+                 upto: int) -> list[np.ndarray]:
     """The negatives of each batch of `epoch`, drawn afresh (for one epoch taken alone)."""
     return Draws(trial, x, y).epoch(epoch, batches, params, upto)
 

@@ -72,7 +72,8 @@ def time_to_target_bars(ttt: pd.DataFrame, out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(ttt)), 3.8))
     seconds = pd.to_numeric(ttt["train s to target"], errors="coerce")
     reached = seconds.notna()
-    ax.bar(range(len(ttt)), seconds.fillna(0), color=["C0" if a == "ff" else "C1" for a in ttt.get("algorithm", ["ff"] * len(ttt))])
+    ax.bar(range(len(ttt)), seconds.fillna(0),
+           color=["C0" if a == "ff" else "C1" for a in ttt.get("algorithm", ["ff"] * len(ttt))])
     for i, ok in enumerate(reached):
         if not ok:
             ax.text(i, 0, "not\nreached", ha="center", va="bottom", fontsize=7, color="red")
@@ -89,7 +90,8 @@ def memory_vs_depth(df: pd.DataFrame, out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for (algo, backend, source), g in df.groupby(["algorithm", "backend", "peak_memory_source"]):
         stat = g.groupby("depth")["peak_memory_bytes"].mean() / 2**20
-        ax.plot(stat.index, stat.values, marker="o", ls="-" if algo == "ff" else "--", label=f"{algo.upper()} ({backend}, {source})")
+        ax.plot(stat.index, stat.values, marker="o", ls="-" if algo == "ff" else "--",
+                label=f"{algo.upper()} ({backend}, {source})")
     ax.set(xlabel="depth (hidden layers)", ylabel="peak memory (MiB)", title="peak memory against depth")
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)

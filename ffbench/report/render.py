@@ -73,7 +73,8 @@ def html_page(sections: list[tuple[str, str, pd.DataFrame]], images: list[Path],
         parts.append(_display(df).to_html(index=False) if not df.empty else "<p><i>no rows</i></p>")
     for img in images:
         data = base64.b64encode(img.read_bytes()).decode()
-        parts.append(f"<h3>{html.escape(img.stem.replace('_', ' '))}</h3><img alt='{img.stem}' src='data:image/png;base64,{data}'>")
+        parts.append(f"<h3>{html.escape(img.stem.replace('_', ' '))}</h3>"
+                     f"<img alt='{img.stem}' src='data:image/png;base64,{data}'>")
     parts += ["<h2>Reproducibility</h2><pre>", html.escape("\n".join(notes)), "</pre></body></html>"]
     return "\n".join(parts)
 

@@ -43,7 +43,8 @@ def summary(df: pd.DataFrame, config: list[str] = CONFIG) -> pd.DataFrame:
                      "compile_seconds_mean": ok["compile_seconds"].mean() if n else math.nan,
                      "samples_per_second": ok["samples_per_second"].mean() if n else math.nan,
                      "peak_memory_mb": ok["peak_memory_bytes"].mean() / 2**20 if n else math.nan,
-                     "reference_error": g["reference_error"].dropna().iloc[0] if g["reference_error"].notna().any() else math.nan})
+                     "reference_error": (g["reference_error"].dropna().iloc[0] if g["reference_error"].notna().any()
+                                         else math.nan)})
     return pd.DataFrame(rows)
 
 
@@ -127,7 +128,8 @@ def agreement_table(df: pd.DataFrame, config: list[str] = CONFIG, alpha: float =
         dof = len(resid) - len(groups)
         pooled = math.sqrt(sum(r * r for r in resid) / dof) if dof > 0 else math.nan
         p = anova_p(list(groups.values()))
-        rows.append({**dict(zip(config, key)), "backends": len(groups), "spread (pp)": 100 * (max(means.values()) - min(means.values())),
+        rows.append({**dict(zip(config, key)), "backends": len(groups),
+                     "spread (pp)": 100 * (max(means.values()) - min(means.values())),
                      "seed std (pp)": 100 * pooled, "ANOVA p": p,
                      "flag": "differs beyond seed noise" if (p == p and p < alpha) else ""})
     return pd.DataFrame(rows, columns=[*config, "backends", "spread (pp)", "seed std (pp)", "ANOVA p", "flag"])
@@ -162,7 +164,8 @@ def time_to_target(df: pd.DataFrame, curves: pd.DataFrame, target: float | None 
         reached = []
         for tid in g["trial_id"]:
             c = test[test["trial_id"] == tid]
-            hit = first_reaching(c["epoch"].tolist(), c["value"].tolist(), [secs.get((tid, e), math.nan) for e in c["epoch"]], tgt)
+            hit = first_reaching(c["epoch"].tolist(), c["value"].tolist(),
+                                 [secs.get((tid, e), math.nan) for e in c["epoch"]], tgt)
             if hit:
                 reached.append(hit)
         rows.append({**cfg, "target (%)": 100 * tgt, "reached": f"{len(reached)}/{len(g)}",
