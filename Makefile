@@ -14,7 +14,6 @@ STAMP  := $(VENV)/.ffbench-installed-$(subst $(comma),-,$(EXTRAS))
 # downloads it into ~/.cache/ffbench (checksums verified either way).
 export FFBENCH_DATA_DIR ?= $(wildcard $(abspath ../shared/data))
 export TF_CPP_MIN_LOG_LEVEL ?= 2
-export RAY_AUTH_MODE ?= disabled
 export PYTHONUNBUFFERED ?= 1
 
 .PHONY: setup run test smoke clean

@@ -21,7 +21,6 @@ from ffbench.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_TRIAL
 from ffbench.packing import DEFAULT_PACK_SIZE
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -17,6 +17,12 @@ its next epoch boundary, or is killed `grace` seconds later, and is recorded as 
 Closing the iterator (Ctrl-C) cancels everything in flight. Rows are written by the
 driver only, so a remote worker never touches the results folder.
 
+Security: the embedded cluster listens on 127.0.0.1 only and keeps Ray's token
+authentication on (`require_token_auth`; RAY_AUTH_MODE=disabled is refused), so neither
+another machine nor a local client without the token can submit work to it. `--address`
+joins a cluster with that cluster's own settings: RAY_AUTH_MODE=token and its token in
+RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token.
+
 Progress flows back through a small actor (`_Hub`): when a trial really starts (not when
 it is queued), its attempt, node and process, and each finished epoch.
 """
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -41,12 +48,32 @@ WORKER_ENV = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "TF_FORCE_GPU_ALLOW_GROW
 CPU_ONLY_ENV = {"CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"}
 
 
-def _ray():
+# The embedded cluster is this machine's alone: its node address is the loopback one, so its
+# GCS, raylet, object manager and worker ports listen on 127.0.0.1 only (Ray's single-machine
+# mode, the one it uses on macOS and Windows; read when Ray is imported).
+EMBEDDED_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def _ray(embedded: bool = False):
+    if embedded and "ray" not in sys.modules:
+        for k, v in EMBEDDED_ENV.items():
+            os.environ.setdefault(k, v)
     try:
         import ray
     except ImportError:
         raise BackendUnavailable("Ray is not installed: pip install 'ffbench[ray]', or run with --executor local") from None
     return ray
+
+
+def require_token_auth() -> None:
+    """An embedded cluster runs with Ray's token authentication (on by default for local
+    clusters since Ray 2.59, the oldest Ray ffbench installs): its ports accept work only from
+    a client holding the token Ray generates (~/.ray/auth_token, or $RAY_AUTH_TOKEN /
+    $RAY_AUTH_TOKEN_PATH). ffbench never turns it off, and refuses to start one without it."""
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is not None and mode.lower() != "token":
+        raise BackendUnavailable(f"RAY_AUTH_MODE={mode}: ffbench starts its embedded Ray only with token authentication "
+                                 "(anyone who reaches an unauthenticated Ray can run code on it); unset RAY_AUTH_MODE")
 
 
 def default_temp_dir() -> Path:
@@ -124,7 +151,9 @@ class RayExecutor:
 
     # ------------------------------------------------------------ connect / start
     def __enter__(self) -> RayExecutor:
-        ray = _ray()
+        if self.address is None and not ("ray" in sys.modules and sys.modules["ray"].is_initialized()):
+            require_token_auth()
+        ray = _ray(embedded=self.address is None)
         t0 = time.perf_counter()
         if ray.is_initialized():  # a caller (a test, a notebook) already connected: use that
             pass
@@ -254,6 +283,7 @@ class RayExecutor:
 
 def executor_for(name: str, address: str | None, **options: Any):
     """`--executor auto|ray|local` -> an executor (a context manager for Ray)."""
+    import importlib.util
     from contextlib import nullcontext
 
     from ffbench.runner import LocalExecutor
@@ -262,9 +292,8 @@ def executor_for(name: str, address: str | None, **options: Any):
         if address:
             raise FFBenchError("--address needs the Ray executor (leave out --executor local)")
         return nullcontext(LocalExecutor(options.get("trial_timeout")))
-    if name == "auto" and not address:
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            return nullcontext(LocalExecutor(options.get("trial_timeout")))
+    if name == "auto" and not address and importlib.util.find_spec("ray") is None:
+        return nullcontext(LocalExecutor(options.get("trial_timeout")))
+    if not address:
+        require_token_auth()  # refused before the run takes its results folder
     return RayExecutor(address, **options)

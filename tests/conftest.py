@@ -1,6 +1,9 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Every Ray the tests start (embedded, simulated clusters, `ray start --head`) is single-machine:
+# node address 127.0.0.1, every port on loopback. Read when Ray is imported.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 from pathlib import Path
 
 import pytest
