@@ -35,18 +35,26 @@ NEGATIVES = {
     "hard_label": "the image with a wrong label sampled from the model's own softmax over goodness (Matlab ffcode)",
     "hard_label_top2": "the image with the model's best-scoring wrong label (the JAX example's hard negatives)",
     "hybrid_image": "unsupervised: the image mixed with one of another class through a blurred random mask (paper)",
-    "class_split": "unsupervised: an image of a class outside data.classes, whose images are the positives (five-digits TF setup)",
+    "class_split": "unsupervised: an image of a class outside data.classes, whose images are the positives "
+                   "(five-digits TF setup)",
 }
 
-PositiveInt = Annotated[int, Field(gt=0)]
+# Whole numbers stay far inside the int64 columns of the results (`ffbench.results`); the
+# sizes that allocate (widths, depth) and the counts that loop (epochs) have bounds of their
+# own, generous for any published net but refusing a typo that would exhaust memory or time.
+MAX_COUNT = 10**12
+MAX_WIDTH = 100_000
+MAX_DEPTH = 1_000
+MAX_EPOCHS = 1_000_000
+PositiveInt = Annotated[int, Field(gt=0, le=MAX_COUNT)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 
 
 class Strict(BaseModel):
-    """No unknown fields, no silent type coercion ("0.1" is not a number)."""
+    """No unknown fields, no silent type coercion ("0.1" is not a number), no NaN or infinity."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, allow_inf_nan=False)
 
 
 class OptimizerSpec(Strict):
@@ -141,7 +149,7 @@ class FFSpec(Strict):
     # greedy only: repeat the layer-wise pass this many times (the JAX and keras.io examples'
     # episodes); `epochs` is then per layer per episode, and each layer keeps its optimiser
     # state from one episode to the next.
-    episodes: PositiveInt = 1
+    episodes: Annotated[int, Field(gt=0, le=MAX_EPOCHS)] = 1
     # greedy only: grow the net while it improves. After each layer the validation error of
     # the layers so far is measured (softmax prediction: after a read-out trained afresh on
     # the prediction layers so far, `readout_epochs` long); training stops after
@@ -149,7 +157,8 @@ class FFSpec(Strict):
     # to its best depth (`hidden` is the largest net) with that depth's read-out.
     # `FFSchedule.keep_growing` defines it. None: train every layer.
     grow_patience: PositiveInt | None = None
-    negatives: Literal["wrong_label", "permuted_label", "hard_label", "hard_label_top2", "hybrid_image", "class_split"] = "wrong_label"  # NEGATIVES
+    negatives: Literal["wrong_label", "permuted_label", "hard_label", "hard_label_top2", "hybrid_image",
+                       "class_split"] = "wrong_label"  # NEGATIVES
     hybrid_blur_passes: Annotated[int, Field(ge=1, le=12)] = 6  # hybrid_image: mask blurs (bit-exact across backends up to 6)
     # When negatives are drawn (`reference.negatives.negatives_epoch`): every epoch, at the first
     # epoch of every episode, or once. The hard ones are scored with the weights of that moment.
@@ -158,10 +167,11 @@ class FFSpec(Strict):
     # softmax: one pass with the neutral label; a linear softmax reads the normalised
     # activities of `prediction_layers` (its gradient never reaches the FF layers).
     prediction: Literal["goodness", "softmax"] = "goodness"
-    prediction_layers: list[Annotated[int, Field(ge=0)]] | None = None  # None: all (goodness), all but the first (softmax)
+    # None: all (goodness), all but the first (softmax)
+    prediction_layers: list[Annotated[int, Field(ge=0, lt=MAX_DEPTH)]] | None = None
     readout_optimizer: OptimizerSpec | None = None  # None: the trial's optimizer
     readout_phase: Literal["joint", "after"] = "joint"  # trained with every FF step, or after the FF layers
-    readout_epochs: PositiveInt | None = None  # for readout_phase: after
+    readout_epochs: Annotated[int, Field(gt=0, le=MAX_EPOCHS)] | None = None  # for readout_phase: after
     init: Literal["uniform_fan_in", "normal_fan_out", "glorot_uniform"] = "uniform_fan_in"
     # Local receptive fields without weight sharing (the paper's 1.16% row): every layer is a
     # 28x28 map with width/784 units per location (unit u sits at pixel u mod 784), and a unit
@@ -214,8 +224,8 @@ class MetaSpec(Strict):
 class TrialBase(Strict):
     backend: str
     seed: Annotated[int, Field(ge=0, lt=2**32)]
-    hidden: Annotated[list[PositiveInt], Field(min_length=1)]
-    epochs: PositiveInt
+    hidden: Annotated[list[Annotated[int, Field(gt=0, le=MAX_WIDTH)]], Field(min_length=1, max_length=MAX_DEPTH)]
+    epochs: Annotated[int, Field(gt=0, le=MAX_EPOCHS)]
     batch_size: PositiveInt | Literal["full"] = 100  # "full": one step per epoch on the whole training split
     data: DataSpec = Field(default_factory=DataSpec)
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
@@ -223,7 +233,7 @@ class TrialBase(Strict):
     # tensor cores (NVIDIA GPUs; on a CPU the same as fp32). bf16: matmul operands and results
     # in bfloat16 (forward and backward), weights, optimiser states and losses in float32.
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"
-    eval_every: Annotated[int, Field(ge=0)] = 1  # evaluate val/test error every N epochs (0: only at the end)
+    eval_every: Annotated[int, Field(ge=0, le=MAX_EPOCHS)] = 1  # evaluate val/test error every N epochs (0: only at the end)
     eval_batch_size: PositiveInt = 1000
     meta: MetaSpec = Field(default_factory=MetaSpec)
 
@@ -264,7 +274,8 @@ class FFTrial(TrialBase):
         if uses_readout and (ff.readout_phase == "after") != (ff.readout_epochs is not None):
             raise ValueError("ff.readout_epochs is required with ff.readout_phase: after, and only then")
         if not ff.embeds_labels and ff.prediction != "softmax":
-            raise ValueError(f"ff.negatives: {ff.negatives} is unsupervised (no label in the input): it needs ff.prediction: softmax")
+            raise ValueError(f"ff.negatives: {ff.negatives} is unsupervised (no label in the input): "
+                             "it needs ff.prediction: softmax")
         if (ff.negatives == "class_split") != (self.data.classes is not None):
             raise ValueError("ff.negatives: class_split takes its positives from data.classes and its negatives from the "
                              "other classes: set both, or neither")

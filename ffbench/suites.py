@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import math
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ffbench import registry
 from ffbench.errors import ConfigError
@@ -47,11 +50,37 @@ class SuiteFile(BaseModel):
     defaults: dict[str, Any] = {}
     experiments: list[dict[str, Any]]
 
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, v: str | None) -> str | None:
+        # it names the default results folder, results/<name>/: no path, no hidden name
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", v):
+            raise ValueError(f"expected a folder name of letters, digits, '.', '_' and '-' (it names results/<name>/); got {v!r}")
+        return v
+
 
 # ---------------------------------------------------------------- YAML with line numbers
+#
+# Suites are read with yaml.SafeLoader semantics (plain data: mappings, lists, scalars; no
+# Python objects, no custom tags), and hostile files are refused in well under a second:
+# over MAX_SUITE_BYTES, not UTF-8, nested deeper than MAX_DEPTH, or expanding through
+# aliases to more than MAX_VALUES values (the "billion laughs" pattern).
 
-def _construct(node: yaml.Node, path: Path_, lines: dict[Path_, int], file: str) -> Any:
+MAX_SUITE_BYTES = 1 << 20
+MAX_DEPTH = 32
+MAX_VALUES = 50_000
+_PLAIN_TAGS = {yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG}
+
+
+def _construct(node: yaml.Node, path: Path_, lines: dict[Path_, int], file: str | None, budget: list[int]) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ConfigError(f"expands to more than {MAX_VALUES:,} values (aliases that repeat large blocks?); refused",
+                          file=file, line=node.start_mark.line + 1)
     lines[path] = node.start_mark.line + 1
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+        raise ConfigError(f"tag {node.tag!r} is not allowed: a suite holds plain mappings, lists and values",
+                          file=file, line=node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out, merged = {}, {}
         for k, v in node.value:
@@ -59,52 +88,86 @@ def _construct(node: yaml.Node, path: Path_, lines: dict[Path_, int], file: str)
                 for src in v.value if isinstance(v, yaml.SequenceNode) else [v]:
                     if not isinstance(src, yaml.MappingNode):
                         raise ConfigError("`<<` merges a mapping (an &anchor of one)", file=file, line=k.start_mark.line + 1)
-                    merged = {**_construct(src, path, lines, file), **merged}
+                    merged = {**_construct(src, path, lines, file, budget), **merged}
                 continue
             if not isinstance(k, yaml.ScalarNode):
                 raise ConfigError("keys must be plain names", file=file, line=k.start_mark.line + 1)
             if k.value in out:
                 raise ConfigError(f"duplicate key {k.value!r}", file=file, line=k.start_mark.line + 1)
-            out[k.value] = _construct(v, path + (k.value,), lines, file)
+            out[k.value] = _construct(v, path + (k.value,), lines, file, budget)
             lines[path + (k.value,)] = k.start_mark.line + 1  # a field's line is its key's line
         return {**merged, **out}
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(v, path + (i,), lines, file) for i, v in enumerate(node.value)]
+        return [_construct(v, path + (i,), lines, file, budget) for i, v in enumerate(node.value)]
     return _scalar(node)
 
 
+_SAFE = yaml.constructor.SafeConstructor()
+
+
 def _scalar(node: yaml.ScalarNode) -> Any:
-    loader = yaml.SafeLoader("")
     try:
-        return loader.construct_object(node, deep=True)
+        return _SAFE.construct_object(node, deep=True)
     finally:
-        loader.dispose()
+        _SAFE.constructed_objects.clear()
+        _SAFE.recursive_objects.clear()
+
+
+def _yaml_error(exc: yaml.YAMLError, file: str | None) -> ConfigError:
+    mark = getattr(exc, "problem_mark", None)
+    what = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
+    return ConfigError(f"invalid YAML: {what}", file=file, line=mark.line + 1 if mark else None)
+
+
+def parse_yaml(text: str, file: str | None = None) -> tuple[Any, dict[Path_, int]]:
+    """YAML text -> (plain data, line of every field path). Raises ConfigError."""
+    try:
+        depth = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):  # the parser is iterative; the composer recurses
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise ConfigError(f"nested deeper than {MAX_DEPTH} levels; refused", file=file,
+                                      line=event.start_mark.line + 1)
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        lines: dict[Path_, int] = {}
+        return (_construct(node, (), lines, file, [MAX_VALUES]) if node is not None else None), lines
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, file) from None
 
 
 def load_yaml(path: Path) -> tuple[Any, dict[Path_, int]]:
+    file = str(path)
     try:
-        text = path.read_text()
+        if path.is_dir():
+            raise ConfigError("is a folder; expected a YAML file", file=file)
+        size = path.stat().st_size
+        if size > MAX_SUITE_BYTES:
+            raise ConfigError(f"{size:,} bytes, more than the {MAX_SUITE_BYTES:,} a suite file may have", file=file)
+        raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError("file not found", file=str(path)) from None
+        raise ConfigError("file not found", file=file) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from None
+        raise ConfigError(f"cannot read: {exc.strerror}", file=file) from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', exc)}", file=str(path),
-                          line=mark.line + 1 if mark else None) from None
-    lines: dict[Path_, int] = {}
-    return (_construct(node, (), lines, str(path)) if node is not None else None), lines
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start} is 0x{raw[exc.start]:02x}); expected a YAML file",
+                          file=file) from None
+    return parse_yaml(text, file)
 
 
 # ---------------------------------------------------------------- merging and expansion
 
-def _merge(base: dict[str, Any], over: dict[str, Any], origin: dict[Path_, Path_], where: Path_, path: Path_ = ()) -> dict[str, Any]:
+def _merge(base: dict[str, Any], over: dict[str, Any], origin: dict[Path_, Path_], where: Path_,
+           path: Path_ = ()) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
         b = out.get(k)
-        replace = k == "optimizer" and isinstance(b, dict) and isinstance(v, dict) and "name" in v and v.get("name") != b.get("name", "adam")
+        replace = (k == "optimizer" and isinstance(b, dict) and isinstance(v, dict) and "name" in v
+                   and v.get("name") != b.get("name", "adam"))
         if isinstance(b, dict) and isinstance(v, dict) and not replace:
             out[k] = _merge(b, v, origin, where, path + (k,))
         else:
@@ -141,8 +204,11 @@ def _axes(d: dict[str, Any], fields: dict[str, Any], path: Path_ = ()) -> list[P
 
 
 def _set(d: dict[str, Any], path: Path_, value: Any) -> None:
-    for k in path[:-1]:
+    for i, k in enumerate(path[:-1]):
         d = d.setdefault(k, {})
+        if not isinstance(d, dict):
+            raise ConfigError(f"{'.'.join(map(str, path[:i + 1]))} is a value, not a block of fields",
+                              field=".".join(map(str, path)))
     d[path[-1]] = value
 
 
@@ -161,14 +227,24 @@ def parse_override(text: str) -> tuple[Path_, Any]:
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE (e.g. epochs=1)")
     key, _, raw = text.partition("=")
+    path = tuple(key.strip().split("."))
+    if not all(path):
+        raise ConfigError(f"--set {text!r}: expected a dotted field name before '=' (e.g. ff.threshold=2)")
     try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        raise ConfigError(f"--set {text!r}: cannot read the value {raw!r}") from None
-    return tuple(key.strip().split(".")), value
+        value, _ = parse_yaml(raw)
+    except ConfigError as exc:
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        raise ConfigError(f"--set {shown!r}: cannot read the value: {exc.message}") from None
+    return path, value
 
 
 # ---------------------------------------------------------------- errors
+
+def first_error(exc: ValidationError) -> dict[str, Any]:
+    """The error to report: an unknown field first, since a typo (`epohcs`) explains the
+    "required field missing" it causes."""
+    return sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+
 
 def _allowed(algorithm: str, loc: tuple[str, ...]) -> list[str]:
     model = model_at(MODELS.get(algorithm, FFTrial), loc)
@@ -199,8 +275,13 @@ def _explain(err: dict[str, Any], algorithm: str) -> tuple[tuple[Any, ...], str]
 
 # ---------------------------------------------------------------- the suite
 
-def load_suite(path: str | Path, overrides: list[str] | None = None) -> tuple[str, list[FFTrial | BPTrial]]:
-    """(suite name, expanded and validated trials). Raises ConfigError."""
+MAX_TRIALS = 10_000  # a suite expanding to more is refused unless the caller raises the limit (--max-trials)
+
+
+def load_suite(path: str | Path, overrides: list[str] | None = None,
+               max_trials: int = MAX_TRIALS) -> tuple[str, list[FFTrial | BPTrial]]:
+    """(suite name, expanded and validated trials). Raises ConfigError. The trials are counted
+    before any is built: a grid of more than `max_trials` is refused with its count."""
     path = Path(path)
     data, lines = load_yaml(path)
     file = str(path)
@@ -215,21 +296,33 @@ def load_suite(path: str | Path, overrides: list[str] | None = None) -> tuple[st
     try:
         suite = SuiteFile.model_validate(data)
     except ValidationError as exc:
-        err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]  # a typo explains a "missing"
+        err = first_error(exc)
         loc = tuple(err["loc"])
         if err["type"] == "extra_forbidden":
             close = difflib.get_close_matches(str(loc[0]), list(SuiteFile.model_fields), n=1)
             raise fail(f"unknown top-level key{f' (did you mean {close[0]!r}?)' if close else ''}; expected: "
                        f"{', '.join(SuiteFile.model_fields)}", loc, str(loc[0])) from None
-        raise fail(err["msg"], loc, ".".join(map(str, loc))) from None
+        raise fail(err["msg"].removeprefix("Value error, "), loc, ".".join(map(str, loc))) from None
     if not suite.experiments:
         raise fail("no experiments", ("experiments",), "experiments")
+    names: dict[str, int] = {}
+    for i, exp in enumerate(suite.experiments):
+        label = exp.get("name")
+        if label is not None and not isinstance(label, str):
+            raise fail(f"expected a text name; got {label!r}", ("experiments", i, "name"), f"experiments[{i}].name")
+        if label in names:
+            raise fail(f"experiment name {label!r} is already used by experiments[{names[label]}]; reports group rows "
+                       "by experiment, so each name must be unique", ("experiments", i, "name"), f"experiments[{i}].name")
+        if label is not None:
+            names[label] = i
     name = suite.name or path.stem
     sets = [parse_override(o) for o in overrides or []]
-    trials: list[FFTrial | BPTrial] = []
-    for i, exp in enumerate(suite.experiments):
-        trials += _expand(name, i, suite.defaults, exp, sets, fail)
-    return name, trials
+    grids = [g for i, exp in enumerate(suite.experiments) for g in _grids(name, i, suite.defaults, exp, sets, fail)]
+    total = sum(g.size for g in grids)
+    if total > max_trials:
+        raise ConfigError(f"expands to {total:,} trials, more than the limit of {max_trials:,}; "
+                          "check the grid's lists, or raise the limit with --max-trials N", file=file)
+    return name, [t for g in grids for t in g.trials(fail)]
 
 
 def select(trials: list[FFTrial | BPTrial], only: list[str] = (), skip: list[str] = (),
@@ -259,7 +352,7 @@ def load_trial_spec(path: str | Path) -> dict[str, Any]:
     try:
         parse_trial(data)
     except ValidationError as exc:
-        loc, msg = _explain(exc.errors()[0], data.get("algorithm", "ff"))
+        loc, msg = _explain(first_error(exc), data.get("algorithm", "ff"))
         src = loc
         while src and src not in lines:
             src = src[:-1]
@@ -267,9 +360,50 @@ def load_trial_spec(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _expand(suite: str, i: int, defaults: dict[str, Any], exp: dict[str, Any], sets, fail) -> list[FFTrial | BPTrial]:
+@dataclass
+class _Grid:
+    """One experiment's trials for one algorithm, not yet built: the merged fields and the
+    paths of its axes. `size` is known without building any trial."""
+
+    algo: Any
+    merged: dict[str, Any]
+    axes: list[Path_]
+    origin: dict[Path_, Path_]
+    where: Path_
+
+    @property
+    def size(self) -> int:
+        return math.prod(len(_get(self.merged, a)) for a in self.axes)
+
+    def _source(self, loc: Path_) -> Path_:
+        """Where in the file (or --set) the field at `loc` was written: its own entry, or the
+        entry of the block or list it is inside (hidden.0 of `defaults: {hidden: [...]}`)."""
+        for n in range(len(loc), 0, -1):
+            if loc[:n] in self.origin:
+                return self.origin[loc[:n]] + loc[n:]
+        return self.where + loc
+
+    def trials(self, fail) -> list[FFTrial | BPTrial]:
+        out = []
+        for values in itertools.product(*[_get(self.merged, a) for a in self.axes]):
+            concrete = _copy(self.merged)
+            for a, v in zip(self.axes, values):
+                _set(concrete, a, v)
+            try:
+                out.append(parse_trial(concrete))
+            except ValidationError as exc:
+                algo = self.algo if isinstance(self.algo, str) else "ff"
+                loc, msg = _explain(first_error(exc), algo)
+                src = self._source(loc) if loc else self.where  # a whole-trial check: the experiment
+                if src[0] == "--set":
+                    raise ConfigError(msg, field="--set " + ".".join(map(str, loc))) from None
+                label = ".".join(f"[{x}]" if isinstance(x, int) else str(x) for x in src).replace(".[", "[")
+                raise fail(msg, src, label) from None
+        return out
+
+
+def _grids(suite: str, i: int, defaults: dict[str, Any], exp: dict[str, Any], sets, fail) -> list[_Grid]:
     where = ("experiments", i)
-    origin: dict[Path_, Path_] = {}
     labels = {k: v for k, v in {**defaults, **exp}.items() if k in EXPERIMENT_LABELS}
     body = {k: v for k, v in exp.items() if k not in EXPERIMENT_LABELS}
     algos = body.get("algorithm", defaults.get("algorithm"))
@@ -277,6 +411,7 @@ def _expand(suite: str, i: int, defaults: dict[str, Any], exp: dict[str, Any], s
         raise fail("required: ff or bp", where, f"experiments[{i}].algorithm")
     out = []
     for algo in algos if isinstance(algos, list) else [algos]:
+        origin: dict[Path_, Path_] = {}
         base = {k: v for k, v in defaults.items() if k not in EXPERIMENT_LABELS
                 and not (k in ALGORITHM_BLOCKS.values() and k != ALGORITHM_BLOCKS.get(algo))}
         _mark(base, (), ("defaults",), origin)
@@ -292,18 +427,5 @@ def _expand(suite: str, i: int, defaults: dict[str, Any], exp: dict[str, Any], s
             if not merged["backend"]:
                 raise fail("`installed` names every installed backend, and none is: pip install 'ffbench[torch]' (or jax, keras)",
                            origin.get(("backend",), where), "backend")
-        axes = _axes(merged, fields)
-        for values in itertools.product(*[_get(merged, a) for a in axes]):
-            concrete = _copy(merged)
-            for a, v in zip(axes, values):
-                _set(concrete, a, v)
-            try:
-                out.append(parse_trial(concrete))
-            except ValidationError as exc:
-                loc, msg = _explain(exc.errors()[0], algo if isinstance(algo, str) else "ff")
-                src = (origin.get(loc) or where + loc) if loc else where  # a whole-trial check: the experiment
-                if src[0] == "--set":
-                    raise ConfigError(msg, field="--set " + ".".join(map(str, loc))) from None
-                label = ".".join(f"[{x}]" if isinstance(x, int) else str(x) for x in src).replace(".[", "[")
-                raise fail(msg, src, label) from None
+        out.append(_Grid(algo, merged, _axes(merged, fields), origin, where))
     return out

@@ -80,7 +80,8 @@ def test_shipped_suites_load():
     unsup = next(t for t in paper if t.meta.experiment == "ff-unsupervised")
     assert unsup.ff.negatives == "hybrid_image" and unsup.ff.prediction_layers == [1, 2, 3] and unsup.epochs == 100
     jitter = next(t for t in paper if t.meta.experiment == "ff-supervised-jitter")
-    assert (jitter.meta.reference_error, jitter.data.jitter, jitter.epochs) == (0.0064, 2, 500) and "expensive" in jitter.meta.tags
+    assert ((jitter.meta.reference_error, jitter.data.jitter, jitter.epochs) == (0.0064, 2, 500)
+            and "expensive" in jitter.meta.tags)
     local = next(t for t in paper if t.meta.experiment == "ff-unsupervised-local")
     assert (local.meta.reference_error, local.ff.receptive_field, local.epochs) == (0.0116, 11, 60)
     assert all(len({t.seed for t in paper if t.meta.experiment == e}) >= 3 for e in refs)
@@ -94,7 +95,8 @@ def test_shipped_suites_load():
     assert by_name["pytorch-script"].batch_size == "full" and by_name["keras-io"].ff.episodes == 250
     assert by_name["greedy-grow"].ff.grow_patience == 1 and len(by_name["greedy-grow"].hidden) == 6
     unsup = by_name["greedy-grow-unsupervised"].ff
-    assert (unsup.grow_patience, unsup.negatives, unsup.prediction, unsup.prediction_layers) == (1, "hybrid_image", "softmax", list(range(6)))
+    assert (unsup.grow_patience, unsup.negatives, unsup.prediction, unsup.prediction_layers) == (1, "hybrid_image", "softmax",
+                                                                                                 list(range(6)))
     assert by_name["jax-example"].ff.negatives_refresh == "episode" and by_name["five-digits-100"].data.classes == [0, 1, 2, 3, 4]
     _, negs = load_suite(SUITES / "negatives.yaml")
     from ffbench.spec import NEGATIVES
@@ -103,13 +105,15 @@ def test_shipped_suites_load():
 
 
 @pytest.mark.parametrize("text,expected", [
-    ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiments:\n  - algorithm: ff\n    ff:\n      threshhold: 2.0\n",
+    ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiments:\n  - algorithm: ff\n"
+     "    ff:\n      threshhold: 2.0\n",
      "s.yaml:5: experiments[0].ff.threshhold: unknown field (did you mean 'threshold'?)"),
     ("defaults: {backend: torch, hidden: [10], epochs: ten, seed: 0}\nexperiments:\n  - {algorithm: bp}\n",
      "s.yaml:1: defaults.epochs: input should be a valid integer; got 'ten'"),
     ("defaults: {hidden: [10], epochs: 1, seed: 0}\nexperiments:\n  - algorithm: bp\n    backend: [torch, tourch]\n",
      "s.yaml:4: experiments[0].backend: unknown backend 'tourch'; expected one of: "),
-    ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiments:\n  - algorithm: ff\n    ff: {negatives: random}\n",
+    ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiments:\n  - algorithm: ff\n"
+     "    ff: {negatives: random}\n",
      "s.yaml:4: experiments[0].ff.negatives: expected one of: 'wrong_label', 'permuted_label', 'hard_label', "
      "'hard_label_top2', 'hybrid_image', 'class_split'; got 'random'"),
     ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiment:\n  - algorithm: ff\n",
@@ -119,7 +123,8 @@ def test_shipped_suites_load():
      "s.yaml:4: experiments[1].algorithm: expected one of: ff, bp; got 'cc'"),
     ("defaults: {backend: torch, hidden: [10], epochs: 1}\nexperiments:\n  - {algorithm: ff}\n",
      "s.yaml:3: experiments[0].seed: required field missing"),
-    ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiments:\n  - algorithm: ff\n    ff: {threshold: 1}\n    ff: {threshold: 2}\n",
+    ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiments:\n  - algorithm: ff\n"
+     "    ff: {threshold: 1}\n    ff: {threshold: 2}\n",
      "s.yaml:5: duplicate key 'ff'"),
     ("- just\n- a list\n", "s.yaml:1: a suite is a mapping"),
 ])
@@ -155,7 +160,8 @@ def test_select_by_tag_and_backend():
     assert select(trials, backends=["torch"]) == [t for t in trials if t.backend == "torch"]
     cheap = select(trials, skip=["expensive"])
     assert cheap and max(t.epochs for t in cheap) == 100 and all(t.data.jitter == 0 for t in cheap)
-    with pytest.raises(ConfigError, match="--only: no trial has tag 'nope'; tags in this suite: bp-baseline, expensive, ff, local, paper, unsupervised"):
+    with pytest.raises(ConfigError, match="--only: no trial has tag 'nope'; tags in this suite: "
+                                          "bp-baseline, expensive, ff, local, paper, unsupervised"):
         select(trials, only=["nope"])
     with pytest.raises(ConfigError, match="--backend: no trial runs on 'tpu'"):
         select(trials, backends=["tpu"])
@@ -199,3 +205,20 @@ experiments:
     p.write_text(p.read_text().replace("      threshhold: 2.0\n", ""))
     _, (a, b) = load_suite(p)
     assert (a.ff.threshold, a.ff.goodness) == (3.0, "sum") and (b.ff.threshold, b.ff.goodness) == (3.0, "mean")
+
+
+def test_shipped_suites_trial_ids_are_pinned():
+    """Every trial every shipped suite plans keeps its id: a results folder written before a
+    change resumes after it. tests/golden/trial_ids.json was written by the code before the
+    change that added this test; a change of identity must be deliberate (SPEC_VERSION)."""
+    import json
+
+    from ffbench import runner
+
+    if set(registry.installed()) != {"torch", "jax", "keras"}:
+        pytest.skip("the pinned ids are of the suites with every backend installed (`backend: installed`)")
+    pinned = json.loads((Path(__file__).parent / "golden" / "trial_ids.json").read_text())
+    assert sorted(pinned) == sorted(p.name for p in SUITES.glob("*.yaml")), "a shipped suite without pinned ids"
+    for name, ids in pinned.items():
+        _, trials = load_suite(SUITES / name)
+        assert sorted(t.trial_id for t in runner.plan(trials)) == ids, name
