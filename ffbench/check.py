@@ -263,37 +263,73 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
 
 # ---------------------------------------------------------------- fixtures from outside
 
+MAX_FIXTURE_STEPS = 10_000
+
+
 def read_fixture(path) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray, np.ndarray, FFSpec, OptimizerSpec, int]:
     """Read a fixture file (format in the README); raises ConfigError with the field at fault."""
     import json
 
     from pydantic import ValidationError
 
+    from ffbench.data import CORRUPT
     from ffbench.errors import ConfigError
+
+    def bad(msg: str, field: str | None = None) -> ConfigError:
+        return ConfigError(msg, file=str(path), field=field)
+
     try:
         z = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read fixture: {exc}", file=str(path)) from None
+    except CORRUPT as exc:
+        raise bad(f"cannot read fixture ({type(exc).__name__}: {exc}); expected an .npz file") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise bad("a single array, not an .npz of named arrays")
     with z:
         keys = set(z.files)
         for need in ("x_pos", "x_neg", "spec", "W0", "b0"):
             if need not in keys:
-                raise ConfigError("missing array; a fixture holds W0..W{L-1}, b0..b{L-1}, x_pos, x_neg and spec",
-                                  file=str(path), field=need)
+                raise bad("missing array; a fixture holds W0..W{L-1}, b0..b{L-1}, x_pos, x_neg and spec", need)
         depth = sum(1 for k in keys if k.startswith("W") and k[1:].isdigit())
-        params = [(z[f"W{i}"].astype(np.float32), z[f"b{i}"].astype(np.float32)) for i in range(depth)]
-        x_pos, x_neg = z["x_pos"].astype(np.float32), z["x_neg"].astype(np.float32)
+        arrays = {}
+        for k in ["x_pos", "x_neg", *(f"{w}{i}" for i in range(depth) for w in "Wb")]:
+            if k not in keys:
+                raise bad(f"missing array (the fixture has W0..W{depth - 1})", k)
+            try:
+                a = z[k]
+            except CORRUPT as exc:  # a damaged member, or an object array (never unpickled)
+                raise bad(f"cannot read ({type(exc).__name__}: {exc})", k) from None
+            if a.dtype.kind not in "fiu" or not np.isfinite(a).all():
+                raise bad(f"expected finite real numbers; got dtype {a.dtype}" + ("" if a.dtype.kind not in "fiu" else
+                                                                                  " with NaN or infinity"), k)
+            arrays[k] = a.astype(np.float32)
         try:
             spec = json.loads(str(z["spec"]))
+        except CORRUPT as exc:
+            raise bad(f"cannot read ({type(exc).__name__}: {exc})", "spec") from None
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"not JSON: {exc}", file=str(path), field="spec") from None
+            raise bad(f"not JSON: {exc}", "spec") from None
+    x_pos, x_neg = arrays["x_pos"], arrays["x_neg"]
+    if x_pos.ndim != 2 or x_neg.shape != x_pos.shape or not len(x_pos):
+        raise bad(f"x_pos and x_neg must be 2-D (N, in) arrays of one shape; got {x_pos.shape} and {x_neg.shape}", "x_neg")
+    width = x_pos.shape[1]
+    params = []
+    for i in range(depth):
+        W, b = arrays[f"W{i}"], arrays[f"b{i}"]
+        if W.ndim != 2 or W.shape[1] != width or b.shape != (W.shape[0],):
+            raise bad(f"expected W{i} of shape (out, {width}) and b{i} of shape (out,); got {W.shape} and {b.shape}", f"W{i}")
+        params.append((W, b))
+        width = W.shape[0]
+    if not isinstance(spec, dict):
+        raise bad(f"expected a JSON object; got {type(spec).__name__}", "spec")
     try:
         ff = FFSpec(**{k: spec[k] for k in ("goodness", "threshold", "norm", "norm_eps") if k in spec})
         opt = OptimizerSpec(**spec["optimizer"])
-        steps = int(spec["steps"])
+        steps = spec["steps"]
     except (ValidationError, KeyError, TypeError) as exc:
         msg = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else f"missing or invalid {exc}"
-        raise ConfigError(msg, file=str(path), field="spec") from None
+        raise bad(msg, "spec") from None
+    if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= MAX_FIXTURE_STEPS:
+        raise bad(f"steps: expected a whole number from 1 to {MAX_FIXTURE_STEPS}; got {steps!r}", "spec")
     return params, x_pos, x_neg, ff, opt, steps
 
 

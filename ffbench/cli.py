@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ffbench import __version__
-from ffbench.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_TRIALS_FAILED, FFBenchError
+from ffbench.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_TRIALS_FAILED, ConfigError, FFBenchError
 from ffbench.packing import DEFAULT_PACK_SIZE
+from ffbench.stderr_guard import only_ffbench_lines, say
+from ffbench.suites import MAX_TRIALS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -34,7 +36,7 @@ def _positive(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
-    if not value > 0:
+    if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number > 0, not {text!r}")
     return value
 
@@ -72,10 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ffbench", description="Forward-Forward against backprop: one spec, several frameworks.",
                 epilog="exit codes: 0 ok, 1 some trials failed, 2 bad input, 3 backend or data missing, 130 interrupted")
     p.add_argument("--version", action="version", version=f"ffbench {__version__}")
+    common = _Parser(add_help=False)
+    common.add_argument("--verbose", action="store_true", help="let the frameworks' own messages (absl, XLA, TensorFlow, "
+                        "Ray, Python warnings) through to stderr; by default stderr holds ffbench's lines only")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     r = sub.add_parser("run", help="run a suite of trials", description="Expand a suite, run what is not done yet, "
-                       "and write one Parquet row per trial under DIR/trials/.")
+                       "and write one Parquet row per trial under DIR/trials/.", parents=[common])
     r.add_argument("suite", type=Path, help="a suite YAML file, e.g. suites/quickstart.yaml")
     r.add_argument("--out", type=Path, help="results folder (default: results/<suite name>/)")
     r.add_argument("--dry-run", action="store_true", help="list the expanded trials; run nothing")
@@ -102,11 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
                    f"that can (jax, torch, keras on jax); each keeps its own row (default {DEFAULT_PACK_SIZE})")
     r.add_argument("--no-pack", action="store_true", help="train every trial alone (same as --pack-size 1)")
     r.add_argument("--quiet", action="store_true", help="no progress display or summary")
+    r.add_argument("--max-trials", type=_positive_int, default=MAX_TRIALS, metavar="N",
+                   help=f"refuse a suite that expands to more than N trials (default {MAX_TRIALS:,}); "
+                        "counted before any is built")
 
-    sub.add_parser("list", help="backends (with install status), negative strategies and suites")
+    sub.add_parser("list", help="backends (with install status), negative strategies and suites", parents=[common])
 
     rep = sub.add_parser("report", help="tables, statistics and plots from a results folder",
-                         description="Write DIR/report/report.{md,tex,html}, CSV tables and PNG/PDF plots.")
+                         description="Write DIR/report/report.{md,tex,html}, CSV tables and PNG/PDF plots.", parents=[common])
     rep.add_argument("dir", type=Path, help="a results folder written by `ffbench run`")
     rep.add_argument("--where", help="""a pandas query on the rows, e.g. 'backend=="jax"'""")
     rep.add_argument("--group-by", help="comma-separated columns that define a configuration "
@@ -114,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--target", type=float, help="target test error for time-to-target, as a fraction (0.015)")
 
     b = sub.add_parser("bench", help="time training epochs of one spec on each backend (no Ray)",
-                       description="Compile and warm-up are timed apart; epoch_seconds is the median of the timed epochs.")
+                       description="Compile and warm-up are timed apart; epoch_seconds is the median of the timed epochs.",
+                       parents=[common])
     b.add_argument("--backend", action="append", default=[], help="repeatable (default: every installed backend)")
     b.add_argument("--algorithm", choices=["ff", "bp"], default="ff")
     b.add_argument("--hidden", default="1000,1000,1000", help="comma-separated widths (default 1000,1000,1000)")
@@ -122,14 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--epochs", type=int, default=3, help="timed epochs, after one warm-up epoch")
     b.add_argument("--train-subset", type=int, help="time on the first N training images only")
     b.add_argument("--pack", type=_positive_int, default=1, metavar="N",
-                   help="train N seeds as one packed program (backends that pack: jax, torch, keras on KERAS_BACKEND=jax); rates are the pack's aggregate")
+                   help="train N seeds as one packed program (backends that pack: jax, torch, keras on KERAS_BACKEND=jax); "
+                        "rates are the pack's aggregate")
     b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="any other spec field")
     b.add_argument("--json", action="store_true", help="print a JSON list of results")
 
     c = sub.add_parser("check", help="check every backend against the NumPy reference",
                        description="Compare each backend with the float64 NumPy reference on the same spec, weights "
                        "and batch: per-layer goodness, loss and gradients; parameters after 1 and N steps of both "
-                       "schedules; the BP baseline; predictions. Exits 1 on any FAIL.")
+                       "schedules; the BP baseline; predictions. Exits 1 on any FAIL.", parents=[common])
     c.add_argument("--backends", help="comma-separated (default: every installed backend)")
     c.add_argument("--spec", type=Path, help="a YAML file with one FF trial (fields as in a suite experiment)")
     c.add_argument("--fixture", type=Path, help="run the FF layer stack of this .npz fixture (format in the README)")
@@ -140,14 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return {"run": _run, "list": _list, "check": _check, "report": _report, "bench": _bench}[args.command](args)
-    except FFBenchError as exc:
-        print(f"ffbench: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("ffbench: interrupted; finished trials are saved, re-run the same command to finish", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    with only_ffbench_lines(verbose=args.verbose):
+        try:
+            return {"run": _run, "list": _list, "check": _check, "report": _report, "bench": _bench}[args.command](args)
+        except FFBenchError as exc:
+            say(f"ffbench: error: {exc}")
+            return exc.exit_code
+        except KeyboardInterrupt:
+            say("ffbench: interrupted; finished trials are saved, re-run the same command to finish")
+            return EXIT_INTERRUPTED
 
 
 def _dry_run_rows(planned, done: set[str]) -> list[dict[str, Any]]:
@@ -173,12 +184,16 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.json and not args.dry_run:
         raise FFBenchError("--json goes with --dry-run")
-    name, trials = suites.load_suite(args.suite, args.overrides)
+    name, trials = suites.load_suite(args.suite, args.overrides, max_trials=args.max_trials)
     trials = suites.select(trials, only=args.only, skip=args.skip, backends=args.backend)
     planned = runner.plan(trials)
     out = args.out or Path("results") / name
+    if out.exists() and not out.is_dir():
+        raise ConfigError("is a file; expected a results folder (new or written by ffbench run)", file=str(out), field="--out")
     done = results.completed_ids(out)
     if args.dry_run:
+        for bad in results.unreadable(out):
+            say(f"ffbench: warning: {bad.path}: unreadable ({bad.reason}); a run sets it aside and runs its trial again")
         rows = _dry_run_rows(planned, done)
         if args.json:
             print(json.dumps(rows, indent=1))
@@ -192,6 +207,8 @@ def _run(args: argparse.Namespace) -> int:
     executor = executor_for(args.executor, args.address, gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
                             max_retries=args.max_retries, trial_timeout=args.trial_timeout)
     with results.exclusive(out), executor as ex, _sigterm_interrupts():
+        for bad, moved in results.quarantine(out):
+            say(f"ffbench: warning: {bad.path}: unreadable ({bad.reason}); moved to {moved}, its trial runs again")
         results.save_suite(out, args.suite)
         with Progress(len(planned), quiet=args.quiet) as progress:
             summary = runner.run(planned, out, ex, progress, force=args.force, pack_size=1 if args.no_pack else args.pack_size)
@@ -262,7 +279,8 @@ def _bench(args: argparse.Namespace) -> int:
         try:
             rows.append(bench.bench_backend(name, spec, args.epochs, args.pack))
         except ValueError as exc:  # pydantic ValidationError included: a bad --set or --hidden
-            raise FFBenchError(f"bench: {str(exc).splitlines()[0] if not hasattr(exc, 'errors') else exc.errors()[0]['msg']}") from None
+            raise FFBenchError(
+                f"bench: {str(exc).splitlines()[0] if not hasattr(exc, 'errors') else exc.errors()[0]['msg']}") from None
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
@@ -274,7 +292,9 @@ def _bench(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from ffbench import report
     group_by = [c.strip() for c in args.group_by.split(",") if c.strip()] if args.group_by else None
-    written = report.build(args.dir, args.where, group_by, args.target)
+    written = report.build(args.dir, args.where, group_by, args.target,
+                           warn=lambda bad: say(f"ffbench: warning: {bad.path}: unreadable ({bad.reason}); "
+                                                "left out of the report (`ffbench run` sets it aside and runs it again)"))
     print(f"wrote {len(written)} files to {args.dir / 'report'}/: " + ", ".join(p.name for p in written))
     return EXIT_OK
 

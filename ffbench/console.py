@@ -13,14 +13,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
-_err, _out = Console(stderr=True), Console()
+from ffbench.stderr_guard import OWN
+
+_err, _out = Console(file=OWN), Console()  # OWN: the real stderr, also while framework chatter is dropped
 # files and pipes get whole lines and tables, not 80-column wraps
-console = _err if _err.is_terminal else Console(stderr=True, width=200)
+console = _err if _err.is_terminal else Console(file=OWN, width=200)
 out = _out if _out.is_terminal else Console(width=150)
 
 
 def _label(spec: dict[str, Any]) -> str:
-    return f"{spec['meta']['experiment'] or spec['algorithm']} {spec['backend']} {'x'.join(map(str, spec['hidden']))} seed {spec['seed']}"
+    return (f"{spec['meta']['experiment'] or spec['algorithm']} {spec['backend']} "
+            f"{'x'.join(map(str, spec['hidden']))} seed {spec['seed']}")
 
 
 class Progress:
@@ -108,11 +111,13 @@ class Progress:
         self._refresh()
         if not self.quiet:
             status = row["status"]
-            what = f"test error {100 * row['test_error']:.2f}%, {row['train_seconds']:.1f}s training" if status == "ok" else row["error"]
+            what = (f"test error {100 * row['test_error']:.2f}%, {row['train_seconds']:.1f}s training" if status == "ok"
+                    else row["error"])
             colour = "green" if status == "ok" else "red"
             attempt = f" (attempt {row['attempt']})" if (row.get("attempt") or 1) > 1 else ""
             count = f" [{self.counts['done']}/{self.total - self.counts['skipped']} done]" if self.log_lines else ""
-            console.print(f"[{colour}]{status:>8}[/] {p.trial_id} {escape(_label(p.spec))}{attempt}: {escape(str(what))}{escape(count)}",
+            console.print(f"[{colour}]{status:>8}[/] {p.trial_id} {escape(_label(p.spec))}{attempt}: "
+                          f"{escape(str(what))}{escape(count)}",
                           highlight=False)
         self.logged.pop(p.trial_id, None)
 
@@ -167,12 +172,14 @@ def print_listing() -> None:
     t.add_column("file")
     t.add_column("description")
     for path in sorted(Path("suites").glob("*.yaml")):
-        import yaml
+        from ffbench.errors import ConfigError
+        from ffbench.suites import load_yaml
         try:
-            desc = (yaml.safe_load(path.read_text()) or {}).get("description", "")
-        except yaml.YAMLError:
-            desc = "(invalid YAML)"
-        t.add_row(str(path), (desc or "").strip().splitlines()[0] if desc else "")
+            data = load_yaml(path)[0]
+            desc = data.get("description", "") if isinstance(data, dict) else "(not a suite)"
+        except ConfigError as exc:
+            desc = f"(unreadable: {exc.message})"
+        t.add_row(str(path), str(desc).strip().splitlines()[0] if desc else "")
     out.print(t)
 
 

@@ -18,13 +18,15 @@ import hashlib
 import json
 import os
 import urllib.request
+import zipfile
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from ffbench.errors import DataError
+from ffbench.errors import ConfigError, DataError
 from ffbench.spec import DataSpec
 
 ARRAY_SHA256 = {
@@ -63,11 +65,18 @@ def cache_dir() -> Path:
 
 # ---------------------------------------------------------------- reading containers
 
+# What a damaged container raises: a cut-short or bit-flipped zip, gzip or npy header.
+CORRUPT = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error)
+
+
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (gzipped or raw) of unsigned bytes."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except CORRUPT as exc:
+        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc}); corrupt or cut short?") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"{path}: not an IDX file of unsigned bytes")
     ndim = raw[3]
@@ -96,10 +105,11 @@ def _read_folder(folder: Path) -> dict[str, np.ndarray] | None:
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             return {k: np.asarray(z[k]) for k in ARRAY_SHA256}
-    except (KeyError, ValueError, OSError) as exc:
-        raise DataError(f"{path}: not a Keras-style mnist.npz ({exc})") from exc
+    except CORRUPT as exc:
+        raise DataError(f"{path}: not a readable Keras-style mnist.npz ({type(exc).__name__}: {exc}); "
+                        "corrupt or cut short?") from None
 
 
 def verify(arrays: dict[str, np.ndarray], origin: str) -> dict[str, np.ndarray]:
@@ -208,13 +218,13 @@ def _prepare(spec_json: str, path: str | None) -> Dataset:
     train = Split(x[:n_train], y[:n_train])
     if spec.train_subset is not None:
         if spec.train_subset > n_train:
-            raise DataError(f"data.train_subset={spec.train_subset} exceeds the {n_train} training images")
+            raise ConfigError(f"{spec.train_subset} exceeds the {n_train} training images", field="data.train_subset")
         train = Split(train.x[: spec.train_subset], train.y[: spec.train_subset])
     val = Split(x[n_train:], y[n_train:]) if spec.validation_size else None
     test = Split(_scale(raw["x_test"], spec.pixel_scale), raw["y_test"].astype(np.int64))
     if spec.test_subset is not None:  # a quick pass only: the error of a real run is on all 10,000
         if spec.test_subset > len(test.y):
-            raise DataError(f"data.test_subset={spec.test_subset} exceeds the {len(test.y)} test images")
+            raise ConfigError(f"{spec.test_subset} exceeds the {len(test.y)} test images", field="data.test_subset")
         test = Split(test.x[: spec.test_subset], test.y[: spec.test_subset])
     rest = None
     if spec.classes is not None:  # positives and evaluation: these classes; the rest: class_split's negatives

@@ -4,9 +4,10 @@
         for record in ex.map(units, progress):   # records arrive as trials finish
             ...
 
-Each unit of work (a trial, or a pack of trials trained as one program) is one task asking for `gpus` (fractions pack several trials on a GPU) and
-`cpus`, from the trial's `meta.resources`, else the executor's defaults (1 GPU where the
-cluster has GPUs, 1 CPU). Worker processes are pooled per (backend, GPU or not), so a
+Each unit of work (a trial, or a pack of trials trained as one program) is one task asking
+for `gpus` (fractions pack several trials on a GPU) and `cpus`, from the trial's
+`meta.resources`, else the executor's defaults (1 GPU where the cluster has GPUs, 1 CPU).
+Worker processes are pooled per (backend, GPU or not), so a
 process never holds two frameworks; a GPU task gets a fresh process (Ray's max_calls=1 for
 GPU functions), which sees only its assigned devices through CUDA_VISIBLE_DEVICES, with
 JAX preallocation off and TensorFlow memory growth on. A CPU task sees no GPU.
@@ -225,7 +226,8 @@ class RayExecutor:
             task = gpu_task if gpus else cpu_task
             ref = task.options(num_gpus=gpus, num_cpus=cpus, max_retries=self.max_retries, retry_exceptions=False,
                                name=f"ffbench {what} {u[0].trial_id}" + (f" (+{len(u) - 1} packed)" if len(u) > 1 else ""),
-                               runtime_env={"env_vars": env}).remote(u, asdict(registry.entries()[backend]), hub, self.trial_timeout)
+                               runtime_env={"env_vars": env}).remote(u, asdict(registry.entries()[backend]), hub,
+                                                                      self.trial_timeout)
             pending[ref] = u
 
         started: dict[str, float] = {}
@@ -269,7 +271,8 @@ class RayExecutor:
             if first not in killed:
                 raise
             attempt = ray.get(hub.attempt.remote(first))
-            status, error = "timeout", f"killed {self.grace:g}s after the {self.trial_timeout:g}s trial timeout (no epoch finished in time)"
+            status, error = "timeout", (f"killed {self.grace:g}s after the {self.trial_timeout:g}s trial timeout "
+                                        "(no epoch finished in time)")
         except RayError as exc:  # the worker died on every attempt (killed, out of memory, node lost)
             attempt = ray.get(hub.attempt.remote(first))
             line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

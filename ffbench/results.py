@@ -8,6 +8,13 @@ Arrow schema (derived from the spec models), so fragments of FF and BP trials, w
 different ffbench runs, always read back as one table. A fragment is written to a hidden
 temporary file and renamed into place: a reader never sees half a row, and Arrow's dataset
 discovery ignores the hidden files.
+
+A fragment that does not read back (cut short by a copy or sync that broke off, or not
+Parquet at all) is never fatal: `unreadable()` names it, `quarantine()` (which `ffbench run`
+calls while it holds DIR) moves it to DIR/quarantine/ (never deleted) so that its trial
+runs again, and the readers here leave it out. A write that fails (a full disk, a read-only
+folder) stops the run with one line (`ResultsUnwritable`); the temporary file is removed,
+so nothing is half-written, and a re-run finishes the rest.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import os
 import socket
 import types
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -24,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ffbench.errors import FFBenchError
+from ffbench.errors import ConfigError, FFBenchError
 from ffbench.spec import MODELS, BPTrial, FFTrial, flatten, full_spec, leaf_fields, unwrap
 
 STATUSES = ("ok", "failed", "diverged", "timeout")
@@ -32,6 +40,19 @@ STATUSES = ("ok", "failed", "diverged", "timeout")
 
 class ResultsBusy(FFBenchError):
     exit_code = 3
+
+
+class ResultsUnwritable(FFBenchError):
+    """DIR cannot be written (no space, read-only, no permission)."""
+
+    exit_code = 3
+
+
+def _unwritable(path: Path, exc: OSError) -> FFBenchError:
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):  # a file where a folder goes
+        return ConfigError("is a file, or inside one; expected a results folder", file=str(path), field="--out")
+    return ResultsUnwritable(f"{path}: cannot write: {exc.strerror or exc}; nothing was half-written, "
+                             "re-run the same command to finish the rest")
 
 # Columns every row has besides the flattened spec (`spec.` prefix).
 RESULT_FIELDS: list[tuple[str, pa.DataType]] = [
@@ -127,15 +148,20 @@ def spec_row(trial: FFTrial | BPTrial) -> dict[str, Any]:
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise _unwritable(path.parent, exc) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def write_trial(out_dir: Path, row: dict[str, Any], curves: list[dict[str, Any]] | None = None) -> Path:
@@ -159,15 +185,19 @@ def exclusive(out_dir: Path):
     """Hold DIR for one `ffbench run`: a second run on the same DIR is refused, not interleaved.
     The lock is an flock on DIR/.ffbench.lock, released by the kernel if the holder dies."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    f = open(out_dir / ".ffbench.lock", "a+")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        f = open(out_dir / ".ffbench.lock", "a+")
+    except OSError as exc:
+        raise _unwritable(out_dir, exc) from None
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         f.seek(0)
         holder = f.read().strip() or "another process"
         f.close()
-        raise ResultsBusy(f"{out_dir}: another ffbench run is writing here ({holder}); wait for it, or use another --out") from None
+        raise ResultsBusy(f"{out_dir}: another ffbench run is writing here ({holder}); "
+                          "wait for it, or use another --out") from None
     f.seek(0)
     f.truncate()
     f.write(f"pid {os.getpid()} on {socket.gethostname()}")
@@ -186,26 +216,81 @@ def save_suite(out_dir: Path, suite_file: Path) -> Path:
     data = Path(suite_file).read_bytes()
     target = Path(out_dir) / "suites" / f"{Path(suite_file).stem}.{hashlib.sha256(data).hexdigest()[:12]}.yaml"
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise _unwritable(target.parent, exc) from None
     return target
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A fragment that does not read back as ffbench rows."""
+
+    path: Path
+    reason: str
+
+
+def _read_folder(folder: Path, schema: pa.Schema) -> tuple[pa.Table, list[Unreadable]]:
+    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    if not files:
+        return schema.empty_table(), []
+    try:  # the common case: one dataset read
+        return pq.read_table(folder, schema=schema), []
+    except (pa.ArrowException, OSError, ValueError):
+        pass
+    tables, bad = [], []
+    for f in files:  # find the fragments that spoil it
+        try:
+            tables.append(pq.read_table(f, schema=schema))
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            reason = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            bad.append(Unreadable(f, f"{type(exc).__name__}: {reason}"))
+    return (pa.concat_tables(tables) if tables else schema.empty_table()), bad
+
+
 def read_trials(out_dir: Path) -> pd.DataFrame:
-    """All trial rows in DIR (an empty frame with the full schema if there are none)."""
-    folder = Path(out_dir) / "trials"
-    if not folder.is_dir() or not any(folder.glob("*.parquet")):
-        return TRIAL_SCHEMA.empty_table().to_pandas()
-    return pq.read_table(folder, schema=TRIAL_SCHEMA).to_pandas()
+    """All readable trial rows in DIR (an empty frame with the full schema if there are none);
+    `unreadable(DIR)` names the fragments left out."""
+    return _read_folder(Path(out_dir) / "trials", TRIAL_SCHEMA)[0].to_pandas()
 
 
 def read_curves(out_dir: Path) -> pd.DataFrame:
-    folder = Path(out_dir) / "curves"
-    if not folder.is_dir() or not any(folder.glob("*.parquet")):
-        return CURVE_SCHEMA.empty_table().to_pandas()
-    return pq.read_table(folder, schema=CURVE_SCHEMA).to_pandas()
+    return _read_folder(Path(out_dir) / "curves", CURVE_SCHEMA)[0].to_pandas()
+
+
+def unreadable(out_dir: Path) -> list[Unreadable]:
+    """The trial and curve fragments of DIR that do not read back."""
+    return [*_read_folder(Path(out_dir) / "trials", TRIAL_SCHEMA)[1], *_read_folder(Path(out_dir) / "curves", CURVE_SCHEMA)[1]]
+
+
+def quarantine(out_dir: Path) -> list[tuple[Unreadable, Path]]:
+    """Move every unreadable fragment to DIR/quarantine/<trials|curves>/ (never deleted),
+    with the row of a trial whose curves are unreadable, so that the trial runs again
+    whole. Returns (fragment, where it went). Call it holding DIR (`exclusive`)."""
+    out_dir = Path(out_dir)
+    moved = []
+    for bad in unreadable(out_dir):
+        paths = [bad.path]
+        if bad.path.parent.name == "curves" and (out_dir / "trials" / bad.path.name).exists():
+            paths.append(out_dir / "trials" / bad.path.name)
+        for path in paths:
+            dest = out_dir / "quarantine" / path.parent.name / path.name
+            n = 1
+            while dest.exists():  # an earlier quarantined copy is kept too
+                dest, n = out_dir / "quarantine" / path.parent.name / f"{path.stem}.{n}{path.suffix}", n + 1
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, dest)
+            except OSError as exc:
+                raise _unwritable(dest.parent, exc) from None
+            if path == bad.path:
+                moved.append((bad, dest))
+    return moved
 
 
 def completed_ids(out_dir: Path) -> set[str]:

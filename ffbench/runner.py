@@ -22,10 +22,10 @@ from typing import Any, Protocol
 from ffbench import compile_cache, registry, results
 from ffbench.data import dataset_checksum, prepare
 from ffbench.env import environment
-from ffbench.errors import BackendUnavailable, Diverged, TrialTimeout
+from ffbench.errors import BackendUnavailable, ConfigError, Diverged, TrialTimeout
 from ffbench.loop import Outcome, fit_unit
 from ffbench.packing import DEFAULT_PACK_SIZE, units
-from ffbench.spec import BPTrial, FFTrial, canonical_json, normal_form, parse_trial, trial_id
+from ffbench.spec import BPTrial, FFTrial, batch_size_for, canonical_json, normal_form, parse_trial, trial_id
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,9 @@ def plan(trials: Iterable[FFTrial | BPTrial]) -> list[PlannedTrial]:
 
 
 def check_runnable(planned: list[PlannedTrial]) -> None:
-    """Fail up front if a backend is missing or refuses a trial (BackendUnavailable), or the
-    data cannot be found and verified (DataError)."""
+    """Fail up front if a backend is missing or refuses a trial (BackendUnavailable), the
+    data cannot be found and verified (DataError), or a trial does not fit its data: a batch
+    larger than its training split (ConfigError)."""
     missing = {}
     for name in sorted({p.spec["backend"] for p in planned}):
         ok, reason = registry.status(name)
@@ -60,8 +61,17 @@ def check_runnable(planned: list[PlannedTrial]) -> None:
         reason = registry.load(p.spec["backend"]).skip(p.trial())
         if reason:
             raise BackendUnavailable(f"backend {p.spec['backend']!r} cannot run trial {p.trial_id}: {reason}")
-    for data_spec in {p.trial().data.model_dump_json(): p.trial().data for p in planned}.values():
-        prepare(data_spec)
+    datasets = {}
+    for p in planned:
+        trial = p.trial()
+        key = trial.data.model_dump_json()
+        if key not in datasets:
+            datasets[key] = prepare(trial.data)
+        try:  # checks that need the split sizes belong to planning too: bad input, nothing run
+            batch_size_for(trial, len(datasets[key].train))
+        except ValueError as exc:
+            what = trial.meta.experiment or trial.algorithm
+            raise ConfigError(f"{exc} (experiment {what!r}, trial {p.trial_id})", field="batch_size") from None
 
 
 def _now() -> datetime:

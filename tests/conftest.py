@@ -48,3 +48,17 @@ def ray_tmp(monkeypatch):
     monkeypatch.setenv("RAY_TMPDIR", str(folder))
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture()
+def fake_backend(monkeypatch):
+    """The `fake` backend of tests/fake_backend.py, registered for one test."""
+    from ffbench import registry
+    from ffbench.registry import BackendEntry
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # Ray workers import it too
+    monkeypatch.setitem(registry._REGISTRY, "fake", BackendEntry("fake", "fake_backend", ("numpy",), "-", "test double"))
+    registry._loaded.cache_clear()
+    yield
+    registry._loaded.cache_clear()

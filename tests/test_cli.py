@@ -16,16 +16,6 @@ from ffbench.spec import NEGATIVES
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture()
-def fake_backend(monkeypatch):
-    monkeypatch.syspath_prepend(str(Path(__file__).parent))
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # Ray workers import it too
-    monkeypatch.setitem(registry._REGISTRY, "fake", BackendEntry("fake", "fake_backend", ("numpy",), "-", "test double"))
-    registry._loaded.cache_clear()
-    yield
-    registry._loaded.cache_clear()
-
-
 def suite(tmp_path, body: str) -> Path:
     p = tmp_path / "suite.yaml"
     p.write_text(body)
@@ -203,7 +193,8 @@ def test_triton_is_loaded_before_a_backend_that_loads_tensorflow(tmp_path, monke
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "triton.py").write_text("")
     (tmp_path / "tensorflow.py").write_text("")
-    (tmp_path / "tf_backend_xyz.py").write_text("import sys\nTRITON_FIRST = 'triton' in sys.modules\nimport tensorflow\nBackend = object\n")
+    (tmp_path / "tf_backend_xyz.py").write_text("import sys\nTRITON_FIRST = 'triton' in sys.modules\n"
+                                                "import tensorflow\nBackend = object\n")
     (tmp_path / "plain_backend_xyz.py").write_text("Backend = object\n")
     monkeypatch.setitem(registry._REGISTRY, "plain", BackendEntry("plain", "plain_backend_xyz", ("numpy",), "-", "-"))
     monkeypatch.setitem(registry._REGISTRY, "tfb", BackendEntry("tfb", "tf_backend_xyz", ("numpy", "$KERAS_BACKEND"), "-", "-"))
@@ -230,7 +221,8 @@ def test_a_second_run_on_the_same_folder_is_refused(tmp_path, fake_backend, caps
         err = capsys.readouterr().err
         assert "another ffbench run is writing here (pid" in err and err.count("\n") == 1
         assert not (out / "trials").exists()
-    assert main(["run", str(suite(tmp_path, FAKE)), "--out", str(out), "--quiet", "--executor", "local"]) == 1  # free again: runs (seed 1 fails)
+    # free again: runs (seed 1 fails)
+    assert main(["run", str(suite(tmp_path, FAKE)), "--out", str(out), "--quiet", "--executor", "local"]) == 1
     assert len(list((out / "suites").glob("suite.*.yaml"))) == 1
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ffbench import data
-from ffbench.errors import DataError
+from ffbench.errors import ConfigError, DataError
 from ffbench.spec import DataSpec
 
 
@@ -130,8 +130,8 @@ def test_splits(mnist_dir, raw):
     np.testing.assert_array_equal(small.train.y, raw["y_train"][:2000])
     std = data.prepare(DataSpec(pixel_scale="standardize"), mnist_dir)
     assert abs(float(std.train.x.mean())) < 0.05 and abs(float(std.train.x.std()) - 1) < 0.05
-    with pytest.raises(DataError, match="exceeds"):
-        data.prepare(DataSpec(train_subset=55000), mnist_dir)
+    with pytest.raises(ConfigError, match="data.train_subset: 55000 exceeds the 50000 training images"):
+        data.prepare(DataSpec(train_subset=55000), mnist_dir)  # bad input (exit 2), not a missing dataset
 
 
 def test_classes_keep_their_images_for_training_and_evaluation_and_pool_the_rest(mnist_dir, raw):

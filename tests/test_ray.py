@@ -139,7 +139,8 @@ def test_fractional_gpu_requests_pack_several_trials_per_gpu(cluster, tmp_path):
 
 
 def test_an_infeasible_request_is_refused_up_front(cluster, tmp_path):
-    with RayExecutor(gpus_per_trial=2) as ex, pytest.raises(ResourcesUnavailable, match="ask for 2 GPU and 1 CPU each, but no node"):
+    with RayExecutor(gpus_per_trial=2) as ex, pytest.raises(ResourcesUnavailable,
+                                                             match="ask for 2 GPU and 1 CPU each, but no node"):
         runner.run(fake_trials([0]), tmp_path, ex, Recorder())
     assert not (tmp_path / "trials").exists()
 
@@ -341,7 +342,8 @@ def test_the_embedded_cluster_listens_on_loopback_and_refuses_a_client_without_i
         gcs = ray.get_runtime_context().gcs_address
         assert gcs.startswith("127.0.0.1:"), gcs
         ray_pids = {int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
-                    and str(ray_tmp) in (Path(p, "cmdline").read_bytes().decode(errors="replace") if Path(p, "cmdline").exists() else "")}
+                    and str(ray_tmp) in (Path(p, "cmdline").read_bytes().decode(errors="replace")
+                                         if Path(p, "cmdline").exists() else "")}
         ports = _listening_ports(ray_pids | {os.getpid()})
         assert ports, "found no listening Ray port"
         assert all(_is_loopback(addr) for addr in ports.values()), ports

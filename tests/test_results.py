@@ -1,6 +1,8 @@
 """Parquet results: schema, atomic fragments, round trip, resume bookkeeping."""
 
+import errno
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -30,7 +32,8 @@ def test_round_trip_ff_and_bp_rows_read_as_one_table(tmp_path):
     b = df.set_index("trial_id").loc["b2"]
     assert b["status"] == "failed" and np.isnan(b["test_error"]) and pd.isna(b["spec.ff.threshold"])
     curves = results.read_curves(tmp_path)
-    assert curves.to_dict("records") == [{"trial_id": "a1", "epoch": 0, "phase": "ff", "metric": "ff_loss", "layer": 1, "value": 0.5}]
+    assert curves.to_dict("records") == [{"trial_id": "a1", "epoch": 0, "phase": "ff", "metric": "ff_loss", "layer": 1,
+                                          "value": 0.5}]
 
 
 def test_every_fragment_has_the_full_schema(tmp_path):
@@ -41,9 +44,9 @@ def test_every_fragment_has_the_full_schema(tmp_path):
 def test_writes_are_atomic_and_leave_no_temporaries(tmp_path, monkeypatch):
     results.write_trial(tmp_path, row("d4"))
     def fail(*a, **k):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     monkeypatch.setattr(results.pq, "write_table", fail)
-    with pytest.raises(OSError):
+    with pytest.raises(results.ResultsUnwritable, match="No space left on device"):
         results.write_trial(tmp_path, row("e5"))
     assert sorted(p.name for p in (tmp_path / "trials").iterdir()) == ["d4.parquet"]
 

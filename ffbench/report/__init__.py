@@ -14,21 +14,29 @@ import pandas as pd
 
 from ffbench.errors import ConfigError
 from ffbench.report import plots, render, tables
-from ffbench.results import TRIAL_SCHEMA, read_curves, read_trials
+from ffbench.results import TRIAL_SCHEMA, read_curves, read_trials, unreadable
+from ffbench.stderr_guard import say
 
 
-def load(out_dir: Path, where: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The trial rows (optionally filtered by a pandas query) and their curves."""
+def load(out_dir: Path, where: str | None = None, warn=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The trial rows (optionally filtered by a pandas query) and their curves. A fragment
+    that does not read back is left out, and `warn(results.Unreadable)` is told of it."""
     out_dir = Path(out_dir)
     trials = out_dir / "trials"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError("is a file; expected a results folder written by `ffbench run`", file=str(out_dir))
     if not out_dir.is_dir():
         raise ConfigError("no such folder", file=str(out_dir))
     if not trials.is_dir():
-        raise ConfigError("not an ffbench results folder (no trials/ inside; run `ffbench run SUITE --out DIR`)", file=str(out_dir))
-    try:
-        df = read_trials(out_dir)
-    except Exception as exc:  # foreign or corrupt Parquet
-        raise ConfigError(f"not an ffbench results folder: trials/ does not read as ffbench rows ({exc})", file=str(out_dir)) from None
+        raise ConfigError("not an ffbench results folder (no trials/ inside; run `ffbench run SUITE --out DIR`)",
+                          file=str(out_dir))
+    bad = unreadable(out_dir)
+    bad_rows = [b for b in bad if b.path.parent.name == "trials"]
+    if bad_rows and len(bad_rows) == len(list(trials.glob("*.parquet"))):
+        raise ConfigError("not an ffbench results folder: no fragment in trials/ reads as ffbench rows", file=str(out_dir))
+    for b in bad:
+        (warn or _warn)(b)
+    df = read_trials(out_dir)
     if df["trial_id"].isna().any() or not df["status"].dropna().isin(("ok", "failed", "diverged", "timeout")).all():
         raise ConfigError("not an ffbench results folder: trials/ holds rows that ffbench did not write", file=str(out_dir))
     if where:
@@ -39,6 +47,10 @@ def load(out_dir: Path, where: str | None = None) -> tuple[pd.DataFrame, pd.Data
                               "test_error, experiment, spec.*", field="--where") from None
     curves = read_curves(out_dir)
     return df, curves[curves["trial_id"].isin(df["trial_id"])]
+
+
+def _warn(bad) -> None:
+    say(f"ffbench: warning: {bad.path}: unreadable ({bad.reason}); left out of the report")
 
 
 def appendix(out_dir: Path, df: pd.DataFrame) -> list[str]:
@@ -65,9 +77,10 @@ def appendix(out_dir: Path, df: pd.DataFrame) -> list[str]:
     return lines
 
 
-def build(out_dir: Path, where: str | None = None, group_by: list[str] | None = None, target: float | None = None) -> list[Path]:
+def build(out_dir: Path, where: str | None = None, group_by: list[str] | None = None, target: float | None = None,
+          warn=None) -> list[Path]:
     out_dir = Path(out_dir)
-    df, curves = load(out_dir, where)
+    df, curves = load(out_dir, where, warn)
     config = group_by or tables.CONFIG
     if not df.empty:
         known = set(tables.prepare(df).columns)
