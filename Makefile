@@ -1,5 +1,5 @@
 # make run    set up .venv and run the quickstart suite, then print its result table
-# make test   set up .venv and run the whole test suite (what CI runs)
+# make test   set up .venv, run ruff check and the whole test suite (what CI runs)
 # make setup  create .venv and install ffbench with every backend (idempotent; quick when done)
 #             EXTRAS=torch,test installs PyTorch alone
 
@@ -34,6 +34,7 @@ smoke: setup
 	$(BIN)/ffbench run suites/smoke.yaml
 
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest tests --durations=15 $(PYTEST_ARGS)
 
 clean:
