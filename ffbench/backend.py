@@ -17,7 +17,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from ffbench.data import Dataset
 from ffbench.spec import BPTrial, FFTrial, OptimizerSpec
@@ -177,6 +177,21 @@ class FFSchedule:
         if self.trial.ff.prediction == "softmax":
             return self.readout_trained
         return bool(self.trained & set(self.trial.ff.prediction_layers))
+
+
+class Traits(Protocol):
+    """What a backend runs and packs, known without its framework: a module of the backend's
+    (`BackendEntry.traits`, e.g. `ffbench_backends.torch.traits`) that imports no framework, so
+    the driver of `ffbench run` plans, checks and packs without touching a device. The
+    backend's own `skip` and `pack_skip` give the same answers, with its device known."""
+
+    def skip(self, trial: FFTrial | BPTrial) -> str | None:
+        """Why the backend cannot run `trial`, or None."""
+
+    def pack_skip(self, trial: FFTrial | BPTrial, on_gpu: bool | None) -> str | None:
+        """Why it cannot pack `trial` with others of its pack key, or None. `on_gpu`: whether
+        the trial will run on a GPU, None where the scheduler cannot tell (the trial's worker
+        then asks `Backend.pack_skip`, and trains the members one by one if it refuses)."""
 
 
 class Backend(abc.ABC):

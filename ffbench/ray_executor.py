@@ -149,6 +149,7 @@ class RayExecutor:
         self.temp_dir, self.num_cpus, self.num_gpus = temp_dir, num_cpus, num_gpus
         self.startup_seconds: float | None = None
         self._started_ray = False
+        self._has_gpus: bool | None = None
 
     # ------------------------------------------------------------ connect / start
     def __enter__(self) -> RayExecutor:
@@ -191,6 +192,16 @@ class RayExecutor:
         return (float(gpus) if gpus is not None else (1.0 if cluster_has_gpus else 0.0),
                 float(cpus) if cpus is not None else 1.0)
 
+    def on_gpu(self, spec: dict[str, Any]) -> bool:
+        """Whether a trial will run on a GPU (it asks for some): what the runner's packing
+        needs to know, without a framework in the driver."""
+        return self.resources(PlannedTrial("", spec), self._cluster_has_gpus())[0] > 0
+
+    def _cluster_has_gpus(self) -> bool:
+        if self._has_gpus is None:
+            self._has_gpus = any(n.get("GPU", 0) > 0 for n in self._nodes())
+        return self._has_gpus
+
     def check_feasible(self, needs: dict[tuple[float, float], list[PlannedTrial]]) -> None:
         """Refuse, before anything is scheduled, a request no node can meet (Ray would wait forever)."""
         nodes = self._nodes()
@@ -209,7 +220,7 @@ class RayExecutor:
         if not units:
             return
         ray = _ray()
-        has_gpus = any(n.get("GPU", 0) > 0 for n in self._nodes())
+        has_gpus = self._cluster_has_gpus()
         asks = {p.trial_id: self.resources(u[0], has_gpus) for u in units for p in u}
         needs: dict[tuple[float, float], list[PlannedTrial]] = {}
         for u in units:

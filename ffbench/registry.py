@@ -1,8 +1,10 @@
 """The backend registry: names -> modules, imported only when a trial needs them.
 
 Importing ffbench imports no framework. `status(name)` answers "installed?" by looking for
-the framework's modules without importing them; `load(name)` imports the backend module and
-returns its `Backend` instance, or raises BackendUnavailable with the reason.
+the framework's modules without importing them; `traits(name)` says what the backend runs
+and packs, also without its framework (what the driver of `ffbench run` uses); `load(name)`
+imports the backend module and returns its `Backend` instance, or raises
+BackendUnavailable with the reason (what a trial's worker uses).
 
 Third-party backends register through the `ffbench.backends` entry-point group: the entry
 point's value is `module:Class` (a `ffbench.backend.Backend` subclass), or a bare module path
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING
 from ffbench.errors import BackendUnavailable
 
 if TYPE_CHECKING:
-    from ffbench.backend import Backend
+    from ffbench.backend import Backend, Traits
 
 
 @dataclass(frozen=True)
@@ -35,15 +37,18 @@ class BackendEntry:
     install_hint: str
     description: str
     attr: str = "Backend"  # the class in `module` that is instantiated
+    traits: str | None = None  # a framework-free module (`ffbench.backend.Traits`); None: see `traits()`
 
 
 _BUILTIN = (
     BackendEntry("torch", "ffbench_backends.torch", ("torch",), "pip install 'ffbench[torch]'",
-                 "PyTorch: data and negatives on the device, no per-step host syncs"),
+                 "PyTorch: data and negatives on the device, no per-step host syncs", traits="ffbench_backends.torch.traits"),
     BackendEntry("jax", "ffbench_backends.jax", ("jax", "optax"), "pip install 'ffbench[jax]'",
-                 "JAX + optax: each epoch is one jitted lax.scan, data and negatives on the device"),
+                 "JAX + optax: each epoch is one jitted lax.scan, data and negatives on the device",
+                 traits="ffbench_backends.jax.traits"),
     BackendEntry("keras", "ffbench_backends.keras", ("keras", "$KERAS_BACKEND"), "pip install 'ffbench[keras]'",
-                 "Keras 3 (KERAS_BACKEND=tensorflow or jax): FF step in keras.ops, BP with compile/fit"),
+                 "Keras 3 (KERAS_BACKEND=tensorflow or jax): FF step in keras.ops, BP with compile/fit",
+                 traits="ffbench_backends.keras.traits"),
 )
 _REGISTRY: dict[str, BackendEntry] = {e.name: e for e in _BUILTIN}
 
@@ -108,6 +113,26 @@ def load(name: str) -> Backend:
     if not ok:
         raise BackendUnavailable(f"backend {name!r} is not installed: {reason}")
     return _loaded(name)
+
+
+class _NoTraits:
+    """A backend that declares no framework-free traits: its trials are checked by the backend
+    itself in its worker (a refusal is that trial's failed row), and never packed."""
+
+    @staticmethod
+    def skip(trial) -> str | None:
+        return None
+
+    @staticmethod
+    def pack_skip(trial, on_gpu: bool | None) -> str | None:
+        return "the backend declares no framework-free traits (BackendEntry.traits)"
+
+
+def traits(name: str) -> Traits:
+    """What backend `name` runs and packs, without importing its framework (its package and
+    its traits module import none)."""
+    entry = get_entry(name)
+    return importlib.import_module(entry.traits) if entry.traits else _NoTraits()
 
 
 def load_triton_first() -> None:

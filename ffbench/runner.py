@@ -58,7 +58,7 @@ def check_runnable(planned: list[PlannedTrial]) -> None:
     if missing:
         raise BackendUnavailable("; ".join(f"backend {n!r} is not installed: {r}" for n, r in missing.items()))
     for p in planned:
-        reason = registry.load(p.spec["backend"]).skip(p.trial())
+        reason = registry.traits(p.spec["backend"]).skip(p.trial())  # imports no framework
         if reason:
             raise BackendUnavailable(f"backend {p.spec['backend']!r} cannot run trial {p.trial_id}: {reason}")
     datasets = {}
@@ -135,7 +135,17 @@ def run_unit(unit: list[PlannedTrial], on_epoch: Callable[[PlannedTrial, int, in
 
     With `timeout` (seconds), the unit stops at the first epoch boundary past it and its
     trials are recorded as `timeout` with the curves so far; an executor that can kill a
-    process (Ray) also enforces it inside an epoch."""
+    process (Ray) also enforces it inside an epoch.
+
+    A pack formed without knowing the device (`Traits.pack_skip` with on_gpu None) that this
+    worker's backend cannot pack here (`Backend.pack_skip`) trains its trials one by one."""
+    if len(unit) > 1:
+        try:
+            alone = registry.load(unit[0].spec["backend"]).pack_skip(unit[0].trial())
+        except Exception:  # noqa: BLE001 - a backend that fails to load fails every member, below
+            alone = None
+        if alone:
+            return [record for p in unit for record in run_unit([p], on_epoch, timeout)]
     started = _now()
     trials = [p.trial() for p in unit]
     ids = [p.trial_id for p in unit] if len(unit) > 1 else None
@@ -227,11 +237,13 @@ class RunSummary:
         return sum(r["status"] != "ok" for r in self.rows)
 
 
-def pack(todo: list[PlannedTrial], size: int = DEFAULT_PACK_SIZE) -> list[list[PlannedTrial]]:
-    """Units of work: trials a backend can pack (`Backend.pack_skip`) go in packs of up to
-    `size` with one pack key (`ffbench.packing`); the rest run alone. `size` 1: no packing."""
+def pack(todo: list[PlannedTrial], size: int = DEFAULT_PACK_SIZE,
+         on_gpu: Callable[[dict[str, Any]], bool | None] = lambda spec: None) -> list[list[PlannedTrial]]:
+    """Units of work: trials a backend can pack (its framework-free `Traits.pack_skip`, told
+    by `on_gpu(spec)` whether the trial will run on a GPU) go in packs of up to `size` with
+    one pack key (`ffbench.packing`); the rest run alone. `size` 1: no packing."""
     def can_pack(spec: dict[str, Any]) -> bool:
-        return registry.load(spec["backend"]).pack_skip(parse_trial(spec)) is None
+        return registry.traits(spec["backend"]).pack_skip(parse_trial(spec), on_gpu(spec)) is None
 
     return [[todo[i] for i in unit] for unit in units([p.spec for p in todo], can_pack, size)]
 
@@ -244,7 +256,8 @@ def run(planned: list[PlannedTrial], out_dir: Path, executor: Executor, progress
     todo = {p.trial_id: p for p in planned if p.trial_id not in done}
     progress.skipped(len(planned) - len(todo))
     rows = []
-    records = executor.map(pack(list(todo.values()), pack_size), progress)
+    on_gpu = getattr(executor, "on_gpu", lambda spec: None)  # None: the worker decides (LocalExecutor)
+    records = executor.map(pack(list(todo.values()), pack_size, on_gpu), progress)
     try:
         for record in records:
             results.write_trial(out_dir, record.row, record.curves)

@@ -146,12 +146,21 @@ def test_python_m_ffbench_is_the_command(tmp_path):
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 
 
+FRAMEWORKS = ("torch", "jax", "jaxlib", "tensorflow", "keras", "optax", "triton")
+
+
 @pytest.mark.ray
-def test_embedded_ray_runs_the_smoke_suite_on_every_installed_backend(tmp_path, capsys, ray_tmp):
+def test_embedded_ray_runs_the_smoke_suite_on_every_installed_backend_and_the_driver_imports_no_framework(tmp_path, ray_tmp):
+    """The driver plans, checks, packs and writes rows without a framework: on a GPU host a
+    framework in the driver would take GPU memory before any trial starts."""
     out = tmp_path / "out"
-    code = main(["run", str(ROOT / "suites" / "smoke.yaml"), "--out", str(out), "--quiet", "--executor", "ray",
-                 "--set", "epochs=1", "--set", "data.train_subset=400", "--set", "data.validation_size=0"])
-    assert code == 0
+    script = (f"import sys\nfrom ffbench.cli import main\ncode = main(sys.argv[1:])\n"
+              f"print('FRAMEWORKS', sorted(m for m in {FRAMEWORKS!r} if m in sys.modules))\nsys.exit(code)\n")
+    r = subprocess.run([sys.executable, "-c", script, "run", str(ROOT / "suites" / "smoke.yaml"), "--out", str(out), "--quiet",
+                        "--executor", "ray", "--set", "epochs=1", "--set", "data.train_subset=400",
+                        "--set", "data.validation_size=0"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "FRAMEWORKS []" in r.stdout, r.stdout
     df = pd.read_parquet(out / "trials")
     assert set(df["status"]) == {"ok"} and set(df["algorithm"]) == {"ff", "bp"}
     assert set(df["backend"]) == set(registry.installed()) >= {"torch"}

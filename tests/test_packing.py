@@ -168,6 +168,26 @@ def test_runner_packs_writes_a_row_per_trial_and_isolates_a_diverged_member(tmp_
     assert {r.row["pack_size"] for r in lost} == {3} and {r.row["pack_ids"] for r in lost} == {json.dumps(pack)}
 
 
+def test_the_driver_packs_from_framework_free_traits_and_the_worker_has_the_last_word(tmp_path, monkeypatch):
+    """The driver decides packs without torch: a trial asking for a GPU packs, one on a CPU
+    does not, and one whose device the scheduler cannot tell (the local executor) is packed
+    provisionally; its worker, which knows the device, then trains the members one by one
+    where the backend refuses (torch on a CPU), with the same rows as unpacked."""
+    monkeypatch.delenv("FFBENCH_TORCH_PACK_ON_CPU", raising=False)
+    specs = [_spec(seed=s, epochs=1, backend="torch", data={"train_subset": 200, "test_subset": 100, "validation_size": 0})
+             for s in (0, 1, 2)]
+    planned = runner.plan(parse_trial(s) for s in specs)
+    assert [len(u) for u in runner.pack(planned, on_gpu=lambda spec: True)] == [3]
+    assert [len(u) for u in runner.pack(planned, on_gpu=lambda spec: False)] == [1, 1, 1]
+    assert [len(u) for u in runner.pack(planned)] == [3]  # on_gpu None: the worker decides
+    if registry.load("torch").device.type != "cpu":
+        pytest.skip("the fallback is for a backend that refuses to pack on its device (torch on a CPU)")
+    rows = pd.DataFrame(runner.run(planned, tmp_path / "a", runner.LocalExecutor(), _Quiet()).rows).set_index("seed")
+    alone = pd.DataFrame(runner.run(planned, tmp_path / "b", runner.LocalExecutor(), _Quiet(), pack_size=1).rows)
+    assert list(rows.sort_index()["pack_size"]) == [1, 1, 1] and rows["pack_ids"].isna().all()
+    assert list(rows.sort_index()["test_error"]) == list(alone.set_index("seed").sort_index()["test_error"])
+
+
 def test_a_grown_trial_is_never_packed():
     grow = _spec(ff={"schedule": "greedy", "grow_patience": 1}, data={"validation_size": 100})
     with pytest.raises(ValueError, match="never packed"):

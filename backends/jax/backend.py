@@ -10,10 +10,10 @@ import resource
 from pathlib import Path
 
 import jax
+from ffbench_backends.jax import traits
 
 from ffbench.backend import Backend, PackedTrainer, Trainer
 from ffbench.data import Dataset
-from ffbench.packing import never_packed
 from ffbench.spec import BPTrial, FFTrial
 
 
@@ -48,7 +48,7 @@ class JaxBackend(Backend):
         return BPTrainer(trial, data, self.device)
 
     def pack_skip(self, trial: FFTrial | BPTrial) -> str | None:
-        return never_packed(trial)  # None for every other trial: the epoch program is pure, and vmaps over stacked states
+        return traits.pack_skip(trial, on_gpu=self.device.platform == "gpu")
 
     def packed_trainer(self, trials: list[FFTrial | BPTrial], data: Dataset) -> PackedTrainer:
         from ffbench_backends.jax.common import PackedJaxTrainer

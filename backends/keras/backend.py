@@ -10,10 +10,10 @@ import resource
 from pathlib import Path
 
 import keras
+from ffbench_backends.keras import traits
 
 from ffbench.backend import Backend, PackedTrainer, Trainer
 from ffbench.data import Dataset
-from ffbench.packing import never_packed
 from ffbench.spec import BPTrial, FFTrial
 
 
@@ -53,9 +53,7 @@ class KerasBackend(Backend):
         return f"cpu: {cpu_name()} (keras/{backend})"
 
     def skip(self, trial: FFTrial | BPTrial) -> str | None:
-        if trial.precision == "bf16":
-            return "precision: bf16 is not implemented in the keras backend (fp32 and tf32 are; torch and jax have bf16)"
-        return None
+        return traits.skip(trial)
 
     def trainer(self, trial: FFTrial | BPTrial, data: Dataset) -> Trainer:
         if trial.algorithm == "ff":
@@ -65,14 +63,7 @@ class KerasBackend(Backend):
         return BPTrainer(trial, data)
 
     def pack_skip(self, trial: FFTrial | BPTrial) -> str | None:
-        from ffbench_backends.keras import compile as kcompile
-
-        if keras.backend.backend() != "jax":
-            return (f"keras packs trials on KERAS_BACKEND=jax only (jax.vmap of the compiled step); "
-                    f"this is KERAS_BACKEND={keras.backend.backend()}")
-        if not kcompile.enabled():
-            return "FFBENCH_KERAS_EAGER=1: a pack vmaps the compiled step"
-        return never_packed(trial)
+        return traits.pack_skip(trial, on_gpu=None, keras_backend=keras.backend.backend())  # the framework Keras runs on
 
     def packed_trainer(self, trials: list[FFTrial | BPTrial], data: Dataset) -> PackedTrainer:
         from ffbench_backends.keras.common import PackedKerasTrainer

@@ -1,5 +1,13 @@
-"""The PyTorch backend (installed as `ffbench_backends.torch`)."""
+"""The PyTorch backend (installed as `ffbench_backends.torch`).
 
-from ffbench_backends.torch.backend import TorchBackend as Backend
+Importing this package imports no framework: `Backend` loads `backend.py` (and the
+framework) when first asked for, and `traits` (what the backend can run and pack) is
+framework-free, so the driver of `ffbench run` can plan with it.
+"""
 
-__all__ = ["Backend"]
+
+def __getattr__(name: str):
+    if name == "Backend":
+        from ffbench_backends.torch.backend import TorchBackend
+        return TorchBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

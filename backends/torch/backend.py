@@ -12,11 +12,11 @@ import os
 import resource
 
 import torch
+from ffbench_backends.torch import traits
 
 from ffbench.backend import Backend, PackedTrainer, Trainer
 from ffbench.data import Dataset
 from ffbench.env import cpu_name
-from ffbench.packing import never_packed
 from ffbench.spec import BPTrial, FFTrial
 
 
@@ -50,13 +50,7 @@ class TorchBackend(Backend):
         return BPTrainer(trial, data, self.device)
 
     def pack_skip(self, trial: FFTrial | BPTrial) -> str | None:
-        reason = never_packed(trial)
-        if reason:
-            return reason
-        if self.device.type == "cpu" and os.environ.get("FFBENCH_TORCH_PACK_ON_CPU", "0") in ("", "0"):
-            return ("on a CPU, a torch pack runs no faster than its trials one by one (measured: benchmarks/RESULTS.md); "
-                    "FFBENCH_TORCH_PACK_ON_CPU=1 packs anyway")
-        return None  # every other trial: the step objective is a pure function, vmapped over stacked tensors
+        return traits.pack_skip(trial, on_gpu=self.device.type == "cuda")
 
     def packed_trainer(self, trials: list[FFTrial | BPTrial], data: Dataset) -> PackedTrainer:
         from ffbench_backends.torch.common import PackedTorchTrainer
