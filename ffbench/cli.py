@@ -219,7 +219,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from ffbench import check, registry
+    from ffbench import check, fixture, registry
     from ffbench.console import print_check
     from ffbench.errors import BackendUnavailable
 
@@ -231,7 +231,7 @@ def _check(args: argparse.Namespace) -> int:
     if args.fixture:
         if not args.out:
             raise FFBenchError("--fixture needs --out DIR")
-        comparisons = [c for cs in check.run_fixture(args.fixture, args.out, names).values() for c in cs]
+        comparisons = [c for cs in fixture.run_fixture(args.fixture, args.out, names).values() for c in cs]
         print_check(comparisons, names, f"fixture {args.fixture}: outputs in {args.out}/")
         return EXIT_OK if all(c.passed for c in comparisons) else EXIT_TRIALS_FAILED
     spec = None

@@ -173,7 +173,7 @@ def print_listing() -> None:
     t.add_column("description")
     for path in sorted(Path("suites").glob("*.yaml")):
         from ffbench.errors import ConfigError
-        from ffbench.suites import load_yaml
+        from ffbench.safe_yaml import load_yaml
         try:
             data = load_yaml(path)[0]
             desc = data.get("description", "") if isinstance(data, dict) else "(not a suite)"

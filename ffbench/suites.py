@@ -17,7 +17,8 @@
 Merging: nested blocks merge key by key, except an `optimizer` block whose `name` differs
 from the default's, which replaces it; `ff:`/`bp:` defaults apply to the experiments of
 that algorithm only. `backend: installed` means every installed backend.
-Errors name the file, line, field and what was expected, in one line.
+Errors name the file, line, field and what was expected, in one line. The YAML itself is read by
+`ffbench.safe_yaml`, which refuses hostile files.
 """
 
 from __future__ import annotations
@@ -30,14 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_origin
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ffbench import registry
 from ffbench.errors import ConfigError
+from ffbench.safe_yaml import Path_, load_yaml, parse_yaml
 from ffbench.spec import MODELS, BPTrial, FFTrial, leaf_fields, model_at, parse_trial, unwrap
 
-Path_ = tuple[Any, ...]
 EXPERIMENT_LABELS = {"name": "experiment", "tags": "tags", "reference_error": "reference_error",
                      "reference_source": "reference_source", "resources": "resources"}
 ALGORITHM_BLOCKS = {"ff": "ff", "bp": "bp"}
@@ -57,106 +57,6 @@ class SuiteFile(BaseModel):
         if v is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", v):
             raise ValueError(f"expected a folder name of letters, digits, '.', '_' and '-' (it names results/<name>/); got {v!r}")
         return v
-
-
-# ---------------------------------------------------------------- YAML with line numbers
-#
-# Suites are read with yaml.SafeLoader semantics (plain data: mappings, lists, scalars; no
-# Python objects, no custom tags), and hostile files are refused in well under a second:
-# over MAX_SUITE_BYTES, not UTF-8, nested deeper than MAX_DEPTH, or expanding through
-# aliases to more than MAX_VALUES values (the "billion laughs" pattern).
-
-MAX_SUITE_BYTES = 1 << 20
-MAX_DEPTH = 32
-MAX_VALUES = 50_000
-_PLAIN_TAGS = {yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG}
-
-
-def _construct(node: yaml.Node, path: Path_, lines: dict[Path_, int], file: str | None, budget: list[int]) -> Any:
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise ConfigError(f"expands to more than {MAX_VALUES:,} values (aliases that repeat large blocks?); refused",
-                          file=file, line=node.start_mark.line + 1)
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
-        raise ConfigError(f"tag {node.tag!r} is not allowed: a suite holds plain mappings, lists and values",
-                          file=file, line=node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        out, merged = {}, {}
-        for k, v in node.value:
-            if isinstance(k, yaml.ScalarNode) and k.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: explicit keys win
-                for src in v.value if isinstance(v, yaml.SequenceNode) else [v]:
-                    if not isinstance(src, yaml.MappingNode):
-                        raise ConfigError("`<<` merges a mapping (an &anchor of one)", file=file, line=k.start_mark.line + 1)
-                    merged = {**_construct(src, path, lines, file, budget), **merged}
-                continue
-            if not isinstance(k, yaml.ScalarNode):
-                raise ConfigError("keys must be plain names", file=file, line=k.start_mark.line + 1)
-            if k.value in out:
-                raise ConfigError(f"duplicate key {k.value!r}", file=file, line=k.start_mark.line + 1)
-            out[k.value] = _construct(v, path + (k.value,), lines, file, budget)
-            lines[path + (k.value,)] = k.start_mark.line + 1  # a field's line is its key's line
-        return {**merged, **out}
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(v, path + (i,), lines, file, budget) for i, v in enumerate(node.value)]
-    return _scalar(node)
-
-
-_SAFE = yaml.constructor.SafeConstructor()
-
-
-def _scalar(node: yaml.ScalarNode) -> Any:
-    try:
-        return _SAFE.construct_object(node, deep=True)
-    finally:
-        _SAFE.constructed_objects.clear()
-        _SAFE.recursive_objects.clear()
-
-
-def _yaml_error(exc: yaml.YAMLError, file: str | None) -> ConfigError:
-    mark = getattr(exc, "problem_mark", None)
-    what = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
-    return ConfigError(f"invalid YAML: {what}", file=file, line=mark.line + 1 if mark else None)
-
-
-def parse_yaml(text: str, file: str | None = None) -> tuple[Any, dict[Path_, int]]:
-    """YAML text -> (plain data, line of every field path). Raises ConfigError."""
-    try:
-        depth = 0
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):  # the parser is iterative; the composer recurses
-            if isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > MAX_DEPTH:
-                    raise ConfigError(f"nested deeper than {MAX_DEPTH} levels; refused", file=file,
-                                      line=event.start_mark.line + 1)
-            elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        lines: dict[Path_, int] = {}
-        return (_construct(node, (), lines, file, [MAX_VALUES]) if node is not None else None), lines
-    except yaml.YAMLError as exc:
-        raise _yaml_error(exc, file) from None
-
-
-def load_yaml(path: Path) -> tuple[Any, dict[Path_, int]]:
-    file = str(path)
-    try:
-        if path.is_dir():
-            raise ConfigError("is a folder; expected a YAML file", file=file)
-        size = path.stat().st_size
-        if size > MAX_SUITE_BYTES:
-            raise ConfigError(f"{size:,} bytes, more than the {MAX_SUITE_BYTES:,} a suite file may have", file=file)
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError("file not found", file=file) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", file=file) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"not UTF-8 text (byte {exc.start} is 0x{raw[exc.start]:02x}); expected a YAML file",
-                          file=file) from None
-    return parse_yaml(text, file)
 
 
 # ---------------------------------------------------------------- merging and expansion
