@@ -15,6 +15,7 @@ sync (it returns device values); `sync()` waits for the device; `epoch_losses()`
 from __future__ import annotations
 
 import abc
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -177,6 +178,18 @@ class FFSchedule:
         if self.trial.ff.prediction == "softmax":
             return self.readout_trained
         return bool(self.trained & set(self.trial.ff.prediction_layers))
+
+
+def lazy_backend(package: str, target: str):
+    """The module `__getattr__` of a backend package: `Backend` is `target` ("module:Class"),
+    imported when first asked for, so that importing the package imports no framework and
+    its framework-free `traits` module can be read by the driver (`registry.traits`)."""
+    def __getattr__(name: str):
+        if name == "Backend":
+            module, _, cls = target.partition(":")
+            return getattr(importlib.import_module(module), cls)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+    return __getattr__
 
 
 class Traits(Protocol):

@@ -1,13 +1,6 @@
 """The Keras 3 backend (installed as `ffbench_backends.keras`); runs on KERAS_BACKEND=tensorflow or jax.
+Importing it imports no framework (`ffbench.backend.lazy_backend`)."""
 
-Importing this package imports no framework: `Backend` loads `backend.py` (and the
-framework) when first asked for, and `traits` (what the backend can run and pack) is
-framework-free, so the driver of `ffbench run` can plan with it.
-"""
+from ffbench.backend import lazy_backend
 
-
-def __getattr__(name: str):
-    if name == "Backend":
-        from ffbench_backends.keras.backend import KerasBackend
-        return KerasBackend
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_backend(__name__, "ffbench_backends.keras.backend:KerasBackend")
