@@ -263,6 +263,14 @@ def read_curves(out_dir: Path) -> pd.DataFrame:
     return _read_folder(Path(out_dir) / "curves", CURVE_SCHEMA)[0].to_pandas()
 
 
+def read_all(out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[Unreadable]]:
+    """(readable trial rows, readable curves, the fragments that do not read back), each
+    folder read once."""
+    trials, bad_trials = _read_folder(Path(out_dir) / "trials", TRIAL_SCHEMA)
+    curves, bad_curves = _read_folder(Path(out_dir) / "curves", CURVE_SCHEMA)
+    return trials.to_pandas(), curves.to_pandas(), [*bad_trials, *bad_curves]
+
+
 def unreadable(out_dir: Path) -> list[Unreadable]:
     """The trial and curve fragments of DIR that do not read back."""
     return [*_read_folder(Path(out_dir) / "trials", TRIAL_SCHEMA)[1], *_read_folder(Path(out_dir) / "curves", CURVE_SCHEMA)[1]]

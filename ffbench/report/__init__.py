@@ -14,7 +14,7 @@ import pandas as pd
 
 from ffbench.errors import ConfigError
 from ffbench.report import plots, render, tables
-from ffbench.results import TRIAL_SCHEMA, read_curves, read_trials, unreadable
+from ffbench.results import TRIAL_SCHEMA, read_all
 from ffbench.stderr_guard import say
 
 
@@ -30,13 +30,12 @@ def load(out_dir: Path, where: str | None = None, warn=None) -> tuple[pd.DataFra
     if not trials.is_dir():
         raise ConfigError("not an ffbench results folder (no trials/ inside; run `ffbench run SUITE --out DIR`)",
                           file=str(out_dir))
-    bad = unreadable(out_dir)
+    df, curves, bad = read_all(out_dir)  # each folder read once
     bad_rows = [b for b in bad if b.path.parent.name == "trials"]
     if bad_rows and len(bad_rows) == len(list(trials.glob("*.parquet"))):
         raise ConfigError("not an ffbench results folder: no fragment in trials/ reads as ffbench rows", file=str(out_dir))
     for b in bad:
         (warn or _warn)(b)
-    df = read_trials(out_dir)
     if df["trial_id"].isna().any() or not df["status"].dropna().isin(("ok", "failed", "diverged", "timeout")).all():
         raise ConfigError("not an ffbench results folder: trials/ holds rows that ffbench did not write", file=str(out_dir))
     if where:
@@ -45,7 +44,6 @@ def load(out_dir: Path, where: str | None = None, warn=None) -> tuple[pd.DataFra
         except Exception as exc:
             raise ConfigError(f"cannot apply {where!r}: {exc}; columns include backend, algorithm, seed, status, "
                               "test_error, experiment, spec.*", field="--where") from None
-    curves = read_curves(out_dir)
     return df, curves[curves["trial_id"].isin(df["trial_id"])]
 
 
