@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Protocol
 
 from ffbench.data import Dataset
 from ffbench.spec import BPTrial, FFTrial, OptimizerSpec
+from ffbench.variants import NEGATIVES, OBJECTIVES
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,18 @@ class FFSchedule:
     trained: set[int]
     readout_trained: bool
 
+    def bind_variants(self, backend: str) -> None:
+        """This backend's implementations of the trial's variants, with their typed parameters:
+        `strategy` and `variant_params` (the negative strategy), `objective_fn` (the layer
+        objective and its parameters); and the strategy's framework-neutral rules."""
+        ff = self.trial.ff
+        rules = NEGATIVES.get(ff.negatives)
+        self.strategy, self.variant_params = rules.implementation(backend), rules.params(ff.negatives_params)
+        self.objective_fn = bound_objective(ff, backend)
+        self.by_position = rules.by_position(self.trial)  # negatives drawn per position of each epoch's order
+        self.scored = rules.scored  # drawn from the model's own scores: timed apart (negatives_seconds)
+        self.reports_collisions = rules.reports_collisions  # counts negatives carrying the true label
+
     def phases(self) -> list[Phase]:
         ff, opt, depth = self.trial.ff, self.trial.optimizer, len(self.trial.hidden)
         if ff.schedule == "simultaneous":
@@ -180,6 +193,12 @@ class FFSchedule:
         return bool(self.trained & set(self.trial.ff.prediction_layers))
 
 
+def bound_objective(ff, backend: str) -> tuple[Any, Any]:
+    """(backend's implementation of the spec's layer objective, its typed parameters)."""
+    rules = OBJECTIVES.get(ff.objective)
+    return rules.implementation(backend), rules.params(ff.objective_params)
+
+
 def lazy_backend(package: str, target: str):
     """The module `__getattr__` of a backend package: `Backend` is `target` ("module:Class"),
     imported when first asked for, so that importing the package imports no framework and
@@ -219,8 +238,10 @@ class Backend(abc.ABC):
     def device_name(self) -> str: ...
 
     def skip(self, trial: FFTrial | BPTrial) -> str | None:
-        """Why this backend cannot run `trial`, or None."""
-        return None
+        """Why this backend cannot run `trial`, or None: by default, a variant of the trial's
+        without an implementation for this backend (`ffbench.variants.skip`)."""
+        from ffbench import variants
+        return variants.skip(trial)
 
     @abc.abstractmethod
     def trainer(self, trial: FFTrial | BPTrial, data: Dataset) -> Trainer: ...

@@ -153,8 +153,7 @@ def print_summary(df, out_dir: Path, summary) -> None:
 
 
 def print_listing() -> None:
-    from ffbench import registry
-    from ffbench.spec import NEGATIVES
+    from ffbench import registry, variants
     t = Table(title="backends")
     for col in ("name", "status", "description"):
         t.add_column(col)
@@ -162,12 +161,21 @@ def print_listing() -> None:
         ok, reason = registry.status(name)
         t.add_row(name, "installed" if ok else f"not installed: {reason}", entry.description)
     out.print(t)
-    t = Table(title="negative-data strategies")
-    t.add_column("name")
-    t.add_column("description")
-    for name, help_text in NEGATIVES.items():
-        t.add_row(name, help_text)
-    out.print(t)
+    for title, reg in (("negative-data strategies", variants.NEGATIVES), ("layer objectives", variants.OBJECTIVES),
+                       ("datasets", variants.DATASETS)):
+        t = Table(title=f"{title} (plugins: entry points {reg.group})")
+        for col in ("name", "backends", "parameters", "origin", "description"):
+            t.add_column(col)
+        for name in reg.names():
+            try:
+                v = reg.get(name)
+            except variants.VariantError as exc:
+                t.add_row(name, "-", "-", reg.origin(name), f"(cannot load: {exc})")
+                continue
+            impl = "all (host data)" if reg is variants.DATASETS else ", ".join(sorted(v.backends)) or "none"
+            params = ", ".join(f"{k}={f.default!r}" for k, f in v.Params.model_fields.items()) or "-"
+            t.add_row(name, impl, params, reg.origin(name), v.description)
+        out.print(t)
     t = Table(title="suites (./suites)")
     t.add_column("file")
     t.add_column("description")

@@ -54,9 +54,11 @@ PIXEL_MEAN, PIXEL_STD = 0.1307, 0.3081
 
 def dataset_checksum(name: str) -> str:
     """The checksum trials on `name` record (known without loading the data)."""
-    if name != "mnist":
-        raise DataError(f"unknown dataset {name!r}")
-    return MNIST_CHECKSUM
+    from ffbench.variants import DATASETS, VariantError
+    try:
+        return DATASETS.get(name).checksum
+    except VariantError as exc:
+        raise DataError(str(exc)) from None
 
 
 def cache_dir() -> Path:
@@ -211,8 +213,10 @@ def prepare(spec: DataSpec, path: str | Path | None = None) -> Dataset:
 
 @lru_cache(maxsize=4)
 def _prepare(spec_json: str, path: str | None) -> Dataset:
+    from ffbench.variants import DATASETS
     spec = DataSpec.model_validate_json(spec_json)
-    raw = load_mnist(path)
+    source = DATASETS.get(spec.name)
+    raw = source.load(path)
     x, y = _scale(raw["x_train"], spec.pixel_scale), raw["y_train"].astype(np.int64)
     n_train = len(y) - spec.validation_size
     train = Split(x[:n_train], y[:n_train])
@@ -231,4 +235,4 @@ def _prepare(spec_json: str, path: str | None) -> Dataset:
         keep = lambda s: Split(s.x[np.isin(s.y, spec.classes)], s.y[np.isin(s.y, spec.classes)])  # noqa: E731
         rest = Split(train.x[~np.isin(train.y, spec.classes)], train.y[~np.isin(train.y, spec.classes)])
         train, val, test = keep(train), (keep(val) if val else None), keep(test)
-    return Dataset(spec.name, MNIST_CHECKSUM, train, val, test, rest)
+    return Dataset(spec.name, source.checksum, train, val, test, rest)

@@ -26,8 +26,11 @@ DEFAULT_PACK_SIZE = 8
 def never_packed(trial: FFTrial | BPTrial) -> str | None:
     """Why no backend packs `trial`, or None. A grown net (`ff.grow_patience`) decides its
     own depth during training, so its program's shape is not fixed."""
+    from ffbench import variants
     if trial.algorithm == "ff" and trial.ff.grow_patience is not None:
         return "ff.grow_patience decides each trial's depth during training"
+    if not variants.packs(trial):
+        return f"a plugin variant ({trial.ff.negatives}, {trial.ff.objective}) trains one trial at a time"
     return None
 
 

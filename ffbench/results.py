@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ffbench.errors import ConfigError, FFBenchError
-from ffbench.spec import MODELS, BPTrial, FFTrial, flatten, full_spec, leaf_fields, unwrap
+from ffbench.spec import MODELS, BPTrial, FFTrial, canonical_json, flatten, full_spec, leaf_fields, unwrap
 
 STATUSES = ("ok", "failed", "diverged", "timeout")
 
@@ -119,6 +119,8 @@ def _arrow_type(annotation: Any) -> pa.DataType:
         return {str: pa.string(), int: pa.int64(), bool: pa.bool_()}[kinds.pop()] if len(kinds) == 1 else pa.string()
     if origin is list:
         return pa.list_(_arrow_type(get_args(annotation)[0]))
+    if origin is dict:  # a variant's parameters: written as canonical JSON
+        return pa.string()
     return {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}[annotation]
 
 
@@ -137,11 +139,15 @@ def spec_columns() -> dict[str, pa.DataType]:
 
 TRIAL_SCHEMA = pa.schema(RESULT_FIELDS + list(spec_columns().items()))
 TEXT_COLUMNS = {k: t == pa.string() for k, t in spec_columns().items()}
+PARAMS_FIELDS = (("ff", "negatives_params"), ("ff", "objective_params"))
 
 
 def spec_row(trial: FFTrial | BPTrial) -> dict[str, Any]:
     spec = full_spec(trial)
     spec.pop("meta")
+    for block, field in PARAMS_FIELDS:  # a variant's parameters: one JSON column, not one per parameter
+        if isinstance(spec.get(block), dict) and spec[block].get(field) is not None:
+            spec[block][field] = canonical_json(spec[block][field])
     row = {f"spec.{k}": str(v) if v is not None and TEXT_COLUMNS.get(f"spec.{k}") else v for k, v in flatten(spec).items()}
     # an unset optional block (e.g. ff.readout_optimizer: None) leaves its columns null
     return {k: v for k, v in row.items() if k in TRIAL_SCHEMA.names or v is not None}

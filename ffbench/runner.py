@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from ffbench import compile_cache, registry, results
+from ffbench import compile_cache, registry, results, variants
 from ffbench.data import dataset_checksum, prepare
 from ffbench.env import environment
 from ffbench.errors import BackendUnavailable, ConfigError, Diverged, TrialTimeout
@@ -58,7 +58,7 @@ def check_runnable(planned: list[PlannedTrial]) -> None:
     if missing:
         raise BackendUnavailable("; ".join(f"backend {n!r} is not installed: {r}" for n, r in missing.items()))
     for p in planned:
-        reason = registry.traits(p.spec["backend"]).skip(p.trial())  # imports no framework
+        reason = variants.skip(p.trial()) or registry.traits(p.spec["backend"]).skip(p.trial())  # imports no framework
         if reason:
             raise BackendUnavailable(f"backend {p.spec['backend']!r} cannot run trial {p.trial_id}: {reason}")
     datasets = {}

@@ -20,24 +20,15 @@ import json
 import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import BaseModel, Field, TypeAdapter, ValidationInfo, field_validator, model_validator
 
 from ffbench import registry
+from ffbench.strict import Strict
+from ffbench.variants import DATASETS, NEGATIVES, OBJECTIVES, VariantError
 
 SPEC_VERSION = 1
 NUM_CLASSES = 10
 MAP_SIZE = 28 * 28  # locations of a layer with local receptive fields (the image's grid)
-
-# Negative-data strategies: name -> one-line description (`ffbench list`).
-NEGATIVES = {
-    "wrong_label": "the image with a wrong label, uniform over the 9 wrong classes (never the true one)",
-    "permuted_label": "the image with a label of the batch, randomly permuted (PyTorch/Keras examples; can be the true one)",
-    "hard_label": "the image with a wrong label sampled from the model's own softmax over goodness (Matlab ffcode)",
-    "hard_label_top2": "the image with the model's best-scoring wrong label (the JAX example's hard negatives)",
-    "hybrid_image": "unsupervised: the image mixed with one of another class through a blurred random mask (paper)",
-    "class_split": "unsupervised: an image of a class outside data.classes, whose images are the positives "
-                   "(five-digits TF setup)",
-}
 
 # Whole numbers stay far inside the int64 columns of the results (`ffbench.results`); the
 # sizes that allocate (widths, depth) and the counts that loop (epochs) have bounds of their
@@ -49,12 +40,6 @@ MAX_EPOCHS = 1_000_000
 PositiveInt = Annotated[int, Field(gt=0, le=MAX_COUNT)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
-
-
-class Strict(BaseModel):
-    """No unknown fields, no silent type coercion ("0.1" is not a number), no NaN or infinity."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, allow_inf_nan=False)
 
 
 class OptimizerSpec(Strict):
@@ -100,7 +85,7 @@ class DataSpec(Strict):
     `test_subset` the first N test images (quick passes only).
     """
 
-    name: Literal["mnist"] = "mnist"
+    name: str = "mnist"  # a registered dataset (`ffbench.variants.DATASETS`, `ffbench list`)
     validation_size: Annotated[int, Field(ge=0, le=59000)] = 10000
     train_subset: PositiveInt | None = None
     test_subset: PositiveInt | None = None  # evaluate on the first N test images: for quick passes, not for results
@@ -112,12 +97,22 @@ class DataSpec(Strict):
     # training images become the negatives' pool of `ff.negatives: class_split`. None: all 10.
     classes: list[Annotated[int, Field(ge=0, lt=NUM_CLASSES)]] | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _known_dataset(cls, name: str) -> str:
+        return _variant_name(DATASETS, name)
+
     @field_validator("classes")
     @classmethod
     def _distinct_classes(cls, v: list[int] | None) -> list[int] | None:
         if v is not None and (len(set(v)) != len(v) or not 2 <= len(v) < NUM_CLASSES):
             raise ValueError(f"expected 2 to {NUM_CLASSES - 1} distinct classes")
         return sorted(v) if v is not None else v
+
+    @model_validator(mode="after")
+    def _fits_dataset(self) -> DataSpec:
+        DATASETS.get(self.name).validate(self)
+        return self
 
 
 class FFSpec(Strict):
@@ -132,7 +127,11 @@ class FFSpec(Strict):
     norm_eps: PositiveFloat = 1e-8
     # standard: d relu(z)/dz = [z > 0].  straight_through (loeweX): the gradient passes as if identity.
     relu_grad: Literal["standard", "straight_through"] = "standard"
+    # The layer objective: how a layer turns its activities on positives and negatives into a
+    # loss (`ffbench.variants.OBJECTIVES`), and its own parameters. logistic (the paper's):
     # goodness = sum or mean of squared ReLU activities; p(positive) = sigmoid(s * (goodness - threshold)).
+    objective: str = "logistic"
+    objective_params: dict[str, Any] | None = None
     goodness: Literal["sum", "mean"] = "mean"
     threshold: float = 1.0
     # constant: every layer uses `threshold`; input_width: threshold x the layer's input width
@@ -157,8 +156,10 @@ class FFSpec(Strict):
     # to its best depth (`hidden` is the largest net) with that depth's read-out.
     # `FFSchedule.keep_growing` defines it. None: train every layer.
     grow_patience: PositiveInt | None = None
-    negatives: Literal["wrong_label", "permuted_label", "hard_label", "hard_label_top2", "hybrid_image",
-                       "class_split"] = "wrong_label"  # NEGATIVES
+    # The negative-data strategy (`ffbench.variants.NEGATIVES`, `ffbench list`) and its own
+    # parameters (validated by the strategy's `Params`; only non-default values are kept).
+    negatives: str = "wrong_label"
+    negatives_params: dict[str, Any] | None = None
     hybrid_blur_passes: Annotated[int, Field(ge=1, le=12)] = 6  # hybrid_image: mask blurs (bit-exact across backends up to 6)
     # When negatives are drawn (`reference.negatives.negatives_epoch`): every epoch, at the first
     # epoch of every episode, or once. The hard ones are scored with the weights of that moment.
@@ -179,6 +180,26 @@ class FFSpec(Strict):
     # at the border). None: dense layers. `reference.ff.local_mask` defines it.
     receptive_field: Annotated[int, Field(ge=1, le=55)] | None = None
 
+    @field_validator("negatives")
+    @classmethod
+    def _known_negatives(cls, name: str) -> str:
+        return _variant_name(NEGATIVES, name)
+
+    @field_validator("objective")
+    @classmethod
+    def _known_objective(cls, name: str) -> str:
+        return _variant_name(OBJECTIVES, name)
+
+    @field_validator("negatives_params")
+    @classmethod
+    def _negatives_params(cls, raw: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        return _variant_params(NEGATIVES, info.data.get("negatives"), raw)
+
+    @field_validator("objective_params")
+    @classmethod
+    def _objective_params(cls, raw: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        return _variant_params(OBJECTIVES, info.data.get("objective"), raw)
+
     def threshold_for(self, fan_in: int) -> float:
         """The threshold of a layer with `fan_in` inputs."""
         return self.threshold * fan_in if self.threshold_scale == "input_width" else self.threshold
@@ -186,7 +207,25 @@ class FFSpec(Strict):
     @property
     def embeds_labels(self) -> bool:
         """Supervised FF puts the label in the input; unsupervised FF (hybrid_image, class_split) does not."""
-        return self.negatives not in ("hybrid_image", "class_split")
+        return NEGATIVES.get(self.negatives).supervised
+
+
+def _variant_name(reg, name: str) -> str:
+    try:
+        return reg.check_name(name)
+    except VariantError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _variant_params(reg, name: str | None, raw: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A variant's parameters in normal form (None: all defaults); nothing to check when the
+    variant's own name did not validate (that error is reported instead)."""
+    if name is None:
+        return raw
+    try:
+        return reg.get(name).parse_params(raw)
+    except VariantError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class BPSpec(Strict):
@@ -276,11 +315,13 @@ class FFTrial(TrialBase):
         if not ff.embeds_labels and ff.prediction != "softmax":
             raise ValueError(f"ff.negatives: {ff.negatives} is unsupervised (no label in the input): "
                              "it needs ff.prediction: softmax")
-        if (ff.negatives == "class_split") != (self.data.classes is not None):
-            raise ValueError("ff.negatives: class_split takes its positives from data.classes and its negatives from the "
+        strat = NEGATIVES.get(ff.negatives)
+        if strat.needs_rest != (self.data.classes is not None):
+            name = ff.negatives if strat.needs_rest else "class_split"
+            raise ValueError(f"ff.negatives: {name} takes its positives from data.classes and its negatives from the "
                              "other classes: set both, or neither")
-        if ff.negatives == "class_split" and self.data.jitter:
-            raise ValueError("data.jitter is not defined for class_split's negative pool")
+        strat.validate(self)
+        OBJECTIVES.get(ff.objective).validate(self)
         if ff.receptive_field is not None:
             if ff.receptive_field % 2 == 0:
                 raise ValueError("ff.receptive_field must be odd (a window centred on the unit's location)")
@@ -288,9 +329,6 @@ class FFTrial(TrialBase):
             if bad:
                 raise ValueError(f"with ff.receptive_field every hidden width is a 28x28 map times units per location "
                                  f"(a multiple of {MAP_SIZE}); got {bad}")
-        if ff.negatives.startswith("hard_label") and ff.negatives_refresh == "once":
-            raise ValueError(f"ff.negatives: {ff.negatives} scores the data with the current weights; "
-                             "it needs ff.negatives_refresh: epoch or episode")
         if ff.grow_patience is not None:
             if ff.schedule != "greedy" or ff.episodes > 1:
                 raise ValueError("ff.grow_patience adds layers one at a time: it needs ff.schedule: greedy and one episode")

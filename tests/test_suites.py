@@ -114,8 +114,8 @@ def test_shipped_suites_load():
      "s.yaml:4: experiments[0].backend: unknown backend 'tourch'; expected one of: "),
     ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiments:\n  - algorithm: ff\n"
      "    ff: {negatives: random}\n",
-     "s.yaml:4: experiments[0].ff.negatives: expected one of: 'wrong_label', 'permuted_label', 'hard_label', "
-     "'hard_label_top2', 'hybrid_image', 'class_split'; got 'random'"),
+     "s.yaml:4: experiments[0].ff.negatives: unknown negative strategy 'random'; expected one of: class_split, "
+     "hard_label, hard_label_top2, hybrid_image, permuted_label, wrong_label"),
     ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiment:\n  - algorithm: ff\n",
      "s.yaml:2: experiment: unknown top-level key (did you mean 'experiments'?)"),
     ("defaults: {backend: torch, hidden: [10\nexperiments: []\n", "s.yaml:2: invalid YAML"),

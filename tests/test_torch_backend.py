@@ -67,8 +67,9 @@ def test_layer_loss_and_gradients_match_reference(kw):
     ref = R.layer_step(x_pos.astype(np.float64), x_neg.astype(np.float64), w.astype(np.float64), b.astype(np.float64), spec)
     W, B = torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True)
     h = ops.layer_forward(torch.tensor(np.concatenate([x_pos, x_neg])), W, B, spec)
-    gd = ops.goodness(h, spec.goodness)
-    loss = ops.ff_loss(gd, 16, spec, 40)
+    from ffbench_backends.torch.objectives import Logistic
+    gd = Logistic().goodness(h, spec, None)
+    loss = Logistic().loss(h, 16, spec, None, 40)
     total = loss
     if spec.peer_weight:
         peer, _ = ops.peer_loss(h[:16], torch.full((24,), R.PEER_INIT), spec)

@@ -18,19 +18,21 @@ from ffbench_backends.jax import ops
 from ffbench_backends.jax import optim as jopt
 from ffbench_backends.jax.common import JaxTrainer
 
-from ffbench.backend import FFSchedule, Phase
+from ffbench.backend import FFSchedule, Phase, bound_objective
 from ffbench.data import Dataset
 from ffbench.reference import rng
 from ffbench.reference.ff import PEER_INIT
-from ffbench.reference.negatives import by_position, check_data, negatives_epoch, score_layers, training_images
+from ffbench.reference.negatives import check_data, negatives_epoch, score_layers, training_images
 from ffbench.reference.optim import lr_at
 from ffbench.spec import NUM_CLASSES, FFTrial
+from ffbench.variants import Batch
 
 
 class FFTrainer(FFSchedule, JaxTrainer):
     def __init__(self, trial: FFTrial, data: Dataset, device, share: FFTrainer | None = None):
         super().__init__(trial, data, device, share)
         self.ff = trial.ff
+        self.bind_variants("jax")
         check_data(self.ff, data.train.y)
         self.params = self.init_params([data.train.x.shape[1], *trial.hidden], self.ff.init)
         self.running = [jnp.full((h,), PEER_INIT, jnp.float32) for h in trial.hidden]
@@ -101,42 +103,31 @@ class FFTrainer(FFSchedule, JaxTrainer):
 
     def _negatives(self, phase: Phase, epoch: int, order: jax.Array) -> jax.Array:
         """The negative of each position of the epoch's order (`reference.negatives.Draws`)."""
-        y, seed = self.splits["train"][1], self.trial.seed
         key = negatives_epoch(self.trial, epoch)
         self.negatives_seconds = None
-        if by_position(self.ff):
-            perm_key = jnp.uint32(rng.stream_key(seed, rng.STREAM_PERMUTE, key))
-            return _permuted_by_position(self.steps_per_epoch, self.batch_size, perm_key, y, order)
+        if self.by_position:
+            return self.strategy.sample_by_position(self, key, order)
         if self._drawn is None or self._drawn[0] != key:
-            self._drawn = (key, self._sample_negatives(phase, key))
+            t0 = time.perf_counter()
+            self._drawn = (key, self.strategy.sample(self, key, phase))
+            if self.scored:  # the scoring of the training set, timed apart
+                self._drawn[1].block_until_ready()
+                self.negatives_seconds = time.perf_counter() - t0
         return self._drawn[1][order]
 
-    def _sample_negatives(self, phase: Phase, key_epoch: int) -> jax.Array:
-        """Each training sample's negative label or partner (`reference.negatives.sample_negatives`)."""
-        ff, (x, y), seed = self.ff, self.splits["train"], self.trial.seed
-        key = jnp.uint32(rng.stream_key(seed, rng.STREAM_NEGATIVES, key_epoch))
-        if ff.negatives == "class_split":
-            return _split(self.n, len(self.images) - self.n, jnp.uint32(rng.stream_key(seed, rng.STREAM_SPLIT, key_epoch)))
-        if ff.negatives == "hybrid_image":
-            return _partners(jnp.uint32(rng.stream_key(seed, rng.STREAM_HYBRID, key_epoch)), self.index, y)
-        if ff.negatives == "wrong_label":
-            return _wrong(key, self.index, y)
-        if ff.negatives == "permuted_label":
-            return _permuted(self.n, jnp.uint32(rng.stream_key(seed, rng.STREAM_PERMUTE, key_epoch)), y)
-        t0 = time.perf_counter()
-        layers, step = tuple(score_layers(ff, self.score_upto(phase))), self.trial.eval_batch_size
+    def hard_scores(self, phase: Phase) -> jax.Array:
+        """(n, 10) label scores of the training set at the current weights, over the layers
+        `reference.negatives.score_layers` names (a scored strategy's input)."""
+        x = self.splits["train"][0]
+        layers, step = tuple(score_layers(self.ff, self.score_upto(phase))), self.trial.eval_batch_size
         if layers not in self._scorers:
-            self._scorers[layers] = jax.jit(partial(_label_scores, ff, self.trial.precision, layers))
-        scores = jnp.concatenate([self._scorers[layers](self.params, x[i:i + step]) for i in range(0, self.n, step)])
-        neg = _hard(ff.negatives, key, self.index, y, scores)
-        neg.block_until_ready()
-        self.negatives_seconds = time.perf_counter() - t0
-        return neg
+            self._scorers[layers] = jax.jit(partial(_label_scores, self.ff, self.objective_fn, self.trial.precision, layers))
+        return jnp.concatenate([self._scorers[layers](self.params, x[i:i + step]) for i in range(0, self.n, step)])
 
     def epoch_losses(self, device_losses) -> dict[str, float | dict[int, float]]:
         ff_loss, peer, readout, collisions = (np.asarray(v, dtype=np.float64) for v in device_losses)
         out: dict[str, float | dict[int, float]] = {}
-        if self.phase.layers and self.ff.negatives == "permuted_label":
+        if self.phase.layers and self.reports_collisions:
             out["negative_collision_rate"] = float(collisions) / self.batch_size
         if self.phase.layers and self.negatives_seconds is not None:
             out["negatives_seconds"] = self.negatives_seconds
@@ -170,7 +161,7 @@ class FFTrainer(FFSchedule, JaxTrainer):
         layers = self.readout_layers if self.readout is not None else \
             tuple(i for i in self.ff.prediction_layers if i in self.trained)
         if layers not in self._predictors:
-            self._predictors[layers] = jax.jit(partial(_predict, self.ff, self.trial.precision, layers))
+            self._predictors[layers] = jax.jit(partial(_predict, self.ff, self.objective_fn, self.trial.precision, layers))
         return self._predictors[layers](self.params, self.readout, x)
 
 
@@ -188,68 +179,36 @@ def features(ff, prec, params, x, active=None):
          for i in ff.prediction_layers], axis=1))
 
 
-def _label_scores(ff, prec, layers, params, x):
-    """(B, 10) summed goodness over `layers` with each label overlaid, signed (`reference.ff.label_scores`)."""
+def _label_scores(ff, objective, prec, layers, params, x):
+    """(B, 10) summed objective scores over `layers` with each label overlaid (`reference.ff.label_scores`)."""
+    obj, p = objective
     h = ops.first_layer_all_labels(x, *params[0], ff, prec).reshape(NUM_CLASSES * x.shape[0], -1)
-    score = ops.goodness(h, ff.goodness) if 0 in layers else 0.0
+    score = obj.score(h, ff, p) if 0 in layers else 0.0
     for i, (w, b) in enumerate(params[1: max(layers) + 1], start=1):
         h = ops.layer_forward(h, w, b, ff, prec)
         if i in layers:
-            score = score + ops.goodness(h, ff.goodness)
-    score = score.reshape(NUM_CLASSES, x.shape[0]).T
-    return score if ff.sign == "max_ssq" else -score
+            score = score + obj.score(h, ff, p)
+    return score.reshape(NUM_CLASSES, x.shape[0]).T
 
 
-def _predict(ff, prec, layers, params, readout, x):
+def _predict(ff, objective, prec, layers, params, readout, x):
     if readout is not None:
         return ops.linear(features(ff, prec, params, x, layers), readout, None, prec).argmax(axis=1)
-    return _label_scores(ff, prec, layers, params, x).argmax(axis=1)
+    return _label_scores(ff, objective, prec, layers, params, x).argmax(axis=1)
 
 
 def _order(n, used, key):
     return ops.epoch_order(key, n)[:used].astype(jnp.int32)
 
 
-@jax.jit
-def _partners(key, index, y):
-    return ops.hybrid_partners(key, index, y, ops.class_table(y))
-
-
-@partial(jax.jit, static_argnums=(0, 1))
-def _split(n, n_rest, key):
-    return n + ops.batch_permutations(key, 1, n_rest)[0][jnp.arange(n) % n_rest]
-
-
-@jax.jit
-def _wrong(key, index, y):
-    return ops.wrong_labels(key, index, y)
-
-
-@partial(jax.jit, static_argnums=0)
-def _permuted(n, key, y):
-    return y[ops.batch_permutations(key, 1, n)[0]]
-
-
-@partial(jax.jit, static_argnums=(0, 1))
-def _permuted_by_position(steps, batch_size, key, y, order):
-    perm = ops.batch_permutations(key, steps, batch_size)
-    return jnp.take_along_axis(y[order].reshape(steps, batch_size), perm, axis=1).reshape(-1)
-
-
-@partial(jax.jit, static_argnums=0)
-def _hard(strategy, key, index, y, scores):
-    if strategy == "hard_label":
-        return ops.sample_wrong(scores, y, ops.uniform24(ops.negatives_hash(key, index)))
-    return ops.best_wrong(scores, y)
-
-
-def ff_step_losses(ff, prec, layers, trainable, params, running, pos, neg, xb, yb):
+def ff_step_losses(ff, prec, layers, trainable, params, running, pos, neg, xb, yb, objective=None):
     """Total objective of one step, and (per-layer FF losses, per-layer peer losses, read-out loss, new running means).
 
     `trainable` holds the layers being trained and, for a joint read-out, its weights; the
     read-out reads the pre-update layers and its gradient never reaches them.
     """
     depth, n = len(params), pos.shape[0]
+    obj, p = objective or bound_objective(ff, "jax")
     params = [trainable["layers"].get(i, p) for i, p in enumerate(params)]
     ff_losses, peer_losses, running = [jnp.zeros(())] * depth, [jnp.zeros(())] * depth, list(running)
     total = jnp.zeros(())
@@ -258,7 +217,7 @@ def ff_step_losses(ff, prec, layers, trainable, params, running, pos, neg, xb, y
         h = jax.lax.stop_gradient(ops.layer_forward(h, *params[i], ff, prec))
     for i in range(min(layers), max(layers) + 1):
         h = ops.layer_forward(jax.lax.stop_gradient(h), *params[i], ff, prec)
-        ff_losses[i] = ops.ff_loss(ops.goodness(h, ff.goodness), n, ff, params[i][0].shape[1])
+        ff_losses[i] = obj.loss(h, n, ff, p, params[i][0].shape[1])
         total = total + ff_losses[i]
         if ff.peer_weight > 0:
             peer_losses[i], running[i] = ops.peer_loss(h[:n], running[i], ff)
@@ -289,16 +248,14 @@ def _ff_epoch(tr: FFTrainer, layers, readout_only, active, state, x, y, order, n
         idx, negb = batch
         params, readout, running, opt_state, ropt_state = carry
         xb, yb = ops.batch_images(x, idx, jitter_key, jitter), y[idx]
-        if ff.negatives == "hybrid_image":  # negb: the partners
-            m = ops.hybrid_masks(mask_key, idx, ff.hybrid_blur_passes)
-            pos, neg = xb, m * xb + (1.0 - m) * ops.batch_images(x, negb, jitter_key, jitter)
-        elif ff.negatives == "class_split":  # negb: indices into the training images + the pool
-            pos, neg = xb, x[negb]
-        else:
+        if ff.embeds_labels:
             pos, neg = ops.overlay(xb, yb, ff), ops.overlay(xb, negb, ff)
+        else:  # the strategy's own negative images (x: the training images, and any pool)
+            pos, neg = xb, tr.strategy.inputs(tr, Batch(x, xb, yb, idx, negb, mask_key, jitter_key))
         trainable = {"layers": {i: params[i] for i in layers}, "readout": readout if tr.joint_readout else None}
         grad_fn = jax.value_and_grad(ff_step_losses, argnums=3, has_aux=True)
-        (_, (ffl, peer, rl, running)), grads = grad_fn(ff, prec, layers, trainable, params, running, pos, neg, xb, yb)
+        (_, (ffl, peer, rl, running)), grads = grad_fn(ff, prec, layers, trainable, params, running, pos, neg, xb, yb,
+                                                       tr.objective_fn)
         if tr.separate_readout:  # the read-out's gradient goes to its own optimiser
             rdir, ropt_state = tr.rtx.update(grads["readout"], ropt_state, readout)
             readout = jopt.apply(readout, rdir, readout_lr)

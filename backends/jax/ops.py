@@ -129,11 +129,6 @@ def normalize(x: jax.Array, kind: str, eps: float) -> jax.Array:
     return x / (r + eps)
 
 
-def goodness(h: jax.Array, kind: str) -> jax.Array:
-    g = (h * h).sum(axis=1)
-    return g / h.shape[1] if kind == "mean" else g
-
-
 def relu(z: jax.Array, grad: str) -> jax.Array:
     h = jax.nn.relu(z)
     return z + lax.stop_gradient(h - z) if grad == "straight_through" else h
@@ -172,12 +167,6 @@ def first_layer_all_labels(x: jax.Array, w: jax.Array, b: jax.Array, ff: FFSpec,
     w = effective_weights(w, ff)
     z = linear(xn.at[:, 0].set(0), w, b, precision)[None] + xn[None, :, :1] * w[:, :NUM_CLASSES].T[:, None, :]
     return jax.nn.relu(z)
-
-
-def ff_loss(g: jax.Array, n_pos: int, ff: FFSpec, fan_in: int) -> jax.Array:
-    s = 1.0 if ff.sign == "max_ssq" else -1.0
-    t = jnp.concatenate([-jnp.ones(n_pos, g.dtype), jnp.ones(g.shape[0] - n_pos, g.dtype)])
-    return jax.nn.softplus(t * s * (g - ff.threshold_for(fan_in))).mean()
 
 
 def peer_loss(h_pos: jax.Array, running_mean: jax.Array, ff: FFSpec) -> tuple[jax.Array, jax.Array]:

@@ -10,6 +10,7 @@ from ffbench_backends.jax import optim as jopt
 from ffbench_backends.jax.bp import logits as bp_logits
 from ffbench_backends.jax.ff import ff_step_losses
 
+from ffbench.backend import bound_objective
 from ffbench.reference.ff import PEER_INIT
 from ffbench.spec import FFSpec, OptimizerSpec
 
@@ -31,9 +32,10 @@ def ff_layers(params, x_pos, x_neg, ff: FFSpec) -> list[dict]:
     running = [jnp.full((w.shape[0],), PEER_INIT, jnp.float32) for w, _ in p]
     (_, (losses, peers, _, _)), grads = _grads(p, running, pos, neg, ff)
     out, h, n = [], jnp.concatenate([pos, neg]), pos.shape[0]
+    obj, obj_params = bound_objective(ff, "jax")
     for i, (w, b) in enumerate(p):
         h = ops.layer_forward(h, w, b, ff)
-        g = np.asarray(ops.goodness(h, ff.goodness))
+        g = np.asarray(obj.goodness(h, ff, obj_params))
         dw, db = grads["layers"][i]
         out.append({"g_pos": g[:n], "g_neg": g[n:], "loss": float(losses[i]), "peer_loss": float(peers[i]),
                     "dW": np.asarray(dw), "db": np.asarray(db)})

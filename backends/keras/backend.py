@@ -53,7 +53,7 @@ class KerasBackend(Backend):
         return f"cpu: {cpu_name()} (keras/{backend})"
 
     def skip(self, trial: FFTrial | BPTrial) -> str | None:
-        return traits.skip(trial)
+        return super().skip(trial) or traits.skip(trial)
 
     def trainer(self, trial: FFTrial | BPTrial, data: Dataset) -> Trainer:
         if trial.algorithm == "ff":

@@ -1,5 +1,6 @@
-"""Forward-Forward training in Keras 3: a custom FF step written in `keras.ops` with the
-reference's analytic gradients, so the same code runs on every Keras backend.
+"""Forward-Forward training in Keras 3: a custom FF step written in `keras.ops` (the layer's
+analytic gradient, the objective's by autodiff: `ops.layer_step`), so the same code runs on
+every Keras backend.
 
 Data, order and negatives are backend tensors computed with the shared hash; an epoch
 makes no host sync. The whole epoch, every step (every layer, the optimiser, the read-out)
@@ -24,15 +25,17 @@ from ffbench.data import Dataset
 from ffbench.reference import rng
 from ffbench.reference.ff import PEER_INIT
 from ffbench.reference.init import stack_init
-from ffbench.reference.negatives import by_position, check_data, negatives_epoch, score_layers, training_images
+from ffbench.reference.negatives import check_data, negatives_epoch, score_layers, training_images
 from ffbench.reference.optim import lr_at
 from ffbench.spec import NUM_CLASSES, FFTrial
+from ffbench.variants import Batch
 
 
 class FFTrainer(FFSchedule, KerasTrainer):
     def __init__(self, trial: FFTrial, data: Dataset, share: FFTrainer | None = None):
         super().__init__(trial, data, share)
         self.ff = trial.ff
+        self.bind_variants("keras")
         check_data(self.ff, data.train.y)
         if share is not None:  # a pack's members share the data on the device
             self.images = share.images
@@ -50,7 +53,6 @@ class FFTrainer(FFSchedule, KerasTrainer):
         self.readout_trained = False
         self.negatives_seconds: float | None = None  # scoring the data for hard negatives, this epoch
         self._drawn = None  # (negatives_epoch, each sample's negative)
-        self._classes = None  # hybrid_image: the training labels' class table (`kops.class_table`)
         self._layer_opts: dict[tuple[int, ...], SpecOptimizer] = {}  # a layer's optimiser, kept across episodes
         self._steps: dict[tuple, object] = {}  # compiled step programs, by (layers, read-out only)
 
@@ -103,22 +105,20 @@ class FFTrainer(FFSchedule, KerasTrainer):
                 "collisions": ops.zeros(plan.members, dtype="int32")}
 
     def epoch_body(self, phase: Phase, plan: EpochPlan):
-        ff, members, rows, jitter = self.ff, plan.members, self.batch_size * plan.width, self.trial.data.jitter
+        ff, members, rows = self.ff, plan.members, self.batch_size * plan.width
 
         def body(s, sums, d, apply):
             idx, xb, yb = self.batch_at(s, d, rows)
             if phase.name == "readout":
                 return {**sums, "stats": sums["stats"] + apply(xb, yb)}
             negb, collisions = ops.slice(d["negatives"], (s * rows,), (rows,)), sums["collisions"]
-            if ff.negatives == "permuted_label":
+            if self.reports_collisions:
                 collisions = collisions + ops.sum(ops.reshape(ops.cast(negb == yb, "int32"), (*members, self.batch_size)),
                                                   axis=-1)
-            if ff.negatives == "hybrid_image":  # the negative images themselves
-                m = kops.hybrid_masks(d["mask_key"], idx, ff.hybrid_blur_passes)
-                negb = m * xb + (1.0 - m) * kops.batch_images(d["x"], negb, d["jitter_key"], jitter)
-            elif ff.negatives == "class_split":
-                negb = ops.take(d["images"], negb, axis=0)
-            h_neg = kops.overlay(xb, negb, ff) if ff.embeds_labels else negb
+            if ff.embeds_labels:
+                h_neg = kops.overlay(xb, negb, ff)
+            else:  # the strategy's own negative images
+                h_neg = self.strategy.inputs(self, Batch(d["images"], xb, yb, idx, negb, d["mask_key"], d["jitter_key"]))
             return {"stats": sums["stats"] + apply(kops.overlay(xb, yb, ff), h_neg, xb, yb), "collisions": collisions}
         return body
 
@@ -136,45 +136,24 @@ class FFTrainer(FFSchedule, KerasTrainer):
         """The epoch's order and the negative of each of its positions
         (`reference.negatives.Draws`): one compiled call (and, for a fresh draw of the
         samples' negatives, another)."""
-        y, seed, used = self.splits["train"][1], self.trial.seed, self.steps_per_epoch * self.batch_size
-        key = negatives_epoch(self.trial, epoch)
+        key, used = negatives_epoch(self.trial, epoch), self.steps_per_epoch * self.batch_size
         self.negatives_seconds = None
-        if by_position(self.ff):
-            permute_key = kops.key_tensor(rng.stream_key(seed, rng.STREAM_PERMUTE, key))
-            return kcompile.function(_by_position, self.steps_per_epoch, self.batch_size)(self.order_key(epoch), permute_key,
-                                                                                          self.index, y)
+        if self.by_position:
+            return self.strategy.sample_by_position(self, key, epoch)
         if self._drawn is None or self._drawn[0] != key:
-            self._drawn = (key, self._sample_negatives(phase, key))
+            t0 = time.perf_counter()
+            self._drawn = (key, self.strategy.sample(self, key, phase))
+            if self.scored:  # wait for it: the scoring is timed apart
+                ops.convert_to_numpy(self._drawn[1][:1])
+                self.negatives_seconds = time.perf_counter() - t0
         return kcompile.function(ordered, used)(self.order_key(epoch), self.index, self._drawn[1])
 
-    def _sample_negatives(self, phase: Phase, key_epoch: int):
-        """Each training sample's negative label or partner (`reference.negatives.sample_negatives`)."""
-        ff, (x, y), seed = self.ff, self.splits["train"], self.trial.seed
-        key = rng.stream_key(seed, rng.STREAM_NEGATIVES, key_epoch)
-        if ff.negatives == "class_split":
-            split_key = kops.key_tensor(rng.stream_key(seed, rng.STREAM_SPLIT, key_epoch))
-            return kcompile.function(_class_split, self.n, self.images.shape[0] - self.n)(split_key)
-        if ff.negatives == "hybrid_image":
-            if self._classes is None:
-                self._classes = kops.class_table(y)
-            hybrid_key = kops.key_tensor(rng.stream_key(seed, rng.STREAM_HYBRID, key_epoch))
-            return kcompile.function(kops.hybrid_partners)(hybrid_key, self.index, y, self._classes)
-        if ff.negatives == "wrong_label":
-            return kcompile.function(kops.wrong_labels)(kops.key_tensor(key), self.index, y)
-        if ff.negatives == "permuted_label":
-            permute_key = kops.key_tensor(rng.stream_key(seed, rng.STREAM_PERMUTE, key_epoch))
-            return kcompile.function(_permuted, self.n)(permute_key, y)
-        t0 = time.perf_counter()
-        layers, step = score_layers(ff, self.score_upto(phase)), self.trial.eval_batch_size
+    def hard_scores(self, phase: Phase):
+        """(n, 10) label scores of the training set at the current weights, over the layers
+        `reference.negatives.score_layers` names (a scored strategy's input)."""
+        x, layers, step = self.splits["train"][0], score_layers(self.ff, self.score_upto(phase)), self.trial.eval_batch_size
         score = self.reader(("scores", tuple(layers)), lambda xb: self.label_scores(xb, layers))
-        scores = ops.concatenate([score(x[i:i + step]) for i in range(0, self.n, step)], axis=0)
-        if ff.negatives == "hard_label":
-            wrong = kops.sample_wrong(scores, y, kops.uniform24(kops.negatives_hash(key, self.index)))
-        else:
-            wrong = kops.best_wrong(scores, y)
-        ops.convert_to_numpy(wrong[:1])  # wait for it: the scoring is timed apart
-        self.negatives_seconds = time.perf_counter() - t0
-        return wrong
+        return ops.concatenate([score(x[i:i + step]) for i in range(0, self.n, step)], axis=0)
 
     def _ff_core(self, h_pos, h_neg, xb, yb):
         """One FF step of the phase's layers on overlaid batches (the negatives: overlaid
@@ -190,7 +169,8 @@ class FFTrainer(FFSchedule, KerasTrainer):
             if i not in layers:  # frozen (greedy)
                 h_pos, h_neg = kops.layer_forward(h_pos, kernel, bias, ff), kops.layer_forward(h_neg, kernel, bias, ff)
                 continue
-            ff_loss[i], peer, _, h, dk, db, running = kops.layer_step(h_pos, h_neg, kernel, bias, ff, self.running[i])
+            ff_loss[i], peer, _, h, dk, db, running = kops.layer_step(h_pos, h_neg, kernel, bias, ff, self.running[i],
+                                                                        self.objective_fn)
             if ff.peer_weight > 0:
                 self.running[i].assign(running)
                 peer_loss[i] = peer
@@ -238,7 +218,7 @@ class FFTrainer(FFSchedule, KerasTrainer):
                 out["peer_loss"] = {i: float(stats[depth + i]) for i in self.phase.layers}
         if self.phase.name == "readout" or self.joint_readout:
             out["readout_loss"] = float(stats[-1])
-        if self.phase.layers and self.ff.negatives == "permuted_label":
+        if self.phase.layers and self.reports_collisions:
             out["negative_collision_rate"] = float(ops.convert_to_numpy(device_losses["collisions"])) / (steps * self.batch_size)
         if self.phase.layers and self.negatives_seconds is not None:
             out["negatives_seconds"] = self.negatives_seconds
@@ -260,16 +240,15 @@ class FFTrainer(FFSchedule, KerasTrainer):
         self.trained, self.readout_trained = set(range(len(self.params))), True
 
     def label_scores(self, xb, layers: list[int]):
-        """(B, 10) summed goodness over `layers` with each label overlaid, signed (`reference.ff.label_scores`)."""
-        ff = self.ff
+        """(B, 10) summed objective scores over `layers` with each label overlaid (`reference.ff.label_scores`)."""
+        ff, (obj, p) = self.ff, self.objective_fn
         h = ops.reshape(kops.first_layer_all_labels(xb, *self.params[0], ff), (NUM_CLASSES * xb.shape[0], -1))
-        score = kops.goodness(h, ff.goodness) if 0 in layers else 0.0
+        score = obj.score(h, ff, p) if 0 in layers else 0.0
         for i, (kernel, bias) in enumerate(self.params[1: max(layers) + 1], start=1):
             h = kops.layer_forward(h, kernel, bias, ff)
             if i in layers:
-                score = score + kops.goodness(h, ff.goodness)
-        score = ops.transpose(ops.reshape(score, (NUM_CLASSES, xb.shape[0])))
-        return score if ff.sign == "max_ssq" else -score
+                score = score + obj.score(h, ff, p)
+        return ops.transpose(ops.reshape(score, (NUM_CLASSES, xb.shape[0])))
 
     def predict_key(self) -> tuple:
         return (self.readout_layers if self.readout is not None else None,
@@ -280,23 +259,3 @@ class FFTrainer(FFSchedule, KerasTrainer):
             return ops.argmax(ops.matmul(self.features(xb), self.readout), axis=1)
         return ops.cast(ops.argmax(self.label_scores(xb, [i for i in self.ff.prediction_layers if i in self.trained]), axis=1),
                         "int32")
-
-
-# ------------------------------------------------------------ the plan's programs (`kcompile.function`)
-def _by_position(steps: int, batch_size: int, order_key, permute_key, index, y):
-    """The epoch's order, and as each position's negative the label of another position of
-    its batch (`reference.negatives.Draws`, by position)."""
-    order = ordered(steps * batch_size, order_key, index)
-    y_ordered = ops.reshape(ops.take(y, order, axis=0), (steps, batch_size))
-    perm = kops.batch_permutations(permute_key, steps, batch_size)
-    return order, ops.reshape(ops.take_along_axis(y_ordered, perm, axis=1), (-1,))
-
-
-def _class_split(n: int, n_rest: int, key):
-    """Each of the n training samples' partner among the n_rest pool images (indices n...)."""
-    perm = kops.batch_permutations(key, 1, n_rest)[0]
-    return n + ops.take(perm, ops.mod(ops.arange(n), n_rest), axis=0)
-
-
-def _permuted(n: int, key, y):
-    return ops.take(y, kops.batch_permutations(key, 1, n)[0], axis=0)

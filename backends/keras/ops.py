@@ -1,5 +1,8 @@
-"""`ffbench.reference` in `keras.ops`, function for function, with the reference's analytic
-gradients: one code path for every Keras backend (TensorFlow, JAX), no backend's autodiff.
+"""`ffbench.reference` in `keras.ops`, function for function: one code path for every Keras
+backend (TensorFlow, JAX). The layer's own gradient (normalise, matmul, ReLU, peer loss) is
+the reference's analytic one; the layer objective's gradient with respect to the layer's
+activities comes from the Keras backend's autodiff (`grad_h`), so an objective is written
+once, forward only.
 
 Layout: Keras kernels are (in, out), the transpose of the reference's W.
 """
@@ -166,9 +169,18 @@ def normalize(x, kind: str, eps: float):
     return x / (r + eps)
 
 
-def goodness(h, kind: str):
-    g = ops.sum(h * h, axis=1)
-    return g / h.shape[1] if kind == "mean" else g
+def grad_h(fn, h):
+    """(fn(h), d fn / d h) of a scalar function of one tensor, by the Keras backend's autodiff
+    (`jax.value_and_grad`, or a `tf.GradientTape`): both trace inside a compiled step."""
+    import keras
+    if keras.backend.backend() == "jax":
+        import jax
+        return jax.value_and_grad(fn)(h)
+    import tensorflow as tf
+    with tf.GradientTape() as tape:
+        tape.watch(h)
+        value = fn(h)
+    return value, tape.gradient(value, h)
 
 
 @functools.lru_cache(maxsize=16)
@@ -199,20 +211,16 @@ def first_layer_all_labels(x, kernel, bias, ff: FFSpec):
     return ops.relu((ops.matmul(base, kernel) + bias)[None] + xn[None, :, :1] * kernel[:NUM_CLASSES][:, None, :])
 
 
-def layer_step(x_pos, x_neg, kernel, bias, ff: FFSpec, running):
-    """reference.ff.layer_step: (loss, peer loss, goodness, h, d kernel, d bias, new running mean)."""
-    n = x_pos.shape[0]
+def layer_step(x_pos, x_neg, kernel, bias, ff: FFSpec, running, objective):
+    """reference.ff.layer_step: (loss, peer loss, goodness, h, d kernel, d bias, new running
+    mean). `objective`: (the layer objective's Keras implementation, its parameters)."""
+    (obj, p), n = objective, x_pos.shape[0]
     xn = normalize(ops.concatenate([x_pos, x_neg], axis=0), ff.norm, ff.norm_eps)
     z = ops.matmul(xn, effective_kernel(kernel, ff)) + bias
     h = ops.relu(z)
     units = h.shape[1]
-    g = goodness(h, ff.goodness)
-    s = 1.0 if ff.sign == "max_ssq" else -1.0
-    logit = s * (g - ff.threshold_for(x_pos.shape[1]))
-    t = ops.concatenate([-ops.ones((n,), h.dtype), ops.ones((n,), h.dtype)])
-    loss = ops.mean(ops.softplus(t * logit))
-    dlogit = t * ops.sigmoid(t * logit) / (2 * n)
-    dh = (s * dlogit)[:, None] * 2.0 * h / (units if ff.goodness == "mean" else 1.0)
+    g = obj.goodness(h, ff, p)
+    loss, dh = grad_h(lambda v: obj.loss(v, n, ff, p, x_pos.shape[1]), h)
     peer_loss = ops.zeros(())
     if ff.peer_weight > 0:
         running = ff.peer_momentum * running + (1 - ff.peer_momentum) * ops.mean(h[:n], axis=0)

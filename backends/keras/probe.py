@@ -8,6 +8,7 @@ from ffbench_backends.keras import ops as kops
 from ffbench_backends.keras.optim import SpecOptimizer
 from keras import ops
 
+from ffbench.backend import bound_objective
 from ffbench.reference.ff import PEER_INIT
 from ffbench.spec import FFSpec, OptimizerSpec
 
@@ -18,8 +19,9 @@ def _np(t) -> np.ndarray:
 
 def _stack(params, x_pos, x_neg, ff, running):
     h_pos, h_neg, out = ops.convert_to_tensor(x_pos), ops.convert_to_tensor(x_neg), []
+    objective = bound_objective(ff, "keras")
     for i, (k, b) in enumerate(params):
-        step = kops.layer_step(h_pos, h_neg, k, b, ff, running[i])
+        step = kops.layer_step(h_pos, h_neg, k, b, ff, running[i], objective)
         out.append(step)
         h = step[3]
         h_pos, h_neg = h[: x_pos.shape[0]], h[x_pos.shape[0]:]

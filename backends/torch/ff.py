@@ -18,22 +18,24 @@ from ffbench_backends.torch.compile import compiled, warm_up
 from ffbench_backends.torch.compile import enabled as compiling
 from ffbench_backends.torch.optim import Optimizer
 
-from ffbench.backend import FFSchedule, Phase
+from ffbench.backend import FFSchedule, Phase, bound_objective
 from ffbench.data import Dataset
 from ffbench.reference.ff import PEER_INIT
-from ffbench.reference.negatives import by_position, check_data, negatives_epoch, score_layers, training_images
+from ffbench.reference.negatives import check_data, negatives_epoch, score_layers, training_images
 from ffbench.reference.optim import lr_at
 from ffbench.reference.rng import STREAM_JITTER, STREAM_MASK, stream_key
 from ffbench.spec import NUM_CLASSES, FFSpec, FFTrial
+from ffbench.variants import Batch
 
 
-def ff_objective(params, running, pos, neg, ff: FFSpec, layers, precision: str = "fp32"):
+def ff_objective(params, running, pos, neg, ff: FFSpec, layers, precision: str = "fp32", objective=None):
     """The FF objective of one step for `layers` (a contiguous range), on overlaid batches.
 
     Returns (total, FF loss per layer, peer loss per layer, new running means); layers below
     `layers` are run frozen (greedy), each trained layer sees the detached output below it.
     """
     n, running = pos.shape[0], list(running)
+    obj, p = objective or bound_objective(ff, "torch")
     ff_losses, peer_losses = {}, {}
     h = torch.cat([pos, neg])
     first = min(layers)
@@ -43,7 +45,7 @@ def ff_objective(params, running, pos, neg, ff: FFSpec, layers, precision: str =
     total = h.new_zeros(())
     for i in range(first, max(layers) + 1):
         h = ops.layer_forward(h.detach(), *params[i], ff, precision)
-        ff_losses[i] = ops.ff_loss(ops.goodness(h, ff.goodness), n, ff, params[i][0].shape[1])
+        ff_losses[i] = obj.loss(h, n, ff, p, params[i][0].shape[1])
         total = total + ff_losses[i]
         if ff.peer_weight > 0:
             peer_losses[i], running[i] = ops.peer_loss(h[:n], running[i], ff)
@@ -68,12 +70,14 @@ def readout_objective(params, readout, xb, yb, *, ff: FFSpec, active, widths, pr
     return (F.cross_entropy(ops.linear(features(params, xb, ff, active, widths, precision), readout, None, precision), yb),)
 
 
-def step_objective(params, running, readout, xb, yb, negb, *, ff: FFSpec, layers, joint: bool, active, widths, precision: str):
+def step_objective(params, running, readout, xb, yb, negb, *, ff: FFSpec, layers, joint: bool, active, widths, precision: str,
+                   objective):
     """One FF step's total loss and (FF losses, peer losses, read-out loss, new running means).
     `negb`: the negatives' labels, or (unsupervised) the negative images. With `joint`, the
-    read-out's loss is part of the total."""
+    read-out's loss is part of the total. `objective`: (the layer objective's torch
+    implementation, its parameters)."""
     pos, neg = ops.overlay(xb, yb, ff), (ops.overlay(xb, negb, ff) if ff.embeds_labels else negb)
-    total, ff_losses, peer_losses, running = ff_objective(params, running, pos, neg, ff, layers, precision)
+    total, ff_losses, peer_losses, running = ff_objective(params, running, pos, neg, ff, layers, precision, objective)
     readout_loss = total.new_zeros(())
     if joint:
         readout_loss = readout_objective(params, readout, xb, yb, ff=ff, active=active, widths=widths, precision=precision)[0]
@@ -88,6 +92,7 @@ class FFTrainer(FFSchedule, TorchTrainer):
     def __init__(self, trial: FFTrial, data: Dataset, device: torch.device, share: FFTrainer | None = None):
         super().__init__(trial, data, device, share)
         self.ff = trial.ff
+        self.bind_variants("torch")
         check_data(self.ff, data.train.y)
         if share is not None:
             self.index, self.images = share.index, share.images
@@ -142,7 +147,7 @@ class FFTrainer(FFSchedule, TorchTrainer):
         shared = {"ff": self.ff, "active": self.readout_layers, "widths": self.trial.hidden, "precision": self.trial.precision}
         if phase.name == "readout":
             return partial(readout_objective, **shared)
-        return partial(step_objective, layers=phase.layers, joint=self.joint_readout, **shared)
+        return partial(step_objective, layers=phase.layers, joint=self.joint_readout, objective=self.objective_fn, **shared)
 
     def compile_step(self, phase: Phase, holder, objective, lead: tuple[int, ...] = ()):
         """`objective` compiled (`FFBENCH_TORCH_COMPILE=1`) and warmed up on a throw-away batch
@@ -196,14 +201,10 @@ class FFTrainer(FFSchedule, TorchTrainer):
                 sums["readout_loss"][..., 0] += loss.detach()
             else:
                 negb = plan.negatives[..., at]
-                if self.ff.negatives == "permuted_label":
+                if self.reports_collisions:
                     sums["collisions"][..., 0] += (negb == yb).sum(dim=-1)
-                if self.ff.negatives == "hybrid_image":
-                    m = ops.hybrid_masks(plan.mask_key, idx, self.ff.hybrid_blur_passes)
-                    # the negative images themselves
-                    negb = m * xb + (1.0 - m) * ops.batch_images(x, negb, plan.jitter_key, jitter)
-                elif self.ff.negatives == "class_split":
-                    negb = self.images[negb]
+                if not self.ff.embeds_labels:  # the negative images themselves
+                    negb = self.strategy.inputs(self, Batch(self.images, xb, yb, idx, negb, plan.mask_key, plan.jitter_key))
                 loss, ff_losses, peer_losses, readout_loss, holder.running = objective(
                     holder.params, holder.running, holder.readout, xb, yb, negb)
                 for i in phase.layers:
@@ -225,43 +226,29 @@ class FFTrainer(FFSchedule, TorchTrainer):
     @torch.no_grad()
     def _negatives(self, phase: Phase, epoch: int, order: torch.Tensor) -> torch.Tensor:
         """The negative of each position of the epoch's order (`reference.negatives.Draws`)."""
-        ff, y, seed = self.ff, self.splits["train"][1], self.trial.seed
         key = negatives_epoch(self.trial, epoch)
         self.negatives_seconds = None
-        if by_position(ff):
-            perm = ops.batch_permutations(seed, key, self.steps_per_epoch, self.batch_size, self.device)
-            return torch.gather(y[order].view(perm.shape), 1, perm).reshape(-1)
+        if self.by_position:
+            return self.strategy.sample_by_position(self, key, order)
         if self._drawn is None or self._drawn[0] != key:
-            self._drawn = (key, self._sample_negatives(phase, key))
+            t0 = time.perf_counter()
+            self._drawn = (key, self.strategy.sample(self, key, phase))
+            if self.scored:  # the scoring of the training set, timed apart
+                self.sync()
+                self.negatives_seconds = time.perf_counter() - t0
         return self._drawn[1][order]
 
-    def _sample_negatives(self, phase: Phase, key: int) -> torch.Tensor:
-        """Each training sample's negative label or partner (`reference.negatives.sample_negatives`)."""
-        ff, (x, y), seed = self.ff, self.splits["train"], self.trial.seed
-        if ff.negatives == "class_split":
-            return ops.split_negatives(seed, key, self.n, len(self.images) - self.n, self.device)
-        if ff.negatives == "hybrid_image":
-            return ops.hybrid_partners(seed, key, self.index, y, ops.class_table(y))
-        if ff.negatives == "wrong_label":
-            return ops.wrong_labels(seed, key, self.index, y)
-        if ff.negatives == "permuted_label":
-            return y[ops.batch_permutations(seed, key, 1, self.n, self.device)[0]]
-        t0 = time.perf_counter()
-        layers, step = score_layers(ff, self.score_upto(phase)), self.trial.eval_batch_size
-        scores = torch.cat([self.label_scores(x[i:i + step], layers) for i in range(0, self.n, step)])
-        if ff.negatives == "hard_label":
-            wrong = ops.sample_wrong(scores, y, ops.uniform24(ops.negatives_hash(seed, key, self.index)))
-        else:
-            wrong = ops.best_wrong(scores, y)
-        self.sync()
-        self.negatives_seconds = time.perf_counter() - t0
-        return wrong
+    def hard_scores(self, phase: Phase) -> torch.Tensor:
+        """(n, 10) label scores of the training set at the current weights, over the layers
+        `reference.negatives.score_layers` names (a scored strategy's input)."""
+        layers, step, x = score_layers(self.ff, self.score_upto(phase)), self.trial.eval_batch_size, self.splits["train"][0]
+        return torch.cat([self.label_scores(x[i:i + step], layers) for i in range(0, self.n, step)])
 
     def epoch_losses(self, device_losses) -> dict[str, float | dict[int, float]]:
         phase, depth = self.phase, len(self.params)
         flat = torch.cat([device_losses[k] for k in ("ff_loss", "peer_loss", "readout_loss", "collisions")]).tolist()
         out: dict[str, float | dict[int, float]] = {}
-        if phase.layers and self.ff.negatives == "permuted_label":
+        if phase.layers and self.reports_collisions:
             out["negative_collision_rate"] = flat[-1] / self.batch_size  # collisions per step / rows per step
         if phase.layers and self.negatives_seconds is not None:
             out["negatives_seconds"] = self.negatives_seconds
@@ -293,16 +280,15 @@ class FFTrainer(FFSchedule, TorchTrainer):
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def label_scores(self, xb: torch.Tensor, layers: list[int]) -> torch.Tensor:
-        """(B, 10) summed goodness over `layers` with each label overlaid, signed (`reference.ff.label_scores`)."""
-        ff = self.ff
+        """(B, 10) summed objective scores over `layers` with each label overlaid (`reference.ff.label_scores`)."""
+        ff, (obj, p) = self.ff, self.objective_fn
         h = ops.first_layer_all_labels(xb, *self.params[0], ff, self.trial.precision).reshape(NUM_CLASSES * xb.shape[0], -1)
-        score = ops.goodness(h, ff.goodness) if 0 in layers else 0.0
+        score = obj.score(h, ff, p) if 0 in layers else 0.0
         for i, (w, b) in enumerate(self.params[1: max(layers) + 1], start=1):
             h = ops.layer_forward(h, w, b, ff, self.trial.precision)
             if i in layers:
-                score = score + ops.goodness(h, ff.goodness)
-        score = score.view(NUM_CLASSES, xb.shape[0]).T
-        return score if ff.sign == "max_ssq" else -score
+                score = score + obj.score(h, ff, p)
+        return score.view(NUM_CLASSES, xb.shape[0]).T
 
     @torch.no_grad()
     def predict(self, xb: torch.Tensor) -> torch.Tensor:

@@ -155,11 +155,6 @@ def normalize(x: torch.Tensor, kind: str, eps: float) -> torch.Tensor:
     return x / (r + eps)
 
 
-def goodness(h: torch.Tensor, kind: str) -> torch.Tensor:
-    g = (h * h).sum(dim=1)
-    return g / h.shape[1] if kind == "mean" else g
-
-
 def relu(z: torch.Tensor, grad: str) -> torch.Tensor:
     h = torch.relu(z)
     return z + (h - z).detach() if grad == "straight_through" else h
@@ -200,14 +195,6 @@ def first_layer_all_labels(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, ff
     xn[:, 0] = 0
     w = effective_weights(w, ff)
     return torch.addcmul(linear(xn, w, b, precision)[None], a[None], w[:, :NUM_CLASSES].T.contiguous()[:, None, :]).relu_()
-
-
-def ff_loss(g: torch.Tensor, n_pos: int, ff: FFSpec, fan_in: int) -> torch.Tensor:
-    s = 1.0 if ff.sign == "max_ssq" else -1.0
-    logit = s * (g - ff.threshold_for(fan_in))
-    t = torch.ones_like(logit)
-    t[:n_pos] = -1.0
-    return F.softplus(t * logit).mean()
 
 
 def peer_loss(h_pos: torch.Tensor, running_mean: torch.Tensor, ff: FFSpec) -> tuple[torch.Tensor, torch.Tensor]:

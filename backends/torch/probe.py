@@ -9,6 +9,7 @@ from ffbench_backends.torch import ops
 from ffbench_backends.torch.ff import ff_objective
 from ffbench_backends.torch.optim import Optimizer
 
+from ffbench.backend import bound_objective
 from ffbench.reference.ff import PEER_INIT
 from ffbench.spec import FFSpec, OptimizerSpec
 
@@ -27,10 +28,11 @@ def ff_layers(params, x_pos, x_neg, ff: FFSpec) -> list[dict]:
     total, losses, peers, _ = ff_objective(p, running, pos, neg, ff, tuple(range(len(p))))
     total.backward()
     out, h, n = [], torch.cat([pos, neg]), pos.shape[0]
+    obj, obj_params = bound_objective(ff, "torch")
     with torch.no_grad():
         for i, (w, b) in enumerate(p):
             h = ops.layer_forward(h, w, b, ff)
-            g = ops.goodness(h, ff.goodness)
+            g = obj.goodness(h, ff, obj_params)
             out.append({"g_pos": g[:n].numpy(), "g_neg": g[n:].numpy(), "loss": losses[i].item(),
                         "peer_loss": peers[i].item() if i in peers else 0.0, "dW": w.grad.numpy(), "db": b.grad.numpy()})
     return out

@@ -3,9 +3,9 @@
 One layer, given its (detached) input x:
     xn = x / (sqrt(reduce(x^2)) + eps)          reduce = sum (l2) or mean (rms), per row
     z  = xn @ W.T + b;   h = relu(z)                 (W masked by `local_mask` with ff.receptive_field)
-    g  = reduce'(h^2)                            reduce' = sum or mean over units (goodness)
-    logit = s * (g - threshold)                  s = +1 (max_ssq) or -1 (min_ssq); threshold: `FFSpec.threshold_for`
-    loss  = mean over the 2N rows of softplus(-logit) for positives, softplus(logit) for negatives
+    loss  = objective.loss(h, N, ...)            the layer objective (`ffbench.variants.OBJECTIVES`); the
+                                                 paper's `logistic`: g = reduce'(h^2), logit = s * (g - threshold),
+                                                 softplus(-logit) for positives, softplus(logit) for negatives
     peer  = mean_j (mean(r) - r_j)^2,  r = momentum * r_old + (1 - momentum) * mean_pos(h)
     objective = loss + peer_weight * peer
 The running mean r starts at 0.5 and is carried between steps (its old value is a constant).
@@ -21,6 +21,7 @@ import numpy as np
 
 from ffbench.reference import optim
 from ffbench.spec import MAP_SIZE, NUM_CLASSES, FFSpec, OptimizerSpec
+from ffbench.variants.objectives import objective
 
 PEER_INIT = 0.5
 
@@ -53,11 +54,6 @@ def normalize(x: np.ndarray, kind: str, eps: float) -> np.ndarray:
     sq = x * x
     r = np.sqrt(sq.sum(axis=1, keepdims=True) if kind == "l2" else sq.mean(axis=1, keepdims=True))
     return x / (r + eps)
-
-
-def goodness(h: np.ndarray, kind: str) -> np.ndarray:
-    g = (h * h).sum(axis=1)
-    return g / h.shape[1] if kind == "mean" else g
 
 
 def local_mask(n_out: int, n_in: int, k: int) -> np.ndarray:
@@ -98,15 +94,12 @@ class LayerStep:
 
 
 def layer_step(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | None = None) -> LayerStep:
-    n = x_pos.shape[0]
+    n, obj = x_pos.shape[0], objective(ff)
     xn, z, h = layer_forward(np.concatenate([x_pos, x_neg]), w, b, ff)
-    g = goodness(h, ff.goodness)
-    s = 1.0 if ff.sign == "max_ssq" else -1.0
-    logit = s * (g - ff.threshold_for(x_pos.shape[1]))
-    t = np.concatenate([-np.ones(n), np.ones(n)]).astype(h.dtype)  # loss_i = softplus(t_i * logit_i)
-    loss = softplus(t * logit).mean()
-    dlogit = t * sigmoid(t * logit) / (2 * n)
-    dh = (s * dlogit)[:, None] * 2.0 * h / (h.shape[1] if ff.goodness == "mean" else 1.0)
+    p = obj.params(ff.objective_params)
+    g = obj.goodness(h, ff, p)
+    loss = obj.loss(h, n, ff, p, x_pos.shape[1])
+    dh = obj.grad_h(h, n, ff, p, x_pos.shape[1])
     peer_loss, r = 0.0, running_mean
     if ff.peer_weight > 0:
         r_old = np.full(h.shape[1], PEER_INIT, h.dtype) if running_mean is None else running_mean
@@ -172,17 +165,18 @@ def first_layer_all_labels(x: np.ndarray, w: np.ndarray, b: np.ndarray, ff: FFSp
 
 
 def label_scores(x: np.ndarray, params, ff: FFSpec, layers: list[int]) -> np.ndarray:
-    """(N, 10): the summed goodness over `layers` with each label overlaid, signed so that
-    higher means "more positive" (negated for min_ssq). Rows are label-major inside: label 0's
-    N rows, then label 1's, ..."""
+    """(N, 10): the summed layer-objective score (`LayerObjective.score`; logistic: goodness,
+    negated for min_ssq) over `layers` with each label overlaid: higher means "more positive".
+    Rows are label-major inside: label 0's N rows, then label 1's, ..."""
+    obj = objective(ff)
+    p = obj.params(ff.objective_params)
     h = first_layer_all_labels(x, *params[0], ff).reshape(NUM_CLASSES * len(x), -1)
-    score = goodness(h, ff.goodness) if 0 in layers else 0.0
+    score = obj.score(h, ff, p) if 0 in layers else 0.0
     for i, (w, b) in enumerate(params[1: max(layers) + 1], start=1):
         h = layer_forward(h, w, b, ff)[2]
         if i in layers:
-            score = score + goodness(h, ff.goodness)
-    scores = score.reshape(NUM_CLASSES, len(x)).T
-    return scores if ff.sign == "max_ssq" else -scores
+            score = score + obj.score(h, ff, p)
+    return score.reshape(NUM_CLASSES, len(x)).T
 
 
 def predict(x: np.ndarray, params, ff: FFSpec, w_out: np.ndarray | None = None, layers: list[int] | None = None) -> np.ndarray:

@@ -40,12 +40,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ffbench.reference import augment, rng
+from ffbench.reference import rng
 from ffbench.reference.augment import SIDE
 from ffbench.reference.ff import label_scores, overlay
 from ffbench.spec import NUM_CLASSES, FFSpec
-
-HARD = ("hard_label", "hard_label_top2")
+from ffbench.variants.negatives import Draw, strategy
 
 
 def negatives_epoch(trial, epoch: int) -> int:
@@ -59,12 +58,6 @@ def negatives_epoch(trial, epoch: int) -> int:
         return 0
     per_episode = trial.epochs * (len(trial.hidden) if ff.schedule == "greedy" else 1)
     return epoch - epoch % per_episode
-
-
-def by_position(ff: FFSpec) -> bool:
-    """permuted_label refreshed every epoch permutes labels within each minibatch, so its negatives
-    belong to positions of the epoch's order; every other draw belongs to the samples."""
-    return ff.negatives == "permuted_label" and ff.negatives_refresh == "epoch"
 
 
 def score_layers(ff: FFSpec, upto: int) -> list[int]:
@@ -97,23 +90,6 @@ def class_table(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     members = np.argsort(y, kind="stable")
     count = np.bincount(y, minlength=NUM_CLASSES)
     return members, np.concatenate([[0], np.cumsum(count)[:-1]]), count
-
-
-def check_data(ff: FFSpec, y: np.ndarray) -> None:
-    """hybrid_image draws partners from every other class: each class must be in the training data."""
-    missing = sorted(set(range(NUM_CLASSES)) - set(np.unique(y).tolist()))
-    if ff.negatives == "hybrid_image" and missing:
-        raise ValueError(f"hybrid_image needs every class in the training data; classes {missing} are missing")
-
-
-def training_images(ff: FFSpec, data) -> np.ndarray | None:
-    """The images negatives are taken from when they are not the training split itself: (class_split)
-    the training split followed by the pool; None otherwise, so a backend keeps one copy of its data."""
-    if ff.negatives != "class_split":
-        return None
-    if data.rest is None or not len(data.rest):
-        raise ValueError("class_split needs training images outside data.classes for its negatives; there are none")
-    return np.concatenate([data.train.x, data.rest.x])
 
 
 def hybrid_partners(seed: int, epoch: int, index: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -152,38 +128,24 @@ def hybrid_masks(seed: int, epoch: int, index: np.ndarray, passes: int) -> np.nd
 
 def negative_inputs(trial, x: np.ndarray, xb: np.ndarray, idx: np.ndarray, neg: np.ndarray, epoch: int) -> np.ndarray:
     """The negative inputs of one batch (images `xb` = the training images of `idx`): the images
-    with labels `neg` overlaid, or (hybrid_image) each image mixed with its partner `neg`."""
-    ff = trial.ff
-    if ff.negatives == "class_split":
-        return x[neg]
-    if ff.negatives != "hybrid_image":
-        return overlay(xb, neg, ff)
-    m = hybrid_masks(trial.seed, negatives_epoch(trial, epoch), idx, ff.hybrid_blur_passes)
-    return m * xb + (1.0 - m) * augment.batch_images(trial, x, neg, epoch)
+    with labels `neg` overlaid (a supervised strategy), or the strategy's own (`NegativeStrategy.inputs`)."""
+    strat = strategy(trial.ff)
+    if strat.supervised:
+        return overlay(xb, neg, trial.ff)
+    return strat.inputs(trial, x, xb, idx, neg, epoch)
 
 
 def sample_negatives(trial, x: np.ndarray, y: np.ndarray, key_epoch: int, params, upto: int) -> np.ndarray:
-    """Each training sample's negative drawn with the hashes of `key_epoch` (and, hard strategies,
-    weights `params`, layers 0..upto): a label, or (hybrid_image) the dataset index of its partner.
-    permuted_label (refreshed less often than every epoch): one permutation P of the whole
-    training set, the sample i gets label y[P[i]] (the popular PyTorch script's randperm)."""
-    ff, index = trial.ff, np.arange(len(y))
-    if ff.negatives == "class_split":
-        return split_negatives(trial.seed, key_epoch, len(y), len(x) - len(y))
-    if ff.negatives == "hybrid_image":
-        return hybrid_partners(trial.seed, key_epoch, index, y)
-    if ff.negatives == "wrong_label":
-        return rng.wrong_labels(trial.seed, key_epoch, index, y)
-    if ff.negatives == "permuted_label":
-        return y[rng.batch_permutations(trial.seed, key_epoch, 1, len(y))[0]]
-    scores = label_scores(x, params, ff, score_layers(ff, upto))
-    if ff.negatives == "hard_label":
-        return sample_wrong(scores, y, rng.uniform24(rng.negatives_hash(trial.seed, key_epoch, index)))
-    return best_wrong(scores, y)
+    """Each training sample's negative drawn with the hashes of `key_epoch` (and, for a scored
+    strategy, weights `params`, layers 0..upto): a label, or an index into `x`."""
+    ff = trial.ff
+    scores = lambda: label_scores(x, params, ff, score_layers(ff, upto))  # noqa: E731
+    strat = strategy(ff)
+    return strat.sample(Draw(trial, x, y, key_epoch, strat.params(ff.negatives_params), scores))
 
 
 class Draws:
-    """The negatives of one run: drawn again only when `negatives_epoch` changes, so the hard
+    """The negatives of one run: drawn again only when `negatives_epoch` changes, so the scored
     strategies are scored with the weights of that moment and reused until the next refresh."""
 
     def __init__(self, trial, x: np.ndarray, y: np.ndarray):
@@ -192,12 +154,11 @@ class Draws:
         self.per_sample: np.ndarray | None = None
 
     def epoch(self, epoch: int, batches: list[np.ndarray], params, upto: int) -> list[np.ndarray]:
-        """The negative labels (hybrid_image: partner indices) of each batch of `epoch`."""
+        """The negatives (labels, or indices into x) of each batch of `epoch`."""
         trial, y = self.trial, self.y
-        key = negatives_epoch(trial, epoch)
-        if by_position(trial.ff):
-            perms = rng.batch_permutations(trial.seed, key, len(batches), len(batches[0]))
-            return [y[idx][perm] for idx, perm in zip(batches, perms)]
+        key, strat = negatives_epoch(trial, epoch), strategy(trial.ff)
+        if strat.by_position(trial):
+            return strat.sample_by_position(trial, y, key, batches)
         if key != self.key:
             self.key, self.per_sample = key, sample_negatives(trial, self.x, y, key, params, upto)
         return [self.per_sample[idx] for idx in batches]
@@ -207,6 +168,16 @@ def epoch_labels(trial, x: np.ndarray, y: np.ndarray, epoch: int, batches: list[
                  upto: int) -> list[np.ndarray]:
     """The negatives of each batch of `epoch`, drawn afresh (for one epoch taken alone)."""
     return Draws(trial, x, y).epoch(epoch, batches, params, upto)
+
+
+def training_images(ff: FFSpec, data) -> np.ndarray | None:
+    """The images negatives are taken from when they are not the training split itself (the
+    strategy's `pool`); None otherwise, so a backend keeps one copy of its data."""
+    return strategy(ff).pool(data)
+
+
+def check_data(ff: FFSpec, y: np.ndarray) -> None:
+    strategy(ff).check_data(y)
 
 
 def collision_rate(negatives: list[np.ndarray], batches: list[np.ndarray], y: np.ndarray) -> float:

@@ -1,0 +1,22 @@
+"""The built-in layer objective in JAX (`ffbench.variants.builtin_objectives.Logistic`); its
+gradient is `jax.grad`'s."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+class Logistic:
+    def goodness(self, h: jax.Array, ff, params) -> jax.Array:
+        g = (h * h).sum(axis=1)
+        return g / h.shape[1] if ff.goodness == "mean" else g
+
+    def score(self, h: jax.Array, ff, params) -> jax.Array:
+        g = self.goodness(h, ff, params)
+        return g if ff.sign == "max_ssq" else -g
+
+    def loss(self, h: jax.Array, n_pos: int, ff, params, fan_in: int) -> jax.Array:
+        g, s = self.goodness(h, ff, params), 1.0 if ff.sign == "max_ssq" else -1.0
+        t = jnp.concatenate([-jnp.ones(n_pos, g.dtype), jnp.ones(g.shape[0] - n_pos, g.dtype)])
+        return jax.nn.softplus(t * s * (g - ff.threshold_for(fan_in))).mean()

@@ -1,0 +1,24 @@
+"""The built-in layer objective in torch (`ffbench.variants.builtin_objectives.Logistic`);
+its gradient is autograd's."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+class Logistic:
+    def goodness(self, h: torch.Tensor, ff, params) -> torch.Tensor:
+        g = (h * h).sum(dim=1)
+        return g / h.shape[1] if ff.goodness == "mean" else g
+
+    def score(self, h: torch.Tensor, ff, params) -> torch.Tensor:
+        g = self.goodness(h, ff, params)
+        return g if ff.sign == "max_ssq" else -g
+
+    def loss(self, h: torch.Tensor, n_pos: int, ff, params, fan_in: int) -> torch.Tensor:
+        s = 1.0 if ff.sign == "max_ssq" else -1.0
+        logit = s * (self.goodness(h, ff, params) - ff.threshold_for(fan_in))
+        t = torch.ones_like(logit)
+        t[:n_pos] = -1.0
+        return F.softplus(t * logit).mean()

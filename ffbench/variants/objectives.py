@@ -1,0 +1,81 @@
+"""Layer objectives as registered variants (`ffbench list`: "layer objectives").
+
+A layer objective turns one layer's activities on a step's positives and negatives into that
+layer's loss, and scores an input's activities for prediction. `h` holds the 2N rows of a
+step, the N positives first; `fan_in` is the layer's input width. The NumPy methods here
+are the reference; each backend's implementation (`backends`) has `loss`, `goodness` and
+`score` with the same arguments in its framework. Gradients come from the framework's
+autodiff (Keras: of `loss` with respect to `h`, `ffbench_backends.keras.ops.grad_h`); nobody
+derives one by hand. `ffbench check` compares every backend's gradients with central finite
+differences of the reference `loss`.
+
+    loss(h, n_pos, ff, params, fan_in) -> scalar   the mean loss of the step's rows
+    goodness(h, ff, params) -> (rows,)             what the layer reports per row (check, curves)
+    score(h, ff, params) -> (rows,)                higher means "more positive"; summed over
+                                                   the prediction layers, it ranks the labels
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from ffbench.variants.registry import Registry, Variant
+
+# The FF spec fields that belong to layer objectives: an objective lists those it reads
+# (`reads`), and a trial that sets another of them is refused.
+OBJECTIVE_FIELDS = ("goodness", "threshold", "threshold_scale", "sign")
+
+
+class LayerObjective(Variant):
+    kind: ClassVar[str] = "layer objective"
+    reads: ClassVar[tuple[str, ...]] = ("goodness",)
+
+    def validate(self, trial) -> None:
+        """Refuse a trial this objective cannot define (raise ValueError with a one-line reason)."""
+        defaults = type(trial.ff).model_fields
+        for field in OBJECTIVE_FIELDS:
+            if field not in self.reads and getattr(trial.ff, field) != defaults[field].default:
+                raise ValueError(f"ff.{field} does not apply to ff.objective: {self.name} "
+                                 f"(it reads: {', '.join(self.reads) or 'none of them'})")
+
+    # ---------------------------------------------------------------- the NumPy reference
+    def loss(self, h: np.ndarray, n_pos: int, ff, params, fan_in: int) -> float:
+        raise NotImplementedError
+
+    def goodness(self, h: np.ndarray, ff, params) -> np.ndarray:
+        raise NotImplementedError
+
+    def score(self, h: np.ndarray, ff, params) -> np.ndarray:
+        raise NotImplementedError
+
+    def grad_h(self, h: np.ndarray, n_pos: int, ff, params, fan_in: int) -> np.ndarray:
+        """d loss / d h for the reference trainer: central finite differences in float64 (an
+        objective may give the exact form instead; `ffbench check` holds both to the same tolerance)."""
+        return central_difference(lambda v: self.loss(v, n_pos, ff, params, fan_in), h)
+
+
+def central_difference(f, x: np.ndarray, rel_step: float = 1e-6) -> np.ndarray:
+    """d f / d x of a scalar function, entry by entry: (f(x + e) - f(x - e)) / 2e, e = rel_step * max(1, |x|)."""
+    x = np.array(x, np.float64, copy=True)
+    out = np.empty_like(x)
+    flat, grad = x.reshape(-1), out.reshape(-1)
+    for i in range(flat.size):
+        v, e = flat[i], rel_step * max(1.0, abs(flat[i]))
+        flat[i] = v + e
+        up = f(x)
+        flat[i] = v - e
+        down = f(x)
+        flat[i] = v
+        grad[i] = (up - down) / (2 * e)
+    return out
+
+
+OBJECTIVES: Registry[LayerObjective] = Registry("layer objective", "ffbench.objectives", LayerObjective, {
+    "logistic": "ffbench.variants.builtin_objectives:Logistic"})
+
+
+def objective(ff) -> LayerObjective:
+    """The layer objective of an FF spec."""
+    return OBJECTIVES.get(ff.objective)

@@ -1,0 +1,150 @@
+"""The variant registries: built-ins, in-process plugins, entry-point plugins, typed parameters."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from ffbench import variants
+from ffbench.data import dataset_checksum
+from ffbench.reference import ff as RF
+from ffbench.spec import FFSpec, parse_trial, trial_id
+from ffbench.strict import Strict
+from ffbench.variants import NEGATIVES, OBJECTIVES, Draw, NegativeStrategy
+from ffbench.variants.objectives import central_difference
+
+BASE = {"algorithm": "ff", "backend": "torch", "seed": 3, "hidden": [20], "epochs": 1}
+
+
+class OffsetParams(Strict):
+    offset: int = 1
+
+
+class OffsetLabel(NegativeStrategy):
+    """A test plugin: the label (y + offset) mod 10, with a reference only."""
+
+    name = "test_offset_label"
+    description = "the image with the label shifted by `offset`"
+    Params = OffsetParams
+    backends = {}
+
+    def sample(self, draw: Draw) -> np.ndarray:
+        return (draw.y + draw.params.offset) % 10
+
+
+@pytest.fixture
+def offset_label():
+    strat = NEGATIVES.register(OffsetLabel())
+    yield strat
+    NEGATIVES._targets.pop(strat.name)
+    NEGATIVES._loaded.pop(strat.name, None)
+
+
+def test_builtins_are_listed_without_importing_them():
+    code = ("import sys, ffbench.variants as v; print(len(v.NEGATIVES.names()), len(v.OBJECTIVES.names()),"
+            "any(m.startswith('ffbench.variants.builtin') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["6", "1", "False"]
+
+
+def test_logistic_gradient_equals_central_differences_of_its_loss():
+    g = np.random.default_rng(0)
+    h = np.maximum(g.normal(0.5, 1.0, (12, 7)), 0)
+    for kw in ({}, {"goodness": "sum", "threshold": 3.0}, {"sign": "min_ssq", "threshold_scale": "input_width"}):
+        ff, obj = FFSpec(**kw), OBJECTIVES.get("logistic")
+        exact = obj.grad_h(h, 6, ff, None, 5)
+        numeric = central_difference(lambda v, obj=obj, ff=ff: obj.loss(v, 6, ff, None, 5), h)
+        np.testing.assert_allclose(numeric, exact, rtol=1e-6, atol=1e-9)
+        assert np.abs(exact).max() > 1e-3
+
+
+def test_central_difference_by_hand():
+    np.testing.assert_allclose(central_difference(lambda v: float((v ** 3).sum()), np.array([1.0, -2.0])), [3.0, 12.0],
+                               rtol=1e-8)
+
+
+def test_a_registered_strategy_validates_draws_and_is_refused_where_unimplemented(offset_label):
+    t = parse_trial({**BASE, "ff": {"negatives": "test_offset_label", "negatives_params": {"offset": 3}}})
+    assert t.ff.negatives_params == {"offset": 3}
+    default = parse_trial({**BASE, "ff": {"negatives": "test_offset_label", "negatives_params": {"offset": 1}}})
+    assert default.ff.negatives_params is None  # the normal form: defaults dropped, so ids stay
+    assert trial_id(default, "d") == trial_id(parse_trial({**BASE, "ff": {"negatives": "test_offset_label"}}), "d")
+    from ffbench.reference.negatives import sample_negatives
+    y = np.array([0, 4, 9])
+    np.testing.assert_array_equal(sample_negatives(t, np.zeros((3, 784)), y, 0, None, 0), [3, 7, 2])
+    assert "has no torch implementation" in variants.skip(t)
+    from ffbench.packing import never_packed
+    assert "one trial at a time" in never_packed(t)
+    with pytest.raises(ValueError, match=r"negative strategy 'test_offset_label': offset: Input should be a valid integer"):
+        parse_trial({**BASE, "ff": {"negatives": "test_offset_label", "negatives_params": {"offset": "3"}}})
+    with pytest.raises(ValueError, match="extra_forbidden|Extra inputs"):
+        parse_trial({**BASE, "ff": {"negatives": "test_offset_label", "negatives_params": {"ofset": 3}}})
+
+
+def test_builtin_strategy_takes_no_parameters():
+    with pytest.raises(ValueError, match="negative strategy 'wrong_label': alpha: Extra inputs are not permitted"):
+        parse_trial({**BASE, "ff": {"negatives_params": {"alpha": 1}}})
+
+
+def test_objective_fields_an_objective_does_not_read_are_refused():
+    class Plain(variants.LayerObjective):
+        name, description, reads = "test_plain", "sum of squares, no threshold", ("goodness",)
+
+    OBJECTIVES.register(Plain())
+    try:
+        with pytest.raises(ValueError, match="ff.threshold does not apply to ff.objective: test_plain"):
+            parse_trial({**BASE, "ff": {"objective": "test_plain", "threshold": 2.0}})
+        assert parse_trial({**BASE, "ff": {"objective": "test_plain", "goodness": "sum"}}).ff.objective == "test_plain"
+    finally:
+        OBJECTIVES._targets.pop("test_plain")
+        OBJECTIVES._loaded.pop("test_plain", None)
+
+
+def test_default_spec_ids_and_reference_scores_are_unchanged():
+    # label scores through the objective registry equal the signed sum of goodness
+    g = np.random.default_rng(1)
+    x, params = g.random((5, 784)), [(g.normal(0, 0.05, (16, 784)), np.zeros(16))]
+    for sign in ("max_ssq", "min_ssq"):
+        ff = FFSpec(sign=sign, prediction_layers=[0])
+        hs = [RF.forward_stack(RF.overlay(x, np.full(5, c), ff), params, ff)[0] for c in range(10)]
+        naive = np.stack([(h * h).mean(axis=1) for h in hs], axis=1) * (1 if sign == "max_ssq" else -1)
+        np.testing.assert_allclose(RF.label_scores(x, params, ff, [0]), naive, rtol=1e-12)
+    assert dataset_checksum("mnist") == variants.DATASETS.get("mnist").checksum
+
+
+def test_an_entry_point_plugin_is_found_listed_and_validated(tmp_path):
+    (tmp_path / "myneg.py").write_text(textwrap.dedent('''
+        from ffbench.strict import Strict
+        from ffbench.variants import NegativeStrategy
+
+        class Params(Strict):
+            offset: int = 1
+
+        class Shift(NegativeStrategy):
+            name = "shift_label"
+            description = "the label shifted by offset (an entry-point plugin)"
+            Params = Params
+            backends = {"torch": "myneg:TorchShift"}
+
+            def sample(self, draw):
+                return (draw.y + draw.params.offset) % 10
+    '''))
+    dist = tmp_path / "myneg-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: myneg\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[ffbench.negatives]\nshift_label = myneg:Shift\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    listing = subprocess.run([sys.executable, "-m", "ffbench", "list"], capture_output=True, text=True, env=env,
+                             cwd=tmp_path, check=True).stdout
+    assert "shift_label" in listing and "plugin myneg:Shift" in listing
+    code = ("from ffbench.spec import parse_trial\n"
+            f"t = parse_trial({{**{BASE!r}, 'ff': {{'negatives': 'shift_label', 'negatives_params': {{'offset': 4}}}}}})\n"
+            "from ffbench import variants; print(t.ff.negatives_params, variants.skip(t), "
+            "variants.skip(t.model_copy(update={'backend': 'jax'})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.startswith("{'offset': 4} None negative strategy 'shift_label' has no jax implementation")
