@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dry_run_rows(planned, done: set[str]) -> list[dict[str, Any]]:
-    from ffbench.spec import flatten
+    from ffbench.spec_paths import flatten
     rows = []
     for p in planned:
         s = p.spec

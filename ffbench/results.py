@@ -33,7 +33,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ffbench.errors import ConfigError, FFBenchError
-from ffbench.spec import MODELS, BPTrial, FFTrial, canonical_json, flatten, full_spec, leaf_fields, unwrap
+from ffbench.spec import MODELS, BPTrial, FFTrial, canonical_json, full_spec
+from ffbench.spec_paths import flatten, leaf_fields, unwrap
 
 STATUSES = ("ok", "failed", "diverged", "timeout")
 

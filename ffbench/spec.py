@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import types
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Field, TypeAdapter, ValidationInfo, field_validator, model_validator
+from pydantic import Field, TypeAdapter, ValidationInfo, field_validator, model_validator
 
 from ffbench import registry
 from ffbench.strict import Strict
-from ffbench.variants import DATASETS, NEGATIVES, OBJECTIVES, VariantError
+from ffbench.variants import DATASETS, NEGATIVES, OBJECTIVES
 
 SPEC_VERSION = 1
 NUM_CLASSES = 10
@@ -100,7 +99,7 @@ class DataSpec(Strict):
     @field_validator("name")
     @classmethod
     def _known_dataset(cls, name: str) -> str:
-        return _variant_name(DATASETS, name)
+        return DATASETS.check_name(name)
 
     @field_validator("classes")
     @classmethod
@@ -183,22 +182,22 @@ class FFSpec(Strict):
     @field_validator("negatives")
     @classmethod
     def _known_negatives(cls, name: str) -> str:
-        return _variant_name(NEGATIVES, name)
+        return NEGATIVES.check_name(name)
 
     @field_validator("objective")
     @classmethod
     def _known_objective(cls, name: str) -> str:
-        return _variant_name(OBJECTIVES, name)
+        return OBJECTIVES.check_name(name)
 
     @field_validator("negatives_params")
     @classmethod
     def _negatives_params(cls, raw: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
-        return _variant_params(NEGATIVES, info.data.get("negatives"), raw)
+        return NEGATIVES.check_params(info.data.get("negatives"), raw)
 
     @field_validator("objective_params")
     @classmethod
     def _objective_params(cls, raw: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
-        return _variant_params(OBJECTIVES, info.data.get("objective"), raw)
+        return OBJECTIVES.check_params(info.data.get("objective"), raw)
 
     def threshold_for(self, fan_in: int) -> float:
         """The threshold of a layer with `fan_in` inputs."""
@@ -209,23 +208,6 @@ class FFSpec(Strict):
         """Supervised FF puts the label in the input; unsupervised FF (hybrid_image, class_split) does not."""
         return NEGATIVES.get(self.negatives).supervised
 
-
-def _variant_name(reg, name: str) -> str:
-    try:
-        return reg.check_name(name)
-    except VariantError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _variant_params(reg, name: str | None, raw: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A variant's parameters in normal form (None: all defaults); nothing to check when the
-    variant's own name did not validate (that error is reported instead)."""
-    if name is None:
-        return raw
-    try:
-        return reg.get(name).parse_params(raw)
-    except VariantError as exc:
-        raise ValueError(str(exc)) from None
 
 
 class BPSpec(Strict):
@@ -388,54 +370,4 @@ def full_spec(trial: FFTrial | BPTrial) -> dict[str, Any]:
     return trial.model_dump(mode="json")
 
 
-def unwrap(annotation: Any) -> Any:
-    """int for Annotated[int, ...] and for int | None; other annotations unchanged."""
-    while True:
-        origin = get_origin(annotation)
-        if origin is Annotated:
-            annotation = get_args(annotation)[0]
-        elif origin in (Union, types.UnionType) and type(None) in get_args(annotation):
-            inner = [a for a in get_args(annotation) if a is not type(None)]
-            if len(inner) != 1:
-                return annotation
-            annotation = inner[0]
-        else:
-            return annotation
-
-
-def leaf_fields(model: type[BaseModel], prefix: str = "") -> dict[str, Any]:
-    """Dotted path -> annotation of every leaf field ("ff.threshold": float, ...)."""
-    out: dict[str, Any] = {}
-    for name, info in model.model_fields.items():
-        ann = unwrap(info.annotation)
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            out.update(leaf_fields(ann, f"{prefix}{name}."))
-        else:
-            out[f"{prefix}{name}"] = ann
-    return out
-
-
-def model_at(model: type[BaseModel], path: tuple[str, ...]) -> type[BaseModel] | None:
-    """The sub-model at a field path (("ff",) -> FFSpec), or None if it is not a model."""
-    for name in path:
-        info = model.model_fields.get(name)
-        ann = unwrap(info.annotation) if info else None
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-            return None
-        model = ann
-    return model
-
-
 MODELS: dict[str, type[TrialBase]] = {"ff": FFTrial, "bp": BPTrial}
-
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"ff": {"threshold": 2}} -> {"ff.threshold": 2}; lists stay values."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out

@@ -36,7 +36,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from ffbench import registry
 from ffbench.errors import ConfigError
 from ffbench.safe_yaml import Path_, load_yaml, parse_yaml
-from ffbench.spec import MODELS, BPTrial, FFTrial, leaf_fields, model_at, parse_trial, unwrap
+from ffbench.spec import MODELS, BPTrial, FFTrial, parse_trial
+from ffbench.spec_paths import leaf_fields, model_at, unwrap
 
 EXPERIMENT_LABELS = {"name": "experiment", "tags": "tags", "reference_error": "reference_error",
                      "reference_source": "reference_source", "resources": "resources"}

@@ -44,11 +44,15 @@ class HardLabelTop2:
 
 
 class HybridImage:
+    """One instance per trainer (`Variant.implementation`): it keeps the labels' class table."""
+
+    table = None
+
     def sample(self, tr, key: int, phase):
         y = tr.splits["train"][1]
-        if tr.__dict__.get("class_table") is None:
-            tr.class_table = kops.class_table(y)
-        return kcompile.function(kops.hybrid_partners)(_key(tr, rng.STREAM_HYBRID, key), tr.index, y, tr.class_table)
+        if self.table is None:
+            self.table = kops.class_table(y)
+        return kcompile.function(kops.hybrid_partners)(_key(tr, rng.STREAM_HYBRID, key), tr.index, y, self.table)
 
     def inputs(self, tr, b: Batch):
         m = kops.hybrid_masks(b.mask_key, b.idx, tr.ff.hybrid_blur_passes)

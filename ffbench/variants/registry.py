@@ -159,6 +159,12 @@ class Registry(Generic[V]):
         return obj
 
     def check_name(self, name: str) -> str:
-        """A pydantic field validator's body: the name, if it is registered and loads."""
+        """A pydantic field validator's body: the name, if it is registered and loads
+        (VariantError is a ValueError: pydantic reports it at the field)."""
         self.get(name)
         return name
+
+    def check_params(self, name: str | None, raw: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A pydantic field validator's body: variant `name`'s parameters in normal form; nothing
+        to check when the name itself did not validate (that error is reported instead)."""
+        return raw if name is None else self.get(name).parse_params(raw)
