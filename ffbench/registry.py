@@ -51,6 +51,7 @@ _BUILTIN = (
                  traits="ffbench_backends.keras.traits"),
 )
 _REGISTRY: dict[str, BackendEntry] = {e.name: e for e in _BUILTIN}
+BUILTIN_NAMES = frozenset(_REGISTRY)
 
 
 def register_backend(entry: BackendEntry) -> None:

@@ -24,11 +24,19 @@ __all__ = ["DATASETS", "NEGATIVES", "OBJECTIVES", "REGISTRIES", "Batch", "Datase
 
 
 def skip(trial) -> str | None:
-    """Why `trial.backend` cannot run one of the trial's variants, or None (framework-free)."""
+    """Why `trial.backend` cannot run one of the trial's variants, or None (framework-free).
+
+    Only the built-in backends are held to a variant's `backends`: a third-party backend may
+    implement variants its own way (or, like tests/fake_backend.py, not train FF at all), so
+    its trials are left to it; one that asks `Variant.implementation` for a missing one fails
+    that trial with the reason."""
+    from ffbench import registry
     used = [DATASETS.get(trial.data.name)]
     if trial.algorithm == "ff":
         used += [NEGATIVES.get(trial.ff.negatives), OBJECTIVES.get(trial.ff.objective)]
     for variant in used:
+        if trial.backend not in registry.BUILTIN_NAMES and trial.backend not in variant.backends:
+            continue
         reason = variant.skip(trial.backend)
         if reason:
             return reason
