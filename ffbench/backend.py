@@ -10,17 +10,26 @@ every backend is timed and recorded the same way.
 Rules for a Trainer: data and negatives live on the device; `train_epoch` does no host
 sync (it returns device values); `sync()` waits for the device; `epoch_losses()` and
 `error()` are the only places values come back to the host.
+
+Inside the built-in backends two more hooks have one meaning each: `setup_phase(phase)`
+enters a phase for one trainer (each member of a pack) and returns the phase's program, not
+compiled yet (JAX: its cache key and epoch function; Keras: its step program; torch: its step
+objective), which `begin_phase` compiles; `end_epoch(phase)` records that an epoch has run
+(an FF trainer's is `FFSchedule.end_epoch`). What is framework-neutral in an FF trainer lives
+once, in `FFSchedule`.
 """
 
 from __future__ import annotations
 
 import abc
 import importlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from ffbench.data import Dataset
+from ffbench.reference.negatives import negatives_epoch
 from ffbench.spec import BPTrial, FFTrial, OptimizerSpec
 from ffbench.variants import NEGATIVES, OBJECTIVES
 
@@ -117,12 +126,81 @@ class PackedTrainer(abc.ABC):
 
 
 class FFSchedule:
-    """The phases of an FF trial and when it can predict: framework-neutral, shared by every
-    backend's FF trainer (which sets `trained` and `readout_trained` as it goes)."""
+    """The framework-neutral half of every backend's FF trainer: the trial's variants, its
+    phases, the bookkeeping of a phase and an epoch, drawing and caching the negatives, the
+    per-epoch loss record, and when it can predict. A backend's FF trainer adds its ops and
+    its compiled epoch or step program, and calls these hooks, each with one meaning:
+
+    - `init_schedule(backend, data)` in its constructor;
+    - `enter_phase(phase)` when a phase begins (before its own optimisers and program);
+    - `sample_negatives(phase, epoch)` for each sample's negative of the epoch;
+    - `end_epoch(phase)` once an epoch has run (after the trainer took its new state);
+    - `epoch_record(...)` from its `epoch_losses`, with the epoch's values on the host.
+
+    It provides `wait(value)` (block until a device value is computed)."""
 
     trial: FFTrial
     trained: set[int]
     readout_trained: bool
+
+    def init_schedule(self, backend: str, data: Dataset) -> None:
+        self.ff = self.trial.ff
+        self.bind_variants(backend)
+        NEGATIVES.get(self.ff.negatives).check_data(data.train.y)
+        self.phase: Phase | None = None
+        self.phase_epoch = 0  # epochs run in the current phase
+        self.trained: set[int] = set()  # layers trained so far (evaluation during greedy, hard negatives)
+        self.readout_trained = False
+        self.joint_readout = self.separate_readout = False
+        self.negatives_seconds: float | None = None  # scoring the data for hard negatives, this epoch
+        self._drawn: tuple[int, Any] | None = None  # (negatives_epoch, each sample's negative)
+
+    def enter_phase(self, phase: Phase) -> None:
+        """The phase's framework-neutral state: whether the read-out trains with the layers
+        (`ff.readout_phase: joint`) and with its own optimiser."""
+        self.phase, self.phase_epoch = phase, 0
+        self.joint_readout = self.ff.prediction == "softmax" and self.ff.readout_phase == "joint" and bool(phase.layers)
+        self.separate_readout = self.joint_readout and self.ff.readout_optimizer is not None
+
+    def end_epoch(self, phase: Phase) -> None:
+        self.phase_epoch += 1
+        self.trained.update(phase.layers)
+        self.readout_trained |= phase.name == "readout" or self.joint_readout
+
+    def wait(self, value: Any) -> None:
+        raise NotImplementedError
+
+    def sample_negatives(self, phase: Phase, epoch: int) -> Any:
+        """Each training sample's negative in `epoch` (a device array, from the strategy's
+        `sample`), drawn when the draw's key (`negatives_epoch`) changes and kept until then; a
+        scored draw is timed apart (`negatives_seconds`, reset every epoch)."""
+        key = negatives_epoch(self.trial, epoch)
+        self.negatives_seconds = None
+        if self._drawn is None or self._drawn[0] != key:
+            t0 = time.perf_counter()
+            self._drawn = (key, self.strategy.sample(self, key, phase))
+            if self.scored:  # the scoring of the training set, timed apart
+                self.wait(self._drawn[1])
+                self.negatives_seconds = time.perf_counter() - t0
+        return self._drawn[1]
+
+    def epoch_record(self, ff_loss, peer_loss, readout_loss: float, collision_rate: float | None) -> dict[str, Any]:
+        """What the loop records of an FF epoch: per trained layer its mean FF loss (and peer
+        loss), the read-out's loss where it trained, the fraction of negatives that carry the
+        true label (strategies that can), and the time spent scoring for hard negatives.
+        `ff_loss`, `peer_loss`: indexable by layer."""
+        phase, out = self.phase, {}
+        if phase.layers and self.reports_collisions:
+            out["negative_collision_rate"] = float(collision_rate)
+        if phase.layers and self.negatives_seconds is not None:
+            out["negatives_seconds"] = self.negatives_seconds
+        if phase.layers:
+            out["ff_loss"] = {i: float(ff_loss[i]) for i in phase.layers}
+            if self.ff.peer_weight > 0:
+                out["peer_loss"] = {i: float(peer_loss[i]) for i in phase.layers}
+        if phase.name == "readout" or self.joint_readout:
+            out["readout_loss"] = float(readout_loss)
+        return out
 
     def bind_variants(self, backend: str) -> None:
         """This backend's implementations of the trial's variants, with their typed parameters:

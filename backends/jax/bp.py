@@ -44,7 +44,7 @@ class BPTrainer(JaxTrainer):
         jitter_key = jnp.uint32(stream_key(self.trial.seed, STREAM_JITTER, epoch))
         return ((self.params, self.opt_state), *self.splits["train"], key, jitter_key, jnp.float32(lr))
 
-    def end_epoch(self, phase: Phase, state) -> None:
+    def take_state(self, state) -> None:
         self.params, self.opt_state = state
 
     def epoch_losses(self, device_losses) -> dict[str, float]:

@@ -50,8 +50,11 @@ class JaxTrainer(Trainer):
         """The epoch function's arguments for global epoch `epoch` (draws this epoch's order and negatives)."""
 
     @abc.abstractmethod
-    def end_epoch(self, phase: Phase, state) -> None:
-        """Take the epoch function's new state."""
+    def take_state(self, state) -> None:
+        """Take the epoch function's new state (then `end_epoch`)."""
+
+    def end_epoch(self, phase: Phase) -> None:
+        """What the trainer records once an epoch has run (`FFSchedule.end_epoch`)."""
 
     def begin_phase(self, phase: Phase) -> None:
         key, fn = self.setup_phase(phase)
@@ -61,7 +64,8 @@ class JaxTrainer(Trainer):
 
     def train_epoch(self, phase: Phase, epoch: int, lr: float):
         state, losses = self._epoch(*self.epoch_args(phase, epoch, lr))
-        self.end_epoch(phase, state)
+        self.take_state(state)
+        self.end_epoch(phase)
         return losses
 
     @abc.abstractmethod
@@ -102,5 +106,6 @@ class PackedJaxTrainer(PackedTrainer):
                 for i in range(len(per[0]))]
         state, losses = self._epoch(*args)
         for k, m in enumerate(self.members):
-            m.end_epoch(phase, jax.tree.map(lambda a, k=k: a[k], state))
+            m.take_state(jax.tree.map(lambda a, k=k: a[k], state))
+            m.end_epoch(phase)
         return [jax.tree.map(lambda a, k=k: a[k], losses) for k in range(len(self.members))]

@@ -8,7 +8,6 @@ losses gives every layer exactly its own gradient (the simultaneous schedule).
 
 from __future__ import annotations
 
-import time
 from functools import partial
 
 import jax
@@ -22,7 +21,7 @@ from ffbench.backend import FFSchedule, Phase, bound_objective
 from ffbench.data import Dataset
 from ffbench.reference import rng
 from ffbench.reference.ff import PEER_INIT
-from ffbench.reference.negatives import check_data, negatives_epoch, score_layers, training_images
+from ffbench.reference.negatives import negatives_epoch, score_layers, training_images
 from ffbench.reference.optim import lr_at
 from ffbench.spec import NUM_CLASSES, FFTrial
 from ffbench.variants import Batch
@@ -31,9 +30,7 @@ from ffbench.variants import Batch
 class FFTrainer(FFSchedule, JaxTrainer):
     def __init__(self, trial: FFTrial, data: Dataset, device, share: FFTrainer | None = None):
         super().__init__(trial, data, device, share)
-        self.ff = trial.ff
-        self.bind_variants("jax")
-        check_data(self.ff, data.train.y)
+        self.init_schedule("jax", data)
         self.params = self.init_params([data.train.x.shape[1], *trial.hidden], self.ff.init)
         self.running = [jnp.full((h,), PEER_INIT, jnp.float32) for h in trial.hidden]
         self.readout = None
@@ -47,22 +44,15 @@ class FFTrainer(FFSchedule, JaxTrainer):
             pool = training_images(self.ff, data)  # class_split: the training images + the pool
             self.images = self.splits["train"][0] if pool is None else jax.device_put(jnp.asarray(pool), device)
         self._order = share._order if share else jax.jit(partial(_order, self.n, self.steps_per_epoch * self.batch_size))
-        self.trained: set[int] = set()
-        self.readout_trained = False
         self._predictors: dict[tuple[int, ...], object] = {}
-        self.negatives_seconds: float | None = None  # scoring the data for hard negatives, this epoch
-        self._drawn: tuple[int, jax.Array] | None = None  # (negatives_epoch, each sample's negative)
         self._layer_states: dict[tuple[int, ...], object] = {}  # a layer's optimiser state, kept across episodes
         self._scorers: dict[tuple[int, ...], object] = {}
-        self.phase: Phase | None = None
 
     # ------------------------------------------------------------------ phases
     def setup_phase(self, phase: Phase):
         if self.phase is not None and self.phase.layers:
             self._layer_states[self.phase.layers] = self.opt_state
-        self.phase, self.phase_epoch = phase, 0
-        self.joint_readout = self.readout is not None and self.ff.readout_phase == "joint" and bool(phase.layers)
-        self.separate_readout = self.joint_readout and self.ff.readout_optimizer is not None
+        self.enter_phase(phase)
         main_has_readout = phase.name == "readout" or (self.joint_readout and not self.separate_readout)
         if phase.name == "readout":  # each read-out phase starts from zero
             self.readout = jnp.zeros_like(self.readout)
@@ -93,27 +83,20 @@ class FFTrainer(FFSchedule, JaxTrainer):
         readout_lr = lr_at(self.ff.readout_optimizer, self.phase_epoch, phase.epochs) if self.rtx else 0.0
         mask_key = jnp.uint32(rng.stream_key(self.trial.seed, rng.STREAM_MASK, negatives_epoch(self.trial, epoch)))
         jitter_key = jnp.uint32(rng.stream_key(self.trial.seed, rng.STREAM_JITTER, epoch))
-        self.phase_epoch += 1
         return (self._state(), x, y, order, neg, mask_key, jitter_key, jnp.float32(lr), jnp.float32(readout_lr))
 
-    def end_epoch(self, phase: Phase, state) -> None:
+    def take_state(self, state) -> None:
         self.params, self.readout, self.running, self.opt_state, self.ropt_state = state
-        self.trained.update(phase.layers)
-        self.readout_trained |= phase.name == "readout" or self.joint_readout
 
     def _negatives(self, phase: Phase, epoch: int, order: jax.Array) -> jax.Array:
         """The negative of each position of the epoch's order (`reference.negatives.Draws`)."""
-        key = negatives_epoch(self.trial, epoch)
-        self.negatives_seconds = None
         if self.by_position:
-            return self.strategy.sample_by_position(self, key, order)
-        if self._drawn is None or self._drawn[0] != key:
-            t0 = time.perf_counter()
-            self._drawn = (key, self.strategy.sample(self, key, phase))
-            if self.scored:  # the scoring of the training set, timed apart
-                self._drawn[1].block_until_ready()
-                self.negatives_seconds = time.perf_counter() - t0
-        return self._drawn[1][order]
+            self.negatives_seconds = None
+            return self.strategy.sample_by_position(self, negatives_epoch(self.trial, epoch), order)
+        return self.sample_negatives(phase, epoch)[order]
+
+    def wait(self, value) -> None:
+        jax.block_until_ready(value)
 
     def hard_scores(self, phase: Phase) -> jax.Array:
         """(n, 10) label scores of the training set at the current weights, over the layers
@@ -126,18 +109,7 @@ class FFTrainer(FFSchedule, JaxTrainer):
 
     def epoch_losses(self, device_losses) -> dict[str, float | dict[int, float]]:
         ff_loss, peer, readout, collisions = (np.asarray(v, dtype=np.float64) for v in device_losses)
-        out: dict[str, float | dict[int, float]] = {}
-        if self.phase.layers and self.reports_collisions:
-            out["negative_collision_rate"] = float(collisions) / self.batch_size
-        if self.phase.layers and self.negatives_seconds is not None:
-            out["negatives_seconds"] = self.negatives_seconds
-        if self.phase.layers:
-            out["ff_loss"] = {i: float(ff_loss[i]) for i in self.phase.layers}
-            if self.ff.peer_weight > 0:
-                out["peer_loss"] = {i: float(peer[i]) for i in self.phase.layers}
-        if self.phase.name == "readout" or self.joint_readout:
-            out["readout_loss"] = float(readout)
-        return out
+        return self.epoch_record(ff_loss, peer, readout, float(collisions) / self.batch_size)
 
     def sync(self) -> None:
         jax.block_until_ready((self.params, self.readout))

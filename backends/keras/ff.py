@@ -10,8 +10,6 @@ a `jax.jit` loop on JAX, an XLA `tf.function` loop on TensorFlow).
 
 from __future__ import annotations
 
-import time
-
 import keras
 import numpy as np
 from ffbench_backends.keras import compile as kcompile
@@ -25,7 +23,7 @@ from ffbench.data import Dataset
 from ffbench.reference import rng
 from ffbench.reference.ff import PEER_INIT
 from ffbench.reference.init import stack_init
-from ffbench.reference.negatives import check_data, negatives_epoch, score_layers, training_images
+from ffbench.reference.negatives import negatives_epoch, score_layers, training_images
 from ffbench.reference.optim import lr_at
 from ffbench.spec import NUM_CLASSES, FFTrial
 from ffbench.variants import Batch
@@ -34,9 +32,7 @@ from ffbench.variants import Batch
 class FFTrainer(FFSchedule, KerasTrainer):
     def __init__(self, trial: FFTrial, data: Dataset, share: FFTrainer | None = None):
         super().__init__(trial, data, share)
-        self.ff = trial.ff
-        self.bind_variants("keras")
-        check_data(self.ff, data.train.y)
+        self.init_schedule("keras", data)
         if share is not None:  # a pack's members share the data on the device
             self.images = share.images
         else:
@@ -49,10 +45,6 @@ class FFTrainer(FFSchedule, KerasTrainer):
         if self.ff.prediction == "softmax":
             feats = sum(trial.hidden[i] for i in self.ff.prediction_layers)
             self.readout = keras.Variable(np.zeros((feats, NUM_CLASSES), np.float32), name="readout_kernel")
-        self.trained: set[int] = set()
-        self.readout_trained = False
-        self.negatives_seconds: float | None = None  # scoring the data for hard negatives, this epoch
-        self._drawn = None  # (negatives_epoch, each sample's negative)
         self._layer_opts: dict[tuple[int, ...], SpecOptimizer] = {}  # a layer's optimiser, kept across episodes
         self._steps: dict[tuple, object] = {}  # compiled step programs, by (layers, read-out only)
 
@@ -62,8 +54,7 @@ class FFTrainer(FFSchedule, KerasTrainer):
     def setup_phase(self, phase: Phase) -> kcompile.Step:
         """The phase's optimisers and step program (not compiled yet): reused across phases
         of the same layers, fresh with a fresh read-out optimiser."""
-        self.phase, self.phase_epoch = phase, 0
-        self.joint_readout = self.readout is not None and self.ff.readout_phase == "joint" and bool(phase.layers)
+        self.enter_phase(phase)
         self.opt = self._layer_opts[phase.layers] if phase.layers in self._layer_opts else SpecOptimizer(phase.optimizer)
         if phase.layers:
             self._layer_opts[phase.layers] = self.opt
@@ -90,7 +81,6 @@ class FFTrainer(FFSchedule, KerasTrainer):
         self.opt.set_lr(lr)
         if self.readout_opt is not None:
             self.readout_opt.set_lr(lr_at(self.readout_opt.spec, self.phase_epoch, phase.epochs))
-        self.phase_epoch += 1
 
     def epoch_plan(self, phase: Phase, epoch: int) -> EpochPlan:
         order, negatives = (self.epoch_order(epoch), None) if phase.name == "readout" else self._negatives(phase, epoch)
@@ -128,25 +118,18 @@ class FFTrainer(FFSchedule, KerasTrainer):
     def all_variables(self) -> list[keras.Variable]:
         return [v for kb in self.params for v in kb] + self.running + ([self.readout] if self.readout is not None else [])
 
-    def end_epoch(self, phase: Phase) -> None:
-        self.trained.update(phase.layers)
-        self.readout_trained |= phase.name == "readout" or self.joint_readout
-
     def _negatives(self, phase: Phase, epoch: int):
         """The epoch's order and the negative of each of its positions
         (`reference.negatives.Draws`): one compiled call (and, for a fresh draw of the
         samples' negatives, another)."""
-        key, used = negatives_epoch(self.trial, epoch), self.steps_per_epoch * self.batch_size
-        self.negatives_seconds = None
         if self.by_position:
-            return self.strategy.sample_by_position(self, key, epoch)
-        if self._drawn is None or self._drawn[0] != key:
-            t0 = time.perf_counter()
-            self._drawn = (key, self.strategy.sample(self, key, phase))
-            if self.scored:  # wait for it: the scoring is timed apart
-                ops.convert_to_numpy(self._drawn[1][:1])
-                self.negatives_seconds = time.perf_counter() - t0
-        return kcompile.function(ordered, used)(self.order_key(epoch), self.index, self._drawn[1])
+            self.negatives_seconds = None
+            return self.strategy.sample_by_position(self, negatives_epoch(self.trial, epoch), epoch)
+        drawn = self.sample_negatives(phase, epoch)
+        return kcompile.function(ordered, self.steps_per_epoch * self.batch_size)(self.order_key(epoch), self.index, drawn)
+
+    def wait(self, value) -> None:
+        ops.convert_to_numpy(value[:1])
 
     def hard_scores(self, phase: Phase):
         """(n, 10) label scores of the training set at the current weights, over the layers
@@ -211,18 +194,8 @@ class FFTrainer(FFSchedule, KerasTrainer):
     def epoch_losses(self, device_losses) -> dict[str, float | dict[int, float]]:
         steps, depth = self.steps_per_epoch, len(self.params)
         stats = np.asarray(ops.convert_to_numpy(device_losses["stats"]), np.float64) / steps
-        out: dict[str, float | dict[int, float]] = {}
-        if self.phase.layers:
-            out["ff_loss"] = {i: float(stats[i]) for i in self.phase.layers}
-            if self.ff.peer_weight > 0:
-                out["peer_loss"] = {i: float(stats[depth + i]) for i in self.phase.layers}
-        if self.phase.name == "readout" or self.joint_readout:
-            out["readout_loss"] = float(stats[-1])
-        if self.phase.layers and self.reports_collisions:
-            out["negative_collision_rate"] = float(ops.convert_to_numpy(device_losses["collisions"])) / (steps * self.batch_size)
-        if self.phase.layers and self.negatives_seconds is not None:
-            out["negatives_seconds"] = self.negatives_seconds
-        return out
+        collisions = float(ops.convert_to_numpy(device_losses["collisions"])) / (steps * self.batch_size)
+        return self.epoch_record(stats[:depth], stats[depth:2 * depth], stats[-1], collisions)
 
     def state(self) -> dict:
         out = {}

@@ -41,12 +41,13 @@ class BPTrainer(TorchTrainer):
         return [Phase("bp", self.trial.epochs, self.trial.optimizer)]
 
     def begin_phase(self, phase: Phase) -> None:
-        self.setup_phase(phase)
+        objective = self.setup_phase(phase)
         self.make_optimizers(phase, self)
-        self._objective = self.compile_step(phase, self, self.objective(phase))
+        self._objective = self.compile_step(phase, self, objective)
 
-    def setup_phase(self, phase: Phase) -> None:
-        pass
+    def setup_phase(self, phase: Phase):
+        """The phase's step objective, not compiled yet."""
+        return self.objective(phase)
 
     def make_optimizers(self, phase: Phase, holder, members: int | None = None) -> None:
         holder.opt = Optimizer(phase.optimizer, [p for wb in holder.params for p in wb], members)

@@ -144,10 +144,9 @@ class PackedTorchTrainer(PackedTrainer):
 
     def begin_phase(self, phase: Phase) -> None:
         lead = self.members[0]
-        for m in self.members:
-            m.setup_phase(phase)
+        objective = [m.setup_phase(phase) for m in self.members][0]  # the members' programs are the same
         lead.make_optimizers(phase, self.stack, members=len(self.members))
-        self._objective = lead.compile_step(phase, self.stack, _over_members(lead.objective(phase)), (len(self.members),))
+        self._objective = lead.compile_step(phase, self.stack, _over_members(objective), (len(self.members),))
 
     def train_epoch(self, phase: Phase, epoch: int, lrs: list[float]) -> list[Any]:
         plan = EpochPlan.stack([m.epoch_plan(phase, epoch) for m in self.members])

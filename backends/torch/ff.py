@@ -7,7 +7,6 @@ schedule). Data, labels and negatives stay on the device; an epoch makes no host
 
 from __future__ import annotations
 
-import time
 from functools import partial
 
 import torch
@@ -21,7 +20,7 @@ from ffbench_backends.torch.optim import Optimizer
 from ffbench.backend import FFSchedule, Phase, bound_objective
 from ffbench.data import Dataset
 from ffbench.reference.ff import PEER_INIT
-from ffbench.reference.negatives import check_data, negatives_epoch, score_layers, training_images
+from ffbench.reference.negatives import negatives_epoch, score_layers, training_images
 from ffbench.reference.optim import lr_at
 from ffbench.reference.rng import STREAM_JITTER, STREAM_MASK, stream_key
 from ffbench.spec import NUM_CLASSES, FFSpec, FFTrial
@@ -91,9 +90,7 @@ class FFTrainer(FFSchedule, TorchTrainer):
 
     def __init__(self, trial: FFTrial, data: Dataset, device: torch.device, share: FFTrainer | None = None):
         super().__init__(trial, data, device, share)
-        self.ff = trial.ff
-        self.bind_variants("torch")
-        check_data(self.ff, data.train.y)
+        self.init_schedule("torch", data)
         if share is not None:
             self.index, self.images = share.index, share.images
         else:
@@ -106,26 +103,22 @@ class FFTrainer(FFSchedule, TorchTrainer):
         if self.ff.prediction == "softmax":
             feats = sum(trial.hidden[i] for i in self.ff.prediction_layers)
             self.readout = torch.zeros((NUM_CLASSES, feats), device=device, requires_grad=True)
-        self.trained: set[int] = set()  # layers trained so far (for evaluation during greedy)
-        self.readout_trained = False
-        self.negatives_seconds: float | None = None  # scoring the data for hard negatives, this epoch
-        self._drawn: tuple[int, torch.Tensor] | None = None  # (negatives_epoch, each sample's negative)
         self.layer_opts: dict[tuple[int, ...], Optimizer] = {}  # a layer's optimiser, kept across episodes
 
     # ------------------------------------------------------------------ phases
     def begin_phase(self, phase: Phase) -> None:
-        self.setup_phase(phase)
+        objective = self.setup_phase(phase)
         self.make_optimizers(phase, self)
-        self._objective = self.compile_step(phase, self, self.objective(phase))
+        self._objective = self.compile_step(phase, self, objective)
 
-    def setup_phase(self, phase: Phase) -> None:
-        """What the phase trains; a read-out phase starts from a zero read-out."""
-        self.phase, self.phase_epoch = phase, 0
-        self.joint_readout = self.readout is not None and self.ff.readout_phase == "joint" and bool(phase.layers)
-        self.separate_readout = self.joint_readout and self.ff.readout_optimizer is not None
+    def setup_phase(self, phase: Phase):
+        """Enter the phase (each member of a pack) and return its step objective, not compiled
+        yet; a read-out phase starts from a zero read-out."""
+        self.enter_phase(phase)
         if phase.name == "readout":
             with torch.no_grad():
                 self.readout.zero_()
+        return self.objective(phase)
 
     def make_optimizers(self, phase: Phase, holder, members: int | None = None) -> None:
         """`holder.opt` (and a joint read-out's own `holder.readout_opt`) over the tensors the
@@ -218,25 +211,16 @@ class FFTrainer(FFSchedule, TorchTrainer):
                 holder.readout_opt.step()
         return {k: v / self.steps_per_epoch for k, v in sums.items()}
 
-    def end_epoch(self, phase: Phase) -> None:
-        self.phase_epoch += 1
-        self.trained.update(phase.layers)
-        self.readout_trained |= phase.name == "readout" or self.joint_readout
-
     @torch.no_grad()
     def _negatives(self, phase: Phase, epoch: int, order: torch.Tensor) -> torch.Tensor:
         """The negative of each position of the epoch's order (`reference.negatives.Draws`)."""
-        key = negatives_epoch(self.trial, epoch)
-        self.negatives_seconds = None
         if self.by_position:
-            return self.strategy.sample_by_position(self, key, order)
-        if self._drawn is None or self._drawn[0] != key:
-            t0 = time.perf_counter()
-            self._drawn = (key, self.strategy.sample(self, key, phase))
-            if self.scored:  # the scoring of the training set, timed apart
-                self.sync()
-                self.negatives_seconds = time.perf_counter() - t0
-        return self._drawn[1][order]
+            self.negatives_seconds = None
+            return self.strategy.sample_by_position(self, negatives_epoch(self.trial, epoch), order)
+        return self.sample_negatives(phase, epoch)[order]
+
+    def wait(self, value) -> None:
+        self.sync()
 
     def hard_scores(self, phase: Phase) -> torch.Tensor:
         """(n, 10) label scores of the training set at the current weights, over the layers
@@ -245,21 +229,10 @@ class FFTrainer(FFSchedule, TorchTrainer):
         return torch.cat([self.label_scores(x[i:i + step], layers) for i in range(0, self.n, step)])
 
     def epoch_losses(self, device_losses) -> dict[str, float | dict[int, float]]:
-        phase, depth = self.phase, len(self.params)
+        depth = len(self.params)
         flat = torch.cat([device_losses[k] for k in ("ff_loss", "peer_loss", "readout_loss", "collisions")]).tolist()
-        out: dict[str, float | dict[int, float]] = {}
-        if phase.layers and self.reports_collisions:
-            out["negative_collision_rate"] = flat[-1] / self.batch_size  # collisions per step / rows per step
-        if phase.layers and self.negatives_seconds is not None:
-            out["negatives_seconds"] = self.negatives_seconds
-        flat = flat[:-1]
-        if phase.layers:
-            out["ff_loss"] = {i: flat[i] for i in phase.layers}
-            if self.ff.peer_weight > 0:
-                out["peer_loss"] = {i: flat[depth + i] for i in phase.layers}
-        if phase.name == "readout" or self.joint_readout:
-            out["readout_loss"] = flat[-1]
-        return out
+        # collisions per step / rows per step
+        return self.epoch_record(flat[:depth], flat[depth:2 * depth], flat[-2], flat[-1] / self.batch_size)
 
     def state(self) -> dict:
         out = {}
