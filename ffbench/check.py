@@ -9,13 +9,23 @@ max_rel <= its tolerance (TOLERANCES). Training quantities run the backends' rea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ffbench import registry
-from ffbench.data import Dataset, Split
+from ffbench import check_variants, registry
+from ffbench.parity import (
+    STRICT_OPT,
+    TOLERANCES,
+    Comparison,
+    compare,
+    compare_trained,
+    dataset,
+    pairs,
+    ref_train,
+    synthetic_batch,
+    train,
+)
 from ffbench.reference import bp as RB
 from ffbench.reference import ff as RF
 from ffbench.reference import negatives as RN
@@ -23,28 +33,9 @@ from ffbench.reference import optim, rng
 from ffbench.reference import train as RT
 from ffbench.reference.init import stack_init
 from ffbench.reference.optim import lr_at
-from ffbench.spec import NEGATIVES, FFTrial, OptimizerSpec, parse_trial
+from ffbench.spec import FFTrial, OptimizerSpec, parse_trial
 
-# quantity kind -> tolerance on max_rel (float32 against a float64 reference). Measured on
-# CPU (torch 2.13, jax 0.10): goodness/loss/grad/logits <= 5e-7, params@1 <= 9e-6,
-# params@N with SGD <= 3e-7, params@N with Adam <= 5.4e-3.
-TOLERANCES = {
-    "goodness": 1e-5,
-    "loss": 1e-5,
-    "grad": 1e-5,
-    "logits": 1e-5,
-    "params@1": 1e-4,
-    # N steps of SGD with momentum and weight decay: exact up to float32 rounding.
-    "params@N": 1e-5,
-    # N steps of Adam: Adam scales each gradient by 1/sqrt(v), so an entry whose gradient is
-    # near zero moves by about lr with the sign of its rounding error; float32 against
-    # float64 can flip it. The strict SGD run above checks the same plumbing tightly.
-    "params@N/adam": 1e-2,
-    "predict": 0.0,  # the fraction of test images whose predicted class differs
-    "e2e": 1e-3,  # per-epoch mean FF loss of a real training run (smoke config) against the reference
-}
-# The optimiser of the strict training check (besides the spec's own).
-STRICT_OPT = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3}
+__all__ = ["TOLERANCES", "Comparison", "agreement", "check_backend", "compare", "e2e_spec", "synthetic_batch"]
 
 DEFAULT_SPEC: dict[str, Any] = {
     "algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [48, 32, 32], "epochs": 1, "batch_size": 16,
@@ -53,87 +44,20 @@ DEFAULT_SPEC: dict[str, Any] = {
 N_STEPS = 5
 
 
-@dataclass
-class Comparison:
-    backend: str
-    quantity: str
-    kind: str
-    max_abs: float
-    max_rel: float
-
-    @property
-    def tolerance(self) -> float:
-        return TOLERANCES[self.kind]
-
-    @property
-    def passed(self) -> bool:
-        return bool(np.isfinite(self.max_rel)) and self.max_rel <= self.tolerance
-
-
-def compare(backend: str, quantity: str, kind: str, got, ref) -> Comparison:
-    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
-    if got.shape != ref.shape:
-        return Comparison(backend, quantity, kind, float("inf"), float("inf"))
-    diff = float(np.max(np.abs(got - ref))) if got.size else 0.0
-    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
-    return Comparison(backend, quantity, kind, diff, diff / scale if scale > 0 else diff)
-
-
-def synthetic_batch(n: int, d: int = 784, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """MNIST-like inputs: 80% zeros, the rest uniform in (0, 1]; uniform labels."""
-    g = np.random.default_rng(seed)
-    x = (g.random((n, d)) * (g.random((n, d)) < 0.2)).astype(np.float32)
-    return x, g.integers(0, 10, n).astype(np.int64)
-
-
-def _dataset(x, y, classes: list[int] | None = None) -> Dataset:
-    """Training (and test) data; with `classes`, the other classes' images become the pool."""
-    if classes is None:
-        split = Split(x, y)
-        return Dataset("mnist", "synthetic", split, None, split)
-    keep = np.isin(y, classes)
-    split = Split(x[keep], y[keep])
-    return Dataset("mnist", "synthetic", split, None, split, Split(x[~keep], y[~keep]))
-
-
-def _pairs(state: dict, depth: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    return [(state[f"W{i}"], state[f"b{i}"]) for i in range(depth)]
-
-
-def _train(backend, trial, x, y) -> dict:
-    """Train with the backend's real trainer (no evaluation) and return its weights."""
-    tr = backend.trainer(trial, _dataset(x, y, trial.data.classes if isinstance(trial, FFTrial) else None))
-    epoch = 0
-    for phase in tr.phases():
-        tr.begin_phase(phase)
-        for e in range(phase.epochs):
-            tr.train_epoch(phase, epoch, lr_at(phase.optimizer, e, phase.epochs))
-            epoch += 1
-    tr.sync()
-    return tr.state()
-
-
-def _ref_train(trial: FFTrial, x, y) -> list[tuple[np.ndarray, np.ndarray]]:
-    data = _dataset(x, y, trial.data.classes)
-    pool = RN.training_images(trial.ff, data)
-    x64, y = (data.train.x if pool is None else pool).astype(np.float64), data.train.y
-    params = [(w.astype(np.float64), b.astype(np.float64)) for w, b in
-              stack_init(trial.seed, [x.shape[1], *trial.hidden], trial.ff.init)]
-    if trial.ff.schedule == "greedy":
-        return RT.ff_greedy_run(params, x64, y, trial)
-    state, draws = RF.ff_init_state(params, trial.optimizer), RN.Draws(trial, x64, y)
-    for e in range(trial.epochs):
-        state, _ = RT.ff_simultaneous_epoch(state, x64, y, trial, e, lr_at(trial.optimizer, e, trial.epochs), draws)
-    return state.params
-
-
-def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = N_STEPS) -> list[Comparison]:
+def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = N_STEPS,
+                  variants: set[str] | None = None) -> list[Comparison]:
+    """Every comparison of backend `name` on the FF trial `spec` (default DEFAULT_SPEC); with
+    `variants` (registered names), only those variants' sections (`check_variants`)."""
     backend = registry.load(name)
     probe = backend.probe()
     trial = parse_trial({**(spec or DEFAULT_SPEC), "backend": name})
     if not isinstance(trial, FFTrial):
         raise ValueError("ffbench check takes an FF trial spec (its BP baseline is derived from it)")
     ff, bsz, depth = trial.ff, trial.batch_size, len(trial.hidden)
+    xs, ys = synthetic_batch(bsz * n_steps, seed=trial.seed + 1)
+    if variants is not None:
+        return (check_variants.negatives(backend, name, trial, xs, ys, variants)
+                + check_variants.objectives(backend, name, trial, xs, ys, variants))
     out: list[Comparison] = []
     add = lambda q, k, got, ref: out.append(compare(name, q, k, got, ref))  # noqa: E731
 
@@ -158,40 +82,24 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
 
     # 2. parameters after 1 and N steps, both schedules, through the real trainers, with the
     #    spec's optimiser and with a strict SGD one
-    xs, ys = synthetic_batch(bsz * n_steps, seed=trial.seed + 1)
     optimizers = {trial.optimizer.name: trial.optimizer, "sgd-strict": OptimizerSpec(**STRICT_OPT)}
     for label, opt in optimizers.items():
         n_kind = "params@N/adam" if opt.name == "adam" else "params@N"
         for schedule in ("simultaneous", "greedy"):
             for steps, kind in ((1, "params@1"), (n_steps, n_kind)):
                 t = trial.model_copy(update={"ff": ff.model_copy(update={"schedule": schedule}), "epochs": 1, "optimizer": opt})
-                got_state = _pairs(_train(backend, t, xs[: bsz * steps], ys[: bsz * steps]), depth)
-                ref = _ref_train(t, xs[: bsz * steps], ys[: bsz * steps])
-                for i, ((gw, gb), (rw, rb)) in enumerate(zip(got_state, ref)):
-                    add(f"ff.{schedule}[{label}].{kind.split('/')[0]}.W{i}", kind, gw, rw)
-                    add(f"ff.{schedule}[{label}].{kind.split('/')[0]}.b{i}", kind, gb, rb)
+                compare_trained(out, backend, name, f"ff.{schedule}[{label}]", t, xs[: bsz * steps], ys[: bsz * steps], kind)
 
-    # 3. every negative strategy: parameters after 2 epochs of strict SGD through the real
-    #    trainers (the hard strategies score the data with the trained weights in the second)
-    for strategy in NEGATIVES:
-        classes = [0, 1, 2, 3, 4] if strategy == "class_split" else None
-        t = trial.model_copy(update={"ff": ff.model_copy(update={"negatives": strategy, "negatives_refresh": "epoch",
-                                                                 "schedule": "simultaneous"}),
-                                     "data": trial.data.model_copy(update={"classes": classes}),
-                                     "epochs": 2, "optimizer": OptimizerSpec(**STRICT_OPT)})
-        got_state = _pairs(_train(backend, t, xs, ys), depth)
-        for i, ((gw, gb), (rw, rb)) in enumerate(zip(got_state, _ref_train(t, xs, ys))):
-            add(f"ff.negatives[{strategy}].params@N.W{i}", "params@N", gw, rw)
-            add(f"ff.negatives[{strategy}].params@N.b{i}", "params@N", gb, rb)
+    # 3. every registered negative strategy and layer objective, built-in or plugin
+    out += check_variants.negatives(backend, name, trial, xs, ys, None)
+    out += check_variants.objectives(backend, name, trial, xs, ys, None)
 
     # 3b. +-2 px jitter of the training images (data.jitter), in FF and BP, after 2 epochs of strict SGD
     strict = OptimizerSpec(**STRICT_OPT)
     jittered = trial.data.model_copy(update={"jitter": 2})
     t = trial.model_copy(update={"data": jittered, "epochs": 2, "optimizer": strict,
                                  "ff": ff.model_copy(update={"schedule": "simultaneous"})})
-    for i, ((gw, gb), (rw, rb)) in enumerate(zip(_pairs(_train(backend, t, xs, ys), depth), _ref_train(t, xs, ys))):
-        add(f"ff.jitter.params@N.W{i}", "params@N", gw, rw)
-        add(f"ff.jitter.params@N.b{i}", "params@N", gb, rb)
+    compare_trained(out, backend, name, "ff.jitter", t, xs, ys)
 
     # 3c. greedy episodes (the JAX and keras.io examples): 2 episodes of 2 epochs per layer,
     #     negatives drawn per episode, each layer's optimiser state carried between episodes, and
@@ -200,18 +108,14 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
         t = trial.model_copy(update={"epochs": 2, "optimizer": strict, "ff": ff.model_copy(update={
             "schedule": "greedy", "episodes": 2, "negatives": strategy, "negatives_refresh": "episode",
             "threshold_scale": "input_width", "threshold": 0.02})})
-        for i, ((gw, gb), (rw, rb)) in enumerate(zip(_pairs(_train(backend, t, xs, ys), depth), _ref_train(t, xs, ys))):
-            add(f"ff.episodes[{strategy}].params@N.W{i}", "params@N", gw, rw)
-            add(f"ff.episodes[{strategy}].params@N.b{i}", "params@N", gb, rb)
+        compare_trained(out, backend, name, f"ff.episodes[{strategy}]", t, xs, ys)
 
     # 3d. local receptive fields (ff.receptive_field): a 784 -> 784 -> 1568 stack of 28x28 maps
     #     with 5x5 windows, 2 epochs of strict SGD (masked weights get no gradient, only the decay)
     t = trial.model_copy(update={"hidden": [784, 1568], "epochs": 2, "optimizer": strict,
                                  "ff": ff.model_copy(update={"schedule": "simultaneous", "receptive_field": 5,
                                                              "prediction_layers": [0, 1]})})
-    for i, ((gw, gb), (rw, rb)) in enumerate(zip(_pairs(_train(backend, t, xs, ys), 2), _ref_train(t, xs, ys))):
-        add(f"ff.local.params@N.W{i}", "params@N", gw, rw)
-        add(f"ff.local.params@N.b{i}", "params@N", gb, rb)
+    compare_trained(out, backend, name, "ff.local", t, xs, ys)
 
     # 4. the BP baseline of the same widths: forward, loss, gradients, and N steps of training
     bp_params = stack_init(trial.seed, [x.shape[1], *trial.hidden, 10], "uniform_fan_in")
@@ -226,14 +130,14 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
     for label, opt in optimizers.items():
         bp_trial = parse_trial({k: v for k, v in trial.model_dump(mode="json").items() if k not in ("ff", "algorithm")}
                                | {"algorithm": "bp", "optimizer": opt.model_dump(mode="json")})
-        got_bp_state = _pairs(_train(backend, bp_trial, xs, ys), depth + 1)
+        got_bp_state = pairs(train(backend, bp_trial, xs, ys), depth + 1)
         st = optim.init(opt, [p for wb in bp64 for p in wb])
         ref_bp, st, _ = RT.bp_epoch(bp64, st, xs.astype(np.float64), ys, bp_trial, 0, opt.lr)
         if opt.name == "sgd":  # and once more with jittered images
             jt = bp_trial.model_copy(update={"data": jittered})
             st = optim.init(opt, [p for wb in bp64 for p in wb])
             ref_j, _, _ = RT.bp_epoch(bp64, st, xs.astype(np.float64), ys, jt, 0, opt.lr)
-            for i, ((gw, gb), (rw, rb)) in enumerate(zip(_pairs(_train(backend, jt, xs, ys), depth + 1), ref_j)):
+            for i, ((gw, gb), (rw, rb)) in enumerate(zip(pairs(train(backend, jt, xs, ys), depth + 1), ref_j)):
                 add(f"bp.jitter.params@N.W{i}", "params@N", gw, rw)
                 add(f"bp.jitter.params@N.b{i}", "params@N", gb, rb)
         for i, ((gw, gb), (rw, rb)) in enumerate(zip(got_bp_state, ref_bp)):
@@ -243,13 +147,13 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
 
     # 5. predictions by each mode, from the same (trained) weights
     x_test, y_test = synthetic_batch(200, seed=trial.seed + 2)
-    trained = _ref_train(trial.model_copy(update={"epochs": 1}), xs, ys)
+    trained = ref_train(trial.model_copy(update={"epochs": 1}), xs, ys)
     readout = np.random.default_rng(trial.seed).normal(
         size=(10, sum(trial.hidden[i] for i in range(1, depth)))).astype(np.float32)
     for mode in ("goodness", "softmax"):
         t = parse_trial({**trial.model_dump(mode="json"), "ff": {**ff.model_dump(mode="json"), "prediction": mode,
                                                                  "prediction_layers": None}})
-        tr = backend.trainer(t, _dataset(x_test, y_test))
+        tr = backend.trainer(t, dataset(x_test, y_test))
         state = {f"{k}{i}": v.astype(np.float32) for i, wb in enumerate(trained) for k, v in zip("Wb", wb)}
         if mode == "softmax":
             state["readout"] = readout

@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("dir", type=Path, help="a results folder written by `ffbench run`")
     rep.add_argument("--where", help="""a pandas query on the rows, e.g. 'backend=="jax"'""")
     rep.add_argument("--group-by", help="comma-separated columns that define a configuration "
-                     "(default: experiment,algorithm,hidden,negatives,epochs)")
+                     "(default: experiment,algorithm,hidden,negatives,objective,epochs)")
     rep.add_argument("--target", type=float, help="target test error for time-to-target, as a fraction (0.015)")
 
     b = sub.add_parser("bench", help="time training epochs of one spec on each backend (no Ray)",
@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--spec", type=Path, help="a YAML file with one FF trial (fields as in a suite experiment)")
     c.add_argument("--fixture", type=Path, help="run the FF layer stack of this .npz fixture (format in the README)")
     c.add_argument("--out", type=Path, help="with --fixture: write DIR/<backend>.npz and DIR/reference.npz")
+    c.add_argument("--variant", dest="variants", action="append", metavar="NAME",
+                   help="check only this registered negative strategy or layer objective (repeatable; "
+                        "implies --no-e2e): a plugin author's quick check")
     c.add_argument("--no-e2e", action="store_true", help="skip the end-to-end training agreement on MNIST")
     return p
 
@@ -238,9 +241,17 @@ def _check(args: argparse.Namespace) -> int:
     if args.spec:
         from ffbench.suites import load_trial_spec
         spec = load_trial_spec(args.spec)
-    comparisons = [c for name in names for c in check.check_backend(name, spec)]
+    only = None
+    if args.variants:
+        from ffbench.variants import NEGATIVES, OBJECTIVES
+        only = set(args.variants)
+        unknown = sorted(only - set(NEGATIVES) - set(OBJECTIVES))
+        if unknown:
+            raise FFBenchError(f"--variant: unknown {', '.join(map(repr, unknown))}; expected a negative strategy "
+                               f"({', '.join(NEGATIVES)}) or a layer objective ({', '.join(OBJECTIVES)})")
+    comparisons = [c for name in names for c in check.check_backend(name, spec, variants=only)]
     print_check(comparisons, names, "each backend (float32) against the NumPy reference (float64)")
-    if not args.no_e2e:
+    if not args.no_e2e and only is None:
         from ffbench.console import print_agreement
         e2e, errors = check.agreement(names, check.e2e_spec())
         comparisons += e2e

@@ -134,17 +134,20 @@ def print_plan(name: str, rows: list[dict[str, Any]]) -> None:
 
 
 def print_summary(df, out_dir: Path, summary) -> None:
-    from ffbench.report.tables import cell
+    from ffbench.report.tables import cell, default_config
     from ffbench.report.tables import summary as summarise
-    table = summarise(df)
+    table = summarise(df, default_config(df))
     t = Table(title=f"results in {out_dir} ({summary.planned} planned, {summary.skipped} already done, "
                     f"{len(summary.rows)} run, {summary.failed} not ok)")
-    for col in ("experiment", "algorithm", "backend", "hidden", "negatives", "epochs", "test error % (mean ± std, n)", "not ok",
-                "train s", "samples/s", "reference %"):
-        t.add_column(col, justify="right" if col not in ("experiment", "algorithm", "backend", "negatives") else "left")
+    objective = "objective" in table  # only where a trial departs from the paper's logistic objective
+    left = ("experiment", "algorithm", "backend", "negatives", "objective")
+    for col in ("experiment", "algorithm", "backend", "hidden", "negatives", *(("objective",) if objective else ()),
+                "epochs", "test error % (mean ± std, n)", "not ok", "train s", "samples/s", "reference %"):
+        t.add_column(col, justify="left" if col in left else "right")
     for _, r in table.iterrows():
         ref = f"{100 * r['reference_error']:.2f}" if pd.notna(r["reference_error"]) else ""
-        t.add_row(r["experiment"], r["algorithm"], r["backend"], r["hidden"], r["negatives"], str(r["epochs"]),
+        t.add_row(r["experiment"], r["algorithm"], r["backend"], r["hidden"], r["negatives"],
+                  *((r["objective"],) if objective else ()), str(r["epochs"]),
                   cell(r["test_error_mean"], r["test_error_std"], r["n"]), str(r["not_ok"]),
                   f"{r['train_seconds_mean']:.1f}" if r["n"] else "-",
                   f"{r['samples_per_second']:,.0f}" if r["n"] else "-", ref)
@@ -213,13 +216,22 @@ def print_check(comparisons, backends: list[str], title: str) -> None:
         cells = []
         for b in backends:
             c = g.get(b)
-            cells += ["-", "-"] if c is None else [f"{c.max_rel:.1e} ({c.max_abs:.1e})",
-                                                   "[green]PASS[/]" if c.passed else "[bold red]FAIL[/]"]
-        t.add_row(escape(key), f"{g['tol']:.0e}", *cells)
+            if c is None:
+                cells += ["-", "-"]
+            elif c.note:  # skipped (not implemented on this backend) or refused (a failure)
+                cells += ["-", "[yellow]SKIP[/]" if c.passed else "[bold red]FAIL[/]"]
+            else:
+                cells += [f"{c.max_rel:.1e} ({c.max_abs:.1e})", "[green]PASS[/]" if c.passed else "[bold red]FAIL[/]"]
+        t.add_row(escape(key), "-" if g["kind"] in ("skipped", "refused") else f"{g['tol']:.0e}", *cells)
     out.print(t)
+    for c in comparisons:
+        if c.note:
+            out.print(f"{'SKIP' if c.passed else 'FAIL'} {escape(c.quantity)} on {c.backend}: {escape(c.note)}")
     failed = [c for c in comparisons if not c.passed]
-    out.print(f"{len(comparisons) - len(failed)} passed, {len(failed)} failed" if failed else
-              f"all {len(comparisons)} comparisons PASS")
+    n_skipped = sum(c.kind == "skipped" for c in comparisons)
+    tail = f" ({n_skipped} skipped)" if n_skipped else ""
+    out.print(f"{len(comparisons) - len(failed)} passed, {len(failed)} failed{tail}" if failed else
+              f"all {len(comparisons) - n_skipped} comparisons PASS{tail}")
 
 
 def print_agreement(e2e, errors: dict[str, float]) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ffbench import registry
-from ffbench.check import Comparison, compare
+from ffbench.parity import Comparison, compare
 from ffbench.reference import ff as RF
 from ffbench.spec import FFSpec, OptimizerSpec
 

@@ -7,6 +7,8 @@ import pytest
 
 from ffbench import check, registry
 from ffbench.cli import main
+from ffbench.variants import NEGATIVES, OBJECTIVES
+from ffbench.variants.builtin_objectives import Logistic
 
 BACKENDS = registry.installed()
 
@@ -17,8 +19,85 @@ def test_every_backend_passes(backend):
     failed = [c for c in results if not c.passed]
     assert not failed, failed[:5]
     kinds = {c.kind for c in results}
-    assert kinds >= {"goodness", "loss", "grad", "params@1", "params@N", "params@N/adam", "logits", "predict"}
+    assert kinds >= {"goodness", "loss", "grad", "grad/fd", "params@1", "params@N", "params@N/adam", "logits", "predict"}
     assert any(c.quantity.startswith("ff.greedy") for c in results) and any(c.quantity.startswith("bp.") for c in results)
+    quantities = {c.quantity for c in results}
+    for name in NEGATIVES:  # every registered variant, with its gradients against finite differences
+        assert f"ff.negatives[{name}].params@N.W0" in quantities
+    for name in OBJECTIVES:
+        assert {f"ff.objective[{name}].layer{i}.fd.{p}" for i in range(3) for p in ("dW", "db")} <= quantities
+
+
+class ScaledTorchLogistic:
+    """A torch translation with a bug: its loss is 1.001 times the reference's."""
+
+    def __init__(self):
+        from ffbench_backends.torch.objectives import Logistic
+        self.inner = Logistic()
+        self.goodness, self.score = self.inner.goodness, self.inner.score
+
+    def loss(self, *args):
+        return 1.001 * self.inner.loss(*args)
+
+
+class WrongHandGradient(Logistic):
+    """A reference whose hand-derived gradient is 1% off (its forward `loss` is right)."""
+
+    name = "test_wrong_hand_gradient"
+    backends = {"torch": "ffbench_backends.torch.objectives:Logistic"}
+    packs = False
+
+    def grad_h(self, *args):
+        return 1.01 * super().grad_h(*args)
+
+
+class WrongTranslation(Logistic):
+    name = "test_wrong_translation"
+    backends = {"torch": ScaledTorchLogistic}
+    packs = False
+
+
+class JaxOnly(Logistic):
+    name = "test_jax_only"
+    backends = {"jax": "ffbench_backends.jax.objectives:Logistic"}
+    packs = False
+
+
+@pytest.fixture
+def flawed_objectives():
+    names = [OBJECTIVES.register(cls()).name for cls in (WrongHandGradient, WrongTranslation, JaxOnly)]
+    yield names
+    for name in names:
+        OBJECTIVES.unregister(name)
+
+
+def test_finite_differences_pin_a_wrong_gradient_on_the_side_that_has_it(flawed_objectives, capsys):
+    pytest.importorskip("torch")
+    got = {c.quantity: c for c in check.check_backend("torch", variants=set(flawed_objectives))}
+    hand, translation = "ff.objective[test_wrong_hand_gradient]", "ff.objective[test_wrong_translation]"
+    for i in range(3):
+        # the reference's hand derivation is off: the backend's autodiff disagrees with it,
+        # and agrees with central differences of the reference's forward objective
+        assert not got[f"{hand}.layer{i}.dW"].passed and got[f"{hand}.layer{i}.fd.dW"].passed
+        assert got[f"{hand}.layer{i}.fd.dW"].max_rel < 1e-5 and got[f"{hand}.layer{i}.fd.db"].passed
+        # the translation is off: its loss, and so its gradients, fail against the forward
+        assert not got[f"{translation}.layer{i}.loss"].passed and not got[f"{translation}.layer{i}.fd.dW"].passed
+        assert got[f"{translation}.layer{i}.fd.dW"].max_rel == pytest.approx(1e-3, rel=0.05)
+    assert not got[f"{hand}.params@N.W0"].passed  # and the reference trained with its wrong gradient
+    skipped = got["ff.objective[test_jax_only]"]
+    assert skipped.kind == "skipped" and skipped.passed
+    assert skipped.note == "layer objective 'test_jax_only' has no torch implementation (implemented for: jax)"
+    assert main(["check", "--backends", "torch", "--variant", "test_jax_only"]) == 0
+    out = capsys.readouterr().out
+    assert "SKIP ff.objective[test_jax_only] on torch: layer objective 'test_jax_only' has no torch" in out
+    assert "all 0 comparisons PASS (1 skipped)" in out
+
+
+def test_check_of_an_unknown_variant_is_one_line(capsys):
+    assert main(["check", "--backends", "torch", "--variant", "wrong_lable"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ffbench: error: --variant: unknown 'wrong_lable'; expected a negative strategy (")
+    assert "\n" not in err
 
 
 def test_compare_by_hand():
@@ -40,10 +119,13 @@ def test_a_perturbed_backend_fails(monkeypatch, capsys):
 
     monkeypatch.setattr(probe, "ff_layers", off_by_a_little)
     failed = [c for c in check.check_backend("torch") if not c.passed]
-    assert [c.quantity for c in failed] == ["ff.layer1.dW"]
+    # the spec's own layer check, the same gradient in its objective's section, and against
+    # central differences of the reference's forward objective
+    assert [c.quantity for c in failed] == ["ff.layer1.dW", "ff.objective[logistic].layer1.dW",
+                                            "ff.objective[logistic].layer1.fd.dW"]
     assert main(["check", "--backends", "torch", "--no-e2e"]) == 1
     out = capsys.readouterr().out
-    assert "FAIL" in out and "1 failed" in out
+    assert "FAIL" in out and "3 failed" in out
 
 
 def test_check_cli_passes_and_names_unknown_backends(capsys):

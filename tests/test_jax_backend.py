@@ -5,8 +5,9 @@ import pytest
 jax = pytest.importorskip("jax")
 
 from ffbench import registry  # noqa: E402
-from ffbench.check import _dataset, synthetic_batch  # noqa: E402
 from ffbench.loop import fit  # noqa: E402
+from ffbench.parity import dataset as _dataset  # noqa: E402
+from ffbench.parity import synthetic_batch  # noqa: E402
 from ffbench.spec import parse_trial  # noqa: E402
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ffbench import registry
-from ffbench.check import _dataset
+from ffbench.parity import dataset as _dataset
 from ffbench.reference.optim import lr_at
 from ffbench.spec import parse_trial
 

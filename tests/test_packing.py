@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from ffbench import loop, registry, runner
-from ffbench.check import _dataset
 from ffbench.packing import pack_key, units
+from ffbench.parity import dataset as _dataset
 from ffbench.reference.optim import lr_at
 from ffbench.spec import parse_trial
 

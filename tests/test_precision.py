@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from ffbench import registry
-from ffbench.check import _train as train
+from ffbench.parity import train
 from ffbench.spec import normal_form, parse_trial
 
 BASE = {"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [32, 32], "epochs": 2, "batch_size": 50,

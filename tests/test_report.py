@@ -167,3 +167,19 @@ def test_bad_and_empty_folders(tmp_path, capsys):
     (tmp_path / "empty" / "trials").mkdir(parents=True)
     assert main(["report", str(tmp_path / "empty")]) == 0
     assert "No trials in this folder yet" in (tmp_path / "empty" / "report" / "report.md").read_text()
+
+
+def test_variants_are_labelled_with_their_parameters_and_objective_shows_only_when_chosen():
+    assert tables.variant_label("cyclic_label", '{"max_offset":5}') == "cyclic_label(max_offset=5)"
+    assert tables.variant_label("margin_logistic", '{"margin":0.2,"temperature":2.0}') == \
+        "margin_logistic(margin=0.2, temperature=2.0)"
+    assert tables.variant_label("wrong_label", None) == "wrong_label" and tables.variant_label(None, None) == "-"
+    rows = pd.DataFrame({"experiment": ["a", "b", "c"], "algorithm": ["ff", "ff", "bp"], "spec.hidden": [[10]] * 3,
+                         "spec.epochs": [1, 1, 1], "spec.ff.negatives": ["wrong_label", "wrong_label", None],
+                         "spec.ff.negatives_params": [None, None, None],
+                         "spec.ff.objective": ["logistic", "logistic", None], "spec.ff.objective_params": [None] * 3})
+    assert "objective" not in tables.default_config(rows)  # the paper's objective everywhere: no column
+    assert list(tables.prepare(rows)["objective"]) == ["logistic", "logistic", "-"]
+    rows.loc[1, ["spec.ff.objective", "spec.ff.objective_params"]] = ["margin_logistic", '{"margin":0.2}']
+    assert tables.default_config(rows) == tables.CONFIG
+    assert list(tables.prepare(rows)["objective"]) == ["logistic", "margin_logistic(margin=0.2)", "-"]

@@ -13,10 +13,10 @@ import pytest
 from ffbench import variants
 from ffbench.data import dataset_checksum
 from ffbench.reference import ff as RF
+from ffbench.reference.finite_diff import central_difference, probe_entries
 from ffbench.spec import FFSpec, parse_trial, trial_id
 from ffbench.strict import Strict
 from ffbench.variants import NEGATIVES, OBJECTIVES, Draw, NegativeStrategy
-from ffbench.variants.objectives import central_difference
 
 BASE = {"algorithm": "ff", "backend": "torch", "seed": 3, "hidden": [20], "epochs": 1}
 
@@ -41,8 +41,7 @@ class OffsetLabel(NegativeStrategy):
 def offset_label():
     strat = NEGATIVES.register(OffsetLabel())
     yield strat
-    NEGATIVES._targets.pop(strat.name)
-    NEGATIVES._loaded.pop(strat.name, None)
+    NEGATIVES.unregister(strat.name)
 
 
 def test_builtins_are_listed_without_importing_them():
@@ -66,6 +65,41 @@ def test_logistic_gradient_equals_central_differences_of_its_loss():
 def test_central_difference_by_hand():
     np.testing.assert_allclose(central_difference(lambda v: float((v ** 3).sum()), np.array([1.0, -2.0])), [3.0, 12.0],
                                rtol=1e-8)
+
+
+def test_central_difference_at_chosen_entries_and_which_entries():
+    x = np.array([[1.0, -2.0], [3.0, 0.5]])
+    np.testing.assert_allclose(central_difference(lambda v: float((v ** 3).sum()), x, at=np.array([3, 0])), [0.75, 3.0],
+                               rtol=1e-8)
+    assert probe_entries(np.ones(6), 6) is None  # small enough: every entry
+    guide = np.array([0.0, 5.0, -9.0, 0.1, 0.2, 7.0, 0.0, 0.3])
+    at = probe_entries(guide, 4, seed=1)
+    assert len(at) == 4 and len(set(at.tolist())) == 4 and {2, 5} <= set(at.tolist())  # the largest |guide| first
+    np.testing.assert_array_equal(at, probe_entries(guide, 4, seed=1))  # seeded
+
+
+def test_the_forward_layer_objective_is_what_layer_step_differentiates():
+    """central differences of `layer_objective` (loss + peer) equal `layer_step`'s analytic dW, db."""
+    g = np.random.default_rng(2)
+    x_pos, x_neg = g.random((5, 9)), g.random((5, 9))
+    w, b = g.normal(0, 0.5, (4, 9)), g.normal(0.2, 0.1, 4)
+    for kw in ({"peer_weight": 0.3}, {"goodness": "sum", "threshold": 1.0, "sign": "min_ssq", "norm": "l2"}):
+        ff = FFSpec(**kw)
+        st = RF.layer_step(x_pos, x_neg, w, b, ff)
+        np.testing.assert_allclose(central_difference(lambda v, ff=ff: RF.layer_objective(x_pos, x_neg, v, b, ff), w),
+                                   st.dw, rtol=1e-6, atol=1e-10)
+        np.testing.assert_allclose(central_difference(lambda v, ff=ff: RF.layer_objective(x_pos, x_neg, w, v, ff), b),
+                                   st.db, rtol=1e-6, atol=1e-10)
+        assert RF.layer_objective(x_pos, x_neg, w, b, ff) == pytest.approx(st.loss + ff.peer_weight * st.peer_loss)
+
+
+def test_a_plugin_stream_is_its_own():
+    from ffbench.reference import rng
+    streams = {rng.plugin_stream(n) for n in ("a", "b", "cyclic_label", "my_strategy")}
+    assert len(streams) == 4 and min(streams) > 255 and max(streams) < 2**32
+    assert rng.plugin_stream("a") == rng.plugin_stream("a")
+    h = rng.sample_hash(0, rng.plugin_stream("a"), 3, np.arange(50_000))
+    np.testing.assert_allclose(np.bincount(rng.below(h, 7)) / 50_000, [1 / 7] * 7, atol=0.01)
 
 
 def test_a_registered_strategy_validates_draws_and_is_refused_where_unimplemented(offset_label):

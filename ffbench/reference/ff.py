@@ -93,6 +93,22 @@ class LayerStep:
     running_mean: np.ndarray
 
 
+def peer_update(h_pos: np.ndarray, running_mean: np.ndarray | None, ff: FFSpec) -> tuple[float, np.ndarray]:
+    """(peer loss, new running mean) of a layer whose positives' activities are `h_pos`."""
+    r_old = np.full(h_pos.shape[1], PEER_INIT, h_pos.dtype) if running_mean is None else running_mean
+    r = ff.peer_momentum * r_old + (1 - ff.peer_momentum) * h_pos.mean(axis=0)
+    return float(((r.mean() - r) ** 2).mean()), r
+
+
+def layer_objective(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | None = None) -> float:
+    """The value one layer minimises in one step: objective loss + peer_weight * peer loss
+    (forward only: `ffbench check` differentiates it by central differences)."""
+    obj = objective(ff)
+    h = layer_forward(np.concatenate([x_pos, x_neg]), w, b, ff)[2]
+    loss = obj.loss(h, x_pos.shape[0], ff, obj.params(ff.objective_params), x_pos.shape[1])
+    return float(loss) + (ff.peer_weight * peer_update(h[: x_pos.shape[0]], running_mean, ff)[0] if ff.peer_weight > 0 else 0.0)
+
+
 def layer_step(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | None = None) -> LayerStep:
     n, obj = x_pos.shape[0], objective(ff)
     xn, z, h = layer_forward(np.concatenate([x_pos, x_neg]), w, b, ff)
@@ -102,9 +118,7 @@ def layer_step(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | None =
     dh = obj.grad_h(h, n, ff, p, x_pos.shape[1])
     peer_loss, r = 0.0, running_mean
     if ff.peer_weight > 0:
-        r_old = np.full(h.shape[1], PEER_INIT, h.dtype) if running_mean is None else running_mean
-        r = ff.peer_momentum * r_old + (1 - ff.peer_momentum) * h[:n].mean(axis=0)
-        peer_loss = float(((r.mean() - r) ** 2).mean())
+        peer_loss, r = peer_update(h[:n], running_mean, ff)
         dr = 2.0 * (r - r.mean()) / h.shape[1]
         dh[:n] += ff.peer_weight * (1 - ff.peer_momentum) * dr / n
     dz = dh if ff.relu_grad == "straight_through" else dh * (z > 0)

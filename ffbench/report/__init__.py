@@ -79,12 +79,12 @@ def build(out_dir: Path, where: str | None = None, group_by: list[str] | None = 
           warn=None) -> list[Path]:
     out_dir = Path(out_dir)
     df, curves = load(out_dir, where, warn)
-    config = group_by or tables.CONFIG
+    config = group_by or tables.default_config(df)
     if not df.empty:
         known = set(tables.prepare(df).columns)
         unknown = [c for c in config if c not in known]
         if unknown:
-            raise ConfigError(f"unknown column(s) {unknown}; try experiment, algorithm, hidden, negatives, epochs, "
+            raise ConfigError(f"unknown column(s) {unknown}; try experiment, algorithm, hidden, negatives, objective, epochs, "
                               "depth, backend or any spec.* column", field="--group-by")
     report = out_dir / "report"
     report.mkdir(exist_ok=True)

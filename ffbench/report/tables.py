@@ -6,6 +6,7 @@ algorithm, architecture, negatives and epoch budget (`--group-by` changes it).
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -13,7 +14,32 @@ import pandas as pd
 
 from ffbench.report.stats import anova_p, first_reaching, mean_std, t_interval
 
-CONFIG = ["experiment", "algorithm", "hidden", "negatives", "epochs"]
+CONFIG = ["experiment", "algorithm", "hidden", "negatives", "objective", "epochs"]
+
+
+def variant_label(name, params) -> str:
+    """A registered variant as a table shows it: its name, and its non-default parameters
+    (the results' canonical JSON column) as `name(k=v, ...)`; "-" where there is none (BP)."""
+    if not isinstance(name, str):
+        return "-"
+    if not isinstance(params, str) or not params:
+        return name
+    return f"{name}({', '.join(f'{k}={v}' for k, v in json.loads(params).items())})"
+
+
+def _variant(df: pd.DataFrame, field: str) -> pd.Series:
+    params = df[f"spec.ff.{field}_params"] if f"spec.ff.{field}_params" in df else pd.Series(None, index=df.index)
+    names = df[f"spec.ff.{field}"] if f"spec.ff.{field}" in df else pd.Series(None, index=df.index)
+    labels = [variant_label(n, p) if a == "ff" else "-" for n, p, a in zip(names, params, df["algorithm"])]
+    return pd.Series(labels, index=df.index, dtype=object)
+
+
+def default_config(df: pd.DataFrame) -> list[str]:
+    """CONFIG, less the objective column where every trial has the paper's (a report of the
+    2022 recipes reads as it did before layer objectives were a choice)."""
+    if df.empty or set(prepare(df)["objective"]) <= {"logistic", "-"}:
+        return [c for c in CONFIG if c != "objective"]
+    return CONFIG
 
 
 def prepare(df: pd.DataFrame) -> pd.DataFrame:
@@ -22,13 +48,15 @@ def prepare(df: pd.DataFrame) -> pd.DataFrame:
         experiment=df["experiment"].fillna(""),
         hidden=df["spec.hidden"].map(lambda h: "x".join(map(str, h))),
         depth=df["spec.hidden"].map(len),
-        negatives=df["spec.ff.negatives"].where(df["algorithm"] == "ff", "-").fillna("-"),
+        negatives=_variant(df, "negatives"),
+        objective=_variant(df, "objective"),
         epochs=df["spec.epochs"],
     )
 
 
-def summary(df: pd.DataFrame, config: list[str] = CONFIG) -> pd.DataFrame:
+def summary(df: pd.DataFrame, config: list[str] | None = None) -> pd.DataFrame:
     """One row per configuration and backend: test error mean/std/n over ok seeds, costs."""
+    config = config or default_config(df)
     if df.empty:
         return pd.DataFrame()
     df = prepare(df)
@@ -48,9 +76,10 @@ def summary(df: pd.DataFrame, config: list[str] = CONFIG) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def paired_ff_minus_bp(df: pd.DataFrame, config: list[str] = CONFIG, level: float = 0.95) -> pd.DataFrame:
+def paired_ff_minus_bp(df: pd.DataFrame, config: list[str] | None = None, level: float = 0.95) -> pd.DataFrame:
     """For each FF configuration: FF − BP test error, paired by backend, architecture, epoch
     budget and seed (only pairs where both are ok), with a t-interval."""
+    config = config or default_config(df)
     df = prepare(df)
     ok = df[df["status"] == "ok"]
     bp = ok[ok["algorithm"] == "bp"].set_index(["backend", "hidden", "epochs", "seed"])["test_error"]
@@ -69,8 +98,9 @@ def _keyed(df: pd.DataFrame, config: list[str]) -> pd.DataFrame:
     return df.assign(_key=list(zip(*[df[c] for c in config])))
 
 
-def main_table(df: pd.DataFrame, backends: list[str], config: list[str] = CONFIG) -> pd.DataFrame:
+def main_table(df: pd.DataFrame, backends: list[str], config: list[str] | None = None) -> pd.DataFrame:
     """Rows: configurations; per backend "mean ± std (n)" of test error in %; reference, Δ, FF−BP."""
+    config = config or default_config(df)
     s = summary(df, config)
     if s.empty:
         return pd.DataFrame()
@@ -93,7 +123,8 @@ def main_table(df: pd.DataFrame, backends: list[str], config: list[str] = CONFIG
     return pd.DataFrame(rows)
 
 
-def cost_table(df: pd.DataFrame, backends: list[str], config: list[str] = CONFIG) -> pd.DataFrame:
+def cost_table(df: pd.DataFrame, backends: list[str], config: list[str] | None = None) -> pd.DataFrame:
+    config = config or default_config(df)
     s = summary(df, config)
     if s.empty:
         return pd.DataFrame()
@@ -112,9 +143,10 @@ def cost_table(df: pd.DataFrame, backends: list[str], config: list[str] = CONFIG
     return pd.DataFrame(rows)
 
 
-def agreement_table(df: pd.DataFrame, config: list[str] = CONFIG, alpha: float = 0.01) -> pd.DataFrame:
+def agreement_table(df: pd.DataFrame, config: list[str] | None = None, alpha: float = 0.01) -> pd.DataFrame:
     """Configurations run on several backends: the spread of the mean error across backends,
     the pooled seed std, and a one-way ANOVA p-value; flagged where p < alpha."""
+    config = config or default_config(df)
     df = prepare(df)
     ok = df[df["status"] == "ok"]
     rows = []
@@ -147,9 +179,10 @@ def default_targets(df: pd.DataFrame) -> dict[str, float]:
 
 
 def time_to_target(df: pd.DataFrame, curves: pd.DataFrame, target: float | None = None,
-                   config: list[str] = CONFIG) -> pd.DataFrame:
+                   config: list[str] | None = None) -> pd.DataFrame:
     """Per configuration and backend: epochs and train seconds to reach the target test error
     (mean over the seeds that reached it), or "not reached"."""
+    config = config or default_config(df)
     df = prepare(df)
     ok = df[df["status"] == "ok"]
     targets = default_targets(df)

@@ -21,6 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ffbench.reference.finite_diff import central_difference
 from ffbench.variants.registry import Registry, Variant
 
 # The FF spec fields that belong to layer objectives: an objective lists those it reads
@@ -54,22 +55,6 @@ class LayerObjective(Variant):
         """d loss / d h for the reference trainer: central finite differences in float64 (an
         objective may give the exact form instead; `ffbench check` holds both to the same tolerance)."""
         return central_difference(lambda v: self.loss(v, n_pos, ff, params, fan_in), h)
-
-
-def central_difference(f, x: np.ndarray, rel_step: float = 1e-6) -> np.ndarray:
-    """d f / d x of a scalar function, entry by entry: (f(x + e) - f(x - e)) / 2e, e = rel_step * max(1, |x|)."""
-    x = np.array(x, np.float64, copy=True)
-    out = np.empty_like(x)
-    flat, grad = x.reshape(-1), out.reshape(-1)
-    for i in range(flat.size):
-        v, e = flat[i], rel_step * max(1.0, abs(flat[i]))
-        flat[i] = v + e
-        up = f(x)
-        flat[i] = v - e
-        down = f(x)
-        flat[i] = v
-        grad[i] = (up - down) / (2 * e)
-    return out
 
 
 OBJECTIVES: Registry[LayerObjective] = Registry("layer objective", "ffbench.objectives", LayerObjective, {

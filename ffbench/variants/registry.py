@@ -45,6 +45,8 @@ class Variant:
     # Whether a backend may train trials using this variant as one stacked pack (its
     # implementations vectorise over a leading member axis). Plugins train one by one.
     packs: ClassVar[bool] = False
+    # The parameters `ffbench check` runs this variant with (None: its defaults).
+    check_params: ClassVar[dict[str, Any] | None] = None
 
     def parse_params(self, raw: dict[str, Any] | None) -> dict[str, Any] | None:
         """Validate `raw` against `Params`; the normal form keeps only non-default values (None
@@ -138,6 +140,13 @@ class Registry(Generic[V]):
         self._targets[variant.name] = variant
         self._loaded.pop(variant.name, None)
         return variant
+
+    def unregister(self, name: str) -> None:
+        """Remove a variant `register` added (tests; a plugin of a finished experiment)."""
+        if name in self._builtin:
+            raise ValueError(f"{name!r} is a built-in {self.kind}")
+        self._targets.pop(name, None)
+        self._loaded.pop(name, None)
 
     def get(self, name: str) -> V:
         """The variant called `name` (VariantError: unknown, or its module fails to load)."""

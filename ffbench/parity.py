@@ -1,0 +1,143 @@
+"""The primitives of `ffbench check`: a comparison and its tolerance, the synthetic data, and
+training one trial through a backend's real trainer or through the reference.
+
+Every quantity is computed by each backend in float32 and by the reference in float64 on the
+same spec, initial weights and batch, and compared by
+    max_abs = max |backend - reference|,   max_rel = max_abs / max |reference|
+(relative to the tensor's scale, so near-zero entries do not blow up). A quantity passes if
+max_rel <= its tolerance (TOLERANCES).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ffbench.data import Dataset, Split
+from ffbench.reference import ff as RF
+from ffbench.reference import negatives as RN
+from ffbench.reference import train as RT
+from ffbench.reference.init import stack_init
+from ffbench.reference.optim import lr_at
+from ffbench.spec import FFTrial
+
+# quantity kind -> tolerance on max_rel (float32 against a float64 reference). Measured on
+# CPU (torch 2.13, jax 0.10): goodness/loss/grad/logits <= 5e-7, params@1 <= 9e-6,
+# params@N with SGD <= 3.4e-7, params@N with Adam <= 5.4e-3, grad/fd <= 6.4e-7 (the built-in and
+# the example plugin's objectives).
+TOLERANCES = {
+    "goodness": 1e-5,
+    "loss": 1e-5,
+    "grad": 1e-5,
+    # a backend's autodiff gradient against float64 central differences of the reference's
+    # forward objective (`ffbench.gradcheck`)
+    "grad/fd": 1e-5,
+    "logits": 1e-5,
+    "params@1": 1e-4,
+    # N steps of SGD with momentum and weight decay: exact up to float32 rounding.
+    "params@N": 1e-5,
+    # N steps of Adam: Adam scales each gradient by 1/sqrt(v), so an entry whose gradient is
+    # near zero moves by about lr with the sign of its rounding error; float32 against
+    # float64 can flip it. The strict SGD run checks the same plumbing tightly.
+    "params@N/adam": 1e-2,
+    "predict": 0.0,  # the fraction of test images whose predicted class differs
+    "e2e": 1e-3,  # per-epoch mean FF loss of a real training run (smoke config) against the reference
+}
+# The optimiser of the strict training checks (besides the spec's own).
+STRICT_OPT = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3}
+
+
+@dataclass
+class Comparison:
+    backend: str
+    quantity: str
+    kind: str
+    max_abs: float
+    max_rel: float
+    # kind "skipped": why the backend does not compute this (not a failure); kind "refused":
+    # why the check could not run it (a failure)
+    note: str | None = None
+
+    @property
+    def tolerance(self) -> float:
+        return TOLERANCES.get(self.kind, 0.0)
+
+    @property
+    def passed(self) -> bool:
+        return self.kind == "skipped" or (bool(np.isfinite(self.max_rel)) and self.max_rel <= self.tolerance)
+
+
+def compare(backend: str, quantity: str, kind: str, got, ref) -> Comparison:
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    if got.shape != ref.shape:
+        return Comparison(backend, quantity, kind, float("inf"), float("inf"))
+    diff = float(np.max(np.abs(got - ref))) if got.size else 0.0
+    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+    return Comparison(backend, quantity, kind, diff, diff / scale if scale > 0 else diff)
+
+
+def skipped(backend: str, quantity: str, reason: str) -> Comparison:
+    return Comparison(backend, quantity, "skipped", float("nan"), float("nan"), reason)
+
+
+def refused(backend: str, quantity: str, reason: str) -> Comparison:
+    return Comparison(backend, quantity, "refused", float("inf"), float("inf"), reason)
+
+
+def synthetic_batch(n: int, d: int = 784, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-like inputs: 80% zeros, the rest uniform in (0, 1]; uniform labels."""
+    g = np.random.default_rng(seed)
+    x = (g.random((n, d)) * (g.random((n, d)) < 0.2)).astype(np.float32)
+    return x, g.integers(0, 10, n).astype(np.int64)
+
+
+def dataset(x, y, classes: list[int] | None = None) -> Dataset:
+    """Training (and test) data; with `classes`, the other classes' images become the pool."""
+    if classes is None:
+        split = Split(x, y)
+        return Dataset("mnist", "synthetic", split, None, split)
+    keep = np.isin(y, classes)
+    split = Split(x[keep], y[keep])
+    return Dataset("mnist", "synthetic", split, None, split, Split(x[~keep], y[~keep]))
+
+
+def pairs(state: dict, depth: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(state[f"W{i}"], state[f"b{i}"]) for i in range(depth)]
+
+
+def train(backend, trial, x, y) -> dict:
+    """Train with the backend's real trainer (no evaluation) and return its weights."""
+    tr = backend.trainer(trial, dataset(x, y, trial.data.classes if isinstance(trial, FFTrial) else None))
+    epoch = 0
+    for phase in tr.phases():
+        tr.begin_phase(phase)
+        for e in range(phase.epochs):
+            tr.train_epoch(phase, epoch, lr_at(phase.optimizer, e, phase.epochs))
+            epoch += 1
+    tr.sync()
+    return tr.state()
+
+
+def ref_train(trial: FFTrial, x, y) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The same training in the reference (float64)."""
+    data = dataset(x, y, trial.data.classes)
+    pool = RN.training_images(trial.ff, data)
+    x64, y = (data.train.x if pool is None else pool).astype(np.float64), data.train.y
+    params = [(w.astype(np.float64), b.astype(np.float64)) for w, b in
+              stack_init(trial.seed, [x.shape[1], *trial.hidden], trial.ff.init)]
+    if trial.ff.schedule == "greedy":
+        return RT.ff_greedy_run(params, x64, y, trial)
+    state, draws = RF.ff_init_state(params, trial.optimizer), RN.Draws(trial, x64, y)
+    for e in range(trial.epochs):
+        state, _ = RT.ff_simultaneous_epoch(state, x64, y, trial, e, lr_at(trial.optimizer, e, trial.epochs), draws)
+    return state.params
+
+
+def compare_trained(out: list[Comparison], backend, name: str, label: str, trial: FFTrial, x, y,
+                    kind: str = "params@N") -> None:
+    """Train `trial` on the backend and on the reference; compare every layer's W and b."""
+    got = pairs(train(backend, trial, x, y), len(trial.hidden))
+    for i, ((gw, gb), (rw, rb)) in enumerate(zip(got, ref_train(trial, x, y))):
+        out.append(compare(name, f"{label}.{kind.split('/')[0]}.W{i}", kind, gw, rw))
+        out.append(compare(name, f"{label}.{kind.split('/')[0]}.b{i}", kind, gb, rb))
