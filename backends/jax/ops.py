@@ -29,8 +29,19 @@ def epoch_order(key: jax.Array, n: int) -> jax.Array:
     return jnp.argsort(lowbias32(jnp.arange(n, dtype=jnp.uint32) ^ key), stable=True)
 
 
-def negatives_hash(key: jax.Array, index: jax.Array) -> jax.Array:
-    return lowbias32(index.astype(jnp.uint32) ^ key)
+
+
+def sample_hash(key, index: jax.Array) -> jax.Array:
+    """`rng.sample_hash`; `key` is the draw's stream key (`rng.stream_key`)."""
+    return lowbias32(index.astype(jnp.uint32) ^ jnp.uint32(key))
+
+
+def below(h: jax.Array, n: int) -> jax.Array:
+    """`rng.below`: an integer in 0..n-1 from each hash (int32)."""
+    return (((h >> 8) * jnp.uint32(n)) >> 24).astype(jnp.int32)
+
+
+negatives_hash = sample_hash  # the built-in strategies' name for it
 
 
 def uniform24(h: jax.Array) -> jax.Array:

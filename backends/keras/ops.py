@@ -57,8 +57,19 @@ def epoch_order(key, index):
     return ops.argsort(lowbias32(ops.bitwise_xor(index, _key(key))))  # keys are distinct: the order is unique
 
 
-def negatives_hash(key, index):
+
+
+def sample_hash(key, index):
+    """`rng.sample_hash`; `key` is the draw's stream key (`rng.stream_key`, or `key_tensor`)."""
     return lowbias32(ops.bitwise_xor(index, _key(key)))
+
+
+def below(h, n: int):
+    """`rng.below`: an integer in 0..n-1 from each hash (int32)."""
+    return ops.cast(ops.right_shift(ops.multiply(ops.right_shift(h, 8), _u32(n)), 24), "int32")
+
+
+negatives_hash = sample_hash  # the built-in strategies' name for it
 
 
 def uniform24(h):

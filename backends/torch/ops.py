@@ -46,6 +46,16 @@ def negatives_hash(seed: int, epoch: int, index: torch.Tensor) -> torch.Tensor:
     return lowbias32(index ^ stream_key(seed, STREAM_NEGATIVES, epoch))
 
 
+def sample_hash(key: int, index: torch.Tensor) -> torch.Tensor:
+    """`rng.sample_hash`; `key` is the draw's stream key (`rng.stream_key`)."""
+    return lowbias32(keyed(index, key))
+
+
+def below(h: torch.Tensor, n: int) -> torch.Tensor:
+    """`rng.below`: an integer in 0..n-1 from each hash."""
+    return ((h >> 8) * n) >> 24
+
+
 def uniform24(h: torch.Tensor) -> torch.Tensor:
     return (h >> 8).to(torch.float32) * 2.0**-24
 

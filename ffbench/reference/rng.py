@@ -17,6 +17,8 @@ Initial weights are drawn once on the host with NumPy's PCG64 and copied to the 
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
 MASK32 = 0xFFFFFFFF
@@ -31,6 +33,12 @@ STREAM_HYBRID = 4  # hybrid_image: the partner image
 STREAM_MASK = 5  # hybrid_image: the mask's random bits
 STREAM_JITTER = 6  # data.jitter: each training image's shift
 STREAM_SPLIT = 7  # class_split: the order of the negatives' pool
+
+
+def plugin_stream(name: str) -> int:
+    """The stream of a plugin variant called `name`: derived from the name (CRC-32), and
+    never one of the built-in streams above (those are below 256)."""
+    return 0x100 | (zlib.crc32(name.encode()) << 8) & MASK32
 
 
 def lowbias32(x: np.ndarray) -> np.ndarray:
@@ -72,6 +80,17 @@ def wrong_labels(seed: int, epoch: int, index: np.ndarray, labels: np.ndarray, n
 def negatives_hash(seed: int, epoch: int, index: np.ndarray) -> np.ndarray:
     """The per-sample uint32 hash behind a sample's negative label in `epoch`."""
     return lowbias32(np.uint32(stream_key(seed, STREAM_NEGATIVES, epoch)) ^ np.asarray(index).astype(np.uint32))
+
+
+def sample_hash(seed: int, stream: int, epoch: int, index: np.ndarray) -> np.ndarray:
+    """The uint32 hash of each sample `index` in (seed, stream, epoch): the random bits of one
+    draw, the same in every backend (each backend's ops: `sample_hash(stream_key, index)`)."""
+    return lowbias32(np.uint32(stream_key(seed, stream, epoch)) ^ np.asarray(index).astype(np.uint32))
+
+
+def below(h: np.ndarray, n: int) -> np.ndarray:
+    """A uint32 hash -> an integer in 0..n-1, uniform up to a bias below n * 2**-24 (int64)."""
+    return (((np.asarray(h, np.uint32) >> np.uint32(8)) * np.uint32(n)) >> np.uint32(24)).astype(np.int64)
 
 
 def uniform24(h: np.ndarray) -> np.ndarray:
