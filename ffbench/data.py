@@ -49,7 +49,7 @@ MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
     "http://yann.lecun.com/exdb/mnist/",
 )
-PIXEL_MEAN, PIXEL_STD = 0.1307, 0.3081
+PIXEL_MEAN, PIXEL_STD = 0.1307, 0.3081  # MNIST's training pixels, scaled to [0, 1]
 
 
 def dataset_checksum(name: str) -> str:
@@ -201,9 +201,10 @@ class Dataset:
     rest: Split | None = None  # with data.classes: the training images of the other classes
 
 
-def _scale(x: np.ndarray, how: str) -> np.ndarray:
+def _scale(x: np.ndarray, how: str, source) -> np.ndarray:
+    """x / 255, flattened; standardised with the dataset's own training-pixel mean and std."""
     x = x.reshape(len(x), -1).astype(np.float32) / 255.0
-    return (x - PIXEL_MEAN) / PIXEL_STD if how == "standardize" else x
+    return (x - source.pixel_mean) / source.pixel_std if how == "standardize" else x
 
 
 def prepare(spec: DataSpec, path: str | Path | None = None) -> Dataset:
@@ -217,7 +218,7 @@ def _prepare(spec_json: str, path: str | None) -> Dataset:
     spec = DataSpec.model_validate_json(spec_json)
     source = DATASETS.get(spec.name)
     raw = source.load(path)
-    x, y = _scale(raw["x_train"], spec.pixel_scale), raw["y_train"].astype(np.int64)
+    x, y = _scale(raw["x_train"], spec.pixel_scale, source), raw["y_train"].astype(np.int64)
     n_train = len(y) - spec.validation_size
     train = Split(x[:n_train], y[:n_train])
     if spec.train_subset is not None:
@@ -225,7 +226,7 @@ def _prepare(spec_json: str, path: str | None) -> Dataset:
             raise ConfigError(f"{spec.train_subset} exceeds the {n_train} training images", field="data.train_subset")
         train = Split(train.x[: spec.train_subset], train.y[: spec.train_subset])
     val = Split(x[n_train:], y[n_train:]) if spec.validation_size else None
-    test = Split(_scale(raw["x_test"], spec.pixel_scale), raw["y_test"].astype(np.int64))
+    test = Split(_scale(raw["x_test"], spec.pixel_scale, source), raw["y_test"].astype(np.int64))
     if spec.test_subset is not None:  # a quick pass only: the error of a real run is on all 10,000
         if spec.test_subset > len(test.y):
             raise ConfigError(f"{spec.test_subset} exceeds the {len(test.y)} test images", field="data.test_subset")

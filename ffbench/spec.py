@@ -88,7 +88,7 @@ class DataSpec(Strict):
     validation_size: Annotated[int, Field(ge=0, le=59000)] = 10000
     train_subset: PositiveInt | None = None
     test_subset: PositiveInt | None = None  # evaluate on the first N test images: for quick passes, not for results
-    pixel_scale: Literal["unit", "standardize"] = "unit"  # x/255, or (x/255 - 0.1307)/0.3081
+    pixel_scale: Literal["unit", "standardize"] = "unit"  # x/255, or (x/255 - mean)/std: the dataset's (MNIST 0.1307, 0.3081)
     # Shift each training image by up to +-jitter pixels, a new shift per image and epoch
     # (`ffbench.reference.augment`; 2: the paper's 25 shifts). Test/validation images are never shifted.
     jitter: Annotated[int, Field(ge=0, le=4)] = 0

@@ -182,3 +182,34 @@ def test_an_entry_point_plugin_is_found_listed_and_validated(tmp_path):
             "variants.skip(t.model_copy(update={'backend': 'jax'})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.startswith("{'offset': 4} None negative strategy 'shift_label' has no jax implementation")
+
+
+class TinyData(variants.DatasetSource):
+    name = "test_tiny_data"
+    description = "200 random 28 x 28 images (a registered dataset)"
+    checksum = "ab" * 32
+    train_size = 200
+    pixel_mean, pixel_std = 0.5, 0.25
+
+    def load(self, path):
+        g = np.random.default_rng(0)
+        return {"x_train": g.integers(0, 256, (200, 28, 28), dtype=np.uint8), "y_train": np.arange(200, dtype=np.uint8) % 10,
+                "x_test": g.integers(0, 256, (50, 28, 28), dtype=np.uint8), "y_test": np.arange(50, dtype=np.uint8) % 10}
+
+
+def test_a_registered_dataset_is_standardised_with_its_own_statistics_and_recorded_by_its_checksum():
+    from ffbench.data import prepare
+    from ffbench.spec import DataSpec
+    variants.DATASETS.register(TinyData())
+    try:
+        spec = DataSpec(name="test_tiny_data", validation_size=20, pixel_scale="standardize")
+        ds, raw = prepare(spec), TinyData().load(None)
+        assert (len(ds.train), len(ds.val), len(ds.test)) == (180, 20, 50) and ds.checksum == "ab" * 32
+        np.testing.assert_allclose(ds.train.x[0], (raw["x_train"][0].reshape(-1) / 255.0 - 0.5) / 0.25, atol=1e-6)
+        assert dataset_checksum("test_tiny_data") == "ab" * 32
+        t = parse_trial({**BASE, "data": {"name": "test_tiny_data", "validation_size": 20}})
+        assert trial_id(t, dataset_checksum("test_tiny_data")) != trial_id(t, dataset_checksum("mnist"))
+        with pytest.raises(ValueError, match="leaves no training images of the 200 in test_tiny_data"):
+            DataSpec(name="test_tiny_data", validation_size=200)
+    finally:
+        variants.DATASETS.unregister("test_tiny_data")

@@ -11,6 +11,7 @@ class MNIST(DatasetSource):
     description = "MNIST digits: 60,000 training and 10,000 test images, 28 x 28 greyscale, checked by SHA-256"
     checksum = data.MNIST_CHECKSUM
     train_size = 60_000
+    pixel_mean, pixel_std = data.PIXEL_MEAN, data.PIXEL_STD
 
     def load(self, path):
         return data.load_mnist(path)

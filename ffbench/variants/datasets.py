@@ -25,7 +25,11 @@ class DatasetSource(Variant):
     checksum: ClassVar[str]
     shape: ClassVar[tuple[int, int, int]] = GEOMETRY
     num_classes: ClassVar[int] = 10
+    class_names: ClassVar[tuple[str, ...]] = tuple(str(c) for c in range(10))
     train_size: ClassVar[int]  # images in the official training split
+    # the training pixels' mean and std after x / 255 (`data.pixel_scale: standardize`)
+    pixel_mean: ClassVar[float]
+    pixel_std: ClassVar[float]
 
     def skip(self, backend: str) -> str | None:
         return None  # the data reach every backend as NumPy arrays
