@@ -19,8 +19,8 @@ from ffbench.parity import (
     TOLERANCES,
     Comparison,
     compare,
+    compare_predictions,
     compare_trained,
-    dataset,
     pairs,
     ref_train,
     synthetic_batch,
@@ -153,15 +153,8 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
     for mode in ("goodness", "softmax"):
         t = parse_trial({**trial.model_dump(mode="json"), "ff": {**ff.model_dump(mode="json"), "prediction": mode,
                                                                  "prediction_layers": None}})
-        tr = backend.trainer(t, dataset(x_test, y_test))
-        state = {f"{k}{i}": v.astype(np.float32) for i, wb in enumerate(trained) for k, v in zip("Wb", wb)}
-        if mode == "softmax":
-            state["readout"] = readout
-        tr.load_state(state)
-        got_pred = np.asarray(tr.predict(tr.splits["test"][0]))
-        ref_pred = RF.predict(x_test.astype(np.float64), trained, t.ff, readout.astype(np.float64))
-        out.append(Comparison(name, f"predict.{mode}", "predict", float(np.sum(got_pred != ref_pred)),
-                              float(np.mean(got_pred != ref_pred))))
+        out.append(compare_predictions(backend, name, f"predict.{mode}", t, trained, x_test, y_test,
+                                       readout if mode == "softmax" else None))
     return out
 
 

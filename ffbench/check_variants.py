@@ -21,7 +21,17 @@ from functools import lru_cache
 import numpy as np
 
 from ffbench import variants
-from ffbench.parity import STRICT_OPT, Comparison, compare, compare_trained, dataset, ref_train, refused, skipped, synthetic_batch
+from ffbench.parity import (
+    STRICT_OPT,
+    Comparison,
+    compare,
+    compare_predictions,
+    compare_trained,
+    ref_train,
+    refused,
+    skipped,
+    synthetic_batch,
+)
 from ffbench.reference import ff as RF
 from ffbench.reference import rng
 from ffbench.reference.finite_diff import central_difference, probe_entries
@@ -146,9 +156,4 @@ def _prediction(backend, name: str, label: str, trial: FFTrial, xs, ys) -> Compa
     t = trial.model_copy(update={"epochs": 1, "ff": trial.ff.model_copy(update={"prediction": "goodness",
                                                                                   "prediction_layers": None})})
     t = parse_trial(t.model_dump(mode="json"))
-    trained = ref_train(t, xs, ys)
-    tr = backend.trainer(t, dataset(x_test, y_test))
-    tr.load_state({f"{k}{i}": v.astype(np.float32) for i, wb in enumerate(trained) for k, v in zip("Wb", wb)})
-    got = np.asarray(tr.predict(tr.splits["test"][0]))
-    ref = RF.predict(x_test.astype(np.float64), trained, t.ff)
-    return Comparison(name, f"{label}.predict.goodness", "predict", float(np.sum(got != ref)), float(np.mean(got != ref)))
+    return compare_predictions(backend, name, f"{label}.predict.goodness", t, ref_train(t, xs, ys), x_test, y_test)

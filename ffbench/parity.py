@@ -141,3 +141,17 @@ def compare_trained(out: list[Comparison], backend, name: str, label: str, trial
     for i, ((gw, gb), (rw, rb)) in enumerate(zip(got, ref_train(trial, x, y))):
         out.append(compare(name, f"{label}.{kind.split('/')[0]}.W{i}", kind, gw, rw))
         out.append(compare(name, f"{label}.{kind.split('/')[0]}.b{i}", kind, gb, rb))
+
+
+def compare_predictions(backend, name: str, quantity: str, trial: FFTrial, trained, x_test, y_test,
+                        readout: np.ndarray | None = None) -> Comparison:
+    """The backend's predictions of `x_test` from the reference-`trained` weights (and
+    `readout`, for softmax) against the reference's: the fraction of classes that differ."""
+    tr = backend.trainer(trial, dataset(x_test, y_test))
+    state = {f"{k}{i}": v.astype(np.float32) for i, wb in enumerate(trained) for k, v in zip("Wb", wb)}
+    if readout is not None:
+        state["readout"] = readout
+    tr.load_state(state)
+    got = np.asarray(tr.predict(tr.splits["test"][0]))
+    ref = RF.predict(x_test.astype(np.float64), trained, trial.ff, None if readout is None else readout.astype(np.float64))
+    return Comparison(name, quantity, "predict", float(np.sum(got != ref)), float(np.mean(got != ref)))

@@ -272,3 +272,26 @@ def test_backend_negative_ops_equal_the_reference(name):
     u = rng.uniform24(rng.negatives_hash(7, 2, np.arange(100)))
     assert (hard == N.sample_wrong(scores.astype(np.float64), y, u)).all() and not (hard == y).any()
     assert (top2 == N.best_wrong(scores, y)).all()
+
+
+def test_every_backend_records_the_same_collision_rate_as_the_reference(mnist_dir):
+    """permuted_label's per-epoch `negative_collision_rate`: the fraction of the epoch's
+    negatives that carry the true label, counted on the device, equals the reference's count."""
+    from ffbench.data import prepare
+    from ffbench.loop import fit
+    from ffbench.reference.train import batch_size_for, batches
+    spec = {"algorithm": "ff", "seed": 3, "hidden": [20], "epochs": 2, "batch_size": 25,
+            "data": {"train_subset": 500, "test_subset": 100}, "ff": {"negatives": "permuted_label"}}
+    trial = parse_trial({**spec, "backend": "torch"})
+    data = prepare(trial.data)
+    x, y = data.train.x.astype(np.float64), data.train.y
+    draws = N.Draws(trial, x, y)
+    want = []
+    for e in range(2):
+        bs = batches(trial.seed, e, len(y), batch_size_for(trial, len(y)))
+        want.append(N.collision_rate(draws.epoch(e, bs, None, 0), bs, y))
+    for name in registry.installed():
+        outcome = fit(registry.load(name), parse_trial({**spec, "backend": name}), data)
+        got = [r["value"] for r in outcome.curves if r["metric"] == "negative_collision_rate"]
+        np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=name)  # one miscount in 500 is 2e-3
+    assert 0.05 < np.mean(want) < 0.25  # about 1/25 + 24/25 * 0.1

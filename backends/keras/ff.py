@@ -194,7 +194,8 @@ class FFTrainer(FFSchedule, KerasTrainer):
     def epoch_losses(self, device_losses) -> dict[str, float | dict[int, float]]:
         steps, depth = self.steps_per_epoch, len(self.params)
         stats = np.asarray(ops.convert_to_numpy(device_losses["stats"]), np.float64) / steps
-        collisions = float(ops.convert_to_numpy(device_losses["collisions"])) / (steps * self.batch_size)
+        collisions = (float(ops.convert_to_numpy(device_losses["collisions"])) / (steps * self.batch_size)
+                      if self.reports_collisions else None)  # read back only where it is recorded
         return self.epoch_record(stats[:depth], stats[depth:2 * depth], stats[-1], collisions)
 
     def state(self) -> dict:
