@@ -117,6 +117,20 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
                                                              "prediction_layers": [0, 1]})})
     compare_trained(out, backend, name, "ff.local", t, xs, ys)
 
+    # 3e. a colour geometry (CIFAR-10's 3 x 32 x 32, on synthetic rows): the label in every
+    #     channel, +-2 px jitter moving the three channels alike, and 5x5 local receptive fields
+    #     over the 32x32 grid (3072 -> 1024 -> 2048); then hybrid-image negatives, one mask for
+    #     all three channels. 2 epochs of strict SGD each.
+    xc, yc = synthetic_batch(bsz * n_steps, d=3072, seed=trial.seed + 2)
+    base = {**trial.model_dump(mode="json", exclude={"meta"}), "epochs": 2, "optimizer": STRICT_OPT,
+            "data": {"name": "synthetic_rgb32", "jitter": 2}}
+    colour = {"schedule": "simultaneous", "label_channels": "all", "peer_weight": ff.peer_weight}
+    t = parse_trial({**base, "hidden": [1024, 2048], "ff": {**colour, "receptive_field": 5}})
+    compare_trained(out, backend, name, "ff.rgb.local", t, xc, yc)
+    out.append(compare_predictions(backend, name, "ff.rgb.local.predict", t, ref_train(t, xc, yc), xc, yc))
+    t = parse_trial({**base, "ff": {**colour, "negatives": "hybrid_image", "prediction": "softmax"}})
+    compare_trained(out, backend, name, "ff.rgb.hybrid_image", t, xc, yc)
+
     # 4. the BP baseline of the same widths: forward, loss, gradients, and N steps of training
     bp_params = stack_init(trial.seed, [x.shape[1], *trial.hidden, 10], "uniform_fan_in")
     bp64 = [(w.astype(np.float64), b.astype(np.float64)) for w, b in bp_params]

@@ -111,7 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"refuse a suite that expands to more than N trials (default {MAX_TRIALS:,}); "
                         "counted before any is built")
 
-    sub.add_parser("list", help="backends (with install status), negative strategies and suites", parents=[common])
+    sub.add_parser("list", help="backends (with install status), variants, datasets and suites", parents=[common])
+
+    d = sub.add_parser("download", help="fetch and verify datasets (before going offline)",
+                       description="Find each dataset in $FFBENCH_DATA_DIR or the cache, else download its published "
+                       "files into the cache ($FFBENCH_CACHE_DIR, default ~/.cache/ffbench), checking their MD5s.",
+                       parents=[common])
+    d.add_argument("datasets", nargs="+", metavar="NAME", help="a registered dataset, e.g. fashion_mnist cifar10")
 
     rep = sub.add_parser("report", help="tables, statistics and plots from a results folder",
                          description="Write DIR/report/report.{md,tex,html}, CSV tables and PNG/PDF plots.", parents=[common])
@@ -155,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with only_ffbench_lines(verbose=args.verbose):
         try:
-            return {"run": _run, "list": _list, "check": _check, "report": _report, "bench": _bench}[args.command](args)
+            return {"run": _run, "list": _list, "check": _check, "report": _report, "bench": _bench,
+                    "download": _download}[args.command](args)
         except FFBenchError as exc:
             say(f"ffbench: error: {exc}")
             return exc.exit_code
@@ -307,6 +314,24 @@ def _report(args: argparse.Namespace) -> int:
                            warn=lambda bad: say(f"ffbench: warning: {bad.path}: unreadable ({bad.reason}); "
                                                 "left out of the report (`ffbench run` sets it aside and runs it again)"))
     print(f"wrote {len(written)} files to {args.dir / 'report'}/: " + ", ".join(p.name for p in written))
+    return EXIT_OK
+
+
+def _download(args: argparse.Namespace) -> int:
+    from ffbench.console import DownloadProgress
+    from ffbench.datastore import PublishedDataset
+    from ffbench.variants import DATASETS, VariantError
+    for name in args.datasets:
+        try:
+            source = DATASETS.get(name)
+        except VariantError as exc:
+            raise ConfigError(str(exc)) from None
+        if not isinstance(source, PublishedDataset):
+            print(f"{name}: nothing to download ({source.description})")
+            continue
+        with DownloadProgress() as progress:
+            arrays = source.load(progress=progress)
+        print(f"{name}: verified, {len(arrays['y_train']):,} training and {len(arrays['y_test']):,} test images")
     return EXIT_OK
 
 

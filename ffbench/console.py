@@ -177,6 +177,8 @@ def print_listing() -> None:
                 continue
             impl = "all (host data)" if reg is variants.DATASETS else ", ".join(sorted(v.backends)) or "none"
             params = ", ".join(f"{k}={f.default!r}" for k, f in v.Params.model_fields.items()) or "-"
+            if reg is variants.DATASETS:
+                params = v.summary()
             t.add_row(name, impl, params, reg.origin(name), v.description)
         out.print(t)
     t = Table(title="suites (./suites)")
@@ -256,3 +258,29 @@ def print_bench(rows: list[dict]) -> None:
                   f"{r['tflops']:.3f}", "-" if r["eval_seconds"] is None else f"{r['eval_seconds']:.3f}",
                   f"{(r['peak_memory_bytes'] or 0) / 2**20:,.0f}", r["device_name"])
     out.print(t)
+
+
+class DownloadProgress:
+    """A byte bar per file being downloaded (`ffbench.download.Progress`); plain lines, one
+    per file, where stderr is not a terminal."""
+
+    def __init__(self):
+        from rich.progress import DownloadColumn, TransferSpeedColumn
+        self.plain = not console.is_terminal
+        self.bar = RichProgress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
+                                TransferSpeedColumn(), TimeRemainingColumn(), console=console, disable=self.plain)
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> DownloadProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+    def __call__(self, name: str, advance: int, total: int | None) -> None:
+        if name not in self.tasks:
+            self.tasks[name] = self.bar.add_task(name, total=total)
+            if self.plain:
+                console.print(f"downloading {name}" + (f" ({total:,} bytes)" if total else ""))
+        self.bar.update(self.tasks[name], advance=advance)

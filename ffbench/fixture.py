@@ -25,7 +25,7 @@ def read_fixture(path) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray,
 
     from pydantic import ValidationError
 
-    from ffbench.data import CORRUPT
+    from ffbench.datafiles import CORRUPT
     from ffbench.errors import ConfigError
 
     def bad(msg: str, field: str | None = None) -> ConfigError:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ffbench.data import Dataset, Split
+from ffbench.geometry import MNIST
 from ffbench.reference import ff as RF
 from ffbench.reference import negatives as RN
 from ffbench.reference import train as RT
@@ -92,14 +93,14 @@ def synthetic_batch(n: int, d: int = 784, seed: int = 0) -> tuple[np.ndarray, np
     return x, g.integers(0, 10, n).astype(np.int64)
 
 
-def dataset(x, y, classes: list[int] | None = None) -> Dataset:
+def dataset(x, y, classes: list[int] | None = None, image=MNIST, name: str = "mnist") -> Dataset:
     """Training (and test) data; with `classes`, the other classes' images become the pool."""
     if classes is None:
         split = Split(x, y)
-        return Dataset("mnist", "synthetic", split, None, split)
+        return Dataset(name, "synthetic", image, split, None, split)
     keep = np.isin(y, classes)
     split = Split(x[keep], y[keep])
-    return Dataset("mnist", "synthetic", split, None, split, Split(x[~keep], y[~keep]))
+    return Dataset(name, "synthetic", image, split, None, split, Split(x[~keep], y[~keep]))
 
 
 def pairs(state: dict, depth: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -108,7 +109,8 @@ def pairs(state: dict, depth: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def train(backend, trial, x, y) -> dict:
     """Train with the backend's real trainer (no evaluation) and return its weights."""
-    tr = backend.trainer(trial, dataset(x, y, trial.data.classes if isinstance(trial, FFTrial) else None))
+    classes = trial.data.classes if isinstance(trial, FFTrial) else None
+    tr = backend.trainer(trial, dataset(x, y, classes, trial.data.image, trial.data.name))
     epoch = 0
     for phase in tr.phases():
         tr.begin_phase(phase)
@@ -121,7 +123,7 @@ def train(backend, trial, x, y) -> dict:
 
 def ref_train(trial: FFTrial, x, y) -> list[tuple[np.ndarray, np.ndarray]]:
     """The same training in the reference (float64)."""
-    data = dataset(x, y, trial.data.classes)
+    data = dataset(x, y, trial.data.classes, trial.data.image, trial.data.name)
     pool = RN.training_images(trial.ff, data)
     x64, y = (data.train.x if pool is None else pool).astype(np.float64), data.train.y
     params = [(w.astype(np.float64), b.astype(np.float64)) for w, b in
@@ -147,7 +149,7 @@ def compare_predictions(backend, name: str, quantity: str, trial: FFTrial, train
                         readout: np.ndarray | None = None) -> Comparison:
     """The backend's predictions of `x_test` from the reference-`trained` weights (and
     `readout`, for softmax) against the reference's: the fraction of classes that differ."""
-    tr = backend.trainer(trial, dataset(x_test, y_test))
+    tr = backend.trainer(trial, dataset(x_test, y_test, None, trial.data.image, trial.data.name))
     state = {f"{k}{i}": v.astype(np.float32) for i, wb in enumerate(trained) for k, v in zip("Wb", wb)}
     if readout is not None:
         state["readout"] = readout

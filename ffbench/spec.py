@@ -19,15 +19,15 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, TypeAdapter, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, TypeAdapter, ValidationInfo, field_validator, model_validator
 
 from ffbench import registry
+from ffbench.geometry import Geometry
 from ffbench.strict import Strict
 from ffbench.variants import DATASETS, NEGATIVES, OBJECTIVES
+from ffbench.variants.datasets import NUM_CLASSES
 
 SPEC_VERSION = 1
-NUM_CLASSES = 10
-MAP_SIZE = 28 * 28  # locations of a layer with local receptive fields (the image's grid)
 
 # Whole numbers stay far inside the int64 columns of the results (`ffbench.results`); the
 # sizes that allocate (widths, depth) and the counts that loop (epochs) have bounds of their
@@ -78,10 +78,10 @@ class OptimizerSpec(Strict):
 class DataSpec(Strict):
     """The dataset and its splits.
 
-    MNIST's 60,000 training images are split in order: the first `60000 - validation_size`
-    are the training split, the last `validation_size` the validation split. The 10,000 test
-    images are the test split. `train_subset` keeps the first N of the training split,
-    `test_subset` the first N test images (quick passes only).
+    The dataset's official training images are split in order: the first `n - validation_size`
+    are the training split, the last `validation_size` the validation split (MNIST: 50,000 and
+    10,000). Its official test images are the test split. `train_subset` keeps the first N of
+    the training split, `test_subset` the first N test images (quick passes only).
     """
 
     name: str = "mnist"  # a registered dataset (`ffbench.variants.DATASETS`, `ffbench list`)
@@ -113,11 +113,20 @@ class DataSpec(Strict):
         DATASETS.get(self.name).validate(self)
         return self
 
+    @property
+    def image(self) -> Geometry:
+        """The dataset's image geometry (channels, height, width)."""
+        return DATASETS.get(self.name).shape
+
 
 class FFSpec(Strict):
     """The Forward-Forward knobs (definitions: `ffbench.reference.ff`)."""
 
     # Label embedding: the first 10 pixels are replaced by a one-hot label.
+    # first: the first 10 values of the flat (channel, row, column) row: pixels 0-9 of the top row
+    #   of the first channel (red, for RGB), as implementations that flatten the image do;
+    # all: those 10 pixels in every channel. One channel: the same.
+    label_channels: Literal["first", "all"] = "first"
     label_on: PositiveFloat = 1.0  # the value of the "on" pixel...
     label_on_mode: Literal["constant", "image_max"] = "constant"  # ...or label_on * the image's max
     label_neutral: float = 0.1  # the neutral label puts this in each of the 10 pixels
@@ -173,11 +182,15 @@ class FFSpec(Strict):
     readout_phase: Literal["joint", "after"] = "joint"  # trained with every FF step, or after the FF layers
     readout_epochs: Annotated[int, Field(gt=0, le=MAX_EPOCHS)] | None = None  # for readout_phase: after
     init: Literal["uniform_fan_in", "normal_fan_out", "glorot_uniform"] = "uniform_fan_in"
-    # Local receptive fields without weight sharing (the paper's 1.16% row): every layer is a
-    # 28x28 map with width/784 units per location (unit u sits at pixel u mod 784), and a unit
-    # sees only the units of the layer below within a k x k window around its own location (cut
-    # at the border). None: dense layers. `reference.ff.local_mask` defines it.
-    receptive_field: Annotated[int, Field(ge=1, le=55)] | None = None
+    # Local receptive fields without weight sharing (the paper's 1.16% row): every layer is an
+    # H x W map of the image's grid with width/(H*W) units per location (unit u sits at pixel
+    # u mod H*W; an input value at its pixel of any channel), and a unit sees only the units of
+    # the layer below within a k x k window around its own location (cut at the border). None:
+    # dense layers. `reference.ff.local_mask` defines it.
+    receptive_field: Annotated[int, Field(ge=1, le=63)] | None = None
+    # The trial's image geometry (`FFTrial` binds its dataset's): what the label overlay and the
+    # local receptive fields are laid out on. Not a field: it follows from data.name.
+    _image: Geometry | None = PrivateAttr(default=None)
 
     @field_validator("negatives")
     @classmethod
@@ -198,6 +211,18 @@ class FFSpec(Strict):
     @classmethod
     def _objective_params(cls, raw: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
         return OBJECTIVES.check_params(info.data.get("objective"), raw)
+
+    @property
+    def image(self) -> Geometry:
+        if self._image is None:
+            raise ValueError("FFSpec.image is its trial's dataset geometry: build the FFSpec inside an FFTrial, "
+                             "or call bind_image")
+        return self._image
+
+    def bind_image(self, image) -> FFSpec:
+        """Lay this spec's label overlay and receptive fields out on `image` (channels, height, width)."""
+        self._image = Geometry(*image)
+        return self
 
     def threshold_for(self, fan_in: int) -> float:
         """The threshold of a layer with `fan_in` inputs."""
@@ -273,7 +298,7 @@ class FFTrial(TrialBase):
 
     @model_validator(mode="after")
     def _resolve_and_check(self) -> FFTrial:
-        ff, depth = self.ff, len(self.hidden)
+        ff, depth = self.ff.bind_image(self.data.image), len(self.hidden)
         if ff.prediction_layers is None:
             if ff.prediction == "goodness":
                 ff.prediction_layers = list(range(depth))
@@ -307,10 +332,11 @@ class FFTrial(TrialBase):
         if ff.receptive_field is not None:
             if ff.receptive_field % 2 == 0:
                 raise ValueError("ff.receptive_field must be odd (a window centred on the unit's location)")
-            bad = [w for w in self.hidden if w % MAP_SIZE]
+            g = ff.image
+            bad = [w for w in self.hidden if w % g.pixels]
             if bad:
-                raise ValueError(f"with ff.receptive_field every hidden width is a 28x28 map times units per location "
-                                 f"(a multiple of {MAP_SIZE}); got {bad}")
+                raise ValueError(f"with ff.receptive_field every hidden width is a {g.height}x{g.width} map times units "
+                                 f"per location (a multiple of {g.pixels}); got {bad}")
         if ff.grow_patience is not None:
             if ff.schedule != "greedy" or ff.episodes > 1:
                 raise ValueError("ff.grow_patience adds layers one at a time: it needs ff.schedule: greedy and one episode")

@@ -28,6 +28,10 @@ def mnist_dir() -> Path:
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("FFBENCH_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+    # no test reaches the internet: a dataset not found is "downloaded" from a refused loopback
+    # port (the download tests point these at their own loopback server)
+    for name in ("MNIST", "FASHION_MNIST", "CIFAR10"):
+        monkeypatch.setenv(f"FFBENCH_{name}_MIRRORS", "http://127.0.0.1:9/")
 
 
 def pytest_collection_modifyitems(config, items):

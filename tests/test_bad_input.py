@@ -245,7 +245,7 @@ CASES = [
               "not a readable Keras-style mnist.npz ("),
     data_case("mnist-not-a-zip", _text_as_npz, "not a readable Keras-style mnist.npz ("),
     data_case("mnist-idx-cut-short", _truncated_idx, "cannot read (EOFError"),
-    data_case("data-dir-missing", lambda d: d / "nowhere", "nowhere: no mnist.npz or MNIST IDX files there"),
+    data_case("data-dir-missing", lambda d: d / "nowhere", "nowhere: no such file or folder"),
 ]
 
 

@@ -180,7 +180,8 @@ def test_missing_data_fails_up_front(tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
     assert main(["run", str(ROOT / "suites" / "smoke.yaml"), "--out", str(out)]) == 3
     err = capsys.readouterr().err
-    assert "no mnist.npz or MNIST IDX files" in err and err.count("\n") == 1
+    assert "mnist: could not download train-images-idx3-ubyte.gz (http://127.0.0.1:9/" in err and "offline?" in err
+    assert err.count("\n") == 1
     assert not out.exists()
     ffbench.data._prepare.cache_clear()
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ffbench import registry
+from ffbench.geometry import MNIST, Geometry
 from ffbench.reference import negatives as N
 from ffbench.reference import rng
 from ffbench.reference.rng import STREAM_NEGATIVES, STREAM_PERMUTE, stream_key
@@ -152,7 +153,7 @@ def test_blur_by_hand():
 
 
 def test_hybrid_masks_have_the_blur_and_threshold_statistics():
-    m = N.hybrid_masks(0, 0, np.arange(3000), 6)
+    m = N.hybrid_masks(0, 0, np.arange(3000), 6, MNIST)
     assert set(np.unique(m)) == {0.0, 1.0} and m.mean() == pytest.approx(0.5, abs=0.01)  # symmetric: half of each image
     img = m.reshape(-1, 28, 28)
     same_h = (img[:, :, 1:] == img[:, :, :-1]).mean()
@@ -161,9 +162,10 @@ def test_hybrid_masks_have_the_blur_and_threshold_statistics():
     raw = bits.reshape(-1, 28, 28)
     assert (raw[:, :, 1:] == raw[:, :, :-1]).mean() == pytest.approx(0.5, abs=0.01)  # the bits: independent
     assert same_h > 0.85  # blurred then thresholded: large blobs, neighbours mostly agree
-    fewer = N.hybrid_masks(0, 0, np.arange(3000), 1).reshape(-1, 28, 28)
+    fewer = N.hybrid_masks(0, 0, np.arange(3000), 1, MNIST).reshape(-1, 28, 28)
     assert (fewer[:, :, 1:] == fewer[:, :, :-1]).mean() < same_h  # more passes, larger blobs
-    assert (N.hybrid_masks(0, 0, np.arange(5), 6) == m[:5]).all() and not (N.hybrid_masks(0, 1, np.arange(5), 6) == m[:5]).all()
+    assert (N.hybrid_masks(0, 0, np.arange(5), 6, MNIST) == m[:5]).all()
+    assert not (N.hybrid_masks(0, 1, np.arange(5), 6, MNIST) == m[:5]).all()
 
 
 def test_hybrid_partners_are_always_of_another_class_and_spread_over_it():
@@ -179,7 +181,7 @@ def test_hybrid_partners_are_always_of_another_class_and_spread_over_it():
     x = np.random.default_rng(0).random((20000, 784))
     idx = np.arange(4)
     neg = N.negative_inputs(trial, x, x[idx], idx, partners[idx], 0)
-    m = N.hybrid_masks(3, 0, idx, 6)
+    m = N.hybrid_masks(3, 0, idx, 6, MNIST)
     assert neg == pytest.approx(m * x[idx] + (1 - m) * x[partners[idx]])
     with pytest.raises(ValueError, match=r"classes \[3\] are missing"):
         N.check_data(trial.ff, y[y != 3])
@@ -226,38 +228,47 @@ def _run(name, ops, seed, epoch, scores, y, u_index):
     return [np.asarray(K.convert_to_numpy(o)) for o in out]
 
 
-def _hybrid(name, ops, seed, epoch, y):
+def _hybrid(name, ops, seed, epoch, y, image):
     """(partners, masks of the first 8) from a backend's ops, as NumPy."""
     from ffbench.reference.rng import STREAM_HYBRID, STREAM_MASK
     hk, mk = stream_key(seed, STREAM_HYBRID, epoch), stream_key(seed, STREAM_MASK, epoch)
     if name == "torch":
         import torch
         idx, yy = torch.arange(len(y)), torch.as_tensor(y)
-        packed = ops.hybrid_masks(torch.tensor([mk, 0]), idx[:16].view(2, 8), 6)  # a pack of two: one key each
-        assert (packed[1] == ops.hybrid_masks(0, idx[8:16], 6)).all()
+        packed = ops.hybrid_masks(torch.tensor([mk, 0]), idx[:16].view(2, 8), 6, image)  # a pack of two: one key each
+        assert (packed[1] == ops.hybrid_masks(0, idx[8:16], 6, image)).all()
         return ops.hybrid_partners(seed, epoch, idx, yy, ops.class_table(yy)).numpy(), packed[0].numpy()
     if name == "jax":
         import jax.numpy as jnp
         idx, yy = jnp.arange(len(y), dtype=jnp.uint32), jnp.asarray(y, jnp.int32)
         return (np.asarray(ops.hybrid_partners(jnp.uint32(hk), idx, yy, ops.class_table(yy))),
-                np.asarray(ops.hybrid_masks(jnp.uint32(mk), idx[:8], 6)))
+                np.asarray(ops.hybrid_masks(jnp.uint32(mk), idx[:8], 6, image)))
     from keras import ops as K
     idx, yy = K.arange(len(y), dtype="uint32"), K.convert_to_tensor(y.astype(np.int32))
     rows = K.convert_to_tensor(np.repeat(np.array([0, mk], np.uint32), 8))  # a pack of two: each row keyed by its member
-    packed = K.convert_to_numpy(ops.hybrid_masks(rows, idx[:16], 6))
-    assert (packed[:8] == K.convert_to_numpy(ops.hybrid_masks(0, idx[:8], 6))).all()
-    assert (packed[8:] == K.convert_to_numpy(ops.hybrid_masks(mk, idx[8:16], 6))).all()
+    packed = K.convert_to_numpy(ops.hybrid_masks(rows, idx[:16], 6, image))
+    assert (packed[:8] == K.convert_to_numpy(ops.hybrid_masks(0, idx[:8], 6, image))).all()
+    assert (packed[8:] == K.convert_to_numpy(ops.hybrid_masks(mk, idx[8:16], 6, image))).all()
     return (np.asarray(K.convert_to_numpy(ops.hybrid_partners(hk, idx, yy, ops.class_table(yy)))),
-            np.asarray(K.convert_to_numpy(ops.hybrid_masks(mk, idx[:8], 6))))
+            np.asarray(K.convert_to_numpy(ops.hybrid_masks(mk, idx[:8], 6, image))))
 
 
+@pytest.mark.parametrize("image", [MNIST, Geometry(3, 6, 5)], ids=["mnist", "rgb6x5"])
 @pytest.mark.parametrize("name", ["torch", "jax", "keras"])
-def test_backend_hybrid_ops_equal_the_reference(name):
+def test_backend_hybrid_ops_equal_the_reference(name, image):
     ops = _backend_ops(name)
     y = np.random.default_rng(4).integers(0, 10, 3000)
-    partners, masks = _hybrid(name, ops, 9, 1, y)
+    partners, masks = _hybrid(name, ops, 9, 1, y, image)
     assert (partners == N.hybrid_partners(9, 1, np.arange(3000), y)).all()
-    assert (masks == N.hybrid_masks(9, 1, np.arange(8), 6)).all()
+    assert (masks == N.hybrid_masks(9, 1, np.arange(8), 6, image)).all()
+
+
+def test_hybrid_masks_of_a_colour_image_are_one_grid_mask_in_every_channel():
+    image = Geometry(3, 6, 5)
+    m = N.hybrid_masks(2, 0, np.arange(40), 6, image).reshape(40, 3, 30)
+    assert (m[:, 1] == m[:, 0]).all() and (m[:, 2] == m[:, 0]).all()
+    gray = N.hybrid_masks(2, 0, np.arange(40), 6, Geometry(1, 6, 5))  # the same grid's hashes and blur
+    assert (m[:, 0] == gray).all() and 0.3 < gray.mean() < 0.7
 
 
 @pytest.mark.parametrize("name", ["torch", "jax", "keras"])

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from ffbench.geometry import MNIST, Geometry
 from ffbench.reference import bp, ff, optim
 from ffbench.spec import FFSpec, OptimizerSpec
 from ffbench.variants import OBJECTIVES
@@ -61,12 +62,12 @@ def test_loss_is_log2_at_the_threshold_and_signed():
 
 
 def test_local_mask_by_hand_and_no_influence_from_outside_the_field():
-    m = ff.local_mask(2 * 784, 784, 3)
+    m = ff.local_mask(2 * 784, 784, 3, MNIST)
     # the unit at pixel (0, 0) sees the 2x2 corner (cut at the border); at (5, 7) the 3x3 window
     assert sorted(np.flatnonzero(m[0])) == [0, 1, 28, 29]
     assert sorted(np.flatnonzero(m[5 * 28 + 7])) == [r * 28 + c for r in (4, 5, 6) for c in (6, 7, 8)]
     np.testing.assert_array_equal(m[784:], m[:784])  # the second unit per location: the same field
-    assert ff.local_mask(784, 1568, 3)[0].sum() == 8  # an input of 2 units per location: both seen
+    assert ff.local_mask(784, 1568, 3, MNIST)[0].sum() == 8  # an input of 2 units per location: both seen
     # a unit's pre-activation ignores inputs outside its window (swapping two far pixels keeps the
     # input's norm), while a dense layer's does not; its weight gradient there is 0
     g = np.random.default_rng(0)
@@ -74,11 +75,37 @@ def test_local_mask_by_hand_and_no_influence_from_outside_the_field():
     x2 = x.copy()
     x2[:, [500, 700]] = x[:, [700, 500]]  # pixels in rows 17 and 25
     for k, differs in ((3, False), (None, True)):
-        spec = FFSpec(receptive_field=k)
+        spec = FFSpec(receptive_field=k).bind_image(MNIST)
         z1, z2 = ff.layer_forward(x, w, b, spec)[1], ff.layer_forward(x2, w, b, spec)[1]
         assert (not np.allclose(z1[:, :12 * 28], z2[:, :12 * 28], rtol=1e-12, atol=0)) == differs  # rows 0-11
-    st = ff.layer_step(x, x2, w, b, FFSpec(receptive_field=3))
+    st = ff.layer_step(x, x2, w, b, FFSpec(receptive_field=3).bind_image(MNIST))
     assert not st.dw[0, 2:28].any() and not st.dw[0, 30:].any() and st.dw[0, [0, 1, 28, 29]].all()
+
+
+def test_local_mask_on_a_non_square_colour_grid_by_hand():
+    # a 3-channel 4 x 5 image: input value i sits at pixel i mod 20 (row (i mod 20) // 5, column i mod 5)
+    image = Geometry(3, 4, 5)
+    m = ff.local_mask(20, 60, 3, image)
+    corner = [0, 1, 5, 6]  # pixel (0, 0) sees rows 0-1 and columns 0-1, in every channel
+    assert sorted(np.flatnonzero(m[0])) == [c * 20 + p for c in range(3) for p in corner]
+    inner = [r * 5 + c for r in (1, 2, 3) for c in (2, 3, 4)]  # pixel (2, 3): rows 1-3, columns 2-4
+    assert sorted(np.flatnonzero(m[2 * 5 + 3])) == [ch * 20 + p for ch in range(3) for p in inner]
+    with pytest.raises(ValueError, match="FFSpec.image is its trial's dataset geometry"):
+        ff.effective_weights(np.ones((20, 60)), FFSpec(receptive_field=3))
+
+
+def test_label_channels_put_the_label_in_the_first_channel_or_in_every_one():
+    image = Geometry(3, 4, 5)
+    x = np.arange(2 * 60, dtype=np.float64).reshape(2, 60) + 100
+    first = ff.overlay(x, np.array([2, 9]), FFSpec(label_on=5.0).bind_image(image))
+    every = ff.overlay(x, np.array([2, 9]), FFSpec(label_on=5.0, label_channels="all").bind_image(image))
+    np.testing.assert_array_equal(first[:, 10:], x[:, 10:])
+    assert first[0, :10].tolist() == [0, 0, 5, 0, 0, 0, 0, 0, 0, 0] and first[1, 9] == 5
+    for ch in range(3):  # values ch*20 .. ch*20 + 9 hold the label, the rest of each channel is the image
+        assert every[0, ch * 20: ch * 20 + 10].tolist() == [0, 0, 5, 0, 0, 0, 0, 0, 0, 0]
+        np.testing.assert_array_equal(every[:, ch * 20 + 10: ch * 20 + 20], x[:, ch * 20 + 10: ch * 20 + 20])
+    neutral = ff.overlay(x, None, FFSpec(label_channels="all").bind_image(image))
+    assert (neutral.reshape(2, 3, 20)[:, :, :10] == 0.1).all()
 
 
 def test_glorot_uniform_init_is_bounded_with_zero_bias():
@@ -221,20 +248,24 @@ def test_goodness_prediction_picks_the_label_with_most_goodness():
     assert ff.predict(x, [(w, np.zeros(10))], spec_min).tolist() != [4, 7, 1]
 
 
-@pytest.mark.parametrize("kw", [
-    {},
-    {"norm": "l2", "goodness": "sum", "sign": "min_ssq"},
-    {"label_on_mode": "image_max", "label_on": 0.5},
-    {"receptive_field": 5, "relu_grad": "straight_through"},
+@pytest.mark.parametrize("kw, image", [
+    ({}, MNIST),
+    ({"norm": "l2", "goodness": "sum", "sign": "min_ssq"}, MNIST),
+    ({"label_on_mode": "image_max", "label_on": 0.5}, MNIST),
+    ({"receptive_field": 5, "relu_grad": "straight_through"}, MNIST),
+    ({"label_channels": "all", "label_on_mode": "image_max"}, Geometry(3, 6, 5)),
+    ({"label_channels": "all", "receptive_field": 3}, Geometry(3, 6, 5)),
+    ({"receptive_field": 3}, Geometry(3, 6, 5)),
 ])
-def test_label_scores_equal_ten_overlaid_forward_passes(kw):
+def test_label_scores_equal_ten_overlaid_forward_passes(kw, image):
     # label_scores computes layer 0 for the ten labels from one matmul; the definition is a
     # forward pass of each label's overlay.
     rng = np.random.default_rng(0)
-    spec = FFSpec(**kw)
-    x = rng.uniform(0, 1, (7, 784))
+    spec = FFSpec(**kw).bind_image(image)
+    d = image.size
+    x = rng.uniform(0, 1, (7, d))
     x[:, :3] = rng.uniform(0, 1, (7, 3))  # pixels under the label are replaced, whatever they hold
-    params = [(rng.normal(0, 0.05, (o, i)), rng.normal(0, 0.1, o)) for i, o in [(784, 30), (30, 20), (20, 10)]]
+    params = [(rng.normal(0, 0.05, (o, i)), rng.normal(0, 0.1, o)) for i, o in [(d, 30), (30, 20), (20, 10)]]
     for layers in ([0], [1, 2], [0, 1, 2]):
         naive = np.stack([
             sum(goodness(hs[i], spec.goodness) for i in layers)

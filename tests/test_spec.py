@@ -11,7 +11,8 @@ BASE = {"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [100, 100], 
 
 # Changing any of these changes the meaning of existing trial_ids: bump SPEC_VERSION and update.
 PINNED_DEFAULTS = {
-    "FFSpec": {"label_on": 1.0, "label_on_mode": "constant", "label_neutral": 0.1, "norm": "rms", "norm_eps": 1e-8,
+    "FFSpec": {"label_channels": "first", "label_on": 1.0, "label_on_mode": "constant", "label_neutral": 0.1, "norm": "rms",
+               "norm_eps": 1e-8,
                "relu_grad": "standard", "goodness": "mean", "threshold": 1.0, "threshold_scale": "constant", "sign": "max_ssq",
                "peer_weight": 0.0, "peer_momentum": 0.9, "schedule": "simultaneous", "episodes": 1, "grow_patience": None,
                "negatives": "wrong_label", "negatives_params": None,

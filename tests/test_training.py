@@ -49,12 +49,14 @@ QUICK = ["--set", "epochs=1", "--set", "data.train_subset=2000", "--set", "seed=
 # batch of 512); all evaluate only at the end; greedy-grow decides its depth on a validation split
 KEEP_VAL = ["--set", "data.validation_size=500"]
 EXTRA = {"mnist_paper": [["--set", "data.train_subset=1000"]],  # its 4x2000 nets: the training-error pass dominates
+         # CI has no Fashion-MNIST: the same rows on the synthetic data of its geometry
+         "fashion_mnist": [["--set", "data.name=synthetic_gray28", "--set", "data.train_subset=1000"]],
          "implementations": [
     ["--only", "full-batch", "--set", "data.train_subset=100", "--set", "eval_every=0", *KEEP_VAL],
     ["--skip", "full-batch", "--set", "data.train_subset=1200", "--set", "eval_every=0", *KEEP_VAL]]}
 
 
-@pytest.mark.parametrize("suite", ["quickstart", "negatives", "mnist_paper", "implementations"])
+@pytest.mark.parametrize("suite", ["quickstart", "negatives", "mnist_paper", "implementations", "fashion_mnist"])
 def test_every_shipped_suite_runs_end_to_end_in_a_quick_pass(suite, tmp_path):
     """Every row of every shipped suite (overridden to one epoch on 2,000 images, one seed) trains
     to an ok row on each backend it names; the overrides make their own trial_ids."""
@@ -74,6 +76,9 @@ def test_every_shipped_suite_runs_end_to_end_in_a_quick_pass(suite, tmp_path):
     assert not set(df["trial_id"]) & {p.trial_id for p in plan(real)}
     assert set(df["experiment"]) == {p.spec["meta"]["experiment"] for p in plan(trials)}
     assert df["test_error"].between(0, 1).all() and (df["train_seconds"] > 0).all()
+    if suite == "fashion_mnist":  # the synthetic stand-in ran, recorded by name and checksum
+        from ffbench.variants.builtin_datasets import SyntheticGray28
+        assert set(df["dataset"]) == {"synthetic_gray28"} and set(df["dataset_checksum"]) == {SyntheticGray28.checksum}
     if suite == "implementations":  # the greedy full-batch episodes ran as specified
         keras_io = df[df.experiment == "keras-io"]
         assert (keras_io["spec.batch_size"] == "full").all() and (keras_io["steps_run"] == 250 * 2).all()

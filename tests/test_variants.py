@@ -12,6 +12,7 @@ import pytest
 
 from ffbench import variants
 from ffbench.data import dataset_checksum
+from ffbench.geometry import Geometry
 from ffbench.reference import ff as RF
 from ffbench.reference.finite_diff import central_difference, probe_entries
 from ffbench.spec import FFSpec, parse_trial, trial_id
@@ -188,8 +189,9 @@ class TinyData(variants.DatasetSource):
     name = "test_tiny_data"
     description = "200 random 28 x 28 images (a registered dataset)"
     checksum = "ab" * 32
-    train_size = 200
-    pixel_mean, pixel_std = 0.5, 0.25
+    shape = Geometry(1, 28, 28)
+    train_size, test_size = 200, 50
+    pixel_mean, pixel_std = (0.5,), (0.25,)
 
     def load(self, path):
         g = np.random.default_rng(0)

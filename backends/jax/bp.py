@@ -34,7 +34,7 @@ class BPTrainer(JaxTrainer):
     def setup_phase(self, phase: Phase):
         self.tx = jopt.transform(phase.optimizer)
         self.opt_state = self.tx.init(self.params)
-        return "bp", partial(_bp_epoch, self.tx, self.batch_size, self.steps_per_epoch, self.trial.data.jitter)
+        return "bp", partial(_bp_epoch, self.tx, self.batch_size, self.steps_per_epoch, self.trial.data.jitter, self.image)
 
     def example_args(self):
         return ((self.params, self.opt_state), *self.splits["train"], jnp.uint32(0), jnp.uint32(0), jnp.float32(0))
@@ -73,12 +73,12 @@ def _predict(params, x):
     return logits(params, x).argmax(axis=1)
 
 
-def _bp_epoch(tx, bsz, steps, jitter, state, x, y, key, jitter_key, lr):
+def _bp_epoch(tx, bsz, steps, jitter, image, state, x, y, key, jitter_key, lr):
     order = ops.epoch_order(key, x.shape[0])[: steps * bsz].reshape(steps, bsz)
 
     def step(carry, idx):
         params, opt_state = carry
-        xb = ops.batch_images(x, idx, jitter_key, jitter)
+        xb = ops.batch_images(x, idx, jitter_key, jitter, image)
         loss, grads = jax.value_and_grad(lambda p: ops.cross_entropy(logits(p, xb), y[idx]))(params)
         direction, opt_state = tx.update(grads, opt_state, params)
         return (jopt.apply(params, direction, lr), opt_state), loss

@@ -29,7 +29,7 @@ class JaxTrainer(Trainer):
             name: (jax.device_put(jnp.asarray(s.x), device), jax.device_put(jnp.asarray(s.y, jnp.int32), device))
             for name, s in (("train", data.train), ("val", data.val), ("test", data.test)) if s is not None}
         self._programs: dict = {}
-        self.n = len(data.train)
+        self.n, self.image = len(data.train), data.shape  # image: the geometry of the rows
         self.batch_size = batch_size_for(trial, self.n)
         self.steps_per_epoch = self.n // self.batch_size  # the last incomplete batch is dropped
 

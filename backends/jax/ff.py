@@ -208,7 +208,7 @@ def _ff_epoch(tr: FFTrainer, layers, readout_only, active, state, x, y, order, n
     def readout_step(carry, batch):
         idx, _ = batch
         params, readout, running, opt_state, ropt_state = carry
-        xb, yb = ops.batch_images(x, idx, jitter_key, jitter), y[idx]
+        xb, yb = ops.batch_images(x, idx, jitter_key, jitter, tr.image), y[idx]
         loss, grad = jax.value_and_grad(
             lambda w: ops.cross_entropy(ops.linear(features(ff, prec, params, xb, active), w, None, prec), yb))(readout)
         direction, opt_state = tr.tx.update({"layers": {}, "readout": grad}, opt_state, {"layers": {}, "readout": readout})
@@ -219,7 +219,7 @@ def _ff_epoch(tr: FFTrainer, layers, readout_only, active, state, x, y, order, n
     def ff_step(carry, batch):
         idx, negb = batch
         params, readout, running, opt_state, ropt_state = carry
-        xb, yb = ops.batch_images(x, idx, jitter_key, jitter), y[idx]
+        xb, yb = ops.batch_images(x, idx, jitter_key, jitter, tr.image), y[idx]
         if ff.embeds_labels:
             pos, neg = ops.overlay(xb, yb, ff), ops.overlay(xb, negb, ff)
         else:  # the strategy's own negative images (x: the training images, and any pool)

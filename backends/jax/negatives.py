@@ -47,8 +47,8 @@ class HybridImage:
         return _partners(_key(tr, rng.STREAM_HYBRID, key), tr.index, tr.splits["train"][1])
 
     def inputs(self, tr, b: Batch) -> jax.Array:
-        m = ops.hybrid_masks(b.mask_key, b.idx, tr.ff.hybrid_blur_passes)
-        return m * b.xb + (1.0 - m) * ops.batch_images(b.images, b.negb, b.jitter_key, tr.trial.data.jitter)
+        m = ops.hybrid_masks(b.mask_key, b.idx, tr.ff.hybrid_blur_passes, tr.image)
+        return m * b.xb + (1.0 - m) * ops.batch_images(b.images, b.negb, b.jitter_key, tr.trial.data.jitter, tr.image)
 
 
 class ClassSplit:

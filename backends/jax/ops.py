@@ -6,9 +6,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ffbench.reference.augment import SIDE
+from ffbench.geometry import Geometry
+from ffbench.reference.ff import label_groups
 from ffbench.reference.rng import MUL1, MUL2
-from ffbench.spec import MAP_SIZE, NUM_CLASSES, FFSpec
+from ffbench.spec import NUM_CLASSES, FFSpec
 
 HIGHEST = lax.Precision.HIGHEST  # fp32 means fp32 matmuls (no TF32) on every device
 MATMUL_PRECISION = {"fp32": HIGHEST, "tf32": lax.Precision.DEFAULT}  # DEFAULT: TF32 where the GPU has it
@@ -66,17 +67,19 @@ def jitter_shifts(key: jax.Array, index: jax.Array, k: int) -> tuple[jax.Array, 
     return ((((h >> 8) * n) >> 24).astype(jnp.int32) - k, (((lowbias32(h) >> 8) * n) >> 24).astype(jnp.int32) - k)
 
 
-def shift_images(x: jax.Array, dy: jax.Array, dx: jax.Array) -> jax.Array:
-    ar = jnp.arange(SIDE, dtype=jnp.int32)
-    r, c = ar[None, :, None] - dy[:, None, None], ar[None, None, :] - dx[:, None, None]
-    inside = ((r >= 0) & (r < SIDE) & (c >= 0) & (c < SIDE)).reshape(x.shape[0], -1)
-    src = (jnp.clip(r, 0, SIDE - 1) * SIDE + jnp.clip(c, 0, SIDE - 1)).reshape(x.shape[0], -1)
-    return jnp.where(inside, jnp.take_along_axis(x, src, axis=1), 0.0)
+def shift_images(x: jax.Array, dy: jax.Array, dx: jax.Array, image: Geometry) -> jax.Array:
+    n, h, w = x.shape[0], image.height, image.width
+    r = jnp.arange(h, dtype=jnp.int32)[None, :, None] - dy[:, None, None]
+    c = jnp.arange(w, dtype=jnp.int32)[None, None, :] - dx[:, None, None]
+    inside = ((r >= 0) & (r < h) & (c >= 0) & (c < w)).reshape(n, 1, -1)
+    src = (jnp.clip(r, 0, h - 1) * w + jnp.clip(c, 0, w - 1)).reshape(n, 1, -1)
+    out = jnp.take_along_axis(x.reshape(n, image.channels, -1), src, axis=2)
+    return jnp.where(inside, out, 0.0).reshape(n, -1)
 
 
-def batch_images(x: jax.Array, idx: jax.Array, key: jax.Array, k: int) -> jax.Array:
+def batch_images(x: jax.Array, idx: jax.Array, key: jax.Array, k: int, image: Geometry) -> jax.Array:
     """Training images `idx`, shifted by up to +-k pixels (`reference.augment`); k = 0: as they are."""
-    return x[idx] if not k else shift_images(x[idx], *jitter_shifts(key, idx, k))
+    return x[idx] if not k else shift_images(x[idx], *jitter_shifts(key, idx, k), image)
 
 
 # ---------------------------------------------------------------- negatives.py
@@ -103,10 +106,12 @@ def blur(m: jax.Array, passes: int) -> jax.Array:
     return m
 
 
-def hybrid_masks(key: jax.Array, index: jax.Array, passes: int) -> jax.Array:
-    pixel = index.astype(jnp.uint32)[:, None] * jnp.uint32(SIDE * SIDE) + jnp.arange(SIDE * SIDE, dtype=jnp.uint32)[None, :]
+def hybrid_masks(key: jax.Array, index: jax.Array, passes: int, image: Geometry) -> jax.Array:
+    hw = image.pixels
+    pixel = index.astype(jnp.uint32)[:, None] * jnp.uint32(hw) + jnp.arange(hw, dtype=jnp.uint32)[None, :]
     bits = (lowbias32(pixel ^ key) >> 31).astype(jnp.float32)
-    return (blur(bits.reshape(-1, SIDE, SIDE), passes) > 0.5).astype(jnp.float32).reshape(-1, SIDE * SIDE)
+    m = (blur(bits.reshape(-1, image.height, image.width), passes) > 0.5).astype(jnp.float32).reshape(-1, hw)
+    return jnp.tile(m, (1, image.channels))
 
 
 def best_wrong(scores: jax.Array, labels: jax.Array) -> jax.Array:
@@ -131,7 +136,10 @@ def overlay(x: jax.Array, labels: jax.Array | None, ff: FFSpec) -> jax.Array:
     else:
         on = ff.label_on * x.max(axis=1, keepdims=True) if ff.label_on_mode == "image_max" else ff.label_on
         head = jax.nn.one_hot(labels, NUM_CLASSES, dtype=x.dtype) * on
-    return jnp.concatenate([head, x[:, NUM_CLASSES:]], axis=1)
+    n, groups = x.shape[0], label_groups(ff)
+    xg = x.reshape(n, groups, -1)
+    return jnp.concatenate([jnp.broadcast_to(head[:, None], (n, groups, NUM_CLASSES)), xg[:, :, NUM_CLASSES:]],
+                           axis=2).reshape(n, -1)
 
 
 def normalize(x: jax.Array, kind: str, eps: float) -> jax.Array:
@@ -155,16 +163,16 @@ def linear(x: jax.Array, w: jax.Array, b: jax.Array | None = None, precision: st
     return y if b is None else y + b
 
 
-def local_mask(n_out: int, n_in: int, k: int) -> jax.Array:
+def local_mask(n_out: int, n_in: int, k: int, image: Geometry) -> jax.Array:
     """Built from iotas inside the program (XLA fuses it into the multiply), not a baked constant."""
-    side = int(MAP_SIZE ** 0.5)
-    po, pi = jnp.arange(n_out) % MAP_SIZE, jnp.arange(n_in) % MAP_SIZE
+    hw, width = image.pixels, image.width
+    po, pi = jnp.arange(n_out) % hw, jnp.arange(n_in) % hw
     near = lambda a, b: jnp.abs(a[:, None] - b[None, :]) <= k // 2  # noqa: E731
-    return (near(po // side, pi // side) & near(po % side, pi % side)).astype(jnp.float32)
+    return (near(po // width, pi // width) & near(po % width, pi % width)).astype(jnp.float32)
 
 
 def effective_weights(w: jax.Array, ff: FFSpec) -> jax.Array:
-    return w if ff.receptive_field is None else w * local_mask(*w.shape, ff.receptive_field)
+    return w if ff.receptive_field is None else w * local_mask(*w.shape, ff.receptive_field, ff.image)
 
 
 def layer_forward(x: jax.Array, w: jax.Array, b: jax.Array, ff: FFSpec, precision: str = "fp32") -> jax.Array:
@@ -173,10 +181,13 @@ def layer_forward(x: jax.Array, w: jax.Array, b: jax.Array, ff: FFSpec, precisio
 
 def first_layer_all_labels(x: jax.Array, w: jax.Array, b: jax.Array, ff: FFSpec, precision: str = "fp32") -> jax.Array:
     """(10, B, H): layer 0's activation with each label overlaid, from one matmul
-    (`reference.ff.first_layer_all_labels`: z_c = base @ W.T + b + a W[:, c])."""
-    xn = normalize(overlay(x, jnp.zeros(x.shape[0], jnp.int32), ff), ff.norm, ff.norm_eps)
+    (`reference.ff.first_layer_all_labels`: z_c = base @ W.T + b + a W_c)."""
+    n, groups = x.shape[0], label_groups(ff)
+    xn = normalize(overlay(x, jnp.zeros(n, jnp.int32), ff), ff.norm, ff.norm_eps)
     w = effective_weights(w, ff)
-    z = linear(xn.at[:, 0].set(0), w, b, precision)[None] + xn[None, :, :1] * w[:, :NUM_CLASSES].T[:, None, :]
+    wc = w[:, :NUM_CLASSES] if groups == 1 else w.reshape(w.shape[0], groups, -1)[:, :, :NUM_CLASSES].sum(axis=1)
+    base = xn.reshape(n, groups, -1).at[:, :, 0].set(0).reshape(n, -1)
+    z = linear(base, w, b, precision)[None] + xn[None, :, :1] * wc.T[:, None, :]
     return jax.nn.relu(z)
 
 

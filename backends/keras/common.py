@@ -51,7 +51,7 @@ class KerasTrainer(Trainer):
         self.splits = share.splits if share is not None else {
             name: (ops.convert_to_tensor(s.x), ops.convert_to_tensor(s.y.astype(np.int32)))
             for name, s in (("train", data.train), ("val", data.val), ("test", data.test)) if s is not None}
-        self.n = len(data.train)
+        self.n, self.image = len(data.train), data.shape  # image: the geometry of the rows
         self.batch_size = batch_size_for(trial, self.n)
         self.steps_per_epoch = self.n // self.batch_size  # the last incomplete batch is dropped
         self.index = share.index if share is not None else ops.convert_to_tensor(np.arange(self.n, dtype=np.uint32))
@@ -167,7 +167,7 @@ class KerasTrainer(Trainer):
     def batch_at(self, s, inputs: dict, rows: int):
         """Step `s`'s rows of the epoch's order: (their indices, images (jittered), labels)."""
         idx = ops.slice(inputs["order"], (s * rows,), (rows,))
-        xb = kops.batch_images(inputs["x"], idx, inputs["jitter_key"], self.trial.data.jitter)
+        xb = kops.batch_images(inputs["x"], idx, inputs["jitter_key"], self.trial.data.jitter, self.image)
         return idx, xb, ops.take(inputs["y"], idx, axis=0)
 
 

@@ -55,8 +55,8 @@ class HybridImage:
         return kcompile.function(kops.hybrid_partners)(_key(tr, rng.STREAM_HYBRID, key), tr.index, y, self.table)
 
     def inputs(self, tr, b: Batch):
-        m = kops.hybrid_masks(b.mask_key, b.idx, tr.ff.hybrid_blur_passes)
-        return m * b.xb + (1.0 - m) * kops.batch_images(b.images, b.negb, b.jitter_key, tr.trial.data.jitter)
+        m = kops.hybrid_masks(b.mask_key, b.idx, tr.ff.hybrid_blur_passes, tr.image)
+        return m * b.xb + (1.0 - m) * kops.batch_images(b.images, b.negb, b.jitter_key, tr.trial.data.jitter, tr.image)
 
 
 class ClassSplit:

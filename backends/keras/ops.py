@@ -14,7 +14,8 @@ import functools
 import numpy as np
 from keras import ops
 
-from ffbench.reference.augment import SIDE
+from ffbench.geometry import Geometry
+from ffbench.reference.ff import label_groups
 from ffbench.reference.ff import local_mask as reference_local_mask
 from ffbench.reference.rng import MUL1, MUL2
 from ffbench.spec import NUM_CLASSES, FFSpec
@@ -96,20 +97,22 @@ def jitter_shifts(key, index, k: int):
     return dy, dx
 
 
-def shift_images(x, dy, dx):
-    ar = ops.arange(SIDE, dtype="int32")
-    r = ops.reshape(ar, (1, SIDE, 1)) - ops.reshape(dy, (-1, 1, 1))
-    c = ops.reshape(ar, (1, 1, SIDE)) - ops.reshape(dx, (-1, 1, 1))
-    inside = ops.reshape((r >= 0) & (r < SIDE) & (c >= 0) & (c < SIDE), (ops.shape(x)[0], -1))
-    src = ops.reshape(ops.clip(r, 0, SIDE - 1) * SIDE + ops.clip(c, 0, SIDE - 1), (ops.shape(x)[0], -1))
-    return ops.where(inside, ops.take_along_axis(x, src, axis=1), 0.0)
+def shift_images(x, dy, dx, image: Geometry):
+    h, w, n = image.height, image.width, ops.shape(x)[0]
+    r = ops.reshape(ops.arange(h, dtype="int32"), (1, h, 1)) - ops.reshape(dy, (-1, 1, 1))
+    c = ops.reshape(ops.arange(w, dtype="int32"), (1, 1, w)) - ops.reshape(dx, (-1, 1, 1))
+    inside = ops.reshape((r >= 0) & (r < h) & (c >= 0) & (c < w), (n, 1, -1))
+    src = ops.reshape(ops.clip(r, 0, h - 1) * w + ops.clip(c, 0, w - 1), (n, 1, -1))
+    src = ops.broadcast_to(src, (n, image.channels, image.pixels))
+    out = ops.take_along_axis(ops.reshape(x, (n, image.channels, image.pixels)), src, axis=2)
+    return ops.reshape(ops.where(inside, out, 0.0), (n, -1))
 
 
-def batch_images(x, idx, key, k: int):
+def batch_images(x, idx, key, k: int, image: Geometry):
     """Training images `idx`, shifted by up to +-k pixels (`reference.augment`); k = 0: as
     they are. `key`: the jitter stream's key, or one per row of `idx`."""
     xb = ops.take(x, idx, axis=0)
-    return xb if not k else shift_images(xb, *jitter_shifts(key, idx, k))
+    return xb if not k else shift_images(xb, *jitter_shifts(key, idx, k), image)
 
 
 # ---------------------------------------------------------------- negatives.py
@@ -138,11 +141,13 @@ def blur(m, passes: int):
     return m
 
 
-def hybrid_masks(key, index, passes: int):
+def hybrid_masks(key, index, passes: int, image: Geometry):
     """`key`: the mask stream's key, or one per row of `index`."""
-    pixel = ops.expand_dims(ops.cast(index, "uint32"), 1) * _u32(SIDE * SIDE) + ops.expand_dims(_arange_u32(SIDE * SIDE), 0)
+    hw = image.pixels
+    pixel = ops.expand_dims(ops.cast(index, "uint32"), 1) * _u32(hw) + ops.expand_dims(_arange_u32(hw), 0)
     bits = ops.cast(ops.right_shift(lowbias32(ops.bitwise_xor(pixel, _key(key, 2))), 31), "float32")
-    return ops.reshape(ops.cast(blur(ops.reshape(bits, (-1, SIDE, SIDE)), passes) > 0.5, "float32"), (-1, SIDE * SIDE))
+    m = ops.reshape(ops.cast(blur(ops.reshape(bits, (-1, image.height, image.width)), passes) > 0.5, "float32"), (-1, hw))
+    return m if image.channels == 1 else ops.tile(m, (1, image.channels))
 
 
 def _label_mask(labels):
@@ -171,7 +176,13 @@ def overlay(x, labels, ff: FFSpec):
     else:
         on = ff.label_on * ops.max(x, axis=1, keepdims=True) if ff.label_on_mode == "image_max" else ff.label_on
         head = ops.one_hot(labels, NUM_CLASSES, dtype=x.dtype) * on
-    return ops.concatenate([head, x[:, NUM_CLASSES:]], axis=1)
+    groups = label_groups(ff)
+    if groups == 1:
+        return ops.concatenate([head, x[:, NUM_CLASSES:]], axis=1)
+    n = ops.shape(x)[0]
+    xg = ops.reshape(x, (n, groups, -1))
+    head = ops.broadcast_to(ops.expand_dims(head, 1), (n, groups, NUM_CLASSES))
+    return ops.reshape(ops.concatenate([head, xg[:, :, NUM_CLASSES:]], axis=2), (n, -1))
 
 
 def normalize(x, kind: str, eps: float):
@@ -195,18 +206,18 @@ def grad_h(fn, h):
 
 
 @functools.lru_cache(maxsize=16)
-def _local_mask(n_in: int, n_out: int, k: int) -> np.ndarray:
-    return np.ascontiguousarray(reference_local_mask(n_out, n_in, k).T.astype(np.float32))
+def _local_mask(n_in: int, n_out: int, k: int, image: Geometry) -> np.ndarray:
+    return np.ascontiguousarray(reference_local_mask(n_out, n_in, k, image).T.astype(np.float32))
 
 
-def local_mask(n_in: int, n_out: int, k: int):
+def local_mask(n_in: int, n_out: int, k: int, image: Geometry):
     """(in, out): the reference's mask in the kernel layout, made once per shape (as NumPy: a
     cached backend tensor made inside a compiled step would belong to that step's graph)."""
-    return ops.convert_to_tensor(_local_mask(n_in, n_out, k))
+    return ops.convert_to_tensor(_local_mask(n_in, n_out, k, image))
 
 
 def effective_kernel(kernel, ff: FFSpec):
-    return kernel if ff.receptive_field is None else kernel * local_mask(*kernel.shape, ff.receptive_field)
+    return kernel if ff.receptive_field is None else kernel * local_mask(*kernel.shape, ff.receptive_field, ff.image)
 
 
 def layer_forward(x, kernel, bias, ff: FFSpec):
@@ -215,11 +226,15 @@ def layer_forward(x, kernel, bias, ff: FFSpec):
 
 def first_layer_all_labels(x, kernel, bias, ff: FFSpec):
     """(10, B, H): layer 0's activation with each label overlaid, from one matmul
-    (`reference.ff.first_layer_all_labels`: z_c = base @ W.T + b + a W[:, c])."""
-    xn = normalize(overlay(x, ops.zeros((ops.shape(x)[0],), dtype="int32"), ff), ff.norm, ff.norm_eps)
+    (`reference.ff.first_layer_all_labels`: z_c = base @ W.T + b + a W_c)."""
+    n, groups = ops.shape(x)[0], label_groups(ff)
+    xn = normalize(overlay(x, ops.zeros((n,), dtype="int32"), ff), ff.norm, ff.norm_eps)
     kernel = effective_kernel(kernel, ff)
-    base = ops.concatenate([ops.zeros_like(xn[:, :1]), xn[:, 1:]], axis=1)
-    return ops.relu((ops.matmul(base, kernel) + bias)[None] + xn[None, :, :1] * kernel[:NUM_CLASSES][:, None, :])
+    xg = ops.reshape(xn, (n, groups, -1))
+    base = ops.reshape(ops.concatenate([ops.zeros_like(xg[:, :, :1]), xg[:, :, 1:]], axis=2), (n, -1))
+    kc = kernel[:NUM_CLASSES] if groups == 1 else ops.sum(
+        ops.reshape(kernel, (groups, -1, kernel.shape[1]))[:, :NUM_CLASSES], axis=0)
+    return ops.relu((ops.matmul(base, kernel) + bias)[None] + xn[None, :, :1] * kc[:, None, :])
 
 
 def layer_step(x_pos, x_neg, kernel, bias, ff: FFSpec, running, objective):
@@ -242,7 +257,7 @@ def layer_step(x_pos, x_neg, kernel, bias, ff: FFSpec, running, objective):
     dz = dh if ff.relu_grad == "straight_through" else dh * ops.cast(z > 0, h.dtype)
     dk = ops.matmul(ops.transpose(xn), dz)
     if ff.receptive_field is not None:
-        dk = dk * local_mask(*kernel.shape, ff.receptive_field)
+        dk = dk * local_mask(*kernel.shape, ff.receptive_field, ff.image)
     return loss, peer_loss, g, h, dk, ops.sum(dz, axis=0), running
 
 

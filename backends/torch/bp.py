@@ -80,7 +80,8 @@ class BPTrainer(TorchTrainer):
         holder.opt.plan_epoch(lr, self.steps_per_epoch)
         for s in range(self.steps_per_epoch):
             idx = plan.order[..., s * self.batch_size:(s + 1) * self.batch_size]
-            loss = objective(holder.params, ops.batch_images(x, idx, plan.jitter_key, self.trial.data.jitter), y[idx])[0]
+            xb = ops.batch_images(x, idx, plan.jitter_key, self.trial.data.jitter, self.image)
+            loss = objective(holder.params, xb, y[idx])[0]
             backward(loss)
             holder.opt.step()
             total += loss.detach()

@@ -52,7 +52,7 @@ class TorchTrainer(Trainer):
         self.splits = share.splits if share is not None else {
             name: (torch.as_tensor(s.x, device=device), torch.as_tensor(s.y, device=device))
             for name, s in (("train", data.train), ("val", data.val), ("test", data.test)) if s is not None}
-        self.n = len(data.train)
+        self.n, self.image = len(data.train), data.shape  # image: the geometry of the rows
         self.batch_size = batch_size_for(trial, self.n)
         self.steps_per_epoch = self.n // self.batch_size  # the last incomplete batch is dropped
 

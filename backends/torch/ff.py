@@ -188,7 +188,7 @@ class FFTrainer(FFSchedule, TorchTrainer):
         for s in range(self.steps_per_epoch):
             at = slice(s * b, (s + 1) * b)
             idx = plan.order[..., at]
-            xb, yb = ops.batch_images(x, idx, plan.jitter_key, jitter), y[idx]
+            xb, yb = ops.batch_images(x, idx, plan.jitter_key, jitter, self.image), y[idx]
             if phase.name == "readout":
                 loss = objective(holder.params, holder.readout, xb, yb)[0]
                 sums["readout_loss"][..., 0] += loss.detach()

@@ -40,8 +40,8 @@ class HybridImage:
         return ops.hybrid_partners(tr.trial.seed, key, tr.index, y, ops.class_table(y))
 
     def inputs(self, tr, b: Batch) -> torch.Tensor:
-        m = ops.hybrid_masks(b.mask_key, b.idx, tr.ff.hybrid_blur_passes)
-        return m * b.xb + (1.0 - m) * ops.batch_images(b.images, b.negb, b.jitter_key, tr.trial.data.jitter)
+        m = ops.hybrid_masks(b.mask_key, b.idx, tr.ff.hybrid_blur_passes, tr.image)
+        return m * b.xb + (1.0 - m) * ops.batch_images(b.images, b.negb, b.jitter_key, tr.trial.data.jitter, tr.image)
 
 
 class ClassSplit:

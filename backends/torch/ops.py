@@ -7,7 +7,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from ffbench.reference.augment import SIDE
+from ffbench.geometry import Geometry
+from ffbench.reference.ff import label_groups
 from ffbench.reference.rng import (
     MASK32,
     MUL1,
@@ -19,7 +20,7 @@ from ffbench.reference.rng import (
     STREAM_SPLIT,
     stream_key,
 )
-from ffbench.spec import MAP_SIZE, NUM_CLASSES, FFSpec
+from ffbench.spec import NUM_CLASSES, FFSpec
 
 
 # ---------------------------------------------------------------- rng.py
@@ -86,19 +87,21 @@ def jitter_shifts(key: int | torch.Tensor, index: torch.Tensor, k: int) -> tuple
     return (((h >> 8) * n) >> 24) - k, (((lowbias32(h) >> 8) * n) >> 24) - k
 
 
-def shift_images(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-    """Images (..., 784) shifted by (dy, dx) of shape (...), zeros shifted in."""
-    shape, x, dy, dx = x.shape, x.reshape(-1, x.shape[-1]), dy.reshape(-1), dx.reshape(-1)
-    ar = torch.arange(SIDE, device=x.device)
-    r, c = ar[None, :, None] - dy[:, None, None], ar[None, None, :] - dx[:, None, None]
-    inside = ((r >= 0) & (r < SIDE) & (c >= 0) & (c < SIDE)).view(len(x), -1)
-    src = (r.clamp(0, SIDE - 1) * SIDE + c.clamp(0, SIDE - 1)).view(len(x), -1)
-    return torch.where(inside, torch.gather(x, 1, src), 0.0).view(shape)
+def shift_images(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, image: Geometry) -> torch.Tensor:
+    """Images (..., C*H*W) shifted by (dy, dx) of shape (...), zeros shifted in."""
+    shape, dy, dx = x.shape, dy.reshape(-1), dx.reshape(-1)
+    h, w = image.height, image.width
+    x = x.reshape(-1, image.channels, image.pixels)
+    r = torch.arange(h, device=x.device)[None, :, None] - dy[:, None, None]
+    c = torch.arange(w, device=x.device)[None, None, :] - dx[:, None, None]
+    inside = ((r >= 0) & (r < h) & (c >= 0) & (c < w)).view(len(x), 1, -1)
+    src = (r.clamp(0, h - 1) * w + c.clamp(0, w - 1)).view(len(x), 1, -1).expand(-1, image.channels, -1)
+    return torch.where(inside, torch.gather(x, 2, src), 0.0).view(shape)
 
 
-def batch_images(x: torch.Tensor, idx: torch.Tensor, key: int | torch.Tensor, k: int) -> torch.Tensor:
+def batch_images(x: torch.Tensor, idx: torch.Tensor, key: int | torch.Tensor, k: int, image: Geometry) -> torch.Tensor:
     """Images `idx` (any shape) of `x`, shifted by up to `k` pixels (`reference.augment.batch_images`)."""
-    return x[idx] if not k else shift_images(x[idx], *jitter_shifts(key, idx, k))
+    return x[idx] if not k else shift_images(x[idx], *jitter_shifts(key, idx, k), image)
 
 
 # ---------------------------------------------------------------- negatives.py
@@ -130,11 +133,12 @@ def blur(m: torch.Tensor, passes: int) -> torch.Tensor:
     return m
 
 
-def hybrid_masks(key: int | torch.Tensor, index: torch.Tensor, passes: int) -> torch.Tensor:
-    """Masks (..., 784) for samples `index` (any shape); `key`: stream_key(seed, STREAM_MASK, epoch)."""
-    pixel = index[..., None] * (SIDE * SIDE) + torch.arange(SIDE * SIDE, device=index.device)
+def hybrid_masks(key: int | torch.Tensor, index: torch.Tensor, passes: int, image: Geometry) -> torch.Tensor:
+    """Masks (..., C*H*W) for samples `index` (any shape); `key`: stream_key(seed, STREAM_MASK, epoch)."""
+    pixel = index[..., None] * image.pixels + torch.arange(image.pixels, device=index.device)
     bits = (lowbias32(keyed(pixel, key)) >> 31).to(torch.float32)
-    return (blur(bits.view(-1, SIDE, SIDE), passes) > 0.5).to(torch.float32).view(*index.shape, SIDE * SIDE)
+    m = (blur(bits.view(-1, image.height, image.width), passes) > 0.5).to(torch.float32).view(*index.shape, image.pixels)
+    return m if image.channels == 1 else m.repeat(*[1] * index.dim(), image.channels)
 
 
 def best_wrong(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -156,7 +160,11 @@ def overlay(x: torch.Tensor, labels: torch.Tensor | None, ff: FFSpec) -> torch.T
     head = x.new_full((x.shape[0], NUM_CLASSES), ff.label_neutral) if labels is None else (
         F.one_hot(labels, NUM_CLASSES).to(x.dtype)
         * (ff.label_on * x.amax(dim=1, keepdim=True) if ff.label_on_mode == "image_max" else ff.label_on))
-    return torch.cat([head, x[:, NUM_CLASSES:]], dim=1)
+    groups = label_groups(ff)
+    if groups == 1:
+        return torch.cat([head, x[:, NUM_CLASSES:]], dim=1)
+    xg = x.view(x.shape[0], groups, -1)
+    return torch.cat([head[:, None].expand(-1, groups, -1), xg[:, :, NUM_CLASSES:]], dim=2).view(x.shape)
 
 
 def normalize(x: torch.Tensor, kind: str, eps: float) -> torch.Tensor:
@@ -171,15 +179,15 @@ def relu(z: torch.Tensor, grad: str) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=16)
-def local_mask(n_out: int, n_in: int, k: int, device: torch.device) -> torch.Tensor:
-    side = int(MAP_SIZE ** 0.5)
-    po, pi = torch.arange(n_out, device=device) % MAP_SIZE, torch.arange(n_in, device=device) % MAP_SIZE
+def local_mask(n_out: int, n_in: int, k: int, image: Geometry, device: torch.device) -> torch.Tensor:
+    hw, width = image.pixels, image.width
+    po, pi = torch.arange(n_out, device=device) % hw, torch.arange(n_in, device=device) % hw
     near = lambda a, b: (a[:, None] - b[None, :]).abs() <= k // 2  # noqa: E731
-    return (near(po // side, pi // side) & near(po % side, pi % side)).to(torch.float32)
+    return (near(po // width, pi // width) & near(po % width, pi % width)).to(torch.float32)
 
 
 def effective_weights(w: torch.Tensor, ff: FFSpec) -> torch.Tensor:
-    return w if ff.receptive_field is None else w * local_mask(*w.shape, ff.receptive_field, w.device)
+    return w if ff.receptive_field is None else w * local_mask(*w.shape, ff.receptive_field, ff.image, w.device)
 
 
 def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None, precision: str = "fp32") -> torch.Tensor:
@@ -199,12 +207,14 @@ def layer_forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, ff: FFSpec,
 def first_layer_all_labels(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, ff: FFSpec,
                            precision: str = "fp32") -> torch.Tensor:
     """(10, B, H): layer 0's activation with each label overlaid, from one matmul
-    (`reference.ff.first_layer_all_labels`: z_c = base @ W.T + b + a W[:, c])."""
-    xn = normalize(overlay(x, x.new_zeros(x.shape[0], dtype=torch.int64), ff), ff.norm, ff.norm_eps)
+    (`reference.ff.first_layer_all_labels`: z_c = base @ W.T + b + a W_c)."""
+    n, groups = x.shape[0], label_groups(ff)
+    xn = normalize(overlay(x, x.new_zeros(n, dtype=torch.int64), ff), ff.norm, ff.norm_eps)
     a = xn[:, :1].clone()
-    xn[:, 0] = 0
+    xn.view(n, groups, -1)[:, :, 0] = 0
     w = effective_weights(w, ff)
-    return torch.addcmul(linear(xn, w, b, precision)[None], a[None], w[:, :NUM_CLASSES].T.contiguous()[:, None, :]).relu_()
+    wc = w[:, :NUM_CLASSES] if groups == 1 else w.view(w.shape[0], groups, -1)[:, :, :NUM_CLASSES].sum(dim=1)
+    return torch.addcmul(linear(xn, w, b, precision)[None], a[None], wc.T.contiguous()[:, None, :]).relu_()
 
 
 def peer_loss(h_pos: torch.Tensor, running_mean: torch.Tensor, ff: FFSpec) -> tuple[torch.Tensor, torch.Tensor]:

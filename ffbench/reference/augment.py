@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from ffbench.geometry import Geometry
 from ffbench.reference import rng
 
-SIDE = 28  # MNIST images are 28 x 28
 
-
-def shift_images(x: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
-    """out[b, r, c] = x[b, r - dy[b], c - dx[b]] where that pixel exists, else 0 (rows of 784)."""
-    r = np.arange(SIDE)[None, :, None] - np.asarray(dy)[:, None, None]
-    c = np.arange(SIDE)[None, None, :] - np.asarray(dx)[:, None, None]
-    inside = (r >= 0) & (r < SIDE) & (c >= 0) & (c < SIDE)
-    src = np.clip(r, 0, SIDE - 1) * SIDE + np.clip(c, 0, SIDE - 1)
-    out = np.take_along_axis(x, src.reshape(len(x), -1), axis=1)
-    return np.where(inside.reshape(len(x), -1), out, 0.0)
+def shift_images(x: np.ndarray, dy: np.ndarray, dx: np.ndarray, image: Geometry) -> np.ndarray:
+    """out[b, ch, r, c] = x[b, ch, r - dy[b], c - dx[b]] where that pixel exists, else 0 (flat
+    rows in (channel, row, column) order: every channel shifts alike)."""
+    n, h, w = len(x), image.height, image.width
+    r = np.arange(h)[None, :, None] - np.asarray(dy)[:, None, None]
+    c = np.arange(w)[None, None, :] - np.asarray(dx)[:, None, None]
+    inside = ((r >= 0) & (r < h) & (c >= 0) & (c < w)).reshape(n, 1, -1)
+    src = (np.clip(r, 0, h - 1) * w + np.clip(c, 0, w - 1)).reshape(n, 1, -1)
+    out = np.take_along_axis(x.reshape(n, image.channels, -1), src, axis=2)
+    return np.where(inside, out, 0.0).reshape(n, -1)
 
 
 def batch_images(trial, x: np.ndarray, idx: np.ndarray, epoch: int) -> np.ndarray:
@@ -29,4 +30,4 @@ def batch_images(trial, x: np.ndarray, idx: np.ndarray, epoch: int) -> np.ndarra
     k = trial.data.jitter
     if not k:
         return x[idx]
-    return shift_images(x[idx], *rng.jitter_shifts(trial.seed, epoch, idx, k))
+    return shift_images(x[idx], *rng.jitter_shifts(trial.seed, epoch, idx, k), trial.data.image)

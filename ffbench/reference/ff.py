@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ffbench.geometry import Geometry
 from ffbench.reference import optim
-from ffbench.spec import MAP_SIZE, NUM_CLASSES, FFSpec, OptimizerSpec
+from ffbench.spec import NUM_CLASSES, FFSpec, OptimizerSpec
 from ffbench.variants.objectives import objective
 
 PEER_INIT = 0.5
@@ -34,19 +35,25 @@ def softplus(x: np.ndarray) -> np.ndarray:
     return np.logaddexp(0.0, x)
 
 
+def label_groups(ff: FFSpec) -> int:
+    """G: the flat row is read as G equal groups (G = C with `label_channels: all`, one per
+    channel; else 1), and the label takes the first 10 values of each group."""
+    return ff.image.channels if ff.label_channels == "all" else 1
+
+
 def overlay(x: np.ndarray, labels: np.ndarray | None, ff: FFSpec) -> np.ndarray:
-    """Replace the first 10 pixels by the one-hot label (or the neutral label if None); unsupervised
-    FF (hybrid_image negatives) embeds no label: x unchanged."""
+    """Replace the first 10 values of each label group (`label_groups`) by the one-hot label (or
+    the neutral label if None); unsupervised FF (hybrid_image negatives) embeds no label: x unchanged."""
     out = np.array(x, copy=True)
     if not ff.embeds_labels:
         return out
-    n = out.shape[0]
+    n, groups = out.shape[0], out.reshape(out.shape[0], label_groups(ff), -1)  # a view of out
     if labels is None:
-        out[:, :NUM_CLASSES] = ff.label_neutral
+        groups[:, :, :NUM_CLASSES] = ff.label_neutral
         return out
     on = ff.label_on * (x.max(axis=1) if ff.label_on_mode == "image_max" else np.ones(n, x.dtype))
-    out[:, :NUM_CLASSES] = 0
-    out[np.arange(n), np.asarray(labels)] = on
+    groups[:, :, :NUM_CLASSES] = 0
+    groups[np.arange(n), :, np.asarray(labels)] = on[:, None]
     return out
 
 
@@ -56,19 +63,20 @@ def normalize(x: np.ndarray, kind: str, eps: float) -> np.ndarray:
     return x / (r + eps)
 
 
-def local_mask(n_out: int, n_in: int, k: int) -> np.ndarray:
-    """(n_out, n_in) in {0, 1}: unit u of a layer sits at pixel u mod 784 of the 28x28 grid;
-    out-unit o sees in-unit i iff their rows and their columns differ by at most k // 2."""
-    side = int(np.sqrt(MAP_SIZE))
-    po, pi = np.arange(n_out) % MAP_SIZE, np.arange(n_in) % MAP_SIZE
+def local_mask(n_out: int, n_in: int, k: int, image: Geometry) -> np.ndarray:
+    """(n_out, n_in) in {0, 1}: unit u of a layer sits at pixel u mod H*W of the image's H x W
+    grid (row-major; an input value at its pixel whatever its channel); out-unit o sees in-unit
+    i iff their rows and their columns differ by at most k // 2."""
+    hw, width = image.pixels, image.width
+    po, pi = np.arange(n_out) % hw, np.arange(n_in) % hw
     near = lambda a, b: np.abs(a[:, None] - b[None, :]) <= k // 2  # noqa: E731
-    return (near(po // side, pi // side) & near(po % side, pi % side)).astype(np.float64)
+    return (near(po // width, pi // width) & near(po % width, pi % width)).astype(np.float64)
 
 
 def effective_weights(w: np.ndarray, ff: FFSpec) -> np.ndarray:
     """W, or W with the connections outside each unit's receptive field zeroed (`ff.receptive_field`):
     the forward pass uses these, so the masked weights get no gradient."""
-    return w if ff.receptive_field is None else w * local_mask(*w.shape, ff.receptive_field).astype(w.dtype)
+    return w if ff.receptive_field is None else w * local_mask(*w.shape, ff.receptive_field, ff.image).astype(w.dtype)
 
 
 def layer_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, ff: FFSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -122,7 +130,7 @@ def layer_step(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | None =
         dr = 2.0 * (r - r.mean()) / h.shape[1]
         dh[:n] += ff.peer_weight * (1 - ff.peer_momentum) * dr / n
     dz = dh if ff.relu_grad == "straight_through" else dh * (z > 0)
-    dw = dz.T @ xn if ff.receptive_field is None else (dz.T @ xn) * local_mask(*w.shape, ff.receptive_field)
+    dw = dz.T @ xn if ff.receptive_field is None else (dz.T @ xn) * local_mask(*w.shape, ff.receptive_field, ff.image)
     return LayerStep(float(loss), peer_loss, g[:n], g[n:], dw, dz.sum(axis=0), h[:n], h[n:], r)
 
 
@@ -164,17 +172,20 @@ def readout_step(x: np.ndarray, labels: np.ndarray, params, w_out: np.ndarray, f
 def first_layer_all_labels(x: np.ndarray, w: np.ndarray, b: np.ndarray, ff: FFSpec) -> np.ndarray:
     """(10, N, H): layer 0's activation with each label overlaid, from one (N, D) matmul.
 
-    The overlays of x differ only in which of pixels 0-9 holds the on value, so all have the
-    same norm: normalize(overlay(x, c)) = base + a e_c, where base is the normalised overlay of
-    label 0 with pixel 0 zeroed and a is pixel 0's value. Hence
-        z_c = base @ W.T + a W[:, c] + b,
+    The overlays of x differ only in which of values 0-9 of each label group holds the on
+    value, so all have the same norm: normalize(overlay(x, c)) = base + a sum_g e_(g, c), where
+    base is the normalised overlay of label 0 with value 0 of every group zeroed and a is that
+    value. Hence, with W_c the sum over groups of W's column c of the group,
+        z_c = base @ W.T + a W_c + b,
     one matmul for the ten labels instead of ten (equal to `layer_forward` of each overlay up to
     the order of a sum; tests/test_reference.py checks it)."""
-    xn = normalize(overlay(x, np.zeros(len(x), np.int64), ff), ff.norm, ff.norm_eps)
+    n, g = len(x), label_groups(ff)
+    xn = normalize(overlay(x, np.zeros(n, np.int64), ff), ff.norm, ff.norm_eps)
     a = xn[:, 0].copy()
-    xn[:, 0] = 0
+    xn.reshape(n, g, -1)[:, :, 0] = 0
     w = effective_weights(w, ff)
-    z = (xn @ w.T + b)[None] + a[None, :, None] * w[:, :NUM_CLASSES].T[:, None, :]
+    wc = w.reshape(w.shape[0], g, -1)[:, :, :NUM_CLASSES].sum(axis=1)
+    z = (xn @ w.T + b)[None] + a[None, :, None] * wc.T[:, None, :]
     return np.maximum(z, 0)
 
 

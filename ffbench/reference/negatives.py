@@ -19,8 +19,9 @@ in between, each sample keeps its draw (`Draws`).
   image a and a partner b of another class. The partner's class is drawn like a wrong label
   (offset of the sample's hash h in its own stream); the member of that class is `((lowbias32(h) >> 16) * count)
   >> 16` in the class's table (uniform up to count/65536, < 10% on MNIST). The mask: one random
-  bit per pixel (the top bit of hash(key ^ (i * 784 + pixel))), blurred `hybrid_blur_passes`
-  times with [1/4, 1/2, 1/4] along rows then columns (border pixels repeated), then m = [blurred > 0.5].
+  bit per pixel of the H x W grid (the top bit of hash(key ^ (i * H*W + pixel))), the same in every
+  channel, blurred `hybrid_blur_passes` times with [1/4, 1/2, 1/4] along rows then columns (border
+  pixels repeated), then m = [blurred > 0.5].
   Up to 6 passes every value is a dyadic fraction exact in float32, so every backend makes the
   same masks bit for bit.
 
@@ -40,8 +41,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ffbench.geometry import Geometry
 from ffbench.reference import rng
-from ffbench.reference.augment import SIDE
 from ffbench.reference.ff import label_scores, overlay
 from ffbench.spec import NUM_CLASSES, FFSpec
 from ffbench.variants.negatives import Draw, strategy
@@ -102,7 +103,7 @@ def hybrid_partners(seed: int, epoch: int, index: np.ndarray, y: np.ndarray) -> 
 
 
 def blur(m: np.ndarray, passes: int) -> np.ndarray:
-    """(n, 28, 28): `passes` times [1/4, 1/2, 1/4] along rows, then along columns; the border pixel is repeated outside."""
+    """(n, H, W): `passes` times [1/4, 1/2, 1/4] along rows, then along columns; the border pixel is repeated outside."""
     for _ in range(passes):
         p = np.pad(m, ((0, 0), (0, 0), (1, 1)), mode="edge")
         m = 0.25 * p[:, :, :-2] + 0.5 * p[:, :, 1:-1] + 0.25 * p[:, :, 2:]
@@ -118,12 +119,15 @@ def split_negatives(seed: int, epoch: int, n: int, n_rest: int) -> np.ndarray:
     return n + perm[np.arange(n) % n_rest]
 
 
-def hybrid_masks(seed: int, epoch: int, index: np.ndarray, passes: int) -> np.ndarray:
-    """(n, 784) masks in {0, 1} for samples `index`."""
+def hybrid_masks(seed: int, epoch: int, index: np.ndarray, passes: int, image: Geometry) -> np.ndarray:
+    """(n, C*H*W) masks in {0, 1} for samples `index`: one H x W mask per sample, the same in
+    every channel."""
     key = np.uint32(rng.stream_key(seed, rng.STREAM_MASK, epoch))
-    pixel = np.asarray(index, np.uint32)[:, None] * np.uint32(SIDE * SIDE) + np.arange(SIDE * SIDE, dtype=np.uint32)[None, :]
+    hw = image.pixels
+    pixel = np.asarray(index, np.uint32)[:, None] * np.uint32(hw) + np.arange(hw, dtype=np.uint32)[None, :]
     bits = (rng.lowbias32(pixel ^ key) >> np.uint32(31)).astype(np.float64)
-    return (blur(bits.reshape(-1, SIDE, SIDE), passes) > 0.5).astype(np.float64).reshape(-1, SIDE * SIDE)
+    m = (blur(bits.reshape(-1, image.height, image.width), passes) > 0.5).astype(np.float64).reshape(-1, hw)
+    return np.tile(m, (1, image.channels))
 
 
 def negative_inputs(trial, x: np.ndarray, xb: np.ndarray, idx: np.ndarray, neg: np.ndarray, epoch: int) -> np.ndarray:

@@ -92,7 +92,8 @@ class HybridImage(BuiltIn):
         return RN.hybrid_partners(draw.trial.seed, draw.key_epoch, draw.index, draw.y)
 
     def inputs(self, trial, x, xb, idx, neg, epoch):
-        m = RN.hybrid_masks(trial.seed, RN.negatives_epoch(trial, epoch), idx, trial.ff.hybrid_blur_passes)
+        m = RN.hybrid_masks(trial.seed, RN.negatives_epoch(trial, epoch), idx, trial.ff.hybrid_blur_passes,
+                           trial.data.image)
         return m * xb + (1.0 - m) * augment.batch_images(trial, x, neg, epoch)
 
 
