@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ffbench import results
+from ffbench import report, results
 from ffbench.cli import main
 from ffbench.report import render, stats, tables
 from ffbench.spec import parse_trial
@@ -59,13 +59,16 @@ FF_ERR = {0: 0.05, 1: 0.06, 2: 0.07}
 BP_ERR = {0: 0.02, 1: 0.02, 2: 0.03}
 
 
-def fixture_dir(root: Path, failed: bool = True) -> Path:
+def fixture_dir(root: Path, failed: bool = True, dataset: str = "mnist", shift: float = 0.0) -> Path:
+    """FF and BP rows on `dataset` (their errors raised by `shift`), into root/res."""
     out = root / "res"
     for algo, errs, secs in (("ff", FF_ERR, 10.0), ("bp", BP_ERR, 5.0)):
         for seed, err in errs.items():
+            err = err + shift
             t = parse_trial({"algorithm": algo, "backend": "torch", "seed": seed, "hidden": [100, 100], "epochs": 3,
+                             "data": {"name": dataset},
                              "meta": {"experiment": algo, "reference_error": 0.0136 if algo == "ff" else None}})
-            tid = f"{algo}{seed}"
+            tid = f"{algo}{seed}" + ("" if dataset == "mnist" else f"-{dataset}")
             row = {"trial_id": tid, "algorithm": algo, "backend": "torch", "seed": seed, "status": "ok", "test_error": err,
                    "train_seconds": secs, "samples_per_second": 1000.0,
                    "peak_memory_bytes": 2**20 * (200 if algo == "ff" else 300),
@@ -73,6 +76,7 @@ def fixture_dir(root: Path, failed: bool = True) -> Path:
                    "ffbench_version": "0.1.0", "git_sha": "abc", "git_dirty": False,
                    "framework_versions": json.dumps({"torch": "x"}),
                    "device_name": "dev", "dataset_checksum": "d" * 64, "python_version": "3.11", "hostname": "h",
+                   "dataset": dataset,
                    **results.spec_row(t)}
             curve = []
             for e in range(3):  # error falls to its final value; train_seconds grows by secs/3 per epoch
@@ -183,3 +187,23 @@ def test_variants_are_labelled_with_their_parameters_and_objective_shows_only_wh
     rows.loc[1, ["spec.ff.objective", "spec.ff.objective_params"]] = ["margin_logistic", '{"margin":0.2}']
     assert tables.default_config(rows) == tables.CONFIG
     assert list(tables.prepare(rows)["objective"]) == ["logistic", "margin_logistic(margin=0.2)", "-"]
+
+
+def test_a_folder_of_several_datasets_gives_one_error_table_per_dataset(tmp_path):
+    fixture_dir(tmp_path, failed=False)
+    out = fixture_dir(tmp_path, failed=False, dataset="fashion_mnist", shift=0.10)  # FF and BP 10 pp worse
+    df = results.read_trials(out)
+    assert tables.default_config(df)[0] == "dataset"
+    paired = tables.paired_ff_minus_bp(df).set_index("dataset")
+    diffs = np.mean([FF_ERR[s] - BP_ERR[s] for s in range(3)])  # within each dataset, never across
+    assert paired.loc["mnist", "ff_minus_bp"] == pytest.approx(diffs) == paired.loc["fashion_mnist", "ff_minus_bp"]
+    report.build(out)
+    md = (out / "report" / "report.md").read_text()
+    assert "Test error: fashion_mnist" in md and "Test error: mnist" in md
+    fashion = md[md.index("Test error: fashion_mnist"):md.index("Test error: mnist")]
+    assert "16.00 ± 1.00 (n=3)" in fashion and " 6.00 ± 1.00 (n=3)" not in fashion  # FF on Fashion: 15, 16, 17 %
+    tex = (out / "report" / "report.tex").read_text()
+    assert "tab:ffbench-test-error-fashion-mnist" in tex and "tab:ffbench-test-error-mnist" in tex
+    one = fixture_dir(tmp_path / "one", failed=False)
+    report.build(one)
+    assert "Test error: mnist" not in (one / "report" / "report.md").read_text()  # one dataset: one table, as before

@@ -36,15 +36,19 @@ def _variant(df: pd.DataFrame, field: str) -> pd.Series:
 
 def default_config(df: pd.DataFrame) -> list[str]:
     """CONFIG, less the objective column where every trial has the paper's (a report of the
-    2022 recipes reads as it did before layer objectives were a choice)."""
+    2022 recipes reads as it did before layer objectives were a choice), led by the dataset
+    where the rows hold more than one."""
+    config = CONFIG
     if df.empty or set(prepare(df)["objective"]) <= {"logistic", "-"}:
-        return [c for c in CONFIG if c != "objective"]
-    return CONFIG
+        config = [c for c in CONFIG if c != "objective"]
+    mixed = not df.empty and "dataset" in df and df["dataset"].nunique() > 1
+    return ["dataset", *config] if mixed else config
 
 
 def prepare(df: pd.DataFrame) -> pd.DataFrame:
     """Result rows with the configuration columns a report groups by."""
     return df.assign(
+        dataset=df["dataset"].fillna("") if "dataset" in df else "",
         experiment=df["experiment"].fillna(""),
         hidden=df["spec.hidden"].map(lambda h: "x".join(map(str, h))),
         depth=df["spec.hidden"].map(len),
@@ -77,17 +81,17 @@ def summary(df: pd.DataFrame, config: list[str] | None = None) -> pd.DataFrame:
 
 
 def paired_ff_minus_bp(df: pd.DataFrame, config: list[str] | None = None, level: float = 0.95) -> pd.DataFrame:
-    """For each FF configuration: FF − BP test error, paired by backend, architecture, epoch
-    budget and seed (only pairs where both are ok), with a t-interval."""
+    """For each FF configuration: FF − BP test error, paired by dataset, backend, architecture,
+    epoch budget and seed (only pairs where both are ok), with a t-interval."""
     config = config or default_config(df)
     df = prepare(df)
     ok = df[df["status"] == "ok"]
-    bp = ok[ok["algorithm"] == "bp"].set_index(["backend", "hidden", "epochs", "seed"])["test_error"]
+    bp = ok[ok["algorithm"] == "bp"].set_index(["dataset", "backend", "hidden", "epochs", "seed"])["test_error"]
     bp = bp[~bp.index.duplicated()]
     rows = []
     for key, g in ok[ok["algorithm"] == "ff"].groupby(config, sort=True):
-        diffs = [r.test_error - bp[(r.backend, r.hidden, r.epochs, r.seed)] for r in g.itertuples()
-                 if (r.backend, r.hidden, r.epochs, r.seed) in bp.index]
+        diffs = [r.test_error - bp[(r.dataset, r.backend, r.hidden, r.epochs, r.seed)] for r in g.itertuples()
+                 if (r.dataset, r.backend, r.hidden, r.epochs, r.seed) in bp.index]
         mean, lo, hi, n = t_interval(diffs, level)
         rows.append({**dict(zip(config, key)), "ff_minus_bp": mean, "ci_low": lo, "ci_high": hi, "pairs": n})
     return pd.DataFrame(rows, columns=[*config, "ff_minus_bp", "ci_low", "ci_high", "pairs"])
