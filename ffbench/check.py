@@ -159,6 +159,23 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
             add(f"bp[{label}].params@N.W{i}", kind, gw, rw)
             add(f"bp[{label}].params@N.b{i}", kind, gb, rb)
 
+    # 4b. the locally connected BP twin (bp.receptive_field, Table 1's baseline): 784 -> 784 -> 1568
+    #     with 5x5 windows over the 28x28 grid and a dense output, and the same on CIFAR-10's
+    #     3 x 32 x 32 geometry (3072 -> 1024); 1 epoch of strict SGD
+    for label, rows, widths, data_name in (("bp.local", xs, [784, 1568], "mnist"),
+                                           ("bp.rgb.local", synthetic_batch(len(ys), d=3072, seed=trial.seed + 3)[0],
+                                            [1024], "synthetic_rgb32")):
+        lt = parse_trial({"algorithm": "bp", "backend": name, "seed": trial.seed, "hidden": widths, "epochs": 1,
+                          "batch_size": bsz, "optimizer": STRICT_OPT, "data": {"name": data_name},
+                          "bp": {"receptive_field": 5}})
+        init = [(w.astype(np.float64), b.astype(np.float64))
+                for w, b in stack_init(lt.seed, [rows.shape[1], *widths, 10], lt.bp.init)]
+        ref, _, _ = RT.bp_epoch(init, optim.init(lt.optimizer, [p for wb in init for p in wb]), rows.astype(np.float64),
+                                ys, lt, 0, lt.optimizer.lr)
+        for i, ((gw, gb), (rw, rb)) in enumerate(zip(pairs(train(backend, lt, rows, ys), len(widths) + 1), ref)):
+            add(f"{label}.params@N.W{i}", "params@N", gw, rw)
+            add(f"{label}.params@N.b{i}", "params@N", gb, rb)
+
     # 5. predictions by each mode, from the same (trained) weights
     x_test, y_test = synthetic_batch(200, seed=trial.seed + 2)
     trained = ref_train(trial.model_copy(update={"epochs": 1}), xs, ys)

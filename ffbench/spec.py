@@ -239,6 +239,22 @@ class BPSpec(Strict):
     """The backprop baseline: ReLU MLP of the same widths, a linear 10-way output, cross-entropy."""
 
     init: Literal["uniform_fan_in", "normal_fan_out", "glorot_uniform"] = "uniform_fan_in"
+    # Locally connected hidden layers (the BP twin of ff.receptive_field, the paper's Table 1
+    # baseline): the same H x W maps and k x k windows (`reference.ff.local_mask`); the output
+    # layer stays dense. None: a dense MLP.
+    receptive_field: Annotated[int, Field(ge=1, le=63)] | None = None
+
+
+def check_local(k: int | None, hidden: list[int], image: Geometry, field: str) -> None:
+    """A receptive field k fits: odd, and every hidden width a whole number of units per location."""
+    if k is None:
+        return
+    if k % 2 == 0:
+        raise ValueError(f"{field} must be odd (a window centred on the unit's location)")
+    bad = [w for w in hidden if w % image.pixels]
+    if bad:
+        raise ValueError(f"with {field} every hidden width is a {image.height}x{image.width} map times units "
+                         f"per location (a multiple of {image.pixels}); got {bad}")
 
 
 class Resources(Strict):
@@ -329,14 +345,7 @@ class FFTrial(TrialBase):
                              "other classes: set both, or neither")
         strat.validate(self)
         OBJECTIVES.get(ff.objective).validate(self)
-        if ff.receptive_field is not None:
-            if ff.receptive_field % 2 == 0:
-                raise ValueError("ff.receptive_field must be odd (a window centred on the unit's location)")
-            g = ff.image
-            bad = [w for w in self.hidden if w % g.pixels]
-            if bad:
-                raise ValueError(f"with ff.receptive_field every hidden width is a {g.height}x{g.width} map times units "
-                                 f"per location (a multiple of {g.pixels}); got {bad}")
+        check_local(ff.receptive_field, self.hidden, ff.image, "ff.receptive_field")
         if ff.grow_patience is not None:
             if ff.schedule != "greedy" or ff.episodes > 1:
                 raise ValueError("ff.grow_patience adds layers one at a time: it needs ff.schedule: greedy and one episode")
@@ -356,6 +365,16 @@ class FFTrial(TrialBase):
 class BPTrial(TrialBase):
     algorithm: Literal["bp"]
     bp: BPSpec = Field(default_factory=BPSpec)
+
+    @model_validator(mode="after")
+    def _check(self) -> BPTrial:
+        check_local(self.bp.receptive_field, self.hidden, self.data.image, "bp.receptive_field")
+        return self
+
+    @property
+    def local(self) -> tuple[int, Geometry] | None:
+        """(k, image geometry) of locally connected hidden layers, or None (dense)."""
+        return None if self.bp.receptive_field is None else (self.bp.receptive_field, self.data.image)
 
 
 Trial = Annotated[Union[FFTrial, BPTrial], Field(discriminator="algorithm")]

@@ -274,3 +274,33 @@ def test_label_scores_equal_ten_overlaid_forward_passes(kw, image):
         naive = naive if spec.sign == "max_ssq" else -naive
         np.testing.assert_allclose(ff.label_scores(x, params, spec, layers), naive, rtol=1e-12, atol=1e-12)
         assert np.ptp(naive, axis=1).min() > 1e-4  # the labels do change every row's scores
+
+
+def test_locally_connected_bp_gradients_by_central_differences_and_its_spec():
+    from ffbench.spec import parse_trial
+    image = Geometry(2, 4, 3)  # 24 values, a 4 x 3 grid
+    g = np.random.default_rng(0)
+    params = [(g.normal(size=(24, 24)), g.normal(size=24)), (g.normal(size=(10, 24)), g.normal(size=10))]
+    x, y = g.random((5, 24)), g.integers(0, 10, 5)
+    loss, grads = bp.loss_and_grads(x, y, params, (3, image))
+    mask = ff.local_mask(24, 24, 3, image)
+    for i, j in [(3, 7), (0, 23), (5, 5), (11, 1)]:
+        def f(e, i=i, j=j):
+            w = params[0][0].copy()
+            w[i, j] += e
+            return bp.loss_and_grads(x, y, [(w, params[0][1]), params[1]], (3, image))[0]
+        assert grads[0][0][i, j] == pytest.approx(mask[i, j] * (f(1e-6) - f(-1e-6)) / 2e-6, rel=1e-6, abs=1e-9)
+    assert (grads[0][0][mask == 0] == 0).all()
+    assert np.count_nonzero(grads[1][0]) > 0.5 * grads[1][0].size  # the output layer stays dense (dead units aside)
+    far = params[0][0].copy()
+    far[mask == 0] = 99.0  # weights outside the windows do nothing
+    np.testing.assert_array_equal(bp.forward(x, [(far, params[0][1]), params[1]], (3, image))[0],
+                                  bp.forward(x, params, (3, image))[0])
+    base = {"algorithm": "bp", "backend": "torch", "seed": 0, "epochs": 1}
+    assert parse_trial({**base, "hidden": [784, 1568], "bp": {"receptive_field": 11}}).local == (11, MNIST)
+    assert parse_trial({**base, "hidden": [3072], "data": {"name": "cifar10"}, "bp": {"receptive_field": 11}}).local == (
+        11, Geometry(3, 32, 32))
+    for bad, match in (({"hidden": [784], "bp": {"receptive_field": 4}}, "must be odd"),
+                       ({"hidden": [1000], "bp": {"receptive_field": 5}}, r"multiple of 784\); got \[1000\]")):
+        with pytest.raises(ValueError, match=match):
+            parse_trial({**base, **bad})

@@ -84,6 +84,8 @@ def test_shipped_suites_load():
             and "expensive" in jitter.meta.tags)
     local = next(t for t in paper if t.meta.experiment == "ff-unsupervised-local")
     assert (local.meta.reference_error, local.ff.receptive_field, local.epochs) == (0.0116, 11, 60)
+    twin = next(t for t in paper if t.meta.experiment == "bp-local")  # its BP twin: the same locally connected layers
+    assert (twin.hidden, twin.bp.receptive_field, twin.epochs) == (local.hidden, 11, 60)
     assert all(len({t.seed for t in paper if t.meta.experiment == e}) >= 3 for e in refs)
     assert all({t.backend for t in paper if t.meta.experiment == e} == {"torch", "jax", "keras"} for e in refs)
     _, impl = load_suite(SUITES / "implementations.yaml")

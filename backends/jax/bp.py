@@ -17,8 +17,10 @@ from ffbench.reference.rng import STREAM_JITTER, STREAM_ORDER, stream_key
 from ffbench.spec import NUM_CLASSES, BPTrial
 
 
-def logits(params, x):
+def logits(params, x, local=None):
+    """`local`: (k, image) of locally connected hidden layers (`reference.bp`), or None."""
     for w, b in params[:-1]:
+        w = w if local is None else w * ops.local_mask(*w.shape, *local)
         x = jax.nn.relu(ops.linear(x, w, b))
     return ops.linear(x, *params[-1])
 
@@ -34,7 +36,8 @@ class BPTrainer(JaxTrainer):
     def setup_phase(self, phase: Phase):
         self.tx = jopt.transform(phase.optimizer)
         self.opt_state = self.tx.init(self.params)
-        return "bp", partial(_bp_epoch, self.tx, self.batch_size, self.steps_per_epoch, self.trial.data.jitter, self.image)
+        return "bp", partial(_bp_epoch, self.tx, self.batch_size, self.steps_per_epoch, self.trial.data.jitter, self.image,
+                             self.trial.local)
 
     def example_args(self):
         return ((self.params, self.opt_state), *self.splits["train"], jnp.uint32(0), jnp.uint32(0), jnp.float32(0))
@@ -54,7 +57,7 @@ class BPTrainer(JaxTrainer):
         return True
 
     def predict(self, x):
-        return _predict(self.params, x)
+        return _predict(self.params, x, self.trial.local)
 
     def sync(self) -> None:
         jax.block_until_ready(self.params)
@@ -68,18 +71,18 @@ class BPTrainer(JaxTrainer):
                        for i in range(len(self.params))]
 
 
-@jax.jit
-def _predict(params, x):
-    return logits(params, x).argmax(axis=1)
+@partial(jax.jit, static_argnums=2)
+def _predict(params, x, local):
+    return logits(params, x, local).argmax(axis=1)
 
 
-def _bp_epoch(tx, bsz, steps, jitter, image, state, x, y, key, jitter_key, lr):
+def _bp_epoch(tx, bsz, steps, jitter, image, local, state, x, y, key, jitter_key, lr):
     order = ops.epoch_order(key, x.shape[0])[: steps * bsz].reshape(steps, bsz)
 
     def step(carry, idx):
         params, opt_state = carry
         xb = ops.batch_images(x, idx, jitter_key, jitter, image)
-        loss, grads = jax.value_and_grad(lambda p: ops.cross_entropy(logits(p, xb), y[idx]))(params)
+        loss, grads = jax.value_and_grad(lambda p: ops.cross_entropy(logits(p, xb, local), y[idx]))(params)
         direction, opt_state = tx.update(grads, opt_state, params)
         return (jopt.apply(params, direction, lr), opt_state), loss
 

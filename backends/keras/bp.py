@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import keras
 from ffbench_backends.keras import compile as kcompile
+from ffbench_backends.keras import ops as kops
 from ffbench_backends.keras.common import EpochPlan, KerasTrainer
 from ffbench_backends.keras.optim import SpecOptimizer
 from keras import ops
@@ -23,10 +24,27 @@ from ffbench.reference.init import stack_init
 from ffbench.spec import NUM_CLASSES, BPTrial
 
 
+class LocalDense(keras.layers.Dense):
+    """A Dense ReLU layer whose kernel is used times the reference's local mask
+    (`bp.receptive_field`): a locally connected layer without weight sharing."""
+
+    def __init__(self, units: int, k: int, image, **kw):
+        super().__init__(units, activation="relu", **kw)
+        self.k, self.image = k, image
+
+    def call(self, inputs):
+        kernel = self.kernel * kops.local_mask(*self.kernel.shape, self.k, self.image)
+        return ops.relu(ops.matmul(inputs, kernel) + self.bias)
+
+
+def hidden_layer(units: int, local):
+    return keras.layers.Dense(units, activation="relu") if local is None else LocalDense(units, *local)
+
+
 class BPTrainer(KerasTrainer):
     def __init__(self, trial: BPTrial, data: Dataset, share: BPTrainer | None = None):
         super().__init__(trial, data, share)
-        layers = [keras.layers.Dense(h, activation="relu") for h in trial.hidden] + [keras.layers.Dense(NUM_CLASSES)]
+        layers = [hidden_layer(h, trial.local) for h in trial.hidden] + [keras.layers.Dense(NUM_CLASSES)]
         self.model = keras.Sequential([keras.Input((data.train.x.shape[1],)), *layers])
         for layer, (w, b) in zip(self.model.layers, stack_init(trial.seed, [data.train.x.shape[1], *trial.hidden, NUM_CLASSES],
                                                                 trial.bp.init)):

@@ -18,15 +18,17 @@ from ffbench.reference.rng import STREAM_JITTER, stream_key
 from ffbench.spec import NUM_CLASSES, BPTrial
 
 
-def logits(params, x: torch.Tensor, precision: str) -> torch.Tensor:
+def logits(params, x: torch.Tensor, precision: str, local=None) -> torch.Tensor:
+    """`local`: (k, image) of locally connected hidden layers (`reference.bp`), or None."""
     for w, b in params[:-1]:
+        w = w if local is None else w * ops.local_mask(*w.shape, *local, w.device)
         x = torch.relu(ops.linear(x, w, b, precision))
     return ops.linear(x, *params[-1], precision)
 
 
-def objective(params, xb, yb, *, precision: str):
+def objective(params, xb, yb, *, precision: str, local=None):
     """(the step's cross-entropy,)"""
-    return (F.cross_entropy(logits(params, xb, precision), yb),)
+    return (F.cross_entropy(logits(params, xb, precision, local), yb),)
 
 
 class BPTrainer(TorchTrainer):
@@ -53,7 +55,7 @@ class BPTrainer(TorchTrainer):
         holder.opt = Optimizer(phase.optimizer, [p for wb in holder.params for p in wb], members)
 
     def objective(self, phase: Phase):
-        return partial(objective, precision=self.trial.precision)
+        return partial(objective, precision=self.trial.precision, local=self.trial.local)
 
     def compile_step(self, phase: Phase, holder, objective, lead: tuple[int, ...] = ()):
         """`objective` compiled (`FFBENCH_TORCH_COMPILE=1`) and warmed up on a throw-away batch."""
@@ -64,7 +66,7 @@ class BPTrainer(TorchTrainer):
         return objective
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return logits(self.params, x, self.trial.precision)
+        return logits(self.params, x, self.trial.precision, self.trial.local)
 
     def train_epoch(self, phase: Phase, epoch: int, lr: float):
         return self.run_epoch(phase, self.epoch_plan(phase, epoch), self, self._objective, lr)

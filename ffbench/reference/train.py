@@ -38,7 +38,7 @@ def bp_epoch(params, opt_state: optim.OptState, x: np.ndarray, y: np.ndarray, tr
     """One epoch of the backprop baseline; returns (params, opt_state, mean loss)."""
     losses = []
     for idx in batches(trial.seed, epoch, len(y), batch_size_for(trial, len(y))):
-        loss, grads = bp.loss_and_grads(augment.batch_images(trial, x, idx, epoch), y[idx], params)
+        loss, grads = bp.loss_and_grads(augment.batch_images(trial, x, idx, epoch), y[idx], params, trial.local)
         flat = [p for wb in params for p in wb]
         new, opt_state = optim.update(trial.optimizer, [g for wb in grads for g in wb], opt_state, flat, lr)
         params = [(new[2 * i], new[2 * i + 1]) for i in range(len(params))]
