@@ -11,6 +11,7 @@ from ffbench_backends.torch.ff import FFTrainer, readout_objective  # noqa: E402
 from ffbench_backends.torch.optim import Optimizer  # noqa: E402
 
 from ffbench.data import Dataset, Split  # noqa: E402
+from ffbench.geometry import MNIST, Geometry  # noqa: E402
 from ffbench.reference import ff as R  # noqa: E402
 from ffbench.reference import negatives as RN  # noqa: E402
 from ffbench.reference import optim, rng  # noqa: E402
@@ -42,12 +43,14 @@ def test_overlays_match_reference(kw):
     np.testing.assert_array_equal(ops.overlay(torch.tensor(x), None, spec).numpy(), R.overlay(x, None, spec))
 
 
-@pytest.mark.parametrize("kw", [{}, {"label_on_mode": "image_max", "label_on": 0.5, "norm": "l2"}, {"receptive_field": 3}])
-def test_first_layer_for_all_labels_matches_each_overlay(kw):
-    spec = FFSpec(**kw)
+@pytest.mark.parametrize("kw, image", [({}, MNIST), ({"label_on_mode": "image_max", "label_on": 0.5, "norm": "l2"}, MNIST),
+                                       ({"receptive_field": 3}, MNIST),
+                                       ({"label_channels": "all", "receptive_field": 3}, Geometry(3, 6, 5))])
+def test_first_layer_for_all_labels_matches_each_overlay(kw, image):
+    spec = FFSpec(**kw).bind_image(image)
     g = np.random.default_rng(2)
-    x = g.random((6, 784)).astype(np.float32)
-    w, b = g.normal(0, 0.05, (20, 784)).astype(np.float32), g.normal(0, 0.1, 20).astype(np.float32)
+    x = g.random((6, image.size)).astype(np.float32)
+    w, b = g.normal(0, 0.05, (20, image.size)).astype(np.float32), g.normal(0, 0.1, 20).astype(np.float32)
     got = ops.first_layer_all_labels(torch.tensor(x), torch.tensor(w), torch.tensor(b), spec).numpy()
     for c in range(10):
         each = R.layer_forward(R.overlay(x, np.full(6, c), spec).astype(np.float64), w.astype(np.float64), b.astype(np.float64),
@@ -120,7 +123,7 @@ def _tiny_data(n=60, d=784, seed=0):
     x = g.random((n, d)).astype(np.float32) * (g.random((n, d)) < 0.2)
     y = g.integers(0, 10, n)
     split = Split(x.astype(np.float32), y.astype(np.int64))
-    return Dataset("mnist", "test", split, None, Split(x[:20], y[:20]))
+    return Dataset("mnist", "test", MNIST, split, None, Split(x[:20], y[:20]))
 
 
 @pytest.mark.parametrize("ff_kw,opt", [
