@@ -131,6 +131,29 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
     t = parse_trial({**base, "ff": {**colour, "negatives": "hybrid_image", "prediction": "softmax"}})
     compare_trained(out, backend, name, "ff.rgb.hybrid_image", t, xc, yc)
 
+    # 3f. the recurrent net (ff.recurrent, the paper's sec. 3.4): 4 iterations with the losses
+    #     of iterations 2-4, wrong-label and hard-label negatives (scored by the recurrent net),
+    #     strict SGD and the spec's optimiser; then 5x5 bottom-up and top-down receptive fields
+    #     on 28x28 maps with min-ssq, damping 0.5 and a zero start, its goodness predictions, and
+    #     the one-pass softmax read-out's predictions
+    short = {"iterations": 4, "score_from": 2, "score_to": 3, "loss_from": 2}
+    for strategy in ("wrong_label", "hard_label"):
+        for label, opt in optimizers.items():
+            t = parse_trial({**trial.model_dump(mode="json", exclude={"meta"}), "hidden": [48, 32], "epochs": 2,
+                             "optimizer": opt.model_dump(mode="json"),
+                             "ff": {"recurrent": short, "negatives": strategy}})
+            compare_trained(out, backend, name, f"ff.recurrent[{strategy}, {label}]", t, xs, ys,
+                            "params@N/adam" if opt.name == "adam" else "params@N")
+    local = {"recurrent": {"iterations": 3, "score_from": 1, "score_to": 3, "damping": 0.5, "init": "zeros"},
+             "receptive_field": 5, "sign": "min_ssq"}
+    base = {**trial.model_dump(mode="json", exclude={"meta"}), "hidden": [784, 1568], "optimizer": STRICT_OPT}
+    t = parse_trial({**base, "ff": local})
+    compare_trained(out, backend, name, "ff.recurrent.local", t, xs, ys)
+    out.append(compare_predictions(backend, name, "ff.recurrent.local.predict", t, ref_train(t, xs, ys), xs, ys))
+    t = parse_trial({**base, "ff": {**local, "prediction": "softmax", "recurrent": short}})
+    readout = np.random.default_rng(trial.seed).normal(size=(10, 1568)).astype(np.float32)
+    out.append(compare_predictions(backend, name, "ff.recurrent.softmax.predict", t, ref_train(t, xs, ys), xs, ys, readout))
+
     # 4. the BP baseline of the same widths: forward, loss, gradients, and N steps of training
     bp_params = stack_init(trial.seed, [x.shape[1], *trial.hidden, 10], "uniform_fan_in")
     bp64 = [(w.astype(np.float64), b.astype(np.float64)) for w, b in bp_params]

@@ -29,6 +29,8 @@ def never_packed(trial: FFTrial | BPTrial) -> str | None:
     from ffbench import variants
     if trial.algorithm == "ff" and trial.ff.grow_patience is not None:
         return "ff.grow_patience decides each trial's depth during training"
+    if trial.algorithm == "ff" and trial.ff.recurrent is not None:
+        return "the recurrent net (ff.recurrent) trains one trial at a time"
     if not variants.packs(trial):
         return f"a plugin variant ({trial.ff.negatives}, {trial.ff.objective}) trains one trial at a time"
     return None

@@ -18,8 +18,10 @@ from ffbench.data import Dataset, Split
 from ffbench.geometry import MNIST
 from ffbench.reference import ff as RF
 from ffbench.reference import negatives as RN
+from ffbench.reference import optim
+from ffbench.reference import recurrent as RR
 from ffbench.reference import train as RT
-from ffbench.reference.init import stack_init
+from ffbench.reference.init import ff_init
 from ffbench.reference.optim import lr_at
 from ffbench.spec import FFTrial
 
@@ -126,8 +128,12 @@ def ref_train(trial: FFTrial, x, y) -> list[tuple[np.ndarray, np.ndarray]]:
     data = dataset(x, y, trial.data.classes, trial.data.image, trial.data.name)
     pool = RN.training_images(trial.ff, data)
     x64, y = (data.train.x if pool is None else pool).astype(np.float64), data.train.y
-    params = [(w.astype(np.float64), b.astype(np.float64)) for w, b in
-              stack_init(trial.seed, [x.shape[1], *trial.hidden], trial.ff.init)]
+    params = [(w.astype(np.float64), b.astype(np.float64)) for w, b in ff_init(trial.seed, x.shape[1], trial.hidden, trial.ff)]
+    if trial.ff.recurrent is not None:
+        opt, draws = optim.init(trial.optimizer, [p for wb in params for p in wb]), RN.Draws(trial, x64, y)
+        for e in range(trial.epochs):
+            params, opt, _ = RT.ff_recurrent_epoch(params, opt, x64, y, trial, e, lr_at(trial.optimizer, e, trial.epochs), draws)
+        return params
     if trial.ff.schedule == "greedy":
         return RT.ff_greedy_run(params, x64, y, trial)
     state, draws = RF.ff_init_state(params, trial.optimizer), RN.Draws(trial, x64, y)
@@ -155,5 +161,6 @@ def compare_predictions(backend, name: str, quantity: str, trial: FFTrial, train
         state["readout"] = readout
     tr.load_state(state)
     got = np.asarray(tr.predict(tr.splits["test"][0]))
-    ref = RF.predict(x_test.astype(np.float64), trained, trial.ff, None if readout is None else readout.astype(np.float64))
+    predict = RR.predict if trial.ff.recurrent is not None else RF.predict
+    ref = predict(x_test.astype(np.float64), trained, trial.ff, None if readout is None else readout.astype(np.float64))
     return Comparison(name, quantity, "predict", float(np.sum(got != ref)), float(np.mean(got != ref)))

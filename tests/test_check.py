@@ -22,6 +22,9 @@ def test_every_backend_passes(backend):
     assert kinds >= {"goodness", "loss", "grad", "grad/fd", "params@1", "params@N", "params@N/adam", "logits", "predict"}
     assert any(c.quantity.startswith("ff.greedy") for c in results) and any(c.quantity.startswith("bp.") for c in results)
     quantities = {c.quantity for c in results}
+    recurrent = {"ff.recurrent[hard_label, sgd-strict].params@N.W1", "ff.recurrent[wrong_label, adam].params@N.W0",
+                 "ff.recurrent.local.params@N.W1", "ff.recurrent.local.predict", "ff.recurrent.softmax.predict"}
+    assert recurrent <= quantities, recurrent - quantities  # the recurrent net (paper sec. 3.4) is held to the reference
     for name in NEGATIVES:  # every registered variant, with its gradients against finite differences
         assert f"ff.negatives[{name}].params@N.W0" in quantities
     for name in OBJECTIVES:

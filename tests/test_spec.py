@@ -5,7 +5,7 @@ import hashlib
 import pytest
 from pydantic import ValidationError
 
-from ffbench.spec import SPEC_VERSION, BPTrial, FFSpec, FFTrial, OptimizerSpec, normal_form, parse_trial, trial_id
+from ffbench.spec import SPEC_VERSION, BPTrial, FFSpec, FFTrial, OptimizerSpec, RecurrentSpec, normal_form, parse_trial, trial_id
 
 BASE = {"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [100, 100], "epochs": 2}
 
@@ -18,7 +18,10 @@ PINNED_DEFAULTS = {
                "negatives": "wrong_label", "negatives_params": None,
                "objective": "logistic", "objective_params": None, "hybrid_blur_passes": 6, "negatives_refresh": "epoch",
                "prediction": "goodness", "prediction_layers": None, "readout_optimizer": None, "readout_phase": "joint",
-               "readout_epochs": None, "init": "uniform_fan_in", "receptive_field": None},
+               "readout_epochs": None, "init": "uniform_fan_in", "receptive_field": None, "recurrent": None},
+    # the paper's recurrent net (sec. 3.4): 8 iterations, damping 0.3, goodness over iterations 3-5
+    "RecurrentSpec": {"iterations": 8, "damping": 0.3, "score_from": 3, "score_to": 5, "loss_from": 1, "loss_to": None,
+                      "init": "bottom_up"},
     "OptimizerSpec": {"name": "adam", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
                       "eps_mode": "after_bias_correction", "momentum": 0.0, "weight_decay": 0.0, "cooldown_start": None},
     "trial": {"batch_size": 100, "precision": "fp32", "eval_every": 1, "eval_batch_size": 1000,
@@ -30,6 +33,7 @@ PINNED_DEFAULTS = {
 def test_defaults_are_pinned():
     assert SPEC_VERSION == 1
     assert FFSpec().model_dump() == PINNED_DEFAULTS["FFSpec"]
+    assert RecurrentSpec().model_dump() == PINNED_DEFAULTS["RecurrentSpec"]
     assert OptimizerSpec().model_dump() == PINNED_DEFAULTS["OptimizerSpec"]
     t = parse_trial(BASE).model_dump()
     assert {k: t[k] for k in PINNED_DEFAULTS["trial"]} == PINNED_DEFAULTS["trial"]

@@ -34,8 +34,11 @@ class JaxTrainer(Trainer):
         self.steps_per_epoch = self.n // self.batch_size  # the last incomplete batch is dropped
 
     def init_params(self, widths: list[int], scheme: str) -> list[tuple[jax.Array, jax.Array]]:
-        return [(jax.device_put(jnp.asarray(w), self.device), jax.device_put(jnp.asarray(b), self.device))
-                for w, b in stack_init(self.trial.seed, widths, scheme)]
+        return self.to_device(stack_init(self.trial.seed, widths, scheme))
+
+    def to_device(self, arrays) -> list[tuple[jax.Array, jax.Array]]:
+        """(W, b) pairs of host arrays on the device."""
+        return [(jax.device_put(jnp.asarray(w), self.device), jax.device_put(jnp.asarray(b), self.device)) for w, b in arrays]
 
     @abc.abstractmethod
     def setup_phase(self, phase: Phase) -> tuple[object, Callable]:

@@ -13,7 +13,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-from ffbench_backends.jax import ops
+from ffbench_backends.jax import ops, recurrent
 from ffbench_backends.jax import optim as jopt
 from ffbench_backends.jax.common import JaxTrainer
 
@@ -21,6 +21,7 @@ from ffbench.backend import FFSchedule, Phase, bound_objective
 from ffbench.data import Dataset
 from ffbench.reference import rng
 from ffbench.reference.ff import PEER_INIT
+from ffbench.reference.init import ff_init
 from ffbench.reference.negatives import negatives_epoch, score_layers, training_images
 from ffbench.reference.optim import lr_at
 from ffbench.spec import NUM_CLASSES, FFTrial
@@ -31,7 +32,7 @@ class FFTrainer(FFSchedule, JaxTrainer):
     def __init__(self, trial: FFTrial, data: Dataset, device, share: FFTrainer | None = None):
         super().__init__(trial, data, device, share)
         self.init_schedule("jax", data)
-        self.params = self.init_params([data.train.x.shape[1], *trial.hidden], self.ff.init)
+        self.params = self.to_device(ff_init(trial.seed, data.train.x.shape[1], trial.hidden, self.ff))
         self.running = [jnp.full((h,), PEER_INIT, jnp.float32) for h in trial.hidden]
         self.readout = None
         if self.ff.prediction == "softmax":
@@ -140,6 +141,8 @@ class FFTrainer(FFSchedule, JaxTrainer):
 def features(ff, prec, params, x, active=None):
     """Normalised activities of the prediction layers on the neutral-label pass (no gradient);
     zeros for a prediction layer not in `active` (`reference.ff.readout_features`)."""
+    if ff.recurrent is not None:
+        return recurrent.features(ff, prec, params, x)
     active = ff.prediction_layers if active is None else active
     h, feats = ops.overlay(x, None, ff), {}
     for i, (w, b) in enumerate(params[: max(active) + 1]):
@@ -153,6 +156,8 @@ def features(ff, prec, params, x, active=None):
 
 def _label_scores(ff, objective, prec, layers, params, x):
     """(B, 10) summed objective scores over `layers` with each label overlaid (`reference.ff.label_scores`)."""
+    if ff.recurrent is not None:
+        return recurrent.label_scores(ff, objective, prec, layers, params, x)
     obj, p = objective
     h = ops.first_layer_all_labels(x, *params[0], ff, prec).reshape(NUM_CLASSES * x.shape[0], -1)
     score = obj.score(h, ff, p) if 0 in layers else 0.0
@@ -220,14 +225,19 @@ def _ff_epoch(tr: FFTrainer, layers, readout_only, active, state, x, y, order, n
         idx, negb = batch
         params, readout, running, opt_state, ropt_state = carry
         xb, yb = ops.batch_images(x, idx, jitter_key, jitter, tr.image), y[idx]
-        if ff.embeds_labels:
-            pos, neg = ops.overlay(xb, yb, ff), ops.overlay(xb, negb, ff)
-        else:  # the strategy's own negative images (x: the training images, and any pool)
-            pos, neg = xb, tr.strategy.inputs(tr, Batch(x, xb, yb, idx, negb, mask_key, jitter_key))
         trainable = {"layers": {i: params[i] for i in layers}, "readout": readout if tr.joint_readout else None}
-        grad_fn = jax.value_and_grad(ff_step_losses, argnums=3, has_aux=True)
-        (_, (ffl, peer, rl, running)), grads = grad_fn(ff, prec, layers, trainable, params, running, pos, neg, xb, yb,
-                                                       tr.objective_fn)
+        if ff.recurrent is not None:  # the label clamped at the top: the images and both labels
+            grad_fn = jax.value_and_grad(recurrent.step_losses, argnums=2, has_aux=True)
+            (_, (ffl, rl)), grads = grad_fn(ff, prec, trainable, params, xb, yb, negb, tr.objective_fn)
+            peer = jnp.zeros_like(ffl)
+        else:
+            if ff.embeds_labels:
+                pos, neg = ops.overlay(xb, yb, ff), ops.overlay(xb, negb, ff)
+            else:  # the strategy's own negative images (x: the training images, and any pool)
+                pos, neg = xb, tr.strategy.inputs(tr, Batch(x, xb, yb, idx, negb, mask_key, jitter_key))
+            grad_fn = jax.value_and_grad(ff_step_losses, argnums=3, has_aux=True)
+            (_, (ffl, peer, rl, running)), grads = grad_fn(ff, prec, layers, trainable, params, running, pos, neg, xb, yb,
+                                                           tr.objective_fn)
         if tr.separate_readout:  # the read-out's gradient goes to its own optimiser
             rdir, ropt_state = tr.rtx.update(grads["readout"], ropt_state, readout)
             readout = jopt.apply(readout, rdir, readout_lr)

@@ -56,6 +56,9 @@ class KerasBackend(Backend):
         return super().skip(trial) or traits.skip(trial)
 
     def trainer(self, trial: FFTrial | BPTrial, data: Dataset) -> Trainer:
+        if trial.algorithm == "ff" and trial.ff.recurrent is not None:
+            from ffbench_backends.keras.recurrent import RecurrentFFTrainer
+            return RecurrentFFTrainer(trial, data)
         if trial.algorithm == "ff":
             from ffbench_backends.keras.ff import FFTrainer
             return FFTrainer(trial, data)

@@ -22,7 +22,7 @@ from ffbench.backend import FFSchedule, Phase
 from ffbench.data import Dataset
 from ffbench.reference import rng
 from ffbench.reference.ff import PEER_INIT
-from ffbench.reference.init import stack_init
+from ffbench.reference.init import ff_init
 from ffbench.reference.negatives import negatives_epoch, score_layers, training_images
 from ffbench.reference.optim import lr_at
 from ffbench.spec import NUM_CLASSES, FFTrial
@@ -38,7 +38,7 @@ class FFTrainer(FFSchedule, KerasTrainer):
         else:
             pool = training_images(self.ff, data)  # class_split: the training images + the pool
             self.images = self.splits["train"][0] if pool is None else ops.convert_to_tensor(pool)
-        self.params = self.variables(stack_init(trial.seed, [data.train.x.shape[1], *trial.hidden], self.ff.init), "ff")
+        self.params = self.variables(ff_init(trial.seed, data.train.x.shape[1], trial.hidden, self.ff), "ff")
         self.running = [keras.Variable(np.full((h,), PEER_INIT, np.float32), name=f"running{i}", trainable=False)
                         for i, h in enumerate(trial.hidden)]
         self.readout = None
@@ -105,6 +105,8 @@ class FFTrainer(FFSchedule, KerasTrainer):
             if self.reports_collisions:
                 collisions = collisions + ops.sum(ops.reshape(ops.cast(negb == yb, "int32"), (*members, self.batch_size)),
                                                   axis=-1)
+            if ff.recurrent is not None:  # the label clamped at the top: the images and both labels
+                return {"stats": sums["stats"] + apply(xb, negb, xb, yb), "collisions": collisions}
             if ff.embeds_labels:
                 h_neg = kops.overlay(xb, negb, ff)
             else:  # the strategy's own negative images
@@ -144,7 +146,7 @@ class FFTrainer(FFSchedule, KerasTrainer):
         vector: FF loss per layer, peer loss per layer, read-out loss."""
         ff, layers, depth = self.ff, self.phase.layers, len(self.params)
         zero = ops.zeros(())
-        ff_loss, peer_loss, readout_loss = [zero] * depth, [zero] * depth, zero
+        ff_loss, peer_loss = [zero] * depth, [zero] * depth
         readout_grad = self._readout_grad(xb, yb) if self.joint_readout else None  # at the pre-update weights
         grads, variables = [], []
         for i in range(max(layers) + 1):
@@ -160,15 +162,21 @@ class FFTrainer(FFSchedule, KerasTrainer):
             grads += [dk, db]
             variables += [kernel, bias]
             h_pos, h_neg = h[: xb.shape[0]], h[xb.shape[0]:]
-        if readout_grad is not None:
-            readout_loss = readout_grad[0]
-            if self.readout_opt is not None:
-                self.readout_opt.apply([readout_grad[1]], [self.readout])
-            else:
-                grads.append(readout_grad[1])
-                variables.append(self.readout)
-        self.opt.apply(grads, variables)
+        readout_loss = self.apply_step(grads, variables, readout_grad)
         return ops.stack(ff_loss + peer_loss + [readout_loss])
+
+    def apply_step(self, grads: list, variables: list, readout_grad):
+        """One optimiser step of the layers' `grads` and, with a joint read-out, the read-out's
+        (its own optimiser, or the layers'); returns the read-out's loss (0 without one)."""
+        if readout_grad is None:
+            self.opt.apply(grads, variables)
+            return ops.zeros(())
+        if self.readout_opt is not None:
+            self.readout_opt.apply([readout_grad[1]], [self.readout])
+        else:
+            grads, variables = grads + [readout_grad[1]], variables + [self.readout]
+        self.opt.apply(grads, variables)
+        return readout_grad[0]
 
     def _readout_core(self, xb, yb):
         loss, grad = self._readout_grad(xb, yb)

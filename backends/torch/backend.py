@@ -43,6 +43,9 @@ class TorchBackend(Backend):
         return f"cpu: {cpu_name()} ({torch.get_num_threads()} threads)"
 
     def trainer(self, trial: FFTrial | BPTrial, data: Dataset) -> Trainer:
+        if trial.algorithm == "ff" and trial.ff.recurrent is not None:
+            from ffbench_backends.torch.recurrent import RecurrentFFTrainer
+            return RecurrentFFTrainer(trial, data, self.device)
         if trial.algorithm == "ff":
             from ffbench_backends.torch.ff import FFTrainer
             return FFTrainer(trial, data, self.device)

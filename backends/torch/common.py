@@ -58,8 +58,12 @@ class TorchTrainer(Trainer):
 
     def init_params(self, widths: list[int], scheme: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The reference's initial weights, on the device, as leaf tensors."""
+        return self.leaves(stack_init(self.trial.seed, widths, scheme))
+
+    def leaves(self, arrays) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(W, b) pairs of host arrays as leaf tensors on the device."""
         return [(torch.tensor(w, device=self.device, requires_grad=True), torch.tensor(b, device=self.device, requires_grad=True))
-                for w, b in stack_init(self.trial.seed, widths, scheme)]
+                for w, b in arrays]
 
     def example_batch(self, lead: tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor]:
         """A throw-away batch (zeros) of a step's shapes, (*lead, batch, 784) images and their

@@ -20,6 +20,7 @@ from ffbench_backends.torch.optim import Optimizer
 from ffbench.backend import FFSchedule, Phase, bound_objective
 from ffbench.data import Dataset
 from ffbench.reference.ff import PEER_INIT
+from ffbench.reference.init import ff_init
 from ffbench.reference.negatives import negatives_epoch, score_layers, training_images
 from ffbench.reference.optim import lr_at
 from ffbench.reference.rng import STREAM_JITTER, STREAM_MASK, stream_key
@@ -97,7 +98,7 @@ class FFTrainer(FFSchedule, TorchTrainer):
             self.index = torch.arange(self.n, device=device)
             pool = training_images(self.ff, data)  # class_split: the training images + the pool
             self.images = self.splits["train"][0] if pool is None else torch.as_tensor(pool, device=device)
-        self.params = self.init_params([data.train.x.shape[1], *trial.hidden], self.ff.init)
+        self.params = self.leaves(ff_init(trial.seed, data.train.x.shape[1], trial.hidden, self.ff))
         self.running = [torch.full((h,), PEER_INIT, device=device) for h in trial.hidden]
         self.readout = None
         if self.ff.prediction == "softmax":

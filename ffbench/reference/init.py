@@ -32,5 +32,18 @@ def layer_init(rng: np.random.Generator, fan_in: int, fan_out: int, scheme: str)
 
 def stack_init(seed: int, widths: list[int], scheme: str) -> list[tuple[np.ndarray, np.ndarray]]:
     """Weights of a stack of linear layers with the given widths (input width first)."""
+    return shapes_init(seed, [(widths[i + 1], widths[i]) for i in range(len(widths) - 1)], scheme)
+
+
+def shapes_init(seed: int, shapes: list[tuple[int, int]], scheme: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Weights of layers of the given (out, in) shapes, drawn in order from the seed's stream."""
     rng = init_rng(seed)
-    return [layer_init(rng, widths[i], widths[i + 1], scheme) for i in range(len(widths) - 1)]
+    return [layer_init(rng, fan_in, fan_out, scheme) for fan_out, fan_in in shapes]
+
+
+def ff_init(seed: int, d_in: int, hidden: list[int], ff) -> list[tuple[np.ndarray, np.ndarray]]:
+    """An FF trial's initial weights: the feed-forward stack, or the recurrent net's [U | V] layers."""
+    if ff.recurrent is None:
+        return stack_init(seed, [d_in, *hidden], ff.init)
+    from ffbench.reference.recurrent import weight_shapes
+    return shapes_init(seed, weight_shapes(d_in, hidden), ff.init)

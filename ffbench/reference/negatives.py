@@ -42,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from ffbench.geometry import Geometry
-from ffbench.reference import rng
+from ffbench.reference import recurrent, rng
 from ffbench.reference.ff import label_scores, overlay
 from ffbench.spec import NUM_CLASSES, FFSpec
 from ffbench.variants.negatives import Draw, strategy
@@ -143,7 +143,8 @@ def sample_negatives(trial, x: np.ndarray, y: np.ndarray, key_epoch: int, params
     """Each training sample's negative drawn with the hashes of `key_epoch` (and, for a scored
     strategy, weights `params`, layers 0..upto): a label, or an index into `x`."""
     ff = trial.ff
-    scores = lambda: label_scores(x, params, ff, score_layers(ff, upto))  # noqa: E731
+    scorer = recurrent.label_scores if ff.recurrent is not None else label_scores
+    scores = lambda: scorer(x, params, ff, score_layers(ff, upto))  # noqa: E731
     strat = strategy(ff)
     return strat.sample(Draw(trial, x, y, key_epoch, strat.params(ff.negatives_params), scores))
 

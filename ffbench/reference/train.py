@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ffbench.reference import augment, bp, ff, negatives, optim, rng
+from ffbench.reference import augment, bp, ff, negatives, optim, recurrent, rng
 from ffbench.spec import BPTrial, FFTrial, batch_size_for
 
 
@@ -32,6 +32,23 @@ def ff_simultaneous_epoch(state: ff.FFState, x: np.ndarray, y: np.ndarray, trial
         state, steps = ff.simultaneous_step(state, x_pos, x_neg, spec, trial.optimizer, lr)
         losses.append([s.loss for s in steps])
     return state, np.mean(losses, axis=0)
+
+
+def ff_recurrent_epoch(params, opt_state: optim.OptState, x: np.ndarray, y: np.ndarray, trial: FFTrial, epoch: int,
+                       lr: float, draws: negatives.Draws):
+    """One epoch of the recurrent net (`reference.recurrent`): the positives clamp the true
+    label, the negatives the strategy's label, on the same (jittered) images. Returns
+    (params, opt_state, mean loss per layer)."""
+    bs = batches(trial.seed, epoch, len(y), batch_size_for(trial, len(y)))
+    negs = draws.epoch(epoch, bs, params, len(params) - 1)
+    losses = []
+    for idx, neg in zip(bs, negs):
+        loss, grads = recurrent.step(augment.batch_images(trial, x, idx, epoch), y[idx], neg, params, trial.ff)
+        flat = [p for wb in params for p in wb]
+        new, opt_state = optim.update(trial.optimizer, [g for wb in grads for g in wb], opt_state, flat, lr)
+        params = [(new[2 * i], new[2 * i + 1]) for i in range(len(params))]
+        losses.append(loss)
+    return params, opt_state, np.mean(losses, axis=0)
 
 
 def bp_epoch(params, opt_state: optim.OptState, x: np.ndarray, y: np.ndarray, trial: BPTrial, epoch: int, lr: float):
