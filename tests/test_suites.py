@@ -86,8 +86,21 @@ def test_shipped_suites_load():
     assert (local.meta.reference_error, local.ff.receptive_field, local.epochs) == (0.0116, 11, 60)
     twin = next(t for t in paper if t.meta.experiment == "bp-local")  # its BP twin: the same locally connected layers
     assert (twin.hidden, twin.bp.receptive_field, twin.epochs) == (local.hidden, 11, 60)
+    rec = next(t for t in paper if t.meta.experiment == "ff-recurrent")  # sec. 3.4: the paper's numbers
+    r = rec.ff.recurrent
+    assert (rec.meta.reference_error, r.iterations, r.damping, r.score_from, r.score_to, rec.epochs) == (
+        0.0131, 8, 0.3, 3, 5, 60) and rec.ff.negatives == "hard_label"
     assert all(len({t.seed for t in paper if t.meta.experiment == e}) >= 3 for e in refs)
     assert all({t.backend for t in paper if t.meta.experiment == e} == {"torch", "jax", "keras"} for e in refs)
+    _, table1 = load_suite(SUITES / "cifar10_paper.yaml")  # Table 1: BP twins and FF recurrent, 2 and 3 layers
+    cells = {(t.meta.experiment, t.meta.reference_error) for t in table1}
+    assert len(cells) == 10 and ("bp-2layers", 0.37) in cells and ("bp-3layers", 0.39) in cells
+    ff_rows = [t for t in table1 if t.algorithm == "ff"]
+    assert {(len(t.hidden), t.ff.sign, t.ff.prediction) for t in ff_rows} == {
+        (n, s, p) for n in (2, 3) for s in ("min_ssq", "max_ssq") for p in ("goodness", "softmax")}
+    assert all(0.41 <= t.meta.reference_error <= 0.46 and "unverified" in t.meta.reference_source for t in ff_rows)
+    assert all(t.ff.recurrent and t.ff.receptive_field == 11 and set(t.hidden) == {3072} for t in ff_rows)
+    assert all(t.bp.receptive_field == 11 and t.data.name == "cifar10" for t in table1 if t.algorithm == "bp")
     _, impl = load_suite(SUITES / "implementations.yaml")
     refs = {t.meta.experiment: t.meta.reference_error for t in impl if t.algorithm == "ff"}
     assert refs == {"pytorch-script": 0.0684, "keras-io": 0.0244, "jax-example": 0.018, "loewex": 0.0145,
@@ -163,7 +176,7 @@ def test_select_by_tag_and_backend():
     cheap = select(trials, skip=["expensive"])
     assert cheap and max(t.epochs for t in cheap) == 100 and all(t.data.jitter == 0 for t in cheap)
     with pytest.raises(ConfigError, match="--only: no trial has tag 'nope'; tags in this suite: "
-                                          "bp-baseline, expensive, ff, local, paper, unsupervised"):
+                                          "bp-baseline, expensive, ff, local, paper, recurrent, unsupervised"):
         select(trials, only=["nope"])
     with pytest.raises(ConfigError, match="--backend: no trial runs on 'tpu'"):
         select(trials, backends=["tpu"])
