@@ -41,6 +41,8 @@ def step_flops(trial: FFTrial | BPTrial, input_dim: int = 784, batch: int | None
         widths = [*widths, 10]
         return sum(2 * b * i * o * (2 if k == 0 else 3) for k, (i, o) in enumerate(zip(widths, widths[1:])))
     ff, depth = trial.ff, len(trial.hidden)
+    if ff.recurrent is not None:
+        return recurrent_step_flops(trial, input_dim, b)
     passes = [2 + (depth - 1 - j if ff.schedule == "greedy" else 0) for j in range(depth)]
     flops = sum(2 * (2 * b) * i * o * k for (i, o), k in zip(zip(widths, widths[1:]), passes))
     if ff.prediction == "softmax" and ff.readout_phase == "joint":
@@ -48,6 +50,21 @@ def step_flops(trial: FFTrial | BPTrial, input_dim: int = 784, batch: int | None
         flops += sum(2 * b * i * o for i, o in list(zip(widths, widths[1:]))[: last + 1])
         feats = sum(trial.hidden[i] for i in ff.prediction_layers)
         flops += 2 * 2 * b * feats * 10
+    return flops
+
+
+def recurrent_step_flops(trial: FFTrial, input_dim: int, b: int) -> int:
+    """The recurrent net's step (`reference.recurrent`): with W_l of (out, below + above), the
+    2B rows' bottom-up start and every iteration up to the last loss iteration run each layer
+    forward, and each loss iteration adds its weight gradient; a joint softmax read-out adds
+    the B rows' bottom-up start and the read-out."""
+    from ffbench.reference.recurrent import weight_shapes
+    ff, rec = trial.ff, trial.ff.recurrent
+    sizes = [o * i for o, i in weight_shapes(input_dim, trial.hidden)]
+    last = rec.last_loss_iteration
+    flops = sum(2 * (2 * b) * m * (1 + last + (last - rec.loss_from + 1)) for m in sizes)
+    if ff.prediction == "softmax" and ff.readout_phase == "joint":
+        flops += sum(2 * b * m for m in sizes) + 2 * 2 * b * sum(trial.hidden[i] for i in ff.prediction_layers) * 10
     return flops
 
 

@@ -18,6 +18,11 @@ def test_step_flops_by_hand():
     # the paper's 3x1000 at batch 100: about 4 GFLOP per step (gpu-anchors.md counts 3x for fwd+bwd incl. dX)
     big = parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [1000] * 3, "epochs": 1, "batch_size": 100})
     assert 2.0e9 < step_flops(big) < 4.5e9
+    # the recurrent net, 4 -> 3 -> 2 (+ label): W0 is 3 x (4 + 2), W1 2 x (3 + 10); 2 iterations, losses of
+    # iteration 2: the start and 2 iterations forward, 1 weight gradient, on 4 rows
+    rec = parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [3, 2], "epochs": 1, "batch_size": 2,
+                       "ff": {"recurrent": {"iterations": 2, "loss_from": 2, "score_from": 1, "score_to": 2}}})
+    assert step_flops(rec, input_dim=4) == 2 * 4 * (3 * 6 + 2 * 13) * (1 + 2 + 1)
     # greedy 4 -> 3 -> 5: layer 0 trains (fwd + dW) and runs frozen once more under layer 1
     greedy = parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [3, 5], "epochs": 1, "batch_size": 2,
                           "ff": {"schedule": "greedy"}})
