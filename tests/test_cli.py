@@ -75,7 +75,7 @@ def test_dry_run_json_lists_flat_trials(tmp_path, capsys):
         assert {"trial_id", "algorithm", "backend", "hidden", "epochs", "negatives", "seed", "reference_error"} <= set(r)
         assert isinstance(r["hidden"], list) and len(r["trial_id"]) == 16
     assert {r["reference_error"] for r in rows if r["experiment"] == "ff-supervised"} == {0.0136}
-    assert {r["negatives"] for r in rows if r["algorithm"] == "ff"} == {"wrong_label", "hybrid_image"}
+    assert {r["negatives"] for r in rows if r["algorithm"] == "ff"} == {"wrong_label", "hybrid_image", "hard_label"}
 
 
 def test_set_gives_new_trial_ids(tmp_path, capsys):
