@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from ffbench import frozen
 from ffbench.data import Dataset
 from ffbench.reference.negatives import negatives_epoch
 from ffbench.spec import BPTrial, FFTrial, OptimizerSpec
@@ -135,7 +136,9 @@ class FFSchedule:
     - `enter_phase(phase)` when a phase begins (before its own optimisers and program);
     - `sample_negatives(phase, epoch)` for each sample's negative of the epoch;
     - `end_epoch(phase)` once an epoch has run (after the trainer took its new state);
-    - `epoch_record(...)` from its `epoch_losses`, with the epoch's values on the host.
+    - `epoch_record(...)` from its `epoch_losses`, with the epoch's values on the host;
+    - `plan_frozen(phase)` where it can compute a greedy phase's fixed layer input once
+      (`ffbench.frozen`), and `frozen_negatives_due()` after drawing each epoch's negatives.
 
     It provides `wait(value)` (block until a device value is computed)."""
 
@@ -145,6 +148,7 @@ class FFSchedule:
 
     def init_schedule(self, backend: str, data: Dataset) -> None:
         self.ff = self.trial.ff
+        self.input_width = data.train.x.shape[1]
         self.bind_variants(backend)
         NEGATIVES.get(self.ff.negatives).check_data(data.train.y)
         self.phase: Phase | None = None
@@ -154,11 +158,14 @@ class FFSchedule:
         self.joint_readout = self.separate_readout = False
         self.negatives_seconds: float | None = None  # scoring the data for hard negatives, this epoch
         self._drawn: tuple[int, Any] | None = None  # (negatives_epoch, each sample's negative)
+        self.frozen: frozen.FrozenPlan | None = None  # this phase's fixed layer input, computed once
+        self._frozen_draw: int | None = None  # the draw of the negatives the cached rows are of
 
     def enter_phase(self, phase: Phase) -> None:
         """The phase's framework-neutral state: whether the read-out trains with the layers
         (`ff.readout_phase: joint`) and with its own optimiser."""
         self.phase, self.phase_epoch = phase, 0
+        self.frozen, self._frozen_draw = None, None
         self.joint_readout = self.ff.prediction == "softmax" and self.ff.readout_phase == "joint" and bool(phase.layers)
         self.separate_readout = self.joint_readout and self.ff.readout_optimizer is not None
 
@@ -169,6 +176,26 @@ class FFSchedule:
 
     def wait(self, value: Any) -> None:
         raise NotImplementedError
+
+    def available_memory(self) -> int:
+        """Bytes free for cached activations (`ffbench.frozen`): the host's; a GPU backend's device's."""
+        return frozen.host_available_bytes()
+
+    def plan_frozen(self, phase: Phase, itemsize: int = 4) -> frozen.FrozenPlan | None:
+        """Whether `phase` computes its fixed layer input once (`frozen.plan`), kept as `frozen`."""
+        layers = phase.layers
+        width = ([self.input_width] + list(self.trial.hidden))[min(layers)] if layers else 0
+        self.frozen = frozen.plan(self.trial, phase, self.n, width, self.by_position,
+                                  frozen.budget_bytes(self.available_memory()), itemsize)
+        return self.frozen
+
+    def frozen_negatives_due(self) -> Any | None:
+        """Each training sample's negative where the cached negatives' rows are of an older
+        draw (call after `sample_negatives`), else None."""
+        if self.frozen is None or not self.frozen.negatives or self._frozen_draw == self._drawn[0]:
+            return None
+        self._frozen_draw = self._drawn[0]
+        return self._drawn[1]
 
     def sample_negatives(self, phase: Phase, epoch: int) -> Any:
         """Each training sample's negative in `epoch` (a device array, from the strategy's
@@ -194,6 +221,8 @@ class FFSchedule:
             out["negative_collision_rate"] = float(collision_rate)
         if phase.layers and self.negatives_seconds is not None:
             out["negatives_seconds"] = self.negatives_seconds
+        if phase.layers and self.frozen is not None and self.frozen.any:
+            out["frozen_cache_bytes"] = self.frozen.bytes
         if phase.layers:
             out["ff_loss"] = {i: float(ff_loss[i]) for i in phase.layers}
             if self.ff.peer_weight > 0:

@@ -17,6 +17,7 @@ from ffbench_backends.jax import ops, recurrent
 from ffbench_backends.jax import optim as jopt
 from ffbench_backends.jax.common import JaxTrainer
 
+from ffbench import frozen
 from ffbench.backend import FFSchedule, Phase, bound_objective
 from ffbench.data import Dataset
 from ffbench.reference import rng
@@ -65,13 +66,43 @@ class FFTrainer(FFSchedule, JaxTrainer):
                                            "readout": self.readout if main_has_readout else None})
         self.rtx = jopt.transform(self.ff.readout_optimizer) if self.separate_readout else None
         self.ropt_state = self.rtx.init(self.readout) if self.rtx else None
-        program = (phase.layers, phase.name == "readout", self.readout_layers)
+        self._rows = None  # the phase's cached, normalised input of its first layer (`ffbench.frozen`)
+        plan = self.plan_frozen(phase) if phase.layers else None
+        cached = None if plan is None or not plan.positives else "both" if plan.negatives else "positives"
+        program = (phase.layers, phase.name == "readout", self.readout_layers, cached)
         return program, partial(_ff_epoch, self, *program)
 
     def example_args(self):
         positions, zero = jnp.zeros(self.steps_per_epoch * self.batch_size, jnp.int32), jnp.float32(0)
+        plan, cached = self.frozen, None
+        if plan is not None and plan.positives:
+            cached = jax.ShapeDtypeStruct(((1 + plan.negatives) * self.n, plan.width), jnp.float32)
         return (self._state(), self.images, self.splits["train"][1], positions, positions,
-                jnp.uint32(0), jnp.uint32(0), zero, zero)
+                jnp.uint32(0), jnp.uint32(0), zero, zero, cached)
+
+    def frozen_rows(self, labels):
+        """(n, width): the normalised input of the phase's first layer on the training images
+        with `labels` overlaid (None: the images as they are), one program over chunks of
+        `eval_batch_size`."""
+        x, step, below = self.splits["train"][0], self.trial.eval_batch_size, self.frozen.below
+        if ("frozen", below) not in self._scorers:
+            self._scorers[("frozen", below)] = jax.jit(partial(_frozen_rows, self.ff, self.trial.precision))
+        fn = self._scorers[("frozen", below)]
+        return jnp.concatenate([fn(self.params[:below], x[i:i + step], None if labels is None else labels[i:i + step])
+                                for i in range(0, self.n, step)])
+
+    def cached_rows(self):
+        """The phase's cached rows, filled where due (timed as training): the positives' n rows
+        once per phase, then (where kept) the negatives' n rows at each draw."""
+        plan = self.frozen
+        if plan is None or not plan.positives:
+            return None
+        if self._rows is None:
+            self._rows = self.frozen_rows(self.splits["train"][1] if self.ff.embeds_labels else None)
+        redrawn = self.frozen_negatives_due()
+        if redrawn is not None:
+            self._rows = jnp.concatenate([self._rows[: self.n], self.frozen_rows(redrawn)])
+        return self._rows
 
     def _state(self):
         return (self.params, self.readout, self.running, self.opt_state, self.ropt_state)
@@ -84,7 +115,8 @@ class FFTrainer(FFSchedule, JaxTrainer):
         readout_lr = lr_at(self.ff.readout_optimizer, self.phase_epoch, phase.epochs) if self.rtx else 0.0
         mask_key = jnp.uint32(rng.stream_key(self.trial.seed, rng.STREAM_MASK, negatives_epoch(self.trial, epoch)))
         jitter_key = jnp.uint32(rng.stream_key(self.trial.seed, rng.STREAM_JITTER, epoch))
-        return (self._state(), x, y, order, neg, mask_key, jitter_key, jnp.float32(lr), jnp.float32(readout_lr))
+        return (self._state(), x, y, order, neg, mask_key, jitter_key, jnp.float32(lr), jnp.float32(readout_lr),
+                self.cached_rows() if phase.layers else None)
 
     def take_state(self, state) -> None:
         self.params, self.readout, self.running, self.opt_state, self.ropt_state = state
@@ -174,26 +206,39 @@ def _predict(ff, objective, prec, layers, params, readout, x):
     return _label_scores(ff, objective, prec, layers, params, x).argmax(axis=1)
 
 
+def _frozen_rows(ff, prec, params, x, labels, normalized=True):
+    """`x` (with `labels` overlaid; None: as it is) through the frozen layers `params`; with
+    `normalized`, normalised as the next layer's input (`ffbench.frozen`)."""
+    h = x if labels is None else ops.overlay(x, labels, ff)
+    for w, b in params:
+        h = ops.layer_forward(h, w, b, ff, prec)
+    return ops.normalize(h, ff.norm, ff.norm_eps) if normalized else h
+
+
 def _order(n, used, key):
     return ops.epoch_order(key, n)[:used].astype(jnp.int32)
 
 
-def ff_step_losses(ff, prec, layers, trainable, params, running, pos, neg, xb, yb, objective=None):
+def ff_step_losses(ff, prec, layers, trainable, params, running, pos, neg, xb, yb, objective=None, rows=None):
     """Total objective of one step, and (per-layer FF losses, per-layer peer losses, read-out loss, new running means).
 
     `trainable` holds the layers being trained and, for a joint read-out, its weights; the
-    read-out reads the pre-update layers and its gradient never reaches them.
+    read-out reads the pre-update layers and its gradient never reaches them. `rows`: the
+    step's rows of the phase's cached, normalised input of its first layer (`ffbench.frozen`):
+    of both halves (then `pos`, `neg` are not read) or of the positives.
     """
-    depth, n = len(params), pos.shape[0]
+    both = rows is not None and neg is None
+    depth, n = len(params), pos.shape[0] if rows is None else rows.shape[0] // 2 if both else rows.shape[0]
     obj, p = objective or bound_objective(ff, "jax")
     params = [trainable["layers"].get(i, p) for i, p in enumerate(params)]
     ff_losses, peer_losses, running = [jnp.zeros(())] * depth, [jnp.zeros(())] * depth, list(running)
-    total = jnp.zeros(())
-    h = jnp.concatenate([pos, neg])
-    for i in range(min(layers)):  # frozen layers below (greedy)
-        h = jax.lax.stop_gradient(ops.layer_forward(h, *params[i], ff, prec))
+    total, below = jnp.zeros(()), params[: min(layers)]
+    if rows is None:  # the frozen layers, over both halves at once
+        h = jax.lax.stop_gradient(_frozen_rows(ff, prec, below, jnp.concatenate([pos, neg]), None, normalized=False))
+    else:
+        h = rows if both else jnp.concatenate([rows, jax.lax.stop_gradient(_frozen_rows(ff, prec, below, neg, None))])
     for i in range(min(layers), max(layers) + 1):
-        h = ops.layer_forward(jax.lax.stop_gradient(h), *params[i], ff, prec)
+        h = ops.layer_forward(jax.lax.stop_gradient(h), *params[i], ff, prec, normalized=rows is not None and i == min(layers))
         ff_losses[i] = obj.loss(h, n, ff, p, params[i][0].shape[1])
         total = total + ff_losses[i]
         if ff.peer_weight > 0:
@@ -206,7 +251,8 @@ def ff_step_losses(ff, prec, layers, trainable, params, running, pos, neg, xb, y
     return total, (jnp.stack(ff_losses), jnp.stack(peer_losses), readout_loss, running)
 
 
-def _ff_epoch(tr: FFTrainer, layers, readout_only, active, state, x, y, order, neg, mask_key, jitter_key, lr, readout_lr):
+def _ff_epoch(tr: FFTrainer, layers, readout_only, active, kept, state, x, y, order, neg, mask_key, jitter_key, lr,
+              readout_lr, cached):
     ff, bsz, steps, jitter, prec = tr.ff, tr.batch_size, tr.steps_per_epoch, tr.trial.data.jitter, tr.trial.precision
     order, neg = order.reshape(steps, bsz), neg.reshape(steps, bsz)
 
@@ -231,13 +277,17 @@ def _ff_epoch(tr: FFTrainer, layers, readout_only, active, state, x, y, order, n
             (_, (ffl, rl)), grads = grad_fn(ff, prec, trainable, params, xb, yb, negb, tr.objective_fn)
             peer = jnp.zeros_like(ffl)
         else:
-            if ff.embeds_labels:
+            at = None if kept is None else frozen.row_index(idx, tr.n, kept == "both", jnp.concatenate)  # `ffbench.frozen`
+            rows = None if kept is None else cached if at is None else cached[at]
+            if kept == "both":
+                pos = neg = None
+            elif ff.embeds_labels:
                 pos, neg = ops.overlay(xb, yb, ff), ops.overlay(xb, negb, ff)
             else:  # the strategy's own negative images (x: the training images, and any pool)
                 pos, neg = xb, tr.strategy.inputs(tr, Batch(x, xb, yb, idx, negb, mask_key, jitter_key))
             grad_fn = jax.value_and_grad(ff_step_losses, argnums=3, has_aux=True)
             (_, (ffl, peer, rl, running)), grads = grad_fn(ff, prec, layers, trainable, params, running, pos, neg, xb, yb,
-                                                           tr.objective_fn)
+                                                           tr.objective_fn, rows)
         if tr.separate_readout:  # the read-out's gradient goes to its own optimiser
             rdir, ropt_state = tr.rtx.update(grads["readout"], ropt_state, readout)
             readout = jopt.apply(readout, rdir, readout_lr)

@@ -175,8 +175,11 @@ def effective_weights(w: jax.Array, ff: FFSpec) -> jax.Array:
     return w if ff.receptive_field is None else w * local_mask(*w.shape, ff.receptive_field, ff.image)
 
 
-def layer_forward(x: jax.Array, w: jax.Array, b: jax.Array, ff: FFSpec, precision: str = "fp32") -> jax.Array:
-    return relu(linear(normalize(x, ff.norm, ff.norm_eps), effective_weights(w, ff), b, precision), ff.relu_grad)
+def layer_forward(x: jax.Array, w: jax.Array, b: jax.Array, ff: FFSpec, precision: str = "fp32",
+                  normalized: bool = False) -> jax.Array:
+    """relu(W normalize(x) + b); `normalized`: `x` is normalised already (`ffbench.frozen`)."""
+    xn = x if normalized else normalize(x, ff.norm, ff.norm_eps)
+    return relu(linear(xn, effective_weights(w, ff), b, precision), ff.relu_grad)
 
 
 def first_layer_all_labels(x: jax.Array, w: jax.Array, b: jax.Array, ff: FFSpec, precision: str = "fp32") -> jax.Array:

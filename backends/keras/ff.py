@@ -18,6 +18,7 @@ from ffbench_backends.keras.common import EpochPlan, KerasTrainer, ordered
 from ffbench_backends.keras.optim import SpecOptimizer
 from keras import ops
 
+from ffbench import frozen
 from ffbench.backend import FFSchedule, Phase
 from ffbench.data import Dataset
 from ffbench.reference import rng
@@ -49,12 +50,16 @@ class FFTrainer(FFSchedule, KerasTrainer):
         self._steps: dict[tuple, object] = {}  # compiled step programs, by (layers, read-out only)
 
     def begin_phase(self, phase: Phase) -> None:
-        self.precompile(phase, self.setup_phase(phase))
+        self.precompile(phase, self.setup_phase(phase, alone=True))
 
-    def setup_phase(self, phase: Phase) -> kcompile.Step:
+    def setup_phase(self, phase: Phase, alone: bool = False) -> kcompile.Step:
         """The phase's optimisers and step program (not compiled yet): reused across phases
-        of the same layers, fresh with a fresh read-out optimiser."""
+        of the same layers, fresh with a fresh read-out optimiser. `alone`: not in a pack (only
+        then are the frozen layers' outputs kept, `ffbench.frozen`)."""
         self.enter_phase(phase)
+        self._rows = None  # the phase's cached, normalised input of its first layer (`ffbench.frozen`)
+        if alone and phase.layers:
+            self.plan_frozen(phase)
         self.opt = self._layer_opts[phase.layers] if phase.layers in self._layer_opts else SpecOptimizer(phase.optimizer)
         if phase.layers:
             self._layer_opts[phase.layers] = self.opt
@@ -67,7 +72,7 @@ class FFTrainer(FFSchedule, KerasTrainer):
         kcompile.build_optimizer(self.opt, trains)
         if self.readout_opt is not None:
             kcompile.build_optimizer(self.readout_opt, [self.readout])
-        key = (phase.layers, phase.name == "readout", self.readout_layers)
+        key = (phase.layers, phase.name == "readout", self.readout_layers, self.kept())
         if key not in self._steps or self.readout_opt is not None:  # a fresh read-out optimiser: a fresh program
             fn = self._readout_core if phase.name == "readout" else self._ff_core
             state = [v for kb in self.params for v in kb] + self.running + ([self.readout] if self.readout is not None else [])
@@ -82,7 +87,28 @@ class FFTrainer(FFSchedule, KerasTrainer):
         if self.readout_opt is not None:
             self.readout_opt.set_lr(lr_at(self.readout_opt.spec, self.phase_epoch, phase.epochs))
 
+    def kept(self) -> str | None:
+        """What the phase caches of its first layer's input: "both" halves, the "positives", or None."""
+        plan = self.frozen
+        return None if plan is None or not plan.positives else "both" if plan.negatives else "positives"
+
+    def frozen_rows(self, labels):
+        """(n, width): the normalised input of the phase's first layer on the training images
+        with `labels` overlaid (None: the images as they are), per chunk of `eval_batch_size`."""
+        x, step, below = self.splits["train"][0], self.trial.eval_batch_size, self.frozen.below
+
+        def rows(xb, lb):
+            h = xb if lb is None else kops.overlay(xb, lb, self.ff)
+            for kernel, bias in self.params[:below]:
+                h = kops.layer_forward(h, kernel, bias, self.ff)
+            return kops.normalize(h, self.ff.norm, self.ff.norm_eps)
+        fn = self.reader(("frozen", below), rows)
+        return ops.concatenate([fn(x[i:i + step], None if labels is None else labels[i:i + step])
+                                for i in range(0, self.n, step)], axis=0)
+
     def epoch_plan(self, phase: Phase, epoch: int) -> EpochPlan:
+        if self.kept() and self._rows is None:  # the positives' rows, once per phase (timed as training)
+            self._rows = self.frozen_rows(self.splits["train"][1] if self.ff.embeds_labels else None)
         order, negatives = (self.epoch_order(epoch), None) if phase.name == "readout" else self._negatives(phase, epoch)
         return EpochPlan(order, negatives, rng.stream_key(self.trial.seed, rng.STREAM_MASK, negatives_epoch(self.trial, epoch)),
                          rng.stream_key(self.trial.seed, rng.STREAM_JITTER, epoch))
@@ -107,15 +133,26 @@ class FFTrainer(FFSchedule, KerasTrainer):
                                                   axis=-1)
             if ff.recurrent is not None:  # the label clamped at the top: the images and both labels
                 return {"stats": sums["stats"] + apply(xb, negb, xb, yb), "collisions": collisions}
+            kept = self.kept()
+            if kept is not None:  # the cached rows of the first layer's input (`ffbench.frozen`)
+                at = frozen.row_index(idx, self.n, kept == "both", ops.concatenate)
+                cached = d["cached"] if at is None else ops.take(d["cached"], at, axis=0)
+            if kept == "both":
+                return {"stats": sums["stats"] + apply(cached, None, xb, yb), "collisions": collisions}
             if ff.embeds_labels:
                 h_neg = kops.overlay(xb, negb, ff)
             else:  # the strategy's own negative images
                 h_neg = self.strategy.inputs(self, Batch(d["images"], xb, yb, idx, negb, d["mask_key"], d["jitter_key"]))
-            return {"stats": sums["stats"] + apply(kops.overlay(xb, yb, ff), h_neg, xb, yb), "collisions": collisions}
+            h_pos = cached if kept else kops.overlay(xb, yb, ff)
+            return {"stats": sums["stats"] + apply(h_pos, h_neg, xb, yb), "collisions": collisions}
         return body
 
     def epoch_inputs(self, plan: EpochPlan) -> dict:
-        return {**super().epoch_inputs(plan), "images": self.images}
+        out = {**super().epoch_inputs(plan), "images": self.images}
+        if self.kept():  # compiling ahead (a zero plan, nothing cached yet): zeros of the rows' shape
+            out["cached"] = self._rows if self._rows is not None else ops.zeros(
+                ((1 + self.frozen.negatives) * self.n, self.frozen.width))
+        return out
 
     def all_variables(self) -> list[keras.Variable]:
         return [v for kb in self.params for v in kb] + self.running + ([self.readout] if self.readout is not None else [])
@@ -128,6 +165,9 @@ class FFTrainer(FFSchedule, KerasTrainer):
             self.negatives_seconds = None
             return self.strategy.sample_by_position(self, negatives_epoch(self.trial, epoch), epoch)
         drawn = self.sample_negatives(phase, epoch)
+        redrawn = self.frozen_negatives_due()
+        if redrawn is not None:  # the negatives' rows, at each draw
+            self._rows = ops.concatenate([self._rows[: self.n], self.frozen_rows(redrawn)], axis=0)
         return kcompile.function(ordered, self.steps_per_epoch * self.batch_size)(self.order_key(epoch), self.index, drawn)
 
     def wait(self, value) -> None:
@@ -149,13 +189,19 @@ class FFTrainer(FFSchedule, KerasTrainer):
         ff_loss, peer_loss = [zero] * depth, [zero] * depth
         readout_grad = self._readout_grad(xb, yb) if self.joint_readout else None  # at the pre-update weights
         grads, variables = [], []
+        kept = self.kept()  # h_pos: the cached, normalised input of the first layer (both halves: h_neg is None)
         for i in range(max(layers) + 1):
             kernel, bias = self.params[i]
             if i not in layers:  # frozen (greedy)
-                h_pos, h_neg = kops.layer_forward(h_pos, kernel, bias, ff), kops.layer_forward(h_neg, kernel, bias, ff)
+                h_pos = h_pos if kept else kops.layer_forward(h_pos, kernel, bias, ff)
+                h_neg = h_neg if kept == "both" else kops.layer_forward(h_neg, kernel, bias, ff)
                 continue
-            ff_loss[i], peer, _, h, dk, db, running = kops.layer_step(h_pos, h_neg, kernel, bias, ff, self.running[i],
-                                                                        self.objective_fn)
+            xn = None
+            if kept and i == min(layers):
+                xn = h_pos if kept == "both" else ops.concatenate([h_pos, kops.normalize(h_neg, ff.norm, ff.norm_eps)], axis=0)
+            ff_loss[i], peer, _, h, dk, db, running = kops.layer_step(None if kept == "both" and xn is not None else h_pos,
+                                                                        h_neg, kernel, bias, ff, self.running[i],
+                                                                        self.objective_fn, xn)
             if ff.peer_weight > 0:
                 self.running[i].assign(running)
                 peer_loss[i] = peer

@@ -220,8 +220,10 @@ def effective_kernel(kernel, ff: FFSpec):
     return kernel if ff.receptive_field is None else kernel * local_mask(*kernel.shape, ff.receptive_field, ff.image)
 
 
-def layer_forward(x, kernel, bias, ff: FFSpec):
-    return ops.relu(ops.matmul(normalize(x, ff.norm, ff.norm_eps), effective_kernel(kernel, ff)) + bias)
+def layer_forward(x, kernel, bias, ff: FFSpec, normalized: bool = False):
+    """relu(normalize(x) K + b); `normalized`: `x` is normalised already (`ffbench.frozen`)."""
+    xn = x if normalized else normalize(x, ff.norm, ff.norm_eps)
+    return ops.relu(ops.matmul(xn, effective_kernel(kernel, ff)) + bias)
 
 
 def first_layer_all_labels(x, kernel, bias, ff: FFSpec):
@@ -237,16 +239,19 @@ def first_layer_all_labels(x, kernel, bias, ff: FFSpec):
     return ops.relu((ops.matmul(base, kernel) + bias)[None] + xn[None, :, :1] * kc[:, None, :])
 
 
-def layer_step(x_pos, x_neg, kernel, bias, ff: FFSpec, running, objective):
+def layer_step(x_pos, x_neg, kernel, bias, ff: FFSpec, running, objective, xn=None):
     """reference.ff.layer_step: (loss, peer loss, goodness, h, d kernel, d bias, new running
-    mean). `objective`: (the layer objective's Keras implementation, its parameters)."""
-    (obj, p), n = objective, x_pos.shape[0]
-    xn = normalize(ops.concatenate([x_pos, x_neg], axis=0), ff.norm, ff.norm_eps)
+    mean). `objective`: (the layer objective's Keras implementation, its parameters). `xn`:
+    the normalised [x_pos; x_neg] where it is cached (`ffbench.frozen`; `x_pos`, `x_neg` unread)."""
+    obj, p = objective
+    if xn is None:
+        xn = normalize(ops.concatenate([x_pos, x_neg], axis=0), ff.norm, ff.norm_eps)
+    n = xn.shape[0] // 2 if x_pos is None else x_pos.shape[0]
     z = ops.matmul(xn, effective_kernel(kernel, ff)) + bias
     h = ops.relu(z)
     units = h.shape[1]
     g = obj.goodness(h, ff, p)
-    loss, dh = grad_h(lambda v: obj.loss(v, n, ff, p, x_pos.shape[1]), h)
+    loss, dh = grad_h(lambda v: obj.loss(v, n, ff, p, xn.shape[1]), h)
     peer_loss = ops.zeros(())
     if ff.peer_weight > 0:
         running = ff.peer_momentum * running + (1 - ff.peer_momentum) * ops.mean(h[:n], axis=0)

@@ -17,6 +17,7 @@ from ffbench_backends.torch.compile import compiled, warm_up
 from ffbench_backends.torch.compile import enabled as compiling
 from ffbench_backends.torch.optim import Optimizer
 
+from ffbench import frozen
 from ffbench.backend import FFSchedule, Phase, bound_objective
 from ffbench.data import Dataset
 from ffbench.reference.ff import PEER_INIT
@@ -28,29 +29,48 @@ from ffbench.spec import NUM_CLASSES, FFSpec, FFTrial
 from ffbench.variants import Batch
 
 
-def ff_objective(params, running, pos, neg, ff: FFSpec, layers, precision: str = "fp32", objective=None):
+def ff_objective(params, running, pos, neg, ff: FFSpec, layers, precision: str = "fp32", objective=None, rows=None):
     """The FF objective of one step for `layers` (a contiguous range), on overlaid batches.
 
     Returns (total, FF loss per layer, peer loss per layer, new running means); layers below
     `layers` are run frozen (greedy), each trained layer sees the detached output below it.
+    `rows`: the step's rows of the phase's cached, normalised input of its first layer
+    (`ffbench.frozen`): of both halves (then `pos`, `neg` are not read) or of the positives.
     """
-    n, running = pos.shape[0], list(running)
+    both = rows is not None and neg is None
+    n = pos.shape[0] if rows is None else rows.shape[0] // 2 if both else rows.shape[0]
+    running, first = list(running), min(layers)
     obj, p = objective or bound_objective(ff, "torch")
     ff_losses, peer_losses = {}, {}
-    h = torch.cat([pos, neg])
-    first = min(layers)
-    with torch.no_grad():
-        for w, b in params[:first]:
-            h = ops.layer_forward(h, w, b, ff, precision)
+    if rows is None:  # the frozen layers, over both halves at once
+        h = frozen_forward(params[:first], torch.cat([pos, neg]), ff, precision)
+    elif both:
+        h = rows
+    else:
+        h = torch.cat([rows, frozen_input(params[:first], neg, ff, precision)])
     total = h.new_zeros(())
     for i in range(first, max(layers) + 1):
-        h = ops.layer_forward(h.detach(), *params[i], ff, precision)
+        h = ops.layer_forward(h.detach(), *params[i], ff, precision, normalized=rows is not None and i == first)
         ff_losses[i] = obj.loss(h, n, ff, p, params[i][0].shape[1])
         total = total + ff_losses[i]
         if ff.peer_weight > 0:
             peer_losses[i], running[i] = ops.peer_loss(h[:n], running[i], ff)
             total = total + ff.peer_weight * peer_losses[i]
     return total, ff_losses, peer_losses, running
+
+
+def frozen_forward(params, h: torch.Tensor, ff: FFSpec, precision: str) -> torch.Tensor:
+    """`h` through the frozen layers `params` (no gradient)."""
+    with torch.no_grad():
+        for w, b in params:
+            h = ops.layer_forward(h, w, b, ff, precision)
+    return h
+
+
+def frozen_input(params, h: torch.Tensor, ff: FFSpec, precision: str) -> torch.Tensor:
+    """The normalised input of the layer above the frozen layers `params` (`ffbench.frozen`)."""
+    with torch.no_grad():
+        return ops.normalize(frozen_forward(params, h, ff, precision), ff.norm, ff.norm_eps)
 
 
 def features(params, xb, ff: FFSpec, active, widths, precision: str = "fp32") -> torch.Tensor:
@@ -70,14 +90,17 @@ def readout_objective(params, readout, xb, yb, *, ff: FFSpec, active, widths, pr
     return (F.cross_entropy(ops.linear(features(params, xb, ff, active, widths, precision), readout, None, precision), yb),)
 
 
-def step_objective(params, running, readout, xb, yb, negb, *, ff: FFSpec, layers, joint: bool, active, widths, precision: str,
-                   objective):
+def step_objective(params, running, readout, xb, yb, negb, rows=None, *, ff: FFSpec, layers, joint: bool, active, widths,
+                   precision: str, objective):
     """One FF step's total loss and (FF losses, peer losses, read-out loss, new running means).
-    `negb`: the negatives' labels, or (unsupervised) the negative images. With `joint`, the
-    read-out's loss is part of the total. `objective`: (the layer objective's torch
-    implementation, its parameters)."""
-    pos, neg = ops.overlay(xb, yb, ff), (ops.overlay(xb, negb, ff) if ff.embeds_labels else negb)
-    total, ff_losses, peer_losses, running = ff_objective(params, running, pos, neg, ff, layers, precision, objective)
+    `negb`: the negatives' labels, or (unsupervised) the negative images. `rows`: the step's
+    rows of the phase's cached layer input, where it keeps one (`ff_objective`). With
+    `joint`, the read-out's loss is part of the total. `objective`: (the layer objective's
+    torch implementation, its parameters)."""
+    both = rows is not None and rows.shape[0] == 2 * yb.shape[0]  # then `xb` is read by a joint read-out only
+    pos = None if rows is not None else ops.overlay(xb, yb, ff)
+    neg = None if both else (ops.overlay(xb, negb, ff) if ff.embeds_labels else negb)
+    total, ff_losses, peer_losses, running = ff_objective(params, running, pos, neg, ff, layers, precision, objective, rows)
     readout_loss = total.new_zeros(())
     if joint:
         readout_loss = readout_objective(params, readout, xb, yb, ff=ff, active=active, widths=widths, precision=precision)[0]
@@ -110,7 +133,34 @@ class FFTrainer(FFSchedule, TorchTrainer):
     def begin_phase(self, phase: Phase) -> None:
         objective = self.setup_phase(phase)
         self.make_optimizers(phase, self)
+        self._rows = None  # the phase's cached, normalised input of its first layer (`ffbench.frozen`)
+        if phase.layers:
+            self.plan_frozen(phase)
         self._objective = self.compile_step(phase, self, objective)
+
+    @torch.no_grad()
+    def frozen_rows(self, labels: torch.Tensor | None, out: torch.Tensor) -> torch.Tensor:
+        """Into `out` (n rows): the normalised input of the phase's first layer on the training
+        images with `labels` overlaid (None: the images as they are), in chunks of `eval_batch_size`."""
+        x, step, below = self.splits["train"][0], self.trial.eval_batch_size, self.frozen.below
+        for i in range(0, self.n, step):
+            h = x[i:i + step] if labels is None else ops.overlay(x[i:i + step], labels[i:i + step], self.ff)
+            out[i:i + step] = frozen_input(self.params[:below], h, self.ff, self.trial.precision)
+        return out
+
+    def cached_rows(self) -> torch.Tensor | None:
+        """The phase's cached rows, filled where due (timed as training): the positives' n rows
+        once per phase, then (where kept) the negatives' n rows at each draw."""
+        plan = self.frozen
+        if plan is None or not plan.positives:
+            return None
+        if self._rows is None:
+            self._rows = torch.empty(((1 + plan.negatives) * self.n, self.frozen.width), device=self.device)
+            self.frozen_rows(self.splits["train"][1] if self.ff.embeds_labels else None, self._rows[:self.n])
+        redrawn = self.frozen_negatives_due()
+        if redrawn is not None:
+            self.frozen_rows(redrawn, self._rows[self.n:])
+        return self._rows
 
     def setup_phase(self, phase: Phase):
         """Enter the phase (each member of a pack) and return its step objective, not compiled
@@ -155,7 +205,10 @@ class FFTrainer(FFSchedule, TorchTrainer):
             warm_up(objective, (holder.params, holder.readout, xb, yb), trained)
         else:
             negb = yb.clone() if self.ff.embeds_labels else xb.clone()  # not the same tensor: torch.compile guards aliasing
-            warm_up(objective, (holder.params, holder.running, holder.readout, xb, yb, negb), trained)
+            rows = []  # the phase's cached layer input, where it keeps one
+            if holder is self and self.frozen is not None and self.frozen.positives:
+                rows = [xb.new_zeros((1 + self.frozen.negatives) * xb.shape[0], self.frozen.width)]
+            warm_up(objective, (holder.params, holder.running, holder.readout, xb, yb, negb, *rows), trained)
         for opt in (holder.opt, holder.readout_opt):
             if opt is not None:
                 opt.warm_up()
@@ -163,7 +216,8 @@ class FFTrainer(FFSchedule, TorchTrainer):
 
     # ------------------------------------------------------------------ training
     def train_epoch(self, phase: Phase, epoch: int, lr: float):
-        sums = self.run_epoch(phase, self.epoch_plan(phase, epoch), self, self._objective, lr)
+        plan = self.epoch_plan(phase, epoch)
+        sums = self.run_epoch(phase, plan, self, self._objective, lr, self.cached_rows())
         self.end_epoch(phase)
         return sums
 
@@ -174,22 +228,27 @@ class FFTrainer(FFSchedule, TorchTrainer):
         return EpochPlan(order, None if phase.name == "readout" else self._negatives(phase, epoch, order),
                          stream_key(seed, STREAM_MASK, key_epoch), stream_key(seed, STREAM_JITTER, epoch), readout_lr)
 
-    def run_epoch(self, phase: Phase, plan: EpochPlan, holder, objective, lr: float | list[float]) -> dict[str, torch.Tensor]:
+    def run_epoch(self, phase: Phase, plan: EpochPlan, holder, objective, lr: float | list[float],
+                  cached: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The epoch's steps on `holder`'s tensors (this trainer's, or a pack's: then `plan`, the
-        objective and the sums have a leading member axis); the mean losses, on the device."""
+        objective and the sums have a leading member axis); the mean losses, on the device.
+        `cached`: the phase's cached layer input (`cached_rows`), where it keeps one."""
         x, y = self.splits["train"]
         lead, b, jitter, depth = plan.order.shape[:-1], self.batch_size, self.trial.data.jitter, len(holder.params)
         sums = {"ff_loss": torch.zeros(*lead, depth, device=self.device),
                 "peer_loss": torch.zeros(*lead, depth, device=self.device),
                 "readout_loss": torch.zeros(*lead, 1, device=self.device),
                 "collisions": torch.zeros(*lead, 1, device=self.device)}
+        # the images are not read where the cache holds both halves and no read-out trains with the layers
+        skip_images = cached is not None and cached.shape[0] == 2 * self.n and not self.joint_readout
         holder.opt.plan_epoch(lr, self.steps_per_epoch)
         if holder.readout_opt is not None:
             holder.readout_opt.plan_epoch(plan.readout_lr, self.steps_per_epoch)
         for s in range(self.steps_per_epoch):
             at = slice(s * b, (s + 1) * b)
             idx = plan.order[..., at]
-            xb, yb = ops.batch_images(x, idx, plan.jitter_key, jitter, self.image), y[idx]
+            yb = y[idx]
+            xb = None if skip_images else ops.batch_images(x, idx, plan.jitter_key, jitter, self.image)
             if phase.name == "readout":
                 loss = objective(holder.params, holder.readout, xb, yb)[0]
                 sums["readout_loss"][..., 0] += loss.detach()
@@ -199,8 +258,10 @@ class FFTrainer(FFSchedule, TorchTrainer):
                     sums["collisions"][..., 0] += (negb == yb).sum(dim=-1)
                 if not self.ff.embeds_labels:  # the negative images themselves
                     negb = self.strategy.inputs(self, Batch(self.images, xb, yb, idx, negb, plan.mask_key, plan.jitter_key))
+                at = None if cached is None else frozen.row_index(idx, self.n, cached.shape[0] == 2 * self.n, torch.cat)
+                rows = [] if cached is None else [cached if at is None else cached[at]]
                 loss, ff_losses, peer_losses, readout_loss, holder.running = objective(
-                    holder.params, holder.running, holder.readout, xb, yb, negb)
+                    holder.params, holder.running, holder.readout, xb, yb, negb, *rows)
                 for i in phase.layers:
                     sums["ff_loss"][..., i] += ff_losses[i].detach()
                     if self.ff.peer_weight > 0:

@@ -200,8 +200,11 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None, prec
     return F.linear(x, w, b)
 
 
-def layer_forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, ff: FFSpec, precision: str = "fp32") -> torch.Tensor:
-    return relu(linear(normalize(x, ff.norm, ff.norm_eps), effective_weights(w, ff), b, precision), ff.relu_grad)
+def layer_forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, ff: FFSpec, precision: str = "fp32",
+                  normalized: bool = False) -> torch.Tensor:
+    """relu(W normalize(x) + b); `normalized`: `x` is normalised already (`ffbench.frozen`)."""
+    xn = x if normalized else normalize(x, ff.norm, ff.norm_eps)
+    return relu(linear(xn, effective_weights(w, ff), b, precision), ff.relu_grad)
 
 
 def first_layer_all_labels(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, ff: FFSpec,
