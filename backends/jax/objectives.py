@@ -1,5 +1,5 @@
-"""The built-in layer objective in JAX (`ffbench.variants.builtin_objectives.Logistic`); its
-gradient is `jax.grad`'s."""
+"""The built-in layer objectives in JAX (`ffbench.variants.builtin_objectives`: Logistic, SymBa); their
+gradients are `jax.grad`'s."""
 
 from __future__ import annotations
 
@@ -20,3 +20,14 @@ class Logistic:
         g, s = self.goodness(h, ff, params), 1.0 if ff.sign == "max_ssq" else -1.0
         t = jnp.concatenate([-jnp.ones(n_pos, g.dtype), jnp.ones(g.shape[0] - n_pos, g.dtype)])
         return jax.nn.softplus(t * s * (g - ff.threshold_for(fan_in))).mean()
+
+
+class SymBa:
+    """`ffbench.variants.builtin_objectives.SymBa`: softplus(-alpha (g+ - g-)) over the step's pairs."""
+
+    goodness = Logistic.goodness
+    score = Logistic.goodness
+
+    def loss(self, h: jax.Array, n_pos: int, ff, params, fan_in: int) -> jax.Array:
+        g = self.goodness(h, ff, params)
+        return jax.nn.softplus(-params.alpha * (g[:n_pos] - g[n_pos:])).mean()

@@ -1,5 +1,5 @@
-"""The built-in layer objective in `keras.ops` (`ffbench.variants.builtin_objectives.Logistic`);
-its gradient with respect to the activities is the Keras backend's autodiff (`ops.grad_h`)."""
+"""The built-in layer objectives in `keras.ops` (`ffbench.variants.builtin_objectives`: Logistic, SymBa);
+their gradients with respect to the activities are the Keras backend's autodiff (`ops.grad_h`)."""
 
 from __future__ import annotations
 
@@ -20,3 +20,14 @@ class Logistic:
         logit = s * (self.goodness(h, ff, params) - ff.threshold_for(fan_in))
         t = ops.concatenate([-ops.ones((n_pos,), h.dtype), ops.ones((h.shape[0] - n_pos,), h.dtype)])
         return ops.mean(ops.softplus(t * logit))
+
+
+class SymBa:
+    """`ffbench.variants.builtin_objectives.SymBa`: softplus(-alpha (g+ - g-)) over the step's pairs."""
+
+    goodness = Logistic.goodness
+    score = Logistic.goodness
+
+    def loss(self, h, n_pos: int, ff, params, fan_in: int):
+        g = self.goodness(h, ff, params)
+        return ops.mean(ops.softplus(-params.alpha * (g[:n_pos] - g[n_pos:])))

@@ -1,5 +1,5 @@
-"""The built-in layer objective in torch (`ffbench.variants.builtin_objectives.Logistic`);
-its gradient is autograd's."""
+"""The built-in layer objectives in torch (`ffbench.variants.builtin_objectives`: Logistic, SymBa);
+their gradients are autograd's."""
 
 from __future__ import annotations
 
@@ -22,3 +22,14 @@ class Logistic:
         t = torch.ones_like(logit)
         t[:n_pos] = -1.0
         return F.softplus(t * logit).mean()
+
+
+class SymBa:
+    """`ffbench.variants.builtin_objectives.SymBa`: softplus(-alpha (g+ - g-)) over the step's pairs."""
+
+    goodness = Logistic.goodness
+    score = Logistic.goodness
+
+    def loss(self, h: torch.Tensor, n_pos: int, ff, params, fan_in: int) -> torch.Tensor:
+        g = self.goodness(h, ff, params)
+        return F.softplus(-params.alpha * (g[:n_pos] - g[n_pos:])).mean()

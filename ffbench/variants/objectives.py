@@ -58,7 +58,7 @@ class LayerObjective(Variant):
 
 
 OBJECTIVES: Registry[LayerObjective] = Registry("layer objective", "ffbench.objectives", LayerObjective, {
-    "logistic": "ffbench.variants.builtin_objectives:Logistic"})
+    "logistic": "ffbench.variants.builtin_objectives:Logistic", "symba": "ffbench.variants.builtin_objectives:SymBa"})
 
 
 def objective(ff) -> LayerObjective:
