@@ -186,7 +186,8 @@ class FFSchedule:
         layers = phase.layers
         width = ([self.input_width] + list(self.trial.hidden))[min(layers)] if layers else 0
         self.frozen = frozen.plan(self.trial, phase, self.n, width, self.by_position,
-                                  frozen.budget_bytes(self.available_memory()), itemsize)
+                                  frozen.budget_bytes(self.available_memory()), itemsize,
+                                  steps=phase.epochs * self.steps_per_epoch)
         return self.frozen
 
     def frozen_negatives_due(self) -> Any | None:

@@ -11,12 +11,13 @@ whole training set in the epoch's order) reads the rows as they are: every loss 
 over the batch's (positive, negative) pairs, which the order does not change. The
 numbers are those of recomputing: the same ops on the same rows, summed in another order.
 
-It does not apply, and the step computes its input as before, where the positives change
-from epoch to epoch (jittered images), in the recurrent net and the simultaneous schedule
-(no layer's input is fixed), and (torch, keras) in packs, whose members run one program on
-the lead member's inputs. The negatives alone are computed at every step where they are
-drawn per position of each epoch's order, are the strategy's own images (unsupervised
-negatives: fresh masks at every step), or are redrawn every epoch (no saving). Where the
+It does not apply, and the step computes its input as before, in a phase of one step
+(nothing to reuse), where the positives change from epoch to epoch (jittered images), in
+the recurrent net and the simultaneous schedule (no layer's input is fixed), and (torch,
+keras) in packs, whose members run one program on the lead member's inputs. The negatives
+alone are computed at every step where they are drawn per position of each epoch's order,
+are the strategy's own images (unsupervised negatives: fresh masks at every step), or are
+redrawn every epoch (no saving). Where the
 rows would exceed the budget (`FFBENCH_FROZEN_CACHE_MB`, else a quarter of the memory
 available when the phase starts), the negatives' half is dropped first, then the
 positives'; the reason is kept.
@@ -69,13 +70,15 @@ def budget_bytes(available: int) -> int:
 
 
 def plan(trial: FFTrial, phase: Phase, n: int, width: int, by_position: bool, budget: int,
-         itemsize: int = 4) -> FrozenPlan | None:
-    """The plan of `phase` for `n` training images whose first trained layer reads `width`
-    units; None where its input is not fixed (not a greedy phase's)."""
+         itemsize: int = 4, steps: int = 2) -> FrozenPlan | None:
+    """The plan of `phase` (`steps` steps in all) for `n` training images whose first trained
+    layer reads `width` units; None where its input is not fixed (not a greedy phase's)."""
     ff = trial.ff
     if not phase.layers or ff.schedule != "greedy" or ff.recurrent is not None:
         return None
     below, rows = min(phase.layers), n * width * itemsize
+    if steps < 2:
+        return FrozenPlan(below, width, False, False, 0, "a phase of one step has nothing to reuse")
     if trial.data.jitter:
         return FrozenPlan(below, width, False, False, 0, "jittered positives change every epoch")
     why = None

@@ -122,13 +122,13 @@ def test_a_perturbed_backend_fails(monkeypatch, capsys):
 
     monkeypatch.setattr(probe, "ff_layers", off_by_a_little)
     failed = [c for c in check.check_backend("torch") if not c.passed]
-    # the spec's own layer check, the same gradient in its objective's section, and against
-    # central differences of the reference's forward objective
-    assert [c.quantity for c in failed] == ["ff.layer1.dW", "ff.objective[logistic].layer1.dW",
-                                            "ff.objective[logistic].layer1.fd.dW"]
+    # the spec's own layer check, and in each built-in objective's section the same gradient
+    # and the gradient against central differences of the reference's forward objective
+    assert [c.quantity for c in failed] == ["ff.layer1.dW"] + [
+        f"ff.objective[{name}].layer1.{q}" for name in ("logistic", "symba") for q in ("dW", "fd.dW")]
     assert main(["check", "--backends", "torch", "--no-e2e"]) == 1
     out = capsys.readouterr().out
-    assert "FAIL" in out and "3 failed" in out
+    assert "FAIL" in out and "5 failed" in out
 
 
 def test_check_cli_passes_and_names_unknown_backends(capsys):
