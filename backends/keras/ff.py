@@ -196,11 +196,11 @@ class FFTrainer(FFSchedule, KerasTrainer):
                 h_pos = h_pos if kept else kops.layer_forward(h_pos, kernel, bias, ff)
                 h_neg = h_neg if kept == "both" else kops.layer_forward(h_neg, kernel, bias, ff)
                 continue
-            xn = None
+            x_pos, xn = h_pos, None  # xn: the cached input, normalised (both halves: x_pos is not read)
             if kept and i == min(layers):
-                xn = h_pos if kept == "both" else ops.concatenate([h_pos, kops.normalize(h_neg, ff.norm, ff.norm_eps)], axis=0)
-            ff_loss[i], peer, _, h, dk, db, running = kops.layer_step(None if kept == "both" and xn is not None else h_pos,
-                                                                        h_neg, kernel, bias, ff, self.running[i],
+                x_pos, xn = (None, h_pos) if kept == "both" else (
+                    h_pos, ops.concatenate([h_pos, kops.normalize(h_neg, ff.norm, ff.norm_eps)], axis=0))
+            ff_loss[i], peer, _, h, dk, db, running = kops.layer_step(x_pos, h_neg, kernel, bias, ff, self.running[i],
                                                                         self.objective_fn, xn)
             if ff.peer_weight > 0:
                 self.running[i].assign(running)
