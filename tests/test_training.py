@@ -48,9 +48,9 @@ QUICK = ["--set", "epochs=1", "--set", "data.train_subset=2000", "--set", "seed=
 # the full-batch rows run on 100 images, the rest on 1,200 (enough for the five-digits rows'
 # batch of 512); all evaluate only at the end; greedy-grow decides its depth on a validation split
 KEEP_VAL = ["--set", "data.validation_size=500"]
-EXTRA = {"mnist_paper": [["--skip", "recurrent", "--set", "data.train_subset=600", "--set", "data.test_subset=200"],  # its 4x2000 nets: the
-                         # training-error pass dominates; the recurrent rows' 8 iterations (and its hard-label
-                         # negatives scored by them) on fewer images
+# mnist_paper: its 4x2000 nets' training-error pass dominates; the recurrent rows' 8 iterations
+# (and its hard-label negatives scored by them) on fewer images
+EXTRA = {"mnist_paper": [["--skip", "recurrent", "--set", "data.train_subset=600", "--set", "data.test_subset=200"],
                          ["--only", "recurrent", "--set", "data.train_subset=200", "--set", "data.test_subset=100"]],
          # CI has no Fashion-MNIST: the same rows on the synthetic data of its geometry
          "fashion_mnist": [["--set", "data.name=synthetic_gray28", "--set", "data.train_subset=1000"]],
