@@ -31,7 +31,7 @@ from ffbench.reference import ff as RF
 from ffbench.reference import negatives as RN
 from ffbench.reference import optim, rng
 from ffbench.reference import train as RT
-from ffbench.reference.init import stack_init
+from ffbench.reference.init import bp_init, conv_init, stack_init
 from ffbench.reference.optim import lr_at
 from ffbench.spec import FFTrial, OptimizerSpec, parse_trial
 
@@ -63,22 +63,7 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
 
     # 1. per-layer goodness, loss and gradients at the initial weights
     x, y = synthetic_batch(bsz, seed=trial.seed)
-    wrong = rng.wrong_labels(trial.seed, 0, np.arange(bsz), y)
-    x_pos, x_neg = RF.overlay(x, y, ff), RF.overlay(x, wrong, ff)
-    params = stack_init(trial.seed, [x.shape[1], *trial.hidden], ff.init)
-    p64 = [(w.astype(np.float64), b.astype(np.float64)) for w, b in params]
-    got = probe.ff_layers(params, x_pos, x_neg, ff)
-    h_pos, h_neg = x_pos.astype(np.float64), x_neg.astype(np.float64)
-    for i, (w, b) in enumerate(p64):
-        st = RF.layer_step(h_pos, h_neg, w, b, ff)
-        add(f"ff.layer{i}.g_pos", "goodness", got[i]["g_pos"], st.g_pos)
-        add(f"ff.layer{i}.g_neg", "goodness", got[i]["g_neg"], st.g_neg)
-        add(f"ff.layer{i}.loss", "loss", got[i]["loss"], st.loss)
-        if ff.peer_weight:
-            add(f"ff.layer{i}.peer_loss", "loss", got[i]["peer_loss"], st.peer_loss)
-        add(f"ff.layer{i}.dW", "grad", got[i]["dW"], st.dw)
-        add(f"ff.layer{i}.db", "grad", got[i]["db"], st.db)
-        h_pos, h_neg = st.h_pos, st.h_neg
+    layer_checks(add, probe, "ff", trial, x, y)
 
     # 2. parameters after 1 and N steps, both schedules, through the real trainers, with the
     #    spec's optimiser and with a strict SGD one
@@ -154,6 +139,9 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
     readout = np.random.default_rng(trial.seed).normal(size=(10, 1568)).astype(np.float32)
     out.append(compare_predictions(backend, name, "ff.recurrent.softmax.predict", t, ref_train(t, xs, ys), xs, ys, readout))
 
+    # 3g. conv nets
+    out += conv_checks(backend, probe, name, trial, xs, ys, optimizers)
+
     # 4. the BP baseline of the same widths: forward, loss, gradients, and N steps of training
     bp_params = stack_init(trial.seed, [x.shape[1], *trial.hidden, 10], "uniform_fan_in")
     bp64 = [(w.astype(np.float64), b.astype(np.float64)) for w, b in bp_params]
@@ -209,6 +197,89 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
                                                                  "prediction_layers": None}})
         out.append(compare_predictions(backend, name, f"predict.{mode}", t, trained, x_test, y_test,
                                        readout if mode == "softmax" else None))
+    return out
+
+
+def layer_checks(add, probe, label: str, trial: FFTrial, x, y, other_images: bool = False, grad: str = "grad") -> None:
+    """Per layer of `trial` at its initial weights, on one batch with wrong-label negatives
+    (`other_images`: of the batch's images rolled by one, so that the negatives differ from
+    the positives everywhere, not only in the label's pixels): the probe's goodness, loss (and
+    peer loss) and gradients against the reference's."""
+    ff = trial.ff
+    wrong = rng.wrong_labels(trial.seed, 0, np.arange(len(y)), y)
+    x_pos, x_neg = RF.overlay(x, y, ff), RF.overlay(np.roll(x, 1, axis=0) if other_images else x, wrong, ff)
+    params = (stack_init(trial.seed, [x.shape[1], *trial.hidden], ff.init) if ff.conv_layers is None
+              else conv_init(trial.seed, ff.conv_layers, ff.init))
+    got = probe.ff_layers(params, x_pos, x_neg, ff)
+    h_pos, h_neg = x_pos.astype(np.float64), x_neg.astype(np.float64)
+    for i, (w, b) in enumerate(params):
+        st = RF.layer_step(h_pos, h_neg, w.astype(np.float64), b.astype(np.float64), ff, None, i)
+        add(f"{label}.layer{i}.g_pos", "goodness", got[i]["g_pos"], st.g_pos)
+        add(f"{label}.layer{i}.g_neg", "goodness", got[i]["g_neg"], st.g_neg)
+        add(f"{label}.layer{i}.loss", "loss", got[i]["loss"], st.loss)
+        if ff.peer_weight:
+            add(f"{label}.layer{i}.peer_loss", "loss", got[i]["peer_loss"], st.peer_loss)
+        add(f"{label}.layer{i}.dW", grad, got[i]["dW"], st.dw)
+        add(f"{label}.layer{i}.db", grad, got[i]["db"], st.db)
+        h_pos, h_neg = st.h_pos, st.h_neg
+
+
+# A conv net of every conv choice: stride 2, groups, max and average pools (`spec_conv`).
+CHECK_CONV = {"channels": [4, 6], "pool": ["max", "avg"], "stride": [1, 2], "groups": [1, 2]}
+# One SGD step this long makes the step (W_0 - W_1) / lr the gradient, nearly free of W_0's rounding.
+GRAD_LR = 100.0
+
+
+def conv_checks(backend, probe, name: str, trial: FFTrial, xs, ys, optimizers) -> list[Comparison]:
+    """Conv nets (`conv`: CHECK_CONV) on synthetic 28 x 28 images, for goodness over the map
+    (logistic, wrong-label negatives), per position (logistic) and SymBa per position with
+    hybrid-image negatives: per-layer goodness, loss and gradients at the initial weights;
+    2 epochs through the real trainers (strict SGD; the map: both schedules, with each optimiser); goodness
+    and softmax predictions. Then the BP twin's gradients (one long SGD step) and N steps.
+
+    SymBa's gradient sums +-d over (positive, negative) pairs: where the two share a position's
+    activities (a wrong label changes 10 pixels of the top row) those terms cancel exactly, and
+    float32 leaves rounding as large as the small sum. Its checks use negatives that differ
+    everywhere: other images (probe), hybrid images (trainers)."""
+    out: list[Comparison] = []
+    add = lambda q, k, got, ref: out.append(compare(name, q, k, got, ref))  # noqa: E731
+    bsz, strict = trial.batch_size, {"sgd-strict": optimizers["sgd-strict"]}
+    base = {"algorithm": "ff", "backend": name, "seed": trial.seed, "epochs": 2, "batch_size": bsz, "conv": CHECK_CONV}
+    cases = (("map", {"goodness_over": "map"}, optimizers, ("simultaneous", "greedy")),
+             ("position", {"goodness_over": "position"}, strict, ("simultaneous",)),
+             ("position.symba", {"goodness_over": "position", "objective": "symba", "negatives": "hybrid_image",
+                                 "prediction": "softmax"}, strict, ("simultaneous",)))
+    x_test, y_test = synthetic_batch(100, seed=trial.seed + 2)
+    for case, spec, opts, schedules in cases:
+        label = f"ff.conv[{case}]"
+        t = parse_trial({**base, "ff": spec})
+        layer_checks(add, probe, label, t, xs[:bsz], ys[:bsz], other_images=True, grad="grad/conv")
+        for opt_label, opt in opts.items():
+            for schedule in schedules:
+                ts = parse_trial({**base, "optimizer": opt.model_dump(mode="json"), "ff": {**spec, "schedule": schedule}})
+                compare_trained(out, backend, name, f"{label}.{schedule}[{opt_label}]", ts, xs, ys,
+                                "params@N/adam" if opt.name == "adam" else "params@N")
+        trained = ref_train(t, xs, ys)
+        if t.ff.embeds_labels:
+            out.append(compare_predictions(backend, name, f"{label}.predict.goodness", t, trained, x_test, y_test))
+        ts = parse_trial({**base, "ff": {**spec, "prediction": "softmax"}})
+        readout = np.random.default_rng(trial.seed).normal(size=(10, ts.hidden[1])).astype(np.float32)
+        out.append(compare_predictions(backend, name, f"{label}.predict.softmax", ts, trained, x_test, y_test, readout))
+    bp = {**base, "algorithm": "bp", "epochs": 1}
+    one = parse_trial({**bp, "batch_size": bsz, "optimizer": {"name": "sgd", "lr": GRAD_LR}})
+    init = [(w.astype(np.float64), b.astype(np.float64)) for w, b in bp_init(one, xs.shape[1], 10)]
+    ref_loss, ref_grads = RB.loss_and_grads(xs[:bsz].astype(np.float64), ys[:bsz], init, conv=one.conv_layers())
+    got = pairs(train(backend, one, xs[:bsz], ys[:bsz]), len(init))
+    for i, ((gw, gb), (w0, b0), (rw, rb)) in enumerate(zip(got, init, ref_grads)):
+        add(f"bp.conv.dW{i}", "grad/conv", (w0 - gw) / GRAD_LR, rw)
+        add(f"bp.conv.db{i}", "grad/conv", (b0 - gb) / GRAD_LR, rb)
+    for opt_label, opt in optimizers.items():
+        t = parse_trial({**bp, "optimizer": opt.model_dump(mode="json")})
+        ref, _, _ = RT.bp_epoch(init, optim.init(opt, [p for wb in init for p in wb]), xs.astype(np.float64), ys, t, 0, opt.lr)
+        kind = "params@N/adam" if opt.name == "adam" else "params@N"
+        for i, ((gw, gb), (rw, rb)) in enumerate(zip(pairs(train(backend, t, xs, ys), len(init)), ref)):
+            add(f"bp.conv[{opt_label}].params@N.W{i}", kind, gw, rw)
+            add(f"bp.conv[{opt_label}].params@N.b{i}", kind, gb, rb)
     return out
 
 

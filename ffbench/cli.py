@@ -178,7 +178,8 @@ def _dry_run_rows(planned, done: set[str]) -> list[dict[str, Any]]:
         s = p.spec
         rows.append({
             "trial_id": p.trial_id, "experiment": s["meta"]["experiment"], "algorithm": s["algorithm"],
-            "backend": s["backend"], "hidden": s["hidden"], "epochs": s["epochs"], "batch_size": s["batch_size"],
+            "backend": s["backend"], "hidden": s["hidden"],
+            "channels": (s.get("conv") or {}).get("channels"), "epochs": s["epochs"], "batch_size": s["batch_size"],
             "negatives": s["ff"]["negatives"] if s["algorithm"] == "ff" else None, "seed": s["seed"],
             "reference_error": s["meta"]["reference_error"], "reference_source": s["meta"]["reference_source"],
             "tags": s["meta"]["tags"], "done": p.trial_id in done,

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
+from ffbench.spec_conv import architecture
 from ffbench.stderr_guard import OWN
 
 _err, _out = Console(file=OWN), Console()  # OWN: the real stderr, also while framework chatter is dropped
@@ -23,7 +24,7 @@ out = _out if _out.is_terminal else Console(width=150)
 
 def _label(spec: dict[str, Any]) -> str:
     return (f"{spec['meta']['experiment'] or spec['algorithm']} {spec['backend']} "
-            f"{'x'.join(map(str, spec['hidden']))} seed {spec['seed']}")
+            f"{architecture(spec['hidden'], (spec.get('conv') or {}).get('channels'))} seed {spec['seed']}")
 
 
 class Progress:
@@ -128,8 +129,9 @@ def print_plan(name: str, rows: list[dict[str, Any]]) -> None:
         t.add_column(col, no_wrap=col in ("trial_id", "hidden"))
     for r in rows:
         ref = f"{100 * r['reference_error']:.2f}%" if r["reference_error"] is not None else ""
-        t.add_row(r["trial_id"], r["experiment"] or "", r["algorithm"], r["backend"], "x".join(map(str, r["hidden"])),
-                  str(r["epochs"]), r["negatives"] or "", str(r["seed"]), ref, "yes" if r["done"] else "")
+        t.add_row(r["trial_id"], r["experiment"] or "", r["algorithm"], r["backend"],
+                  architecture(r["hidden"], r.get("channels")), str(r["epochs"]), r["negatives"] or "", str(r["seed"]), ref,
+                  "yes" if r["done"] else "")
     out.print(t)
 
 

@@ -83,6 +83,7 @@ RESULT_FIELDS: list[tuple[str, pa.DataType]] = [
     ("tags", pa.list_(pa.string())),
     ("reference_error", pa.float64()),
     ("reference_source", pa.string()),
+    ("method", pa.string()),  # meta.method: the row of a methods x datasets table
     ("spec_json", pa.string()),  # the full spec, every default included
     ("spec_hash_input", pa.string()),  # the normal form the trial_id hashes
     ("dataset", pa.string()),

@@ -186,6 +186,7 @@ def _describe(p: PlannedTrial, trial: FFTrial | BPTrial, backend, started: datet
         "trial_id": p.trial_id, "algorithm": trial.algorithm, "backend": trial.backend, "seed": trial.seed,
         "suite": meta.suite, "experiment": meta.experiment, "tags": meta.tags,
         "reference_error": meta.reference_error, "reference_source": meta.reference_source,
+        "method": meta.method,
         "spec_json": canonical_json(p.spec), "spec_hash_input": canonical_json(normal_form(trial)),
         "dataset": trial.data.name, "dataset_checksum": dataset_checksum(trial.data.name),
         "framework_versions": json.dumps(backend.versions() if backend else {}),

@@ -23,6 +23,7 @@ from pydantic import Field, PrivateAttr, TypeAdapter, ValidationInfo, field_vali
 
 from ffbench import registry
 from ffbench.geometry import Geometry
+from ffbench.spec_conv import ConvLayer, ConvSpec, architecture, check_conv
 from ffbench.spec_recurrent import RecurrentSpec, check_recurrent
 from ffbench.strict import Strict
 from ffbench.variants import DATASETS, NEGATIVES, OBJECTIVES
@@ -194,7 +195,13 @@ class FFSpec(Strict):
     # The recurrent net of the paper's sec. 3.4 (the label is the top layer, not in the image;
     # each layer also sees the one above); None: the feed-forward net.
     recurrent: RecurrentSpec | None = None
+    # A conv net's goodness (the trial's `conv`): over the layer's whole map (map; `goodness`
+    # sums or averages all C x H x W activities), or per position (position: each location's
+    # C activities are a row of their own, the objective's loss averages over positions and
+    # images, and an image's score is the mean of its positions' scores).
+    goodness_over: Literal["map", "position"] = "map"
     _image: Geometry | None = PrivateAttr(default=None)
+    _conv: tuple[ConvLayer, ...] | None = PrivateAttr(default=None)
 
     @field_validator("negatives")
     @classmethod
@@ -227,6 +234,28 @@ class FFSpec(Strict):
         """Lay this spec's label overlay and receptive fields out on `image` (channels, height, width)."""
         self._image = Geometry(*image)
         return self
+
+    def bind_conv(self, layers) -> FFSpec:
+        """The conv layers of this spec's trial (`ConvSpec.layers`), or None for a dense net."""
+        self._conv = None if layers is None else tuple(layers)
+        return self
+
+    @property
+    def conv_layers(self) -> tuple[ConvLayer, ...] | None:
+        return self._conv
+
+    def conv_layer(self, i: int | None) -> ConvLayer | None:
+        """Layer i's conv geometry, or None where the net is dense. A conv net's ops need the index."""
+        if self._conv is None:
+            return None
+        if i is None:
+            raise ValueError("a conv layer's ops need its index (layer=i)")
+        return self._conv[i]
+
+    def positions(self, i: int) -> int:
+        """Objective rows per image of layer i: H x W of its map with goodness_over: position, else 1."""
+        layer = self.conv_layer(i) if self.goodness_over == "position" else None
+        return 1 if layer is None else layer.output.pixels
 
     def threshold_for(self, fan_in: int) -> float:
         """The threshold of a layer with `fan_in` inputs."""
@@ -284,13 +313,19 @@ class MetaSpec(Strict):
     tags: list[str] = Field(default_factory=list)
     reference_error: Annotated[float, Field(ge=0, le=1)] | None = None  # a fraction: 0.0136, not 1.36
     reference_source: str | None = None
+    # The row's method in a methods x datasets table (`ffbench.report.tables.methods_table`):
+    # "BP", "FF (Hinton 2022)", "SymBa", ...; None: the row is in no such table.
+    method: str | None = None
     resources: Resources = Field(default_factory=Resources)
 
 
 class TrialBase(Strict):
     backend: str
     seed: Annotated[int, Field(ge=0, lt=2**32)]
-    hidden: Annotated[list[Annotated[int, Field(gt=0, le=MAX_WIDTH)]], Field(min_length=1, max_length=MAX_DEPTH)]
+    # Each hidden layer's width. A conv net's (`conv`) follow from its layers and the dataset's
+    # geometry (C x H x W of each pooled map): leave it out, or give exactly those.
+    hidden: Annotated[list[Annotated[int, Field(gt=0, le=MAX_WIDTH)]], Field(min_length=1, max_length=MAX_DEPTH)] | None = None
+    conv: ConvSpec | None = None  # convolutional layers (`ffbench.spec_conv`); None: dense layers
     epochs: Annotated[int, Field(gt=0, le=MAX_EPOCHS)]
     batch_size: PositiveInt | Literal["full"] = 100  # "full": one step per epoch on the whole training split
     data: DataSpec = Field(default_factory=DataSpec)
@@ -311,6 +346,28 @@ class TrialBase(Strict):
             raise ValueError(f"unknown backend {name!r}; expected one of: {', '.join(known)}")
         return name
 
+    @model_validator(mode="after")
+    def _widths(self) -> TrialBase:
+        if self.conv is None:
+            if self.hidden is None:
+                raise ValueError("hidden: the hidden layers' widths are required (or conv: for a conv net)")
+            return self
+        widths = self.conv.widths(self.data.image)
+        if self.hidden is not None and self.hidden != widths:
+            raise ValueError(f"hidden {self.hidden} disagrees with conv's widths on {self.data.image.label()} images "
+                             f"{widths}: leave hidden out")
+        self.hidden = widths
+        return self
+
+    def conv_layers(self) -> list[ConvLayer] | None:
+        """The conv layers resolved on the dataset's geometry, or None for a dense net."""
+        return None if self.conv is None else self.conv.layers(self.data.image)
+
+    @property
+    def architecture(self) -> str:
+        """A short name for reports: `conv 20-80-240-480`, or the dense widths `2000x2000`."""
+        return architecture(self.hidden, None if self.conv is None else self.conv.channels)
+
 
 class FFTrial(TrialBase):
     algorithm: Literal["ff"]
@@ -318,7 +375,7 @@ class FFTrial(TrialBase):
 
     @model_validator(mode="after")
     def _resolve_and_check(self) -> FFTrial:
-        ff, depth = self.ff.bind_image(self.data.image), len(self.hidden)
+        ff, depth = self.ff.bind_image(self.data.image).bind_conv(self.conv_layers()), len(self.hidden)
         if ff.prediction_layers is None:
             if ff.prediction == "goodness":
                 ff.prediction_layers = list(range(depth))
@@ -360,6 +417,10 @@ class FFTrial(TrialBase):
                 raise ValueError("ff.grow_patience decides the depth on the validation split: set data.validation_size > 0")
         if ff.recurrent is not None:
             check_recurrent(self)
+        if self.conv is not None:
+            check_conv(self)
+        elif ff.goodness_over != "map":
+            raise ValueError("ff.goodness_over: position is per position of a conv layer's map: it needs conv")
         if ff.episodes > 1 and ff.schedule != "greedy":
             raise ValueError("ff.episodes repeats the greedy layer-wise pass: it needs ff.schedule: greedy")
         if ff.episodes > 1 and self.optimizer.cooldown_start is not None:
@@ -375,6 +436,8 @@ class BPTrial(TrialBase):
     @model_validator(mode="after")
     def _check(self) -> BPTrial:
         check_local(self.bp.receptive_field, self.hidden, self.data.image, "bp.receptive_field")
+        if self.conv is not None and self.bp.receptive_field is not None:
+            raise ValueError("bp.receptive_field is a dense-net choice: it does not combine with conv")
         return self
 
     @property

@@ -40,7 +40,7 @@ from ffbench.spec import MODELS, BPTrial, FFTrial, parse_trial
 from ffbench.spec_paths import leaf_fields, model_at, unwrap
 
 EXPERIMENT_LABELS = {"name": "experiment", "tags": "tags", "reference_error": "reference_error",
-                     "reference_source": "reference_source", "resources": "resources"}
+                     "reference_source": "reference_source", "resources": "resources", "method": "method"}
 ALGORITHM_BLOCKS = {"ff": "ff", "bp": "bp"}
 
 

@@ -124,12 +124,14 @@ def test_a_perturbed_backend_fails(monkeypatch, capsys):
     seen, real_check = [], check.check_backend
     monkeypatch.setattr(check, "check_backend", lambda *a, **k: seen.extend(real_check(*a, **k)) or seen)
     assert main(["check", "--backends", "torch", "--no-e2e"]) == 1  # one run of the check, through the CLI
-    # the spec's own layer check, and in each built-in objective's section the same gradient
-    # and the gradient against central differences of the reference's forward objective
+    # the spec's own layer check, in each built-in objective's section the same gradient and the
+    # gradient against central differences of the reference's forward objective, and each conv
+    # net's (its second conv layer's kernel)
     assert [c.quantity for c in seen if not c.passed] == ["ff.layer1.dW"] + [
-        f"ff.objective[{name}].layer1.{q}" for name in ("logistic", "symba") for q in ("dW", "fd.dW")]
+        f"ff.objective[{name}].layer1.{q}" for name in ("logistic", "symba") for q in ("dW", "fd.dW")] + [
+        f"ff.conv[{case}].layer1.dW" for case in ("map", "position", "position.symba")]
     out = capsys.readouterr().out
-    assert "FAIL" in out and "5 failed" in out
+    assert "FAIL" in out and "8 failed" in out
 
 
 def test_check_cli_passes_and_names_unknown_backends(capsys):

@@ -5,7 +5,19 @@ import hashlib
 import pytest
 from pydantic import ValidationError
 
-from ffbench.spec import SPEC_VERSION, BPTrial, FFSpec, FFTrial, OptimizerSpec, RecurrentSpec, normal_form, parse_trial, trial_id
+from ffbench.spec import (
+    SPEC_VERSION,
+    BPTrial,
+    ConvSpec,
+    FFSpec,
+    FFTrial,
+    OptimizerSpec,
+    RecurrentSpec,
+    normal_form,
+    parse_trial,
+    trial_id,
+)
+from ffbench.spec_conv import LAYER_DEFAULTS
 
 BASE = {"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [100, 100], "epochs": 2}
 
@@ -18,13 +30,15 @@ PINNED_DEFAULTS = {
                "negatives": "wrong_label", "negatives_params": None,
                "objective": "logistic", "objective_params": None, "hybrid_blur_passes": 6, "negatives_refresh": "epoch",
                "prediction": "goodness", "prediction_layers": None, "readout_optimizer": None, "readout_phase": "joint",
-               "readout_epochs": None, "init": "uniform_fan_in", "receptive_field": None, "recurrent": None},
+               "readout_epochs": None, "init": "uniform_fan_in", "receptive_field": None, "recurrent": None,
+               "goodness_over": "map"},
+    "ConvSpec": {"kernel": 3, "stride": 1, "padding": 1, "groups": 1, "pool": "none", "pool_size": 2},
     # the paper's recurrent net (sec. 3.4): 8 iterations, damping 0.3, goodness over iterations 3-5
     "RecurrentSpec": {"iterations": 8, "damping": 0.3, "score_from": 3, "score_to": 5, "loss_from": 1, "loss_to": None,
                       "init": "bottom_up"},
     "OptimizerSpec": {"name": "adam", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
                       "eps_mode": "after_bias_correction", "momentum": 0.0, "weight_decay": 0.0, "cooldown_start": None},
-    "trial": {"batch_size": 100, "precision": "fp32", "eval_every": 1, "eval_batch_size": 1000,
+    "trial": {"conv": None, "batch_size": 100, "precision": "fp32", "eval_every": 1, "eval_batch_size": 1000,
               "data": {"name": "mnist", "validation_size": 10000, "train_subset": None, "test_subset": None,
                        "pixel_scale": "unit", "jitter": 0, "classes": None}},
 }
@@ -34,6 +48,7 @@ def test_defaults_are_pinned():
     assert SPEC_VERSION == 1
     assert FFSpec().model_dump() == PINNED_DEFAULTS["FFSpec"]
     assert RecurrentSpec().model_dump() == PINNED_DEFAULTS["RecurrentSpec"]
+    assert {**LAYER_DEFAULTS, "pool_size": ConvSpec.model_fields["pool_size"].default} == PINNED_DEFAULTS["ConvSpec"]
     assert OptimizerSpec().model_dump() == PINNED_DEFAULTS["OptimizerSpec"]
     t = parse_trial(BASE).model_dump()
     assert {k: t[k] for k in PINNED_DEFAULTS["trial"]} == PINNED_DEFAULTS["trial"]

@@ -13,13 +13,18 @@ from ffbench_backends.jax.common import JaxTrainer
 
 from ffbench.backend import Phase
 from ffbench.data import Dataset
+from ffbench.reference.init import bp_init
 from ffbench.reference.rng import STREAM_JITTER, STREAM_ORDER, stream_key
 from ffbench.spec import NUM_CLASSES, BPTrial
 
 
-def logits(params, x, local=None):
-    """`local`: (k, image) of locally connected hidden layers (`reference.bp`), or None."""
-    for w, b in params[:-1]:
+def logits(params, x, local=None, conv=None):
+    """`local`: (k, image) of locally connected hidden layers (`reference.bp`), or None;
+    `conv`: the conv layers of a conv net, or None."""
+    for i, (w, b) in enumerate(params[:-1]):
+        if conv is not None:
+            x = ops.conv_layer(x, w, b, conv[i])
+            continue
         w = w if local is None else w * ops.local_mask(*w.shape, *local)
         x = jax.nn.relu(ops.linear(x, w, b))
     return ops.linear(x, *params[-1])
@@ -28,7 +33,9 @@ def logits(params, x, local=None):
 class BPTrainer(JaxTrainer):
     def __init__(self, trial: BPTrial, data: Dataset, device, share: BPTrainer | None = None):
         super().__init__(trial, data, device, share)
-        self.params = self.init_params([data.train.x.shape[1], *trial.hidden, NUM_CLASSES], trial.bp.init)
+        self.params = self.to_device(bp_init(trial, data.train.x.shape[1], NUM_CLASSES))
+        conv = trial.conv_layers()
+        self.net = (trial.local, None if conv is None else tuple(conv))  # static: how the hidden layers compute
 
     def phases(self) -> list[Phase]:
         return [Phase("bp", self.trial.epochs, self.trial.optimizer)]
@@ -37,7 +44,7 @@ class BPTrainer(JaxTrainer):
         self.tx = jopt.transform(phase.optimizer)
         self.opt_state = self.tx.init(self.params)
         return "bp", partial(_bp_epoch, self.tx, self.batch_size, self.steps_per_epoch, self.trial.data.jitter, self.image,
-                             self.trial.local)
+                             self.net)
 
     def example_args(self):
         return ((self.params, self.opt_state), *self.splits["train"], jnp.uint32(0), jnp.uint32(0), jnp.float32(0))
@@ -57,7 +64,7 @@ class BPTrainer(JaxTrainer):
         return True
 
     def predict(self, x):
-        return _predict(self.params, x, self.trial.local)
+        return _predict(self.params, x, self.net)
 
     def sync(self) -> None:
         jax.block_until_ready(self.params)
@@ -72,17 +79,17 @@ class BPTrainer(JaxTrainer):
 
 
 @partial(jax.jit, static_argnums=2)
-def _predict(params, x, local):
-    return logits(params, x, local).argmax(axis=1)
+def _predict(params, x, net):
+    return logits(params, x, *net).argmax(axis=1)
 
 
-def _bp_epoch(tx, bsz, steps, jitter, image, local, state, x, y, key, jitter_key, lr):
+def _bp_epoch(tx, bsz, steps, jitter, image, net, state, x, y, key, jitter_key, lr):
     order = ops.epoch_order(key, x.shape[0])[: steps * bsz].reshape(steps, bsz)
 
     def step(carry, idx):
         params, opt_state = carry
         xb = ops.batch_images(x, idx, jitter_key, jitter, image)
-        loss, grads = jax.value_and_grad(lambda p: ops.cross_entropy(logits(p, xb, local), y[idx]))(params)
+        loss, grads = jax.value_and_grad(lambda p: ops.cross_entropy(logits(p, xb, *net), y[idx]))(params)
         direction, opt_state = tx.update(grads, opt_state, params)
         return (jopt.apply(params, direction, lr), opt_state), loss
 

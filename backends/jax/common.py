@@ -16,7 +16,6 @@ import jax.numpy as jnp
 
 from ffbench.backend import PackedTrainer, Phase, Trainer
 from ffbench.data import Dataset
-from ffbench.reference.init import stack_init
 from ffbench.spec import BPTrial, FFTrial, batch_size_for
 
 
@@ -32,9 +31,6 @@ class JaxTrainer(Trainer):
         self.n, self.image = len(data.train), data.shape  # image: the geometry of the rows
         self.batch_size = batch_size_for(trial, self.n)
         self.steps_per_epoch = self.n // self.batch_size  # the last incomplete batch is dropped
-
-    def init_params(self, widths: list[int], scheme: str) -> list[tuple[jax.Array, jax.Array]]:
-        return self.to_device(stack_init(self.trial.seed, widths, scheme))
 
     def to_device(self, arrays) -> list[tuple[jax.Array, jax.Array]]:
         """(W, b) pairs of host arrays on the device."""

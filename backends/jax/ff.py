@@ -178,11 +178,12 @@ def features(ff, prec, params, x, active=None):
     active = ff.prediction_layers if active is None else active
     h, feats = ops.overlay(x, None, ff), {}
     for i, (w, b) in enumerate(params[: max(active) + 1]):
-        h = ops.layer_forward(h, w, b, ff, prec)
+        h = ops.layer_forward(h, w, b, ff, prec, layer=i)
         if i in active:
             feats[i] = ops.normalize(h, ff.norm, ff.norm_eps)
+    width = lambda i: params[i][0].shape[0] if ff.conv_layers is None else ff.conv_layer(i).output.size  # noqa: E731
     return jax.lax.stop_gradient(jnp.concatenate(
-        [feats[i] if i in feats else jnp.zeros((x.shape[0], params[i][0].shape[0]), h.dtype)
+        [feats[i] if i in feats else jnp.zeros((x.shape[0], width(i)), h.dtype)
          for i in ff.prediction_layers], axis=1))
 
 
@@ -192,11 +193,11 @@ def _label_scores(ff, objective, prec, layers, params, x):
         return recurrent.label_scores(ff, objective, prec, layers, params, x)
     obj, p = objective
     h = ops.first_layer_all_labels(x, *params[0], ff, prec).reshape(NUM_CLASSES * x.shape[0], -1)
-    score = obj.score(h, ff, p) if 0 in layers else 0.0
+    score = ops.image_scores(obj.score(ops.objective_rows(h, ff, 0), ff, p), ff, 0) if 0 in layers else 0.0
     for i, (w, b) in enumerate(params[1: max(layers) + 1], start=1):
-        h = ops.layer_forward(h, w, b, ff, prec)
+        h = ops.layer_forward(h, w, b, ff, prec, layer=i)
         if i in layers:
-            score = score + obj.score(h, ff, p)
+            score = score + ops.image_scores(obj.score(ops.objective_rows(h, ff, i), ff, p), ff, i)
     return score.reshape(NUM_CLASSES, x.shape[0]).T
 
 
@@ -210,8 +211,8 @@ def _frozen_rows(ff, prec, params, x, labels, normalized=True):
     """`x` (with `labels` overlaid; None: as it is) through the frozen layers `params`; with
     `normalized`, normalised as the next layer's input (`ffbench.frozen`)."""
     h = x if labels is None else ops.overlay(x, labels, ff)
-    for w, b in params:
-        h = ops.layer_forward(h, w, b, ff, prec)
+    for i, (w, b) in enumerate(params):
+        h = ops.layer_forward(h, w, b, ff, prec, layer=i)
     return ops.normalize(h, ff.norm, ff.norm_eps) if normalized else h
 
 
@@ -238,8 +239,10 @@ def ff_step_losses(ff, prec, layers, trainable, params, running, pos, neg, xb, y
     else:
         h = rows if both else jnp.concatenate([rows, jax.lax.stop_gradient(_frozen_rows(ff, prec, below, neg, None))])
     for i in range(min(layers), max(layers) + 1):
-        h = ops.layer_forward(jax.lax.stop_gradient(h), *params[i], ff, prec, normalized=rows is not None and i == min(layers))
-        ff_losses[i] = obj.loss(h, n, ff, p, params[i][0].shape[1])
+        width = h.shape[1]
+        h = ops.layer_forward(jax.lax.stop_gradient(h), *params[i], ff, prec, normalized=rows is not None and i == min(layers),
+                              layer=i)
+        ff_losses[i] = obj.loss(ops.objective_rows(h, ff, i), n * ff.positions(i), ff, p, width)
         total = total + ff_losses[i]
         if ff.peer_weight > 0:
             peer_losses[i], running[i] = ops.peer_loss(h[:n], running[i], ff)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -175,16 +177,54 @@ def effective_weights(w: jax.Array, ff: FFSpec) -> jax.Array:
     return w if ff.receptive_field is None else w * local_mask(*w.shape, ff.receptive_field, ff.image)
 
 
+def conv_layer(x: jax.Array, w: jax.Array, b: jax.Array, spec, relu_grad: str = "standard",
+               precision: str = "fp32") -> jax.Array:
+    """`reference.conv.layer`: pool(relu(conv(x))) of flat rows x, as flat rows. bf16: the
+    conv's operands and result in bfloat16, as `linear`'s."""
+    x4, p = x.reshape(x.shape[0], *spec.input), spec.padding
+    conv = partial(lax.conv_general_dilated, window_strides=(spec.stride, spec.stride), padding=((p, p), (p, p)),
+                   dimension_numbers=("NCHW", "OIHW", "NCHW"), feature_group_count=spec.groups)
+    if precision == "bf16":
+        z = conv(x4.astype(jnp.bfloat16), w.astype(jnp.bfloat16)).astype(jnp.float32)
+    else:
+        z = conv(x4, w, precision=MATMUL_PRECISION[precision])
+    a, q = relu(z + b[:, None, None], relu_grad), (1, 1, spec.pool_size, spec.pool_size)
+    if spec.pool == "max":
+        a = lax.reduce_window(a, -jnp.inf, lax.max, q, q, "VALID")
+    elif spec.pool == "avg":
+        a = lax.reduce_window(a, 0.0, lax.add, q, q, "VALID") / (spec.pool_size * spec.pool_size)
+    return a.reshape(x.shape[0], -1)
+
+
 def layer_forward(x: jax.Array, w: jax.Array, b: jax.Array, ff: FFSpec, precision: str = "fp32",
-                  normalized: bool = False) -> jax.Array:
-    """relu(W normalize(x) + b); `normalized`: `x` is normalised already (`ffbench.frozen`)."""
+                  normalized: bool = False, layer: int | None = None) -> jax.Array:
+    """relu(W normalize(x) + b), or layer `layer`'s conv (a conv net's ops need the index);
+    `normalized`: `x` is normalised already (`ffbench.frozen`)."""
     xn = x if normalized else normalize(x, ff.norm, ff.norm_eps)
+    spec = ff.conv_layer(layer)
+    if spec is not None:
+        return conv_layer(xn, w, b, spec, ff.relu_grad, precision)
     return relu(linear(xn, effective_weights(w, ff), b, precision), ff.relu_grad)
+
+
+def objective_rows(h: jax.Array, ff: FFSpec, layer: int | None) -> jax.Array:
+    """`reference.ff.objective_rows`: per-position rows of C activities with goodness_over: position."""
+    k = ff.positions(layer)
+    return h if k == 1 else h.reshape(h.shape[0], -1, k).transpose(0, 2, 1).reshape(h.shape[0] * k, -1)
+
+
+def image_scores(s: jax.Array, ff: FFSpec, layer: int | None) -> jax.Array:
+    """`reference.ff.image_scores`: the mean over an image's positions."""
+    k = ff.positions(layer)
+    return s if k == 1 else s.reshape(-1, k).mean(axis=1)
 
 
 def first_layer_all_labels(x: jax.Array, w: jax.Array, b: jax.Array, ff: FFSpec, precision: str = "fp32") -> jax.Array:
     """(10, B, H): layer 0's activation with each label overlaid, from one matmul
-    (`reference.ff.first_layer_all_labels`: z_c = base @ W.T + b + a W_c)."""
+    (`reference.ff.first_layer_all_labels`: z_c = base @ W.T + b + a W_c); a conv layer: each overlay in turn."""
+    if ff.conv_layers is not None:
+        return jnp.stack([layer_forward(overlay(x, jnp.full(x.shape[0], c, jnp.int32), ff), w, b, ff, precision, layer=0)
+                          for c in range(NUM_CLASSES)])
     n, groups = x.shape[0], label_groups(ff)
     xn = normalize(overlay(x, jnp.zeros(n, jnp.int32), ff), ff.norm, ff.norm_eps)
     w = effective_weights(w, ff)

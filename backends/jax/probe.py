@@ -34,8 +34,8 @@ def ff_layers(params, x_pos, x_neg, ff: FFSpec) -> list[dict]:
     out, h, n = [], jnp.concatenate([pos, neg]), pos.shape[0]
     obj, obj_params = bound_objective(ff, "jax")
     for i, (w, b) in enumerate(p):
-        h = ops.layer_forward(h, w, b, ff)
-        g = np.asarray(obj.goodness(h, ff, obj_params))
+        h = ops.layer_forward(h, w, b, ff, layer=i)
+        g = np.asarray(ops.image_scores(obj.goodness(ops.objective_rows(h, ff, i), ff, obj_params), ff, i))
         dw, db = grads["layers"][i]
         out.append({"g_pos": g[:n], "g_neg": g[n:], "loss": float(losses[i]), "peer_loss": float(peers[i]),
                     "dW": np.asarray(dw), "db": np.asarray(db)})

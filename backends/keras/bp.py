@@ -20,7 +20,7 @@ from keras import ops
 from ffbench.backend import Phase
 from ffbench.data import Dataset
 from ffbench.reference import rng
-from ffbench.reference.init import stack_init
+from ffbench.reference.init import bp_init
 from ffbench.spec import NUM_CLASSES, BPTrial
 
 
@@ -41,14 +41,32 @@ def hidden_layer(units: int, local):
     return keras.layers.Dense(units, activation="relu") if local is None else LocalDense(units, *local)
 
 
+def conv_layers(layers) -> list[keras.layers.Layer]:
+    """The conv net's hidden layers (`reference.bp`), channels-last between a flat row's
+    (C, H, W) map and the flat (C, H, W) row the output layer reads."""
+    out = [keras.layers.Reshape(tuple(layers[0].input)), keras.layers.Permute((2, 3, 1))]
+    for spec in layers:
+        if spec.padding:
+            out.append(keras.layers.ZeroPadding2D(spec.padding))
+        out.append(keras.layers.Conv2D(spec.channels, spec.kernel, strides=spec.stride, groups=spec.groups, activation="relu"))
+        if spec.pool != "none":
+            pool = keras.layers.MaxPooling2D if spec.pool == "max" else keras.layers.AveragePooling2D
+            out.append(pool(spec.pool_size))
+    return out + [keras.layers.Permute((3, 1, 2)), keras.layers.Flatten()]
+
+
 class BPTrainer(KerasTrainer):
     def __init__(self, trial: BPTrial, data: Dataset, share: BPTrainer | None = None):
         super().__init__(trial, data, share)
-        layers = [hidden_layer(h, trial.local) for h in trial.hidden] + [keras.layers.Dense(NUM_CLASSES)]
-        self.model = keras.Sequential([keras.Input((data.train.x.shape[1],)), *layers])
-        for layer, (w, b) in zip(self.model.layers, stack_init(trial.seed, [data.train.x.shape[1], *trial.hidden, NUM_CLASSES],
-                                                                trial.bp.init)):
-            layer.set_weights([w.T, b])
+        conv = trial.conv_layers()
+        hidden = [hidden_layer(h, trial.local) for h in trial.hidden] if conv is None else conv_layers(conv)
+        self.model = keras.Sequential([keras.Input((data.train.x.shape[1],)), *hidden, keras.layers.Dense(NUM_CLASSES)])
+        for layer, (w, b) in zip(self.weighted(), bp_init(trial, data.train.x.shape[1], NUM_CLASSES)):
+            layer.set_weights([kops.to_kernel(w), b])
+
+    def weighted(self) -> list[keras.layers.Layer]:
+        """The model's layers with weights: the reference's (W, b) pairs, in order."""
+        return [layer for layer in self.model.layers if layer.weights]
 
     def phases(self) -> list[Phase]:
         return [Phase("bp", self.trial.epochs, self.trial.optimizer)]
@@ -117,11 +135,11 @@ class BPTrainer(KerasTrainer):
 
     def state(self) -> dict:
         out = {}
-        for i, layer in enumerate(self.model.layers):
+        for i, layer in enumerate(self.weighted()):
             k, b = layer.get_weights()
-            out[f"W{i}"], out[f"b{i}"] = k.T.copy(), b
+            out[f"W{i}"], out[f"b{i}"] = kops.from_kernel(k), b
         return out
 
     def load_state(self, state: dict) -> None:
-        for i, layer in enumerate(self.model.layers):
-            layer.set_weights([state[f"W{i}"].T, state[f"b{i}"]])
+        for i, layer in enumerate(self.weighted()):
+            layer.set_weights([kops.to_kernel(state[f"W{i}"]), state[f"b{i}"]])

@@ -67,8 +67,8 @@ class KerasTrainer(Trainer):
 
     @staticmethod
     def variables(params, name: str) -> list[tuple[keras.Variable, keras.Variable]]:
-        """The reference's initial weights as Keras variables: kernel = W.T (in, out), bias."""
-        return [(keras.Variable(w.T, name=f"{name}{i}_kernel"), keras.Variable(b, name=f"{name}{i}_bias"))
+        """The reference's initial weights as Keras variables: the kernel (`ops.to_kernel`), the bias."""
+        return [(keras.Variable(kops.to_kernel(w), name=f"{name}{i}_kernel"), keras.Variable(b, name=f"{name}{i}_bias"))
                 for i, (w, b) in enumerate(params)]
 
     @abc.abstractmethod

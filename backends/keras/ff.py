@@ -99,8 +99,8 @@ class FFTrainer(FFSchedule, KerasTrainer):
 
         def rows(xb, lb):
             h = xb if lb is None else kops.overlay(xb, lb, self.ff)
-            for kernel, bias in self.params[:below]:
-                h = kops.layer_forward(h, kernel, bias, self.ff)
+            for i, (kernel, bias) in enumerate(self.params[:below]):
+                h = kops.layer_forward(h, kernel, bias, self.ff, layer=i)
             return kops.normalize(h, self.ff.norm, self.ff.norm_eps)
         fn = self.reader(("frozen", below), rows)
         return ops.concatenate([fn(x[i:i + step], None if labels is None else labels[i:i + step])
@@ -193,15 +193,15 @@ class FFTrainer(FFSchedule, KerasTrainer):
         for i in range(max(layers) + 1):
             kernel, bias = self.params[i]
             if i not in layers:  # frozen (greedy)
-                h_pos = h_pos if kept else kops.layer_forward(h_pos, kernel, bias, ff)
-                h_neg = h_neg if kept == "both" else kops.layer_forward(h_neg, kernel, bias, ff)
+                h_pos = h_pos if kept else kops.layer_forward(h_pos, kernel, bias, ff, layer=i)
+                h_neg = h_neg if kept == "both" else kops.layer_forward(h_neg, kernel, bias, ff, layer=i)
                 continue
             x_pos, xn = h_pos, None  # xn: the cached input, normalised (both halves: x_pos is not read)
             if kept and i == min(layers):
                 x_pos, xn = (None, h_pos) if kept == "both" else (
                     h_pos, ops.concatenate([h_pos, kops.normalize(h_neg, ff.norm, ff.norm_eps)], axis=0))
             ff_loss[i], peer, _, h, dk, db, running = kops.layer_step(x_pos, h_neg, kernel, bias, ff, self.running[i],
-                                                                        self.objective_fn, xn)
+                                                                        self.objective_fn, xn, i)
             if ff.peer_weight > 0:
                 self.running[i].assign(running)
                 peer_loss[i] = peer
@@ -234,7 +234,7 @@ class FFTrainer(FFSchedule, KerasTrainer):
         ff, active, feats = self.ff, self.readout_layers, {}
         h = kops.overlay(xb, None, ff)
         for i, (kernel, bias) in enumerate(self.params[: max(active) + 1]):
-            h = kops.layer_forward(h, kernel, bias, ff)
+            h = kops.layer_forward(h, kernel, bias, ff, layer=i)
             if i in active:
                 feats[i] = kops.normalize(h, ff.norm, ff.norm_eps)
         return ops.concatenate([feats[i] if i in feats else ops.zeros((ops.shape(xb)[0], self.trial.hidden[i]))
@@ -255,14 +255,14 @@ class FFTrainer(FFSchedule, KerasTrainer):
     def state(self) -> dict:
         out = {}
         for i, (k, b) in enumerate(self.params):
-            out[f"W{i}"], out[f"b{i}"] = np.array(ops.convert_to_numpy(k)).T.copy(), np.array(ops.convert_to_numpy(b))
+            out[f"W{i}"], out[f"b{i}"] = kops.from_kernel(np.array(ops.convert_to_numpy(k))), np.array(ops.convert_to_numpy(b))
         if self.readout is not None:
             out["readout"] = np.asarray(ops.convert_to_numpy(self.readout)).T.copy()
         return out
 
     def load_state(self, state: dict) -> None:
         for i, (k, b) in enumerate(self.params):
-            k.assign(state[f"W{i}"].T), b.assign(state[f"b{i}"])
+            k.assign(kops.to_kernel(state[f"W{i}"])), b.assign(state[f"b{i}"])
         if self.readout is not None:
             self.readout.assign(state["readout"].T)
         self.trained, self.readout_trained = set(range(len(self.params))), True
@@ -271,11 +271,11 @@ class FFTrainer(FFSchedule, KerasTrainer):
         """(B, 10) summed objective scores over `layers` with each label overlaid (`reference.ff.label_scores`)."""
         ff, (obj, p) = self.ff, self.objective_fn
         h = ops.reshape(kops.first_layer_all_labels(xb, *self.params[0], ff), (NUM_CLASSES * xb.shape[0], -1))
-        score = obj.score(h, ff, p) if 0 in layers else 0.0
+        score = kops.image_scores(obj.score(kops.objective_rows(h, ff, 0), ff, p), ff, 0) if 0 in layers else 0.0
         for i, (kernel, bias) in enumerate(self.params[1: max(layers) + 1], start=1):
-            h = kops.layer_forward(h, kernel, bias, ff)
+            h = kops.layer_forward(h, kernel, bias, ff, layer=i)
             if i in layers:
-                score = score + obj.score(h, ff, p)
+                score = score + kops.image_scores(obj.score(kops.objective_rows(h, ff, i), ff, p), ff, i)
         return ops.transpose(ops.reshape(score, (NUM_CLASSES, xb.shape[0])))
 
     def predict_key(self) -> tuple:

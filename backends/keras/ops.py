@@ -194,15 +194,67 @@ def normalize(x, kind: str, eps: float):
 def grad_h(fn, h):
     """(fn(h), d fn / d h) of a scalar function of one tensor, by the Keras backend's autodiff
     (`jax.value_and_grad`, or a `tf.GradientTape`): both trace inside a compiled step."""
+    (value, _), (grad,) = value_and_grads(lambda v: (fn(v), None), h)
+    return value, grad
+
+
+def value_and_grads(fn, *args):
+    """((value, aux), gradients of value with respect to each of `args`) of `fn(*args) ->
+    (scalar value, aux)`, by the Keras backend's autodiff (as `grad_h`)."""
     import keras
+    args = [a.value if isinstance(a, keras.Variable) else a for a in args]  # in a compiled step, the traced value
     if keras.backend.backend() == "jax":
         import jax
-        return jax.value_and_grad(fn)(h)
+        out, grads = jax.value_and_grad(fn, argnums=tuple(range(len(args))), has_aux=True)(*args)
+        return out, list(grads)
     import tensorflow as tf
     with tf.GradientTape() as tape:
-        tape.watch(h)
-        value = fn(h)
-    return value, tape.gradient(value, h)
+        for a in args:
+            tape.watch(a)
+        value, aux = fn(*args)
+    return (value, aux), tape.gradient(value, args)
+
+
+def to_kernel(w: np.ndarray) -> np.ndarray:
+    """A reference weight in Keras's kernel layout: (in, out) of a dense W (out, in); (k, k,
+    C_in/g, C_out) of a conv W (C_out, C_in/g, k, k)."""
+    return w.T if w.ndim == 2 else w.transpose(2, 3, 1, 0)
+
+
+def from_kernel(k: np.ndarray) -> np.ndarray:
+    """`to_kernel`'s inverse."""
+    return np.ascontiguousarray(k.T if k.ndim == 2 else k.transpose(3, 2, 0, 1))
+
+
+def conv_layer(x, kernel, bias, spec, relu_grad: str = "standard"):
+    """`reference.conv.layer`: pool(relu(conv(x))) of flat (C, H, W) rows, as flat rows;
+    computed channels-last (the layout Keras's conv and pooling run on every backend's CPU)."""
+    n, p, q = ops.shape(x)[0], spec.padding, spec.pool_size
+    x4 = ops.transpose(ops.reshape(x, (n, *spec.input)), (0, 2, 3, 1))
+    if p:
+        x4 = ops.pad(x4, ((0, 0), (p, p), (p, p), (0, 0)))
+    z = ops.conv(x4, kernel, strides=spec.stride, padding="valid", data_format="channels_last") + bias
+    a = ops.relu(z)
+    if relu_grad == "straight_through":
+        a = z + ops.stop_gradient(a - z)
+    if spec.pool == "max":
+        a = ops.max_pool(a, q, q, padding="valid", data_format="channels_last")
+    elif spec.pool == "avg":
+        a = ops.average_pool(a, q, q, padding="valid", data_format="channels_last")
+    return ops.reshape(ops.transpose(a, (0, 3, 1, 2)), (n, -1))
+
+
+def objective_rows(h, ff: FFSpec, layer: int | None):
+    """`reference.ff.objective_rows`: per-position rows of C activities with goodness_over: position."""
+    k = ff.positions(layer)
+    n = ops.shape(h)[0]
+    return h if k == 1 else ops.reshape(ops.transpose(ops.reshape(h, (n, -1, k)), (0, 2, 1)), (n * k, -1))
+
+
+def image_scores(s, ff: FFSpec, layer: int | None):
+    """`reference.ff.image_scores`: the mean over an image's positions."""
+    k = ff.positions(layer)
+    return s if k == 1 else ops.mean(ops.reshape(s, (-1, k)), axis=1)
 
 
 @functools.lru_cache(maxsize=16)
@@ -220,15 +272,22 @@ def effective_kernel(kernel, ff: FFSpec):
     return kernel if ff.receptive_field is None else kernel * local_mask(*kernel.shape, ff.receptive_field, ff.image)
 
 
-def layer_forward(x, kernel, bias, ff: FFSpec, normalized: bool = False):
-    """relu(normalize(x) K + b); `normalized`: `x` is normalised already (`ffbench.frozen`)."""
+def layer_forward(x, kernel, bias, ff: FFSpec, normalized: bool = False, layer: int | None = None):
+    """relu(normalize(x) K + b), or layer `layer`'s conv (a conv net's ops need the index);
+    `normalized`: `x` is normalised already (`ffbench.frozen`)."""
     xn = x if normalized else normalize(x, ff.norm, ff.norm_eps)
+    spec = ff.conv_layer(layer)
+    if spec is not None:
+        return conv_layer(xn, kernel, bias, spec, ff.relu_grad)
     return ops.relu(ops.matmul(xn, effective_kernel(kernel, ff)) + bias)
 
 
 def first_layer_all_labels(x, kernel, bias, ff: FFSpec):
     """(10, B, H): layer 0's activation with each label overlaid, from one matmul
-    (`reference.ff.first_layer_all_labels`: z_c = base @ W.T + b + a W_c)."""
+    (`reference.ff.first_layer_all_labels`: z_c = base @ W.T + b + a W_c); a conv layer: each overlay in turn."""
+    if ff.conv_layers is not None:
+        return ops.stack([layer_forward(overlay(x, ops.full((ops.shape(x)[0],), c, dtype="int32"), ff), kernel, bias, ff,
+                                        layer=0) for c in range(NUM_CLASSES)])
     n, groups = ops.shape(x)[0], label_groups(ff)
     xn = normalize(overlay(x, ops.zeros((n,), dtype="int32"), ff), ff.norm, ff.norm_eps)
     kernel = effective_kernel(kernel, ff)
@@ -239,14 +298,25 @@ def first_layer_all_labels(x, kernel, bias, ff: FFSpec):
     return ops.relu((ops.matmul(base, kernel) + bias)[None] + xn[None, :, :1] * kc[:, None, :])
 
 
-def layer_step(x_pos, x_neg, kernel, bias, ff: FFSpec, running, objective, xn=None):
+def layer_step(x_pos, x_neg, kernel, bias, ff: FFSpec, running, objective, xn=None, layer: int | None = None):
     """reference.ff.layer_step: (loss, peer loss, goodness, h, d kernel, d bias, new running
     mean). `objective`: (the layer objective's Keras implementation, its parameters). `xn`:
-    the normalised [x_pos; x_neg] where it is cached (`ffbench.frozen`; `x_pos`, `x_neg` unread)."""
+    the normalised [x_pos; x_neg] where it is cached (`ffbench.frozen`; `x_pos`, `x_neg` unread).
+    A conv layer's gradients are the backend's autodiff through the conv and the pooling."""
     obj, p = objective
     if xn is None:
         xn = normalize(ops.concatenate([x_pos, x_neg], axis=0), ff.norm, ff.norm_eps)
     n = xn.shape[0] // 2 if x_pos is None else x_pos.shape[0]
+    spec = ff.conv_layer(layer)
+    if spec is not None:
+        k = ff.positions(layer)
+
+        def f(kern, b):
+            h = conv_layer(xn, kern, b, spec, ff.relu_grad)
+            return obj.loss(objective_rows(h, ff, layer), n * k, ff, p, xn.shape[1]), h
+        (loss, h), (dk, db) = value_and_grads(f, kernel, bias)
+        g = image_scores(obj.goodness(objective_rows(h, ff, layer), ff, p), ff, layer)
+        return loss, ops.zeros(()), g, h, dk, db, running
     z = ops.matmul(xn, effective_kernel(kernel, ff)) + bias
     h = ops.relu(z)
     units = h.shape[1]

@@ -21,7 +21,7 @@ def _stack(params, x_pos, x_neg, ff, running):
     h_pos, h_neg, out = ops.convert_to_tensor(x_pos), ops.convert_to_tensor(x_neg), []
     objective = bound_objective(ff, "keras")
     for i, (k, b) in enumerate(params):
-        step = kops.layer_step(h_pos, h_neg, k, b, ff, running[i], objective)
+        step = kops.layer_step(h_pos, h_neg, k, b, ff, running[i], objective, None, i)
         out.append(step)
         h = step[3]
         h_pos, h_neg = h[: x_pos.shape[0]], h[x_pos.shape[0]:]
@@ -29,11 +29,12 @@ def _stack(params, x_pos, x_neg, ff, running):
 
 
 def ff_layers(params, x_pos, x_neg, ff: FFSpec) -> list[dict]:
-    p = [(ops.convert_to_tensor(w.T), ops.convert_to_tensor(b)) for w, b in params]
+    p = [(ops.convert_to_tensor(kops.to_kernel(w)), ops.convert_to_tensor(b)) for w, b in params]
     running = [ops.full((w.shape[0],), PEER_INIT, dtype="float32") for w, _ in params]
     n = x_pos.shape[0]
+    steps = _stack(p, x_pos, x_neg, ff, running)
     return [{"g_pos": _np(g)[:n], "g_neg": _np(g)[n:], "loss": float(_np(loss)), "peer_loss": float(_np(peer)),
-             "dW": _np(dk).T, "db": _np(db)} for loss, peer, g, _, dk, db, _ in _stack(p, x_pos, x_neg, ff, running)]
+             "dW": kops.from_kernel(_np(dk)), "db": _np(db)} for loss, peer, g, _, dk, db, _ in steps]
 
 
 def ff_steps(params, x_pos, x_neg, ff: FFSpec, opt: OptimizerSpec, steps: int) -> list[tuple[np.ndarray, np.ndarray]]:

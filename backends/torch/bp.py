@@ -14,21 +14,26 @@ from ffbench_backends.torch.optim import Optimizer
 
 from ffbench.backend import Phase
 from ffbench.data import Dataset
+from ffbench.reference.init import bp_init
 from ffbench.reference.rng import STREAM_JITTER, stream_key
 from ffbench.spec import NUM_CLASSES, BPTrial
 
 
-def logits(params, x: torch.Tensor, precision: str, local=None) -> torch.Tensor:
-    """`local`: (k, image) of locally connected hidden layers (`reference.bp`), or None."""
-    for w, b in params[:-1]:
+def logits(params, x: torch.Tensor, precision: str, local=None, conv=None) -> torch.Tensor:
+    """`local`: (k, image) of locally connected hidden layers (`reference.bp`), or None;
+    `conv`: the conv layers of a conv net, or None."""
+    for i, (w, b) in enumerate(params[:-1]):
+        if conv is not None:
+            x = ops.conv_layer(x, w, b, conv[i], precision=precision)
+            continue
         w = w if local is None else w * ops.local_mask(*w.shape, *local, w.device)
         x = torch.relu(ops.linear(x, w, b, precision))
     return ops.linear(x, *params[-1], precision)
 
 
-def objective(params, xb, yb, *, precision: str, local=None):
+def objective(params, xb, yb, *, precision: str, local=None, conv=None):
     """(the step's cross-entropy,)"""
-    return (F.cross_entropy(logits(params, xb, precision, local), yb),)
+    return (F.cross_entropy(logits(params, xb, precision, local, conv), yb),)
 
 
 class BPTrainer(TorchTrainer):
@@ -37,7 +42,8 @@ class BPTrainer(TorchTrainer):
 
     def __init__(self, trial: BPTrial, data: Dataset, device: torch.device, share: BPTrainer | None = None):
         super().__init__(trial, data, device, share)
-        self.params = self.init_params([data.train.x.shape[1], *trial.hidden, NUM_CLASSES], trial.bp.init)
+        self.params = self.leaves(bp_init(trial, data.train.x.shape[1], NUM_CLASSES))
+        self.conv = trial.conv_layers()
 
     def phases(self) -> list[Phase]:
         return [Phase("bp", self.trial.epochs, self.trial.optimizer)]
@@ -55,7 +61,7 @@ class BPTrainer(TorchTrainer):
         holder.opt = Optimizer(phase.optimizer, [p for wb in holder.params for p in wb], members)
 
     def objective(self, phase: Phase):
-        return partial(objective, precision=self.trial.precision, local=self.trial.local)
+        return partial(objective, precision=self.trial.precision, local=self.trial.local, conv=self.conv)
 
     def compile_step(self, phase: Phase, holder, objective, lead: tuple[int, ...] = ()):
         """`objective` compiled (`FFBENCH_TORCH_COMPILE=1`) and warmed up on a throw-away batch."""
@@ -66,7 +72,7 @@ class BPTrainer(TorchTrainer):
         return objective
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return logits(self.params, x, self.trial.precision, self.trial.local)
+        return logits(self.params, x, self.trial.precision, self.trial.local, self.conv)
 
     def train_epoch(self, phase: Phase, epoch: int, lr: float):
         return self.run_epoch(phase, self.epoch_plan(phase, epoch), self, self._objective, lr)

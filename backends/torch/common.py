@@ -19,7 +19,6 @@ from torch.utils._pytree import tree_map
 
 from ffbench.backend import PackedTrainer, Phase, Trainer
 from ffbench.data import Dataset
-from ffbench.reference.init import stack_init
 from ffbench.spec import BPTrial, FFTrial, batch_size_for
 
 
@@ -55,10 +54,6 @@ class TorchTrainer(Trainer):
         self.n, self.image = len(data.train), data.shape  # image: the geometry of the rows
         self.batch_size = batch_size_for(trial, self.n)
         self.steps_per_epoch = self.n // self.batch_size  # the last incomplete batch is dropped
-
-    def init_params(self, widths: list[int], scheme: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The reference's initial weights, on the device, as leaf tensors."""
-        return self.leaves(stack_init(self.trial.seed, widths, scheme))
 
     def leaves(self, arrays) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(W, b) pairs of host arrays as leaf tensors on the device."""

@@ -50,8 +50,9 @@ def ff_objective(params, running, pos, neg, ff: FFSpec, layers, precision: str =
         h = torch.cat([rows, frozen_input(params[:first], neg, ff, precision)])
     total = h.new_zeros(())
     for i in range(first, max(layers) + 1):
-        h = ops.layer_forward(h.detach(), *params[i], ff, precision, normalized=rows is not None and i == first)
-        ff_losses[i] = obj.loss(h, n, ff, p, params[i][0].shape[1])
+        width = h.shape[1]
+        h = ops.layer_forward(h.detach(), *params[i], ff, precision, normalized=rows is not None and i == first, layer=i)
+        ff_losses[i] = obj.loss(ops.objective_rows(h, ff, i), n * ff.positions(i), ff, p, width)
         total = total + ff_losses[i]
         if ff.peer_weight > 0:
             peer_losses[i], running[i] = ops.peer_loss(h[:n], running[i], ff)
@@ -62,8 +63,8 @@ def ff_objective(params, running, pos, neg, ff: FFSpec, layers, precision: str =
 def frozen_forward(params, h: torch.Tensor, ff: FFSpec, precision: str) -> torch.Tensor:
     """`h` through the frozen layers `params` (no gradient)."""
     with torch.no_grad():
-        for w, b in params:
-            h = ops.layer_forward(h, w, b, ff, precision)
+        for i, (w, b) in enumerate(params):
+            h = ops.layer_forward(h, w, b, ff, precision, layer=i)
     return h
 
 
@@ -79,7 +80,7 @@ def features(params, xb, ff: FFSpec, active, widths, precision: str = "fp32") ->
     h, feats = ops.overlay(xb, None, ff), {}
     with torch.no_grad():
         for i, (w, b) in enumerate(params[: max(active) + 1]):
-            h = ops.layer_forward(h, w, b, ff, precision)
+            h = ops.layer_forward(h, w, b, ff, precision, layer=i)
             if i in active:
                 feats[i] = ops.normalize(h, ff.norm, ff.norm_eps)
     return torch.cat([feats[i] if i in feats else h.new_zeros(xb.shape[0], widths[i]) for i in ff.prediction_layers], dim=1)
@@ -318,11 +319,11 @@ class FFTrainer(FFSchedule, TorchTrainer):
         """(B, 10) summed objective scores over `layers` with each label overlaid (`reference.ff.label_scores`)."""
         ff, (obj, p) = self.ff, self.objective_fn
         h = ops.first_layer_all_labels(xb, *self.params[0], ff, self.trial.precision).reshape(NUM_CLASSES * xb.shape[0], -1)
-        score = obj.score(h, ff, p) if 0 in layers else 0.0
+        score = ops.image_scores(obj.score(ops.objective_rows(h, ff, 0), ff, p), ff, 0) if 0 in layers else 0.0
         for i, (w, b) in enumerate(self.params[1: max(layers) + 1], start=1):
-            h = ops.layer_forward(h, w, b, ff, self.trial.precision)
+            h = ops.layer_forward(h, w, b, ff, self.trial.precision, layer=i)
             if i in layers:
-                score = score + obj.score(h, ff, p)
+                score = score + ops.image_scores(obj.score(ops.objective_rows(h, ff, i), ff, p), ff, i)
         return score.view(NUM_CLASSES, xb.shape[0]).T
 
     @torch.no_grad()

@@ -200,17 +200,54 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None, prec
     return F.linear(x, w, b)
 
 
+def conv_layer(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, spec, relu_grad: str = "standard",
+               precision: str = "fp32") -> torch.Tensor:
+    """`reference.conv.layer`: pool(relu(conv(x))) of flat rows x, as flat rows. bf16: the
+    conv's operands and result in bfloat16, as `linear`'s."""
+    x4 = x.reshape(x.shape[0], *spec.input)
+    if precision == "bf16":
+        z = F.conv2d(x4.to(torch.bfloat16), w.to(torch.bfloat16), None, spec.stride, spec.padding, 1, spec.groups)
+        z = z.float() + b[:, None, None]
+    else:
+        z = F.conv2d(x4, w, b, spec.stride, spec.padding, 1, spec.groups)
+    a = relu(z, relu_grad)
+    if spec.pool == "max":
+        a = F.max_pool2d(a, spec.pool_size)
+    elif spec.pool == "avg":
+        a = F.avg_pool2d(a, spec.pool_size)
+    return a.reshape(x.shape[0], -1)
+
+
 def layer_forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, ff: FFSpec, precision: str = "fp32",
-                  normalized: bool = False) -> torch.Tensor:
-    """relu(W normalize(x) + b); `normalized`: `x` is normalised already (`ffbench.frozen`)."""
+                  normalized: bool = False, layer: int | None = None) -> torch.Tensor:
+    """relu(W normalize(x) + b), or layer `layer`'s conv (a conv net's ops need the index);
+    `normalized`: `x` is normalised already (`ffbench.frozen`)."""
     xn = x if normalized else normalize(x, ff.norm, ff.norm_eps)
+    spec = ff.conv_layer(layer)
+    if spec is not None:
+        return conv_layer(xn, w, b, spec, ff.relu_grad, precision)
     return relu(linear(xn, effective_weights(w, ff), b, precision), ff.relu_grad)
+
+
+def objective_rows(h: torch.Tensor, ff: FFSpec, layer: int | None) -> torch.Tensor:
+    """`reference.ff.objective_rows`: per-position rows of C activities with goodness_over: position."""
+    k = ff.positions(layer)
+    return h if k == 1 else h.reshape(h.shape[0], -1, k).transpose(1, 2).reshape(h.shape[0] * k, -1)
+
+
+def image_scores(s: torch.Tensor, ff: FFSpec, layer: int | None) -> torch.Tensor:
+    """`reference.ff.image_scores`: the mean over an image's positions."""
+    k = ff.positions(layer)
+    return s if k == 1 else s.reshape(-1, k).mean(dim=1)
 
 
 def first_layer_all_labels(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, ff: FFSpec,
                            precision: str = "fp32") -> torch.Tensor:
     """(10, B, H): layer 0's activation with each label overlaid, from one matmul
-    (`reference.ff.first_layer_all_labels`: z_c = base @ W.T + b + a W_c)."""
+    (`reference.ff.first_layer_all_labels`: z_c = base @ W.T + b + a W_c); a conv layer: each overlay in turn."""
+    if ff.conv_layers is not None:
+        return torch.stack([layer_forward(overlay(x, x.new_full((x.shape[0],), c, dtype=torch.int64), ff), w, b, ff, precision,
+                                          layer=0) for c in range(NUM_CLASSES)])
     n, groups = x.shape[0], label_groups(ff)
     xn = normalize(overlay(x, x.new_zeros(n, dtype=torch.int64), ff), ff.norm, ff.norm_eps)
     a = xn[:, :1].clone()

@@ -31,8 +31,8 @@ def ff_layers(params, x_pos, x_neg, ff: FFSpec) -> list[dict]:
     obj, obj_params = bound_objective(ff, "torch")
     with torch.no_grad():
         for i, (w, b) in enumerate(p):
-            h = ops.layer_forward(h, w, b, ff)
-            g = obj.goodness(h, ff, obj_params)
+            h = ops.layer_forward(h, w, b, ff, layer=i)
+            g = ops.image_scores(obj.goodness(ops.objective_rows(h, ff, i), ff, obj_params), ff, i)
             out.append({"g_pos": g[:n].numpy(), "g_neg": g[n:].numpy(), "loss": losses[i].item(),
                         "peer_loss": peers[i].item() if i in peers else 0.0, "dW": w.grad.numpy(), "db": b.grad.numpy()})
     return out

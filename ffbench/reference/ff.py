@@ -3,6 +3,9 @@
 One layer, given its (detached) input x:
     xn = x / (sqrt(reduce(x^2)) + eps)          reduce = sum (l2) or mean (rms), per row
     z  = xn @ W.T + b;   h = relu(z)                 (W masked by `local_mask` with ff.receptive_field)
+    a conv layer (the trial's `conv`): z = conv(xn as a C x H x W map), h = pool(relu(z)) as a
+    flat row (`reference.conv`); with ff.goodness_over: position the objective sees each
+    position's C activities as a row of its own (`objective_rows`)
     loss  = objective.loss(h, N, ...)            the layer objective (`ffbench.variants.OBJECTIVES`); the
                                                  paper's `logistic`: g = reduce'(h^2), logit = s * (g - threshold),
                                                  softplus(-logit) for positives, softplus(logit) for negatives
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ffbench.geometry import Geometry
-from ffbench.reference import optim
+from ffbench.reference import conv, optim
 from ffbench.spec import NUM_CLASSES, FFSpec, OptimizerSpec
 from ffbench.variants.objectives import objective
 
@@ -79,11 +82,40 @@ def effective_weights(w: np.ndarray, ff: FFSpec) -> np.ndarray:
     return w if ff.receptive_field is None else w * local_mask(*w.shape, ff.receptive_field, ff.image).astype(w.dtype)
 
 
-def layer_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, ff: FFSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(normalised input, pre-activation, activation) of one layer."""
+def layer_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, ff: FFSpec,
+                  layer: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(normalised input, pre-activation, activation) of layer `layer` (a conv net's ops need
+    the index; a conv layer's pre-activation is its (N, C, H, W) map before ReLU and pooling)."""
     xn = normalize(x, ff.norm, ff.norm_eps)
+    spec = ff.conv_layer(layer)
+    if spec is not None:
+        z, h = conv.layer(xn, w, b, spec)
+        return xn, z, h.reshape(len(x), -1)
     z = xn @ effective_weights(w, ff).T + b
     return xn, z, np.maximum(z, 0)
+
+
+def objective_rows(h: np.ndarray, ff: FFSpec, layer: int | None) -> np.ndarray:
+    """The rows layer `layer`'s objective sees: h, or with ff.goodness_over: position each
+    image's H*W positions as rows of C activities, image-major (the positives stay first)."""
+    k = ff.positions(layer)
+    if k == 1:
+        return h
+    return h.reshape(len(h), -1, k).transpose(0, 2, 1).reshape(len(h) * k, -1)
+
+
+def rows_back(d: np.ndarray, ff: FFSpec, layer: int | None) -> np.ndarray:
+    """`objective_rows`' inverse: per-position rows back to flat (C, H, W) rows."""
+    k = ff.positions(layer)
+    if k == 1:
+        return d
+    return d.reshape(-1, k, d.shape[1]).transpose(0, 2, 1).reshape(len(d) // k, -1)
+
+
+def image_scores(s: np.ndarray, ff: FFSpec, layer: int | None) -> np.ndarray:
+    """Per-image goodness or score from per-row ones: the mean over an image's positions."""
+    k = ff.positions(layer)
+    return s if k == 1 else s.reshape(-1, k).mean(axis=1)
 
 
 @dataclass
@@ -108,22 +140,27 @@ def peer_update(h_pos: np.ndarray, running_mean: np.ndarray | None, ff: FFSpec) 
     return float(((r.mean() - r) ** 2).mean()), r
 
 
-def layer_objective(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | None = None) -> float:
+def layer_objective(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | None = None, layer: int | None = None) -> float:
     """The value one layer minimises in one step: objective loss + peer_weight * peer loss
     (forward only: `ffbench check` differentiates it by central differences)."""
     obj = objective(ff)
-    h = layer_forward(np.concatenate([x_pos, x_neg]), w, b, ff)[2]
-    loss = obj.loss(h, x_pos.shape[0], ff, obj.params(ff.objective_params), x_pos.shape[1])
+    h = layer_forward(np.concatenate([x_pos, x_neg]), w, b, ff, layer)[2]
+    k = ff.positions(layer)
+    loss = obj.loss(objective_rows(h, ff, layer), k * x_pos.shape[0], ff, obj.params(ff.objective_params), x_pos.shape[1])
     return float(loss) + (ff.peer_weight * peer_update(h[: x_pos.shape[0]], running_mean, ff)[0] if ff.peer_weight > 0 else 0.0)
 
 
-def layer_step(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | None = None) -> LayerStep:
+def layer_step(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | None = None, layer: int | None = None) -> LayerStep:
     n, obj = x_pos.shape[0], objective(ff)
-    xn, z, h = layer_forward(np.concatenate([x_pos, x_neg]), w, b, ff)
-    p = obj.params(ff.objective_params)
-    g = obj.goodness(h, ff, p)
-    loss = obj.loss(h, n, ff, p, x_pos.shape[1])
-    dh = obj.grad_h(h, n, ff, p, x_pos.shape[1])
+    xn, z, h = layer_forward(np.concatenate([x_pos, x_neg]), w, b, ff, layer)
+    p, rows, k = obj.params(ff.objective_params), objective_rows(h, ff, layer), ff.positions(layer)
+    g = image_scores(obj.goodness(rows, ff, p), ff, layer)
+    loss = obj.loss(rows, k * n, ff, p, x_pos.shape[1])
+    dh = rows_back(obj.grad_h(rows, k * n, ff, p, x_pos.shape[1]), ff, layer)
+    spec = ff.conv_layer(layer)
+    if spec is not None:
+        dw, db, _ = conv.layer_backward(dh, xn, z, w, spec, ff.relu_grad)
+        return LayerStep(float(loss), 0.0, g[:n], g[n:], dw, db, h[:n], h[n:], running_mean)
     peer_loss, r = 0.0, running_mean
     if ff.peer_weight > 0:
         peer_loss, r = peer_update(h[:n], running_mean, ff)
@@ -137,8 +174,8 @@ def layer_step(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | None =
 def forward_stack(x: np.ndarray, params: list[tuple[np.ndarray, np.ndarray]], ff: FFSpec) -> list[np.ndarray]:
     """Activations h of every layer for inputs x (labels already overlaid)."""
     hs = []
-    for w, b in params:
-        x = layer_forward(x, w, b, ff)[2]
+    for i, (w, b) in enumerate(params):
+        x = layer_forward(x, w, b, ff, i)[2]
         hs.append(x)
     return hs
 
@@ -178,7 +215,9 @@ def first_layer_all_labels(x: np.ndarray, w: np.ndarray, b: np.ndarray, ff: FFSp
     value. Hence, with W_c the sum over groups of W's column c of the group,
         z_c = base @ W.T + a W_c + b,
     one matmul for the ten labels instead of ten (equal to `layer_forward` of each overlay up to
-    the order of a sum; tests/test_reference.py checks it)."""
+    the order of a sum; tests/test_reference.py checks it). A conv layer: each overlay in turn."""
+    if ff.conv_layers is not None:
+        return np.stack([layer_forward(overlay(x, np.full(len(x), c), ff), w, b, ff, 0)[2] for c in range(NUM_CLASSES)])
     n, g = len(x), label_groups(ff)
     xn = normalize(overlay(x, np.zeros(n, np.int64), ff), ff.norm, ff.norm_eps)
     a = xn[:, 0].copy()
@@ -196,11 +235,11 @@ def label_scores(x: np.ndarray, params, ff: FFSpec, layers: list[int]) -> np.nda
     obj = objective(ff)
     p = obj.params(ff.objective_params)
     h = first_layer_all_labels(x, *params[0], ff).reshape(NUM_CLASSES * len(x), -1)
-    score = obj.score(h, ff, p) if 0 in layers else 0.0
+    score = image_scores(obj.score(objective_rows(h, ff, 0), ff, p), ff, 0) if 0 in layers else 0.0
     for i, (w, b) in enumerate(params[1: max(layers) + 1], start=1):
-        h = layer_forward(h, w, b, ff)[2]
+        h = layer_forward(h, w, b, ff, i)[2]
         if i in layers:
-            score = score + obj.score(h, ff, p)
+            score = score + image_scores(obj.score(objective_rows(h, ff, i), ff, p), ff, i)
     return score.reshape(NUM_CLASSES, len(x)).T
 
 
@@ -228,8 +267,8 @@ def simultaneous_step(state: FFState, x_pos, x_neg, ff: FFSpec, opt_spec: Optimi
                       lr: float) -> tuple[FFState, list[LayerStep]]:
     """One simultaneous step of every layer on one batch (labels already overlaid)."""
     steps = []
-    for (w, b), r in zip(state.params, state.running_means):
-        st = layer_step(x_pos, x_neg, w, b, ff, r)
+    for i, ((w, b), r) in enumerate(zip(state.params, state.running_means)):
+        st = layer_step(x_pos, x_neg, w, b, ff, r, i)
         steps.append(st)
         x_pos, x_neg = st.h_pos, st.h_neg
     flat = [p for wb in state.params for p in wb]

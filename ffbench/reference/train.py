@@ -55,7 +55,8 @@ def bp_epoch(params, opt_state: optim.OptState, x: np.ndarray, y: np.ndarray, tr
     """One epoch of the backprop baseline; returns (params, opt_state, mean loss)."""
     losses = []
     for idx in batches(trial.seed, epoch, len(y), batch_size_for(trial, len(y))):
-        loss, grads = bp.loss_and_grads(augment.batch_images(trial, x, idx, epoch), y[idx], params, trial.local)
+        xb = augment.batch_images(trial, x, idx, epoch)
+        loss, grads = bp.loss_and_grads(xb, y[idx], params, trial.local, trial.conv_layers())
         flat = [p for wb in params for p in wb]
         new, opt_state = optim.update(trial.optimizer, [g for wb in grads for g in wb], opt_state, flat, lr)
         params = [(new[2 * i], new[2 * i + 1]) for i in range(len(params))]
@@ -77,9 +78,9 @@ def ff_greedy_layer_epoch(params, opt_state: optim.OptState, running, layer: int
     for idx, neg in zip(bs, negs):
         xb = augment.batch_images(trial, x, idx, epoch)
         x_pos, x_neg = ff.overlay(xb, y[idx], spec), negatives.negative_inputs(trial, x, xb, idx, neg, epoch)
-        for w, b in params[:layer]:
-            x_pos, x_neg = ff.layer_forward(x_pos, w, b, spec)[2], ff.layer_forward(x_neg, w, b, spec)[2]
-        st = ff.layer_step(x_pos, x_neg, *params[layer], spec, running[layer])
+        for i, (w, b) in enumerate(params[:layer]):
+            x_pos, x_neg = ff.layer_forward(x_pos, w, b, spec, i)[2], ff.layer_forward(x_neg, w, b, spec, i)[2]
+        st = ff.layer_step(x_pos, x_neg, *params[layer], spec, running[layer], layer)
         (w, b), opt_state = _pairs(optim.update(trial.optimizer, [st.dw, st.db], opt_state, list(params[layer]), lr))
         params[layer], running[layer] = (w, b), st.running_mean
         losses.append(st.loss)

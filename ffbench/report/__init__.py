@@ -114,7 +114,11 @@ def build(out_dir: Path, where: str | None = None, group_by: list[str] | None = 
                    "target: per architecture, the BP test error at 20 epochs (else at its largest budget) + 0.2 pp")
     error_note = ("Test error in % as mean ± std over seeds (ddof=1), n seeds; reference = the published number; "
                   f"Δ = mean over backends and seeds minus reference. {ci_note}")
-    sections = [(title, error_note, t) for title, t in per_dataset("Test error", main)] + [
+    methods = tables.methods_table(df)
+    methods_note = ("Test error in % as mean ± std over seeds (ddof=1; every backend's seeds pooled), n trials; "
+                    "ref = the published number of the row's source (its reference_source).")
+    sections = ([("Methods", methods_note, methods)] if not methods.empty else []) + [
+        (title, error_note, t) for title, t in per_dataset("Test error", main)] + [
         ("Cost", "Mean training seconds (device-synchronised; evaluation and compilation excluded), compile seconds "
                  "(building each phase's program, JAX's XLA compilation), training samples per second, and peak memory "
                  "(see peak_memory_source) per backend.", cost),

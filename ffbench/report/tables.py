@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ffbench.report.stats import anova_p, first_reaching, mean_std, t_interval
+from ffbench.spec_conv import architecture
 
 CONFIG = ["experiment", "algorithm", "hidden", "negatives", "objective", "epochs"]
 
@@ -47,10 +48,11 @@ def default_config(df: pd.DataFrame) -> list[str]:
 
 def prepare(df: pd.DataFrame) -> pd.DataFrame:
     """Result rows with the configuration columns a report groups by."""
+    channels = df["spec.conv.channels"] if "spec.conv.channels" in df else pd.Series(None, index=df.index, dtype=object)
     return df.assign(
         dataset=df["dataset"].fillna("") if "dataset" in df else "",
         experiment=df["experiment"].fillna(""),
-        hidden=df["spec.hidden"].map(lambda h: "x".join(map(str, h))),
+        hidden=[architecture(h, c) for h, c in zip(df["spec.hidden"], channels)],
         depth=df["spec.hidden"].map(len),
         negatives=_variant(df, "negatives"),
         objective=_variant(df, "objective"),
@@ -209,6 +211,28 @@ def time_to_target(df: pd.DataFrame, curves: pd.DataFrame, target: float | None 
                      "epochs to target": round(float(np.mean([r[0] for r in reached])), 1) if reached else "not reached",
                      "train s to target": round(float(np.mean([r[1] for r in reached])), 2) if reached else "not reached"})
     return pd.DataFrame(rows, columns=[*config, "backend", "target (%)", "reached", "epochs to target", "train s to target"])
+
+
+def methods_table(df: pd.DataFrame) -> pd.DataFrame:
+    """A paper's table: one row per method (`meta.method`: BP, FF, each variant) and
+    architecture, one column per dataset holding "mean ± std (n)" of test error in % over
+    the ok seeds (every backend's), the published number in the "<dataset> ref" column beside
+    it. Rows in the order the results first name them; only rows with a method."""
+    if df.empty or "method" not in df or df["method"].isna().all():
+        return pd.DataFrame()
+    df = prepare(df[df["method"].notna()])
+    datasets = list(dict.fromkeys(df["dataset"]))
+    rows = []
+    for (method, arch), g in df.groupby(["method", "hidden"], sort=False):
+        row = {"method": method, "architecture": arch}
+        for d in datasets:
+            cells = g[g["dataset"] == d]
+            ok = cells[cells["status"] == "ok"]
+            row[d] = cell(*mean_std(ok["test_error"].tolist())) if len(cells) else ""
+            ref = cells["reference_error"].dropna()
+            row[f"{d} ref"] = f"{100 * ref.iloc[0]:.2f}" if len(ref) else ""
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def cell(mean: float, std: float, n: int) -> str:
