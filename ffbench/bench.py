@@ -35,22 +35,33 @@ def step_flops(trial: FFTrial | BPTrial, input_dim: int = 784, batch: int | None
     step of every layer, where layer j also runs forward (frozen) in the depth-1-j phases above it. The joint
     softmax read-out adds a neutral-label forward pass of every layer up to the last one read.
     BP: forward, weight gradient and input gradient (not for the first layer) of B rows.
+    A conv layer counts as the matmul of its im2col form: per image, (output positions) x
+    C_out x (C_in / groups x k x k) multiply-adds.
     """
-    widths, b = [input_dim, *trial.hidden], trial.batch_size if batch is None else batch
+    macs, b = layer_macs(trial, input_dim), trial.batch_size if batch is None else batch
     if trial.algorithm == "bp":
-        widths = [*widths, 10]
-        return sum(2 * b * i * o * (2 if k == 0 else 3) for k, (i, o) in enumerate(zip(widths, widths[1:])))
+        macs = [*macs, trial.hidden[-1] * 10]
+        return sum(2 * b * m * (2 if k == 0 else 3) for k, m in enumerate(macs))
     ff, depth = trial.ff, len(trial.hidden)
     if ff.recurrent is not None:
         return recurrent_step_flops(trial, input_dim, b)
     passes = [2 + (depth - 1 - j if ff.schedule == "greedy" else 0) for j in range(depth)]
-    flops = sum(2 * (2 * b) * i * o * k for (i, o), k in zip(zip(widths, widths[1:]), passes))
+    flops = sum(2 * (2 * b) * m * k for m, k in zip(macs, passes))
     if ff.prediction == "softmax" and ff.readout_phase == "joint":
         last = max(ff.prediction_layers)
-        flops += sum(2 * b * i * o for i, o in list(zip(widths, widths[1:]))[: last + 1])
+        flops += sum(2 * b * m for m in macs[: last + 1])
         feats = sum(trial.hidden[i] for i in ff.prediction_layers)
         flops += 2 * 2 * b * feats * 10
     return flops
+
+
+def layer_macs(trial: FFTrial | BPTrial, input_dim: int) -> list[int]:
+    """Multiply-adds of each hidden layer on one input row (dense: in x out; conv: its im2col matmul)."""
+    layers = trial.conv_layers()
+    if layers is not None:
+        return [spec.conv_shape.pixels * spec.channels * spec.fan_in for spec in layers]
+    widths = [input_dim, *trial.hidden]
+    return [i * o for i, o in zip(widths, widths[1:])]
 
 
 def recurrent_step_flops(trial: FFTrial, input_dim: int, b: int) -> int:
@@ -103,7 +114,8 @@ def bench_backend(name: str, spec: dict[str, Any], epochs: int, pack: int = 1) -
     epoch_s = sum(statistics.median(t[1:]) for t in per_phase)
     samples = tr.steps_per_epoch * tr.batch_size * pack
     peak, source = backend.peak_memory()
-    return {"backend": name, "algorithm": trial.algorithm, "hidden": trial.hidden, "batch_size": tr.batch_size,
+    return {"backend": name, "algorithm": trial.algorithm, "hidden": trial.hidden, "architecture": trial.architecture,
+            "batch_size": tr.batch_size,
             "train_images": len(data.train), "epochs_timed": epochs, "epoch_seconds": epoch_s, "epoch_seconds_all": times[1:],
             "compile_seconds": compile_s, "warmup_seconds": times[0], "setup_seconds": setup,
             "test_images": len(data.test), "eval_seconds": eval_s, "eval_warmup_seconds": eval_warmup,

@@ -254,7 +254,8 @@ def print_bench(rows: list[dict]) -> None:
                 "test eval s", "peak MiB", "device"):
         t.add_column(col, justify="left" if col in ("backend", "algorithm", "device") else "right")
     for r in rows:
-        t.add_row(r["backend"], r["algorithm"], "x".join(map(str, r["hidden"])), str(r["batch_size"]), str(r["pack"]),
+        arch = r.get("architecture") or "x".join(map(str, r["hidden"]))
+        t.add_row(r["backend"], r["algorithm"], arch, str(r["batch_size"]), str(r["pack"]),
                   f"{r['epoch_seconds']:.3f}",
                   f"{r['compile_seconds']:.2f}", f"{r['warmup_seconds']:.2f}", f"{r['samples_per_second']:,.0f}",
                   f"{r['tflops']:.3f}", "-" if r["eval_seconds"] is None else f"{r['eval_seconds']:.3f}",

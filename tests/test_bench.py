@@ -53,3 +53,16 @@ def test_tiny_bench_json_on_every_backend(capsys):
     assert json.loads(capsys.readouterr().out)[0]["algorithm"] == "bp"
     assert main(["bench", "--hidden", "1k"]) == 2
     assert "--hidden '1k': expected comma-separated widths" in capsys.readouterr().err
+
+
+def test_conv_step_flops_by_hand():
+    """A conv layer counts as its im2col matmul: positions x C_out x (C_in/g x k x k) per image."""
+    base = {"backend": "torch", "seed": 0, "epochs": 1, "batch_size": 2,
+            "conv": {"channels": [4, 6], "kernel": 3, "padding": 1, "stride": [1, 2], "groups": [1, 2], "pool": ["max", "none"]}}
+    # layer 0: 28x28 positions x 4 x (1*9); pooled to 14x14; layer 1: stride 2 -> 7x7 positions x 6 x (2*9)
+    macs = [784 * 4 * 9, 49 * 6 * 18]
+    ff = parse_trial({**base, "algorithm": "ff"})
+    assert step_flops(ff) == sum(2 * (2 * 2) * m * 2 for m in macs)
+    bp = parse_trial({**base, "algorithm": "bp"})
+    assert bp.hidden[-1] == 6 * 49
+    assert step_flops(bp) == 2 * 2 * macs[0] * 2 + 2 * 2 * macs[1] * 3 + 2 * 2 * (6 * 49 * 10) * 3

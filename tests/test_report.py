@@ -207,3 +207,30 @@ def test_a_folder_of_several_datasets_gives_one_error_table_per_dataset(tmp_path
     one = fixture_dir(tmp_path / "one", failed=False)
     report.build(one)
     assert "Test error: mnist" not in (one / "report" / "report.md").read_text()  # one dataset: one table, as before
+
+
+def test_methods_table_reads_as_a_papers_table(tmp_path):
+    """Rows: methods (and their architecture); columns: datasets, the published number beside
+    each; cells: mean ± std over the ok seeds, by hand."""
+    out = tmp_path / "res"
+    errs = {("BP", "mnist"): [0.01, 0.02], ("SymBa", "mnist"): [0.03, 0.05], ("SymBa", "cifar10"): [0.40, 0.44]}
+    for (method, dataset), values in errs.items():
+        for seed, err in enumerate(values):
+            algo = "bp" if method == "BP" else "ff"
+            t = parse_trial({"algorithm": algo, "backend": "torch", "seed": seed, "epochs": 1, "data": {"name": dataset},
+                             "conv": {"channels": [4, 8], "pool": "max"},
+                             "meta": {"method": method, "reference_error": 0.0142 if method == "SymBa" else None}})
+            results.write_trial(out, {"trial_id": f"{method}{dataset}{seed}", "algorithm": algo, "backend": "torch",
+                                      "seed": seed, "status": "ok", "test_error": err, "dataset": dataset,
+                                      "method": method, "reference_error": t.meta.reference_error,
+                                      **results.spec_row(t)})
+    dense = parse_trial({"algorithm": "bp", "backend": "torch", "seed": 0, "hidden": [10], "epochs": 1})  # no method
+    results.write_trial(out, {"trial_id": "other", "algorithm": "bp", "backend": "torch", "seed": 0, "status": "ok",
+                              "test_error": 0.5, "dataset": "mnist", **results.spec_row(dense)})
+    m = tables.methods_table(results.read_trials(out)).set_index("method")
+    assert list(m.index) == ["BP", "SymBa"]
+    assert list(m.columns) == ["architecture", "mnist", "mnist ref", "cifar10", "cifar10 ref"]
+    assert m.loc["BP", "architecture"] == "conv 4-8"
+    assert m.loc["BP", "mnist"] == f"1.50 ± {100 * np.std([0.01, 0.02], ddof=1):.2f} (n=2)" and m.loc["BP", "mnist ref"] == ""
+    assert m.loc["SymBa", "cifar10"] == f"42.00 ± {100 * np.std([0.40, 0.44], ddof=1):.2f} (n=2)"
+    assert m.loc["SymBa", "mnist ref"] == "1.42" and m.loc["BP", "cifar10"] == ""

@@ -60,13 +60,21 @@ EXTRA = {"mnist_paper": [["--skip", "recurrent", "--set", "data.train_subset=600
          "cifar10_paper": [["--set", "data.name=synthetic_rgb32", "--set", "data.train_subset=20", "--set", "batch_size=20",
                             "--set", "data.test_subset=10", "--set", "eval_batch_size=10", "--set", "backend=jax",
                             "--set", "eval_every=0"]],
+         # variants: every row on the synthetic data of its geometry, on torch alone, one step of 32
+         # images (on all three backends with 64 images it took 1187 s: the CwComp net's 61,440-wide
+         # CIFAR-10 layers and the compiled backends' conv programs; `ffbench check` holds jax and
+         # keras to the reference on conv nets)
+         "variants": [[*geometry, "--set", "data.train_subset=32", "--set", "batch_size=32", "--set", "data.test_subset=20",
+                       "--set", "eval_batch_size=20", "--set", "eval_every=0", "--set", "backend=torch"]
+                      for geometry in (["--only", "gray28", "--set", "data.name=synthetic_gray28"],
+                                       ["--only", "rgb32", "--set", "data.name=synthetic_rgb32"])],
          "implementations": [
     ["--only", "full-batch", "--set", "data.train_subset=100", "--set", "eval_every=0", *KEEP_VAL],
     ["--skip", "full-batch", "--set", "data.train_subset=1200", "--set", "eval_every=0", *KEEP_VAL]]}
 
 
 @pytest.mark.parametrize("suite", ["quickstart", "negatives", "mnist_paper", "implementations", "fashion_mnist",
-                                   "cifar10_paper"])
+                                   "cifar10_paper", "variants"])
 def test_every_shipped_suite_runs_end_to_end_in_a_quick_pass(suite, tmp_path):
     """Every row of every shipped suite (overridden to one epoch on 2,000 images, one seed) trains
     to an ok row on each backend it names; the overrides make their own trial_ids."""
@@ -93,6 +101,16 @@ def test_every_shipped_suite_runs_end_to_end_in_a_quick_pass(suite, tmp_path):
         from ffbench.variants.builtin_datasets import SyntheticRGB32
         assert set(df["dataset"]) == {"synthetic_rgb32"} and set(df["dataset_checksum"]) == {SyntheticRGB32.checksum}
         assert len(df) == 10 and (df.loc[df.algorithm == "ff", "spec.ff.recurrent.iterations"] == 10).all()
+    if suite == "variants":  # conv nets and their BP twins, on both geometries; the report's methods table
+        from ffbench.report import tables
+        assert set(df["dataset"]) == {"synthetic_gray28", "synthetic_rgb32"}
+        conv = df[df["spec.conv.channels"].notna()]
+        assert len(conv) and {tuple(c) for c in conv["spec.conv.channels"]} == {(20, 80, 240, 480)}
+        assert set(conv["algorithm"]) == {"ff", "bp"}
+        methods = tables.methods_table(df)
+        assert set(methods["method"]) == {"BP", "FF (Hinton 2022)", "SymBa"}
+        assert set(methods["architecture"]) == {"conv 20-80-240-480", "2000x2000x2000"}
+        assert {"synthetic_gray28", "synthetic_rgb32 ref"} <= set(methods.columns)
     if suite == "implementations":  # the greedy full-batch episodes ran as specified
         keras_io = df[df.experiment == "keras-io"]
         assert (keras_io["spec.batch_size"] == "full").all() and (keras_io["steps_run"] == 250 * 2).all()
