@@ -242,15 +242,18 @@ class FFSpec(Strict):
 
     @property
     def conv_layers(self) -> tuple[ConvLayer, ...] | None:
-        return self._conv
+        # read from pydantic's private dict itself: BaseModel.__getattr__ (how `self._conv` reads)
+        # is a graph break for torch.compile, and the compiled FF step reads this per layer
+        return self.__pydantic_private__["_conv"]
 
     def conv_layer(self, i: int | None) -> ConvLayer | None:
         """Layer i's conv geometry, or None where the net is dense. A conv net's ops need the index."""
-        if self._conv is None:
+        layers = self.conv_layers
+        if layers is None:
             return None
         if i is None:
             raise ValueError("a conv layer's ops need its index (layer=i)")
-        return self._conv[i]
+        return layers[i]
 
     def positions(self, i: int) -> int:
         """Objective rows per image of layer i: H x W of its map with goodness_over: position, else 1."""

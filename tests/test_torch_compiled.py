@@ -25,6 +25,9 @@ CASES = {
                             "ff": {"schedule": "greedy", "negatives": "hybrid_image", "prediction": "softmax",
                                    "readout_phase": "after", "readout_epochs": 1}},
     "bp": {**BASE, "algorithm": "bp", "data": {"jitter": 1}},
+    # a conv net (its layers' geometry read per layer inside the step), goodness per position
+    "conv": {**BASE, "algorithm": "ff", "hidden": None, "conv": {"channels": [4, 6], "pool": ["max", "none"]},
+             "ff": {"goodness_over": "position"}},
     # a pack of two (seeds 0 and 1): the vmapped objective and the stacked update, compiled
     "packed-greedy": {**BASE, "algorithm": "ff", "pack": 2,
                       "ff": {"schedule": "greedy", "negatives": "hybrid_image", "prediction": "softmax",
