@@ -34,6 +34,7 @@ from ffbench.reference import train as RT
 from ffbench.reference.init import bp_init, conv_init, stack_init
 from ffbench.reference.optim import lr_at
 from ffbench.spec import FFTrial, OptimizerSpec, parse_trial
+from ffbench.variants import NEGATIVES, OBJECTIVES
 
 __all__ = ["TOLERANCES", "Comparison", "agreement", "check_backend", "compare", "e2e_spec", "synthetic_batch"]
 
@@ -204,16 +205,19 @@ def layer_checks(add, probe, label: str, trial: FFTrial, x, y, other_images: boo
     """Per layer of `trial` at its initial weights, on one batch with wrong-label negatives
     (`other_images`: of the batch's images rolled by one, so that the negatives differ from
     the positives everywhere, not only in the label's pixels): the probe's goodness, loss (and
-    peer loss) and gradients against the reference's."""
+    peer loss) and gradients against the reference's. A strategy of no negatives (`none`): the
+    positives alone, and a `labelled` objective is given their labels."""
     ff = trial.ff
     wrong = rng.wrong_labels(trial.seed, 0, np.arange(len(y)), y)
     x_pos, x_neg = RF.overlay(x, y, ff), RF.overlay(np.roll(x, 1, axis=0) if other_images else x, wrong, ff)
+    if not NEGATIVES.get(ff.negatives).makes_negatives:
+        x_neg = x_pos[:0]
     params = (stack_init(trial.seed, [x.shape[1], *trial.hidden], ff.init) if ff.conv_layers is None
               else conv_init(trial.seed, ff.conv_layers, ff.init))
-    got = probe.ff_layers(params, x_pos, x_neg, ff)
+    got = probe.ff_layers(params, x_pos, x_neg, ff, **({"labels": y} if OBJECTIVES.get(ff.objective).labelled else {}))
     h_pos, h_neg = x_pos.astype(np.float64), x_neg.astype(np.float64)
     for i, (w, b) in enumerate(params):
-        st = RF.layer_step(h_pos, h_neg, w.astype(np.float64), b.astype(np.float64), ff, None, i)
+        st = RF.layer_step(h_pos, h_neg, w.astype(np.float64), b.astype(np.float64), ff, None, i, y)
         add(f"{label}.layer{i}.g_pos", "goodness", got[i]["g_pos"], st.g_pos)
         add(f"{label}.layer{i}.g_neg", "goodness", got[i]["g_neg"], st.g_neg)
         add(f"{label}.layer{i}.loss", "loss", got[i]["loss"], st.loss)
@@ -226,6 +230,10 @@ def layer_checks(add, probe, label: str, trial: FFTrial, x, y, other_images: boo
 
 # A conv net of every conv choice: stride 2, groups, max and average pools (`spec_conv`).
 CHECK_CONV = {"channels": [4, 6], "pool": ["max", "avg"], "stride": [1, 2], "groups": [1, 2]}
+# CwComp's layer choices in small: 10 class groups of channels (grouped channels on layer 2, as
+# its CFSE blocks), no normalisation of the layer inputs, no negatives.
+CHECK_CONV_CWC = {"channels": [10, 20], "pool": ["none", "max"], "groups": [1, 10]}
+CWC = {"objective": "cwc", "negatives": "none", "norm": "none"}
 # One SGD step this long makes the step (W_0 - W_1) / lr the gradient, nearly free of W_0's rounding.
 GRAD_LR = 100.0
 
@@ -245,24 +253,25 @@ def conv_checks(backend, probe, name: str, trial: FFTrial, xs, ys, optimizers) -
     add = lambda q, k, got, ref: out.append(compare(name, q, k, got, ref))  # noqa: E731
     bsz, strict = trial.batch_size, {"sgd-strict": optimizers["sgd-strict"]}
     base = {"algorithm": "ff", "backend": name, "seed": trial.seed, "epochs": 2, "batch_size": bsz, "conv": CHECK_CONV}
-    cases = (("map", {"goodness_over": "map"}, optimizers, ("simultaneous", "greedy")),
-             ("position", {"goodness_over": "position"}, strict, ("simultaneous",)),
+    cases = (("map", {"goodness_over": "map"}, optimizers, ("simultaneous", "greedy"), CHECK_CONV),
+             ("position", {"goodness_over": "position"}, strict, ("simultaneous",), CHECK_CONV),
              ("position.symba", {"goodness_over": "position", "objective": "symba", "negatives": "hybrid_image",
-                                 "prediction": "softmax"}, strict, ("simultaneous",)))
+                                 "prediction": "softmax"}, strict, ("simultaneous",), CHECK_CONV),
+             ("map.cwc", CWC, optimizers, ("simultaneous", "greedy"), CHECK_CONV_CWC))
     x_test, y_test = synthetic_batch(100, seed=trial.seed + 2)
-    for case, spec, opts, schedules in cases:
-        label = f"ff.conv[{case}]"
-        t = parse_trial({**base, "ff": spec})
+    for case, spec, opts, schedules, conv in cases:
+        label, net = f"ff.conv[{case}]", {**base, "conv": conv}
+        t = parse_trial({**net, "ff": spec})
         layer_checks(add, probe, label, t, xs[:bsz], ys[:bsz], other_images=True, grad="grad/conv")
         for opt_label, opt in opts.items():
             for schedule in schedules:
-                ts = parse_trial({**base, "optimizer": opt.model_dump(mode="json"), "ff": {**spec, "schedule": schedule}})
+                ts = parse_trial({**net, "optimizer": opt.model_dump(mode="json"), "ff": {**spec, "schedule": schedule}})
                 compare_trained(out, backend, name, f"{label}.{schedule}[{opt_label}]", ts, xs, ys,
                                 "params@N/adam" if opt.name == "adam" else "params@N")
         trained = ref_train(t, xs, ys)
-        if t.ff.embeds_labels:
+        if t.ff.embeds_labels or OBJECTIVES.get(t.ff.objective).scores_classes:
             out.append(compare_predictions(backend, name, f"{label}.predict.goodness", t, trained, x_test, y_test))
-        ts = parse_trial({**base, "ff": {**spec, "prediction": "softmax"}})
+        ts = parse_trial({**net, "ff": {**spec, "prediction": "softmax"}})
         readout = np.random.default_rng(trial.seed).normal(size=(10, ts.hidden[1])).astype(np.float32)
         out.append(compare_predictions(backend, name, f"{label}.predict.softmax", ts, trained, x_test, y_test, readout))
     bp = {**base, "algorithm": "bp", "epochs": 1}

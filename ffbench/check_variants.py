@@ -62,8 +62,9 @@ def negatives(backend, name: str, trial: FFTrial, xs, ys, only: set[str] | None)
         if only is not None and strategy_name not in only:
             continue
         strategy = NEGATIVES.get(strategy_name)
-        t = trial.model_copy(update={
-            "ff": trial.ff.model_copy(update={"negatives": strategy_name, "negatives_refresh": "epoch",
+        base = trial if strategy.check_objective is None else objective_trial(trial, OBJECTIVES.get(strategy.check_objective))
+        t = base.model_copy(update={
+            "ff": base.ff.model_copy(update={"negatives": strategy_name, "negatives_refresh": "epoch",
                                               "schedule": "simultaneous",
                                               "negatives_params": strategy.parse_params(strategy.check_params)}),
             "data": trial.data.model_copy(update={"classes": [0, 1, 2, 3, 4] if strategy.needs_rest else None}),
@@ -84,8 +85,8 @@ def objective_trial(trial: FFTrial, objective) -> FFTrial:
     spec = trial.model_dump(mode="json", exclude={"meta"})
     ff = {k: v for k, v in spec["ff"].items() if k in objective.reads or k not in OBJECTIVE_FIELDS}
     spec["ff"] = ff | {"objective": objective.name, "objective_params": objective.check_params,
-                       "relu_grad": "standard"}
-    return parse_trial(spec)
+                       "relu_grad": "standard"} | objective.requires
+    return parse_trial(spec | objective.check_trial)
 
 
 @lru_cache(maxsize=8)
@@ -97,22 +98,26 @@ def _reference_layers(key: str, n_fd: int):
     t = json.loads(key)
     ff, bsz, seed = FFSpec.model_validate(t["ff"]), t["batch_size"], t["seed"]
     x, y = synthetic_batch(bsz, seed=seed)
-    x_pos, x_neg = RF.overlay(x, y, ff), RF.overlay(x, rng.wrong_labels(seed, 0, np.arange(bsz), y), ff)
+    x_pos = RF.overlay(x, y, ff)
+    # the wrong-label overlay, or (a strategy of no negative data: `none`) no rows at all
+    x_neg = (RF.overlay(x, rng.wrong_labels(seed, 0, np.arange(bsz), y), ff) if NEGATIVES.get(ff.negatives).makes_negatives
+             else x_pos[:0])
     params = stack_init(seed, [x.shape[1], *t["hidden"]], ff.init)
     hp, hn, layers = x_pos.astype(np.float64), x_neg.astype(np.float64), []
     for w, b in params:
-        st, *fd = _layer_fd(hp, hn, w.astype(np.float64), b.astype(np.float64), ff, n_fd, seed)
+        st, *fd = _layer_fd(hp, hn, w.astype(np.float64), b.astype(np.float64), ff, n_fd, seed, y)
         layers.append((st, *fd))
         hp, hn = st.h_pos, st.h_neg
-    return (x_pos, x_neg, params), layers
+    return (x_pos, x_neg, y, params), layers
 
 
-def _layer_fd(hp, hn, w, b, ff, n_fd: int, seed: int):
-    """(reference step, the W entries differenced, d/dW there, d/db) of one layer."""
-    st = RF.layer_step(hp, hn, w, b, ff)
+def _layer_fd(hp, hn, w, b, ff, n_fd: int, seed: int, y):
+    """(reference step, the W entries differenced, d/dW there, d/db) of one layer (`y`: the
+    positives' labels, which a `labelled` objective reads)."""
+    st = RF.layer_step(hp, hn, w, b, ff, labels=y)
     at = probe_entries(st.dw, n_fd, seed=seed)
-    fd_w = central_difference(lambda v: RF.layer_objective(hp, hn, v, b, ff), w, at)
-    fd_b = central_difference(lambda v: RF.layer_objective(hp, hn, w, v, ff), b)
+    fd_w = central_difference(lambda v: RF.layer_objective(hp, hn, v, b, ff, labels=y), w, at)
+    fd_b = central_difference(lambda v: RF.layer_objective(hp, hn, w, v, ff, labels=y), b)
     return st, np.arange(w.size) if at is None else at, fd_w.reshape(-1), fd_b
 
 
@@ -133,8 +138,8 @@ def objectives(backend, name: str, trial: FFTrial, xs, ys, only: set[str] | None
             out.append(not_ready)
             continue
         key = json.dumps(t.model_dump(mode="json", include={"ff", "seed", "hidden", "batch_size"}), sort_keys=True)
-        (x_pos, x_neg, params), ref = _reference_layers(key, FD_ENTRIES)
-        got = probe.ff_layers(params, x_pos, x_neg, t.ff)
+        (x_pos, x_neg, y, params), ref = _reference_layers(key, FD_ENTRIES)
+        got = probe.ff_layers(params, x_pos, x_neg, t.ff, **({"labels": y} if objective.labelled else {}))
         for i, (g, (st, at, fd_w, fd_b)) in enumerate(zip(got, ref)):
             for q, kind, value, want in (
                     ("g_pos", "goodness", g["g_pos"], st.g_pos), ("g_neg", "goodness", g["g_neg"], st.g_neg),

@@ -133,7 +133,8 @@ class FFSpec(Strict):
     label_on_mode: Literal["constant", "image_max"] = "constant"  # ...or label_on * the image's max
     label_neutral: float = 0.1  # the neutral label puts this in each of the 10 pixels
     # Each layer's input (the raw image included) is x / (sqrt(reduce(x^2)) + norm_eps).
-    norm: Literal["l2", "rms"] = "rms"  # reduce = sum (l2) or mean (rms)
+    # none: x as it is (CwComp's layers, which normalise nothing between them).
+    norm: Literal["l2", "rms", "none"] = "rms"  # reduce = sum (l2) or mean (rms)
     norm_eps: PositiveFloat = 1e-8
     # standard: d relu(z)/dz = [z > 0].  straight_through (loeweX): the gradient passes as if identity.
     relu_grad: Literal["standard", "straight_through"] = "standard"
@@ -174,7 +175,8 @@ class FFSpec(Strict):
     # When negatives are drawn (`reference.negatives.negatives_epoch`): every epoch, at the first
     # epoch of every episode, or once. The hard ones are scored with the weights of that moment.
     negatives_refresh: Literal["epoch", "episode", "once"] = "epoch"
-    # goodness: overlay each label, sum goodness over `prediction_layers`, pick the best.
+    # goodness: overlay each label, sum goodness over `prediction_layers`, pick the best (an
+    # objective that scores every class from one label-free pass, `cwc`: its class scores).
     # softmax: one pass with the neutral label; a linear softmax reads the normalised
     # activities of `prediction_layers` (its gradient never reaches the FF layers).
     prediction: Literal["goodness", "softmax"] = "goodness"
@@ -399,15 +401,15 @@ class FFTrial(TrialBase):
             raise ValueError("a greedy schedule trains its softmax read-out after the layers: set ff.readout_phase: after")
         if uses_readout and (ff.readout_phase == "after") != (ff.readout_epochs is not None):
             raise ValueError("ff.readout_epochs is required with ff.readout_phase: after, and only then")
-        if not ff.embeds_labels and ff.prediction != "softmax":
+        strat = NEGATIVES.get(ff.negatives)
+        strat.validate(self)
+        if not ff.embeds_labels and ff.prediction != "softmax" and not OBJECTIVES.get(ff.objective).scores_classes:
             raise ValueError(f"ff.negatives: {ff.negatives} is unsupervised (no label in the input): "
                              "it needs ff.prediction: softmax")
-        strat = NEGATIVES.get(ff.negatives)
         if strat.needs_rest != (self.data.classes is not None):
             name = ff.negatives if strat.needs_rest else "class_split"
             raise ValueError(f"ff.negatives: {name} takes its positives from data.classes and its negatives from the "
                              "other classes: set both, or neither")
-        strat.validate(self)
         OBJECTIVES.get(ff.objective).validate(self)
         check_local(ff.receptive_field, self.hidden, ff.image, "ff.receptive_field")
         if ff.grow_patience is not None:

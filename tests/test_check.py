@@ -127,11 +127,11 @@ def test_a_perturbed_backend_fails(monkeypatch, capsys):
     # the spec's own layer check, in each built-in objective's section the same gradient and the
     # gradient against central differences of the reference's forward objective, and each conv
     # net's (its second conv layer's kernel)
-    assert [c.quantity for c in seen if not c.passed] == ["ff.layer1.dW"] + [
-        f"ff.objective[{name}].layer1.{q}" for name in ("logistic", "symba") for q in ("dW", "fd.dW")] + [
-        f"ff.conv[{case}].layer1.dW" for case in ("map", "position", "position.symba")]
+    assert sorted(c.quantity for c in seen if not c.passed) == sorted(["ff.layer1.dW"] + [
+        f"ff.objective[{name}].layer1.{q}" for name in ("logistic", "symba", "cwc") for q in ("dW", "fd.dW")] + [
+        f"ff.conv[{case}].layer1.dW" for case in ("map", "position", "position.symba", "map.cwc")])
     out = capsys.readouterr().out
-    assert "FAIL" in out and "8 failed" in out
+    assert "FAIL" in out and "11 failed" in out
 
 
 def test_check_cli_passes_and_names_unknown_backends(capsys):

@@ -27,6 +27,7 @@ from ffbench.reference.negatives import negatives_epoch, score_layers, training_
 from ffbench.reference.optim import lr_at
 from ffbench.spec import NUM_CLASSES, FFTrial
 from ffbench.variants import Batch
+from ffbench.variants.objectives import label_args, scores_classes
 
 
 class FFTrainer(FFSchedule, JaxTrainer):
@@ -192,6 +193,13 @@ def _label_scores(ff, objective, prec, layers, params, x):
     if ff.recurrent is not None:
         return recurrent.label_scores(ff, objective, prec, layers, params, x)
     obj, p = objective
+    if scores_classes(ff):  # one label-free pass (`reference.ff.label_scores`)
+        h, score = x, 0.0
+        for i, (w, b) in enumerate(params[: max(layers) + 1]):
+            h = ops.layer_forward(h, w, b, ff, prec, layer=i)
+            if i in layers:
+                score = score + obj.class_scores(h, ff, p)
+        return score
     h = ops.first_layer_all_labels(x, *params[0], ff, prec).reshape(NUM_CLASSES * x.shape[0], -1)
     score = ops.image_scores(obj.score(ops.objective_rows(h, ff, 0), ff, p), ff, 0) if 0 in layers else 0.0
     for i, (w, b) in enumerate(params[1: max(layers) + 1], start=1):
@@ -242,7 +250,7 @@ def ff_step_losses(ff, prec, layers, trainable, params, running, pos, neg, xb, y
         width = h.shape[1]
         h = ops.layer_forward(jax.lax.stop_gradient(h), *params[i], ff, prec, normalized=rows is not None and i == min(layers),
                               layer=i)
-        ff_losses[i] = obj.loss(ops.objective_rows(h, ff, i), n * ff.positions(i), ff, p, width)
+        ff_losses[i] = obj.loss(ops.objective_rows(h, ff, i), n * ff.positions(i), ff, p, width, **label_args(ff, yb))
         total = total + ff_losses[i]
         if ff.peer_weight > 0:
             peer_losses[i], running[i] = ops.peer_loss(h[:n], running[i], ff)

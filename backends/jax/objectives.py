@@ -1,4 +1,4 @@
-"""The built-in layer objectives in JAX (`ffbench.variants.builtin_objectives`: Logistic, SymBa); their
+"""The built-in layer objectives in JAX (`ffbench.variants.builtin_objectives`: Logistic, SymBa, CwC); their
 gradients are `jax.grad`'s."""
 
 from __future__ import annotations
@@ -31,3 +31,17 @@ class SymBa:
     def loss(self, h: jax.Array, n_pos: int, ff, params, fan_in: int) -> jax.Array:
         g = self.goodness(h, ff, params)
         return jax.nn.softplus(-params.alpha * (g[:n_pos] - g[n_pos:])).mean()
+
+
+class CwC:
+    """`ffbench.variants.builtin_objectives.CwC`: cross-entropy of the 10 class groups' mean h^2."""
+
+    def class_scores(self, h: jax.Array, ff, params) -> jax.Array:
+        return (h * h).reshape(h.shape[0], 10, -1).mean(axis=2)
+
+    def goodness(self, h: jax.Array, ff, params) -> jax.Array:
+        return (h * h).mean(axis=1)
+
+    def loss(self, h: jax.Array, n_pos: int, ff, params, fan_in: int, labels=None) -> jax.Array:
+        logp = jax.nn.log_softmax(self.class_scores(h, ff, params), axis=1)
+        return -jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=1).mean()

@@ -145,6 +145,8 @@ def overlay(x: jax.Array, labels: jax.Array | None, ff: FFSpec) -> jax.Array:
 
 
 def normalize(x: jax.Array, kind: str, eps: float) -> jax.Array:
+    if kind == "none":
+        return x
     sq = x * x
     r = jnp.sqrt(sq.sum(axis=1, keepdims=True) if kind == "l2" else sq.mean(axis=1, keepdims=True))
     return x / (r + eps)
@@ -193,7 +195,7 @@ def conv_layer(x: jax.Array, w: jax.Array, b: jax.Array, spec, relu_grad: str = 
         a = lax.reduce_window(a, -jnp.inf, lax.max, q, q, "VALID")
     elif spec.pool == "avg":
         a = lax.reduce_window(a, 0.0, lax.add, q, q, "VALID") / (spec.pool_size * spec.pool_size)
-    return a.reshape(x.shape[0], -1)
+    return a.reshape(x.shape[0], spec.output.size)  # explicit: a step of no negatives has 0 rows
 
 
 def layer_forward(x: jax.Array, w: jax.Array, b: jax.Array, ff: FFSpec, precision: str = "fp32",

@@ -19,18 +19,19 @@ def _arrays(params):
     return [(jnp.asarray(w, jnp.float32), jnp.asarray(b, jnp.float32)) for w, b in params]
 
 
-def _grads(p, running, pos, neg, ff):
+def _grads(p, running, pos, neg, ff, labels=None):
+    """`labels`: the positives' classes (the step's yb), for a `labelled` objective."""
     layers = tuple(range(len(p)))
     trainable = {"layers": dict(enumerate(p)), "readout": None}
     fn = jax.value_and_grad(ff_step_losses, argnums=3, has_aux=True)
-    return fn(ff, "fp32", layers, trainable, p, running, pos, neg, None, None)
+    return fn(ff, "fp32", layers, trainable, p, running, pos, neg, None, None if labels is None else jnp.asarray(labels))
 
 
-def ff_layers(params, x_pos, x_neg, ff: FFSpec) -> list[dict]:
+def ff_layers(params, x_pos, x_neg, ff: FFSpec, labels=None) -> list[dict]:
     p = _arrays(params)
     pos, neg = jnp.asarray(x_pos), jnp.asarray(x_neg)
     running = [jnp.full((w.shape[0],), PEER_INIT, jnp.float32) for w, _ in p]
-    (_, (losses, peers, _, _)), grads = _grads(p, running, pos, neg, ff)
+    (_, (losses, peers, _, _)), grads = _grads(p, running, pos, neg, ff, labels)
     out, h, n = [], jnp.concatenate([pos, neg]), pos.shape[0]
     obj, obj_params = bound_objective(ff, "jax")
     for i, (w, b) in enumerate(p):

@@ -28,6 +28,7 @@ from ffbench.reference.negatives import negatives_epoch, score_layers, training_
 from ffbench.reference.optim import lr_at
 from ffbench.spec import NUM_CLASSES, FFTrial
 from ffbench.variants import Batch
+from ffbench.variants.objectives import label_args, scores_classes
 
 
 class FFTrainer(FFSchedule, KerasTrainer):
@@ -201,7 +202,7 @@ class FFTrainer(FFSchedule, KerasTrainer):
                 x_pos, xn = (None, h_pos) if kept == "both" else (
                     h_pos, ops.concatenate([h_pos, kops.normalize(h_neg, ff.norm, ff.norm_eps)], axis=0))
             ff_loss[i], peer, _, h, dk, db, running = kops.layer_step(x_pos, h_neg, kernel, bias, ff, self.running[i],
-                                                                        self.objective_fn, xn, i)
+                                                                        self.objective_fn, xn, i, **label_args(ff, yb))
             if ff.peer_weight > 0:
                 self.running[i].assign(running)
                 peer_loss[i] = peer
@@ -270,6 +271,13 @@ class FFTrainer(FFSchedule, KerasTrainer):
     def label_scores(self, xb, layers: list[int]):
         """(B, 10) summed objective scores over `layers` with each label overlaid (`reference.ff.label_scores`)."""
         ff, (obj, p) = self.ff, self.objective_fn
+        if scores_classes(ff):  # one label-free pass (`reference.ff.label_scores`)
+            h, score = xb, 0.0
+            for i, (kernel, bias) in enumerate(self.params[: max(layers) + 1]):
+                h = kops.layer_forward(h, kernel, bias, ff, layer=i)
+                if i in layers:
+                    score = score + obj.class_scores(h, ff, p)
+            return score
         h = ops.reshape(kops.first_layer_all_labels(xb, *self.params[0], ff), (NUM_CLASSES * xb.shape[0], -1))
         score = kops.image_scores(obj.score(kops.objective_rows(h, ff, 0), ff, p), ff, 0) if 0 in layers else 0.0
         for i, (kernel, bias) in enumerate(self.params[1: max(layers) + 1], start=1):

@@ -1,4 +1,4 @@
-"""The built-in layer objectives in `keras.ops` (`ffbench.variants.builtin_objectives`: Logistic, SymBa);
+"""The built-in layer objectives in `keras.ops` (`ffbench.variants.builtin_objectives`: Logistic, SymBa, CwC);
 their gradients with respect to the activities are the Keras backend's autodiff (`ops.grad_h`)."""
 
 from __future__ import annotations
@@ -31,3 +31,17 @@ class SymBa:
     def loss(self, h, n_pos: int, ff, params, fan_in: int):
         g = self.goodness(h, ff, params)
         return ops.mean(ops.softplus(-params.alpha * (g[:n_pos] - g[n_pos:])))
+
+
+class CwC:
+    """`ffbench.variants.builtin_objectives.CwC`: cross-entropy of the 10 class groups' mean h^2."""
+
+    def class_scores(self, h, ff, params):
+        return ops.mean(ops.reshape(h * h, (h.shape[0], 10, -1)), axis=2)
+
+    def goodness(self, h, ff, params):
+        return ops.mean(h * h, axis=1)
+
+    def loss(self, h, n_pos: int, ff, params, fan_in: int, labels=None):
+        logp = ops.log_softmax(self.class_scores(h, ff, params), axis=1)
+        return -ops.mean(ops.sum(logp * ops.one_hot(labels, 10, dtype=logp.dtype), axis=1))

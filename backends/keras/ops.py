@@ -186,6 +186,8 @@ def overlay(x, labels, ff: FFSpec):
 
 
 def normalize(x, kind: str, eps: float):
+    if kind == "none":
+        return x
     sq = x * x
     r = ops.sqrt(ops.sum(sq, axis=1, keepdims=True) if kind == "l2" else ops.mean(sq, axis=1, keepdims=True))
     return x / (r + eps)
@@ -241,7 +243,7 @@ def conv_layer(x, kernel, bias, spec, relu_grad: str = "standard"):
         a = ops.max_pool(a, q, q, padding="valid", data_format="channels_last")
     elif spec.pool == "avg":
         a = ops.average_pool(a, q, q, padding="valid", data_format="channels_last")
-    return ops.reshape(ops.transpose(a, (0, 3, 1, 2)), (n, -1))
+    return ops.reshape(ops.transpose(a, (0, 3, 1, 2)), (n, spec.output.size))  # explicit: 0 rows of no negatives
 
 
 def objective_rows(h, ff: FFSpec, layer: int | None):
@@ -298,12 +300,15 @@ def first_layer_all_labels(x, kernel, bias, ff: FFSpec):
     return ops.relu((ops.matmul(base, kernel) + bias)[None] + xn[None, :, :1] * kc[:, None, :])
 
 
-def layer_step(x_pos, x_neg, kernel, bias, ff: FFSpec, running, objective, xn=None, layer: int | None = None):
+def layer_step(x_pos, x_neg, kernel, bias, ff: FFSpec, running, objective, xn=None, layer: int | None = None,
+               labels=None):
     """reference.ff.layer_step: (loss, peer loss, goodness, h, d kernel, d bias, new running
     mean). `objective`: (the layer objective's Keras implementation, its parameters). `xn`:
     the normalised [x_pos; x_neg] where it is cached (`ffbench.frozen`; `x_pos`, `x_neg` unread).
+    `labels`: the positives' classes, for a `labelled` objective (else None).
     A conv layer's gradients are the backend's autodiff through the conv and the pooling."""
     obj, p = objective
+    kw = {} if labels is None else {"labels": labels}
     if xn is None:
         xn = normalize(ops.concatenate([x_pos, x_neg], axis=0), ff.norm, ff.norm_eps)
     n = xn.shape[0] // 2 if x_pos is None else x_pos.shape[0]
@@ -313,7 +318,7 @@ def layer_step(x_pos, x_neg, kernel, bias, ff: FFSpec, running, objective, xn=No
 
         def f(kern, b):
             h = conv_layer(xn, kern, b, spec, ff.relu_grad)
-            return obj.loss(objective_rows(h, ff, layer), n * k, ff, p, xn.shape[1]), h
+            return obj.loss(objective_rows(h, ff, layer), n * k, ff, p, xn.shape[1], **kw), h
         (loss, h), (dk, db) = value_and_grads(f, kernel, bias)
         g = image_scores(obj.goodness(objective_rows(h, ff, layer), ff, p), ff, layer)
         return loss, ops.zeros(()), g, h, dk, db, running
@@ -321,14 +326,14 @@ def layer_step(x_pos, x_neg, kernel, bias, ff: FFSpec, running, objective, xn=No
     h = ops.relu(z)
     units = h.shape[1]
     g = obj.goodness(h, ff, p)
-    loss, dh = grad_h(lambda v: obj.loss(v, n, ff, p, xn.shape[1]), h)
+    loss, dh = grad_h(lambda v: obj.loss(v, n, ff, p, xn.shape[1], **kw), h)
     peer_loss = ops.zeros(())
     if ff.peer_weight > 0:
         running = ff.peer_momentum * running + (1 - ff.peer_momentum) * ops.mean(h[:n], axis=0)
         peer_loss = ops.mean((ops.mean(running) - running) ** 2)
         dr = 2.0 * (running - ops.mean(running)) / units
         push = ops.broadcast_to(ff.peer_weight * (1 - ff.peer_momentum) * dr / n, (n, units))
-        dh = dh + ops.concatenate([push, ops.zeros((n, units), h.dtype)], axis=0)
+        dh = dh + ops.concatenate([push, ops.zeros((h.shape[0] - n, units), h.dtype)], axis=0)
     dz = dh if ff.relu_grad == "straight_through" else dh * ops.cast(z > 0, h.dtype)
     dk = ops.matmul(ops.transpose(xn), dz)
     if ff.receptive_field is not None:

@@ -17,22 +17,23 @@ def _np(t) -> np.ndarray:
     return np.asarray(ops.convert_to_numpy(t))
 
 
-def _stack(params, x_pos, x_neg, ff, running):
+def _stack(params, x_pos, x_neg, ff, running, labels=None):
     h_pos, h_neg, out = ops.convert_to_tensor(x_pos), ops.convert_to_tensor(x_neg), []
     objective = bound_objective(ff, "keras")
+    labels = None if labels is None else ops.convert_to_tensor(labels)
     for i, (k, b) in enumerate(params):
-        step = kops.layer_step(h_pos, h_neg, k, b, ff, running[i], objective, None, i)
+        step = kops.layer_step(h_pos, h_neg, k, b, ff, running[i], objective, None, i, labels)
         out.append(step)
         h = step[3]
         h_pos, h_neg = h[: x_pos.shape[0]], h[x_pos.shape[0]:]
     return out
 
 
-def ff_layers(params, x_pos, x_neg, ff: FFSpec) -> list[dict]:
+def ff_layers(params, x_pos, x_neg, ff: FFSpec, labels=None) -> list[dict]:
     p = [(ops.convert_to_tensor(kops.to_kernel(w)), ops.convert_to_tensor(b)) for w, b in params]
     running = [ops.full((w.shape[0],), PEER_INIT, dtype="float32") for w, _ in params]
     n = x_pos.shape[0]
-    steps = _stack(p, x_pos, x_neg, ff, running)
+    steps = _stack(p, x_pos, x_neg, ff, running, labels)
     return [{"g_pos": _np(g)[:n], "g_neg": _np(g)[n:], "loss": float(_np(loss)), "peer_loss": float(_np(peer)),
              "dW": kops.from_kernel(_np(dk)), "db": _np(db)} for loss, peer, g, _, dk, db, _ in steps]
 

@@ -26,11 +26,14 @@ from ffbench.reference.negatives import negatives_epoch, score_layers, training_
 from ffbench.reference.optim import lr_at
 from ffbench.reference.rng import STREAM_JITTER, STREAM_MASK, stream_key
 from ffbench.spec import NUM_CLASSES, FFSpec, FFTrial
-from ffbench.variants import Batch
+from ffbench.variants import OBJECTIVES, Batch
+from ffbench.variants.objectives import scores_classes
 
 
-def ff_objective(params, running, pos, neg, ff: FFSpec, layers, precision: str = "fp32", objective=None, rows=None):
+def ff_objective(params, running, pos, neg, ff: FFSpec, layers, precision: str = "fp32", objective=None, rows=None,
+                 labels=None):
     """The FF objective of one step for `layers` (a contiguous range), on overlaid batches.
+    `labels`: the positives' classes, given to a `labelled` objective (None: not one).
 
     Returns (total, FF loss per layer, peer loss per layer, new running means); layers below
     `layers` are run frozen (greedy), each trained layer sees the detached output below it.
@@ -52,7 +55,8 @@ def ff_objective(params, running, pos, neg, ff: FFSpec, layers, precision: str =
     for i in range(first, max(layers) + 1):
         width = h.shape[1]
         h = ops.layer_forward(h.detach(), *params[i], ff, precision, normalized=rows is not None and i == first, layer=i)
-        ff_losses[i] = obj.loss(ops.objective_rows(h, ff, i), n * ff.positions(i), ff, p, width)
+        ff_losses[i] = obj.loss(ops.objective_rows(h, ff, i), n * ff.positions(i), ff, p, width,
+                                **({} if labels is None else {"labels": labels}))
         total = total + ff_losses[i]
         if ff.peer_weight > 0:
             peer_losses[i], running[i] = ops.peer_loss(h[:n], running[i], ff)
@@ -92,7 +96,7 @@ def readout_objective(params, readout, xb, yb, *, ff: FFSpec, active, widths, pr
 
 
 def step_objective(params, running, readout, xb, yb, negb, rows=None, *, ff: FFSpec, layers, joint: bool, active, widths,
-                   precision: str, objective):
+                   precision: str, objective, labelled: bool = False):
     """One FF step's total loss and (FF losses, peer losses, read-out loss, new running means).
     `negb`: the negatives' labels, or (unsupervised) the negative images. `rows`: the step's
     rows of the phase's cached layer input, where it keeps one (`ff_objective`). With
@@ -101,7 +105,8 @@ def step_objective(params, running, readout, xb, yb, negb, rows=None, *, ff: FFS
     both = rows is not None and rows.shape[0] == 2 * yb.shape[0]  # then `xb` is read by a joint read-out only
     pos = None if rows is not None else ops.overlay(xb, yb, ff)
     neg = None if both else (ops.overlay(xb, negb, ff) if ff.embeds_labels else negb)
-    total, ff_losses, peer_losses, running = ff_objective(params, running, pos, neg, ff, layers, precision, objective, rows)
+    total, ff_losses, peer_losses, running = ff_objective(params, running, pos, neg, ff, layers, precision, objective, rows,
+                                                          yb if labelled else None)
     readout_loss = total.new_zeros(())
     if joint:
         readout_loss = readout_objective(params, readout, xb, yb, ff=ff, active=active, widths=widths, precision=precision)[0]
@@ -192,7 +197,8 @@ class FFTrainer(FFSchedule, TorchTrainer):
         shared = {"ff": self.ff, "active": self.readout_layers, "widths": self.trial.hidden, "precision": self.trial.precision}
         if phase.name == "readout":
             return partial(readout_objective, **shared)
-        return partial(step_objective, layers=phase.layers, joint=self.joint_readout, objective=self.objective_fn, **shared)
+        return partial(step_objective, layers=phase.layers, joint=self.joint_readout, objective=self.objective_fn,
+                       labelled=OBJECTIVES.get(self.ff.objective).labelled, **shared)
 
     def compile_step(self, phase: Phase, holder, objective, lead: tuple[int, ...] = ()):
         """`objective` compiled (`FFBENCH_TORCH_COMPILE=1`) and warmed up on a throw-away batch
@@ -318,6 +324,13 @@ class FFTrainer(FFSchedule, TorchTrainer):
     def label_scores(self, xb: torch.Tensor, layers: list[int]) -> torch.Tensor:
         """(B, 10) summed objective scores over `layers` with each label overlaid (`reference.ff.label_scores`)."""
         ff, (obj, p) = self.ff, self.objective_fn
+        if scores_classes(ff):  # one label-free pass (`reference.ff.label_scores`)
+            h, score = xb, 0.0
+            for i, (w, b) in enumerate(self.params[: max(layers) + 1]):
+                h = ops.layer_forward(h, w, b, ff, self.trial.precision, layer=i)
+                if i in layers:
+                    score = score + obj.class_scores(h, ff, p)
+            return score
         h = ops.first_layer_all_labels(xb, *self.params[0], ff, self.trial.precision).reshape(NUM_CLASSES * xb.shape[0], -1)
         score = ops.image_scores(obj.score(ops.objective_rows(h, ff, 0), ff, p), ff, 0) if 0 in layers else 0.0
         for i, (w, b) in enumerate(self.params[1: max(layers) + 1], start=1):

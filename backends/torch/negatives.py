@@ -50,3 +50,11 @@ class ClassSplit:
 
     def inputs(self, tr, b: Batch) -> torch.Tensor:
         return b.images[b.negb]
+
+
+class NoNegatives:
+    def sample(self, tr, key: int, phase):
+        return tr.splits["train"][1]  # unused: nothing is drawn
+
+    def inputs(self, tr, b: Batch):
+        return b.xb[:0]

@@ -1,4 +1,4 @@
-"""The built-in layer objectives in torch (`ffbench.variants.builtin_objectives`: Logistic, SymBa);
+"""The built-in layer objectives in torch (`ffbench.variants.builtin_objectives`: Logistic, SymBa, CwC);
 their gradients are autograd's."""
 
 from __future__ import annotations
@@ -33,3 +33,16 @@ class SymBa:
     def loss(self, h: torch.Tensor, n_pos: int, ff, params, fan_in: int) -> torch.Tensor:
         g = self.goodness(h, ff, params)
         return F.softplus(-params.alpha * (g[:n_pos] - g[n_pos:])).mean()
+
+
+class CwC:
+    """`ffbench.variants.builtin_objectives.CwC`: cross-entropy of the 10 class groups' mean h^2."""
+
+    def class_scores(self, h: torch.Tensor, ff, params) -> torch.Tensor:
+        return (h * h).reshape(h.shape[0], 10, -1).mean(dim=2)
+
+    def goodness(self, h: torch.Tensor, ff, params) -> torch.Tensor:
+        return (h * h).mean(dim=1)
+
+    def loss(self, h: torch.Tensor, n_pos: int, ff, params, fan_in: int, labels=None) -> torch.Tensor:
+        return F.cross_entropy(self.class_scores(h, ff, params), labels)

@@ -168,6 +168,8 @@ def overlay(x: torch.Tensor, labels: torch.Tensor | None, ff: FFSpec) -> torch.T
 
 
 def normalize(x: torch.Tensor, kind: str, eps: float) -> torch.Tensor:
+    if kind == "none":
+        return x
     sq = x * x
     r = torch.sqrt(sq.sum(dim=1, keepdim=True) if kind == "l2" else sq.mean(dim=1, keepdim=True))
     return x / (r + eps)
@@ -215,7 +217,7 @@ def conv_layer(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, spec, relu_gra
         a = F.max_pool2d(a, spec.pool_size)
     elif spec.pool == "avg":
         a = F.avg_pool2d(a, spec.pool_size)
-    return a.reshape(x.shape[0], -1)
+    return a.reshape(x.shape[0], spec.output.size)  # explicit: a step of no negatives has 0 rows
 
 
 def layer_forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, ff: FFSpec, precision: str = "fp32",

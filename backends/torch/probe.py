@@ -20,12 +20,14 @@ def _leaves(params):
             for w, b in params]
 
 
-def ff_layers(params, x_pos, x_neg, ff: FFSpec) -> list[dict]:
-    """Per layer, at the given weights: goodness of positives and negatives, loss, peer loss, dW, db."""
+def ff_layers(params, x_pos, x_neg, ff: FFSpec, labels=None) -> list[dict]:
+    """Per layer, at the given weights: goodness of positives and negatives, loss, peer loss, dW, db.
+    `labels`: the positives' classes, for a `labelled` objective."""
     p = _leaves(params)
     pos, neg = torch.tensor(x_pos), torch.tensor(x_neg)
     running = [torch.full((w.shape[0],), PEER_INIT) for w, _ in p]
-    total, losses, peers, _ = ff_objective(p, running, pos, neg, ff, tuple(range(len(p))))
+    total, losses, peers, _ = ff_objective(p, running, pos, neg, ff, tuple(range(len(p))),
+                                           labels=None if labels is None else torch.as_tensor(labels))
     total.backward()
     out, h, n = [], torch.cat([pos, neg]), pos.shape[0]
     obj, obj_params = bound_objective(ff, "torch")

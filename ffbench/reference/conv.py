@@ -29,7 +29,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, padding: in
     n, c, ho, wo = cols.shape[:4]
     cols = cols.reshape(n, g, c // g, ho, wo, *w.shape[2:])
     z = np.einsum("ngcyxij,gocij->ngoyx", cols, w.reshape(g, -1, *w.shape[1:]), optimize=True)
-    return z.reshape(n, -1, ho, wo) + b[None, :, None, None]
+    return z.reshape(n, w.shape[0], ho, wo) + b[None, :, None, None]
 
 
 def conv2d_backward(dz: np.ndarray, x: np.ndarray, w: np.ndarray, stride: int, padding: int, groups: int,
@@ -94,4 +94,4 @@ def layer_backward(dh: np.ndarray, x: np.ndarray, z: np.ndarray, w: np.ndarray, 
     da = pool_backward(dp, np.maximum(z, 0), spec.pool, spec.pool_size)
     dz = da if relu_grad == "straight_through" else da * (z > 0)
     dw, db, dx = conv2d_backward(dz, x.reshape(len(x), *spec.input), w, spec.stride, spec.padding, spec.groups, need_dx)
-    return dw, db, None if dx is None else dx.reshape(len(x), -1)
+    return dw, db, None if dx is None else dx.reshape(x.shape)

@@ -25,7 +25,7 @@ import numpy as np
 from ffbench.geometry import Geometry
 from ffbench.reference import conv, optim
 from ffbench.spec import NUM_CLASSES, FFSpec, OptimizerSpec
-from ffbench.variants.objectives import objective
+from ffbench.variants.objectives import label_args, objective
 
 PEER_INIT = 0.5
 
@@ -61,6 +61,8 @@ def overlay(x: np.ndarray, labels: np.ndarray | None, ff: FFSpec) -> np.ndarray:
 
 
 def normalize(x: np.ndarray, kind: str, eps: float) -> np.ndarray:
+    if kind == "none":
+        return x
     sq = x * x
     r = np.sqrt(sq.sum(axis=1, keepdims=True) if kind == "l2" else sq.mean(axis=1, keepdims=True))
     return x / (r + eps)
@@ -90,7 +92,7 @@ def layer_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, ff: FFSpec,
     spec = ff.conv_layer(layer)
     if spec is not None:
         z, h = conv.layer(xn, w, b, spec)
-        return xn, z, h.reshape(len(x), -1)
+        return xn, z, h.reshape(len(x), spec.output.size)
     z = xn @ effective_weights(w, ff).T + b
     return xn, z, np.maximum(z, 0)
 
@@ -140,23 +142,28 @@ def peer_update(h_pos: np.ndarray, running_mean: np.ndarray | None, ff: FFSpec) 
     return float(((r.mean() - r) ** 2).mean()), r
 
 
-def layer_objective(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | None = None, layer: int | None = None) -> float:
+def layer_objective(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | None = None, layer: int | None = None,
+                    labels: np.ndarray | None = None) -> float:
     """The value one layer minimises in one step: objective loss + peer_weight * peer loss
-    (forward only: `ffbench check` differentiates it by central differences)."""
+    (forward only: `ffbench check` differentiates it by central differences). `labels`: the
+    positives' classes (read by a `labelled` objective only)."""
     obj = objective(ff)
     h = layer_forward(np.concatenate([x_pos, x_neg]), w, b, ff, layer)[2]
     k = ff.positions(layer)
-    loss = obj.loss(objective_rows(h, ff, layer), k * x_pos.shape[0], ff, obj.params(ff.objective_params), x_pos.shape[1])
+    loss = obj.loss(objective_rows(h, ff, layer), k * x_pos.shape[0], ff, obj.params(ff.objective_params), x_pos.shape[1],
+                    **label_args(ff, labels))
     return float(loss) + (ff.peer_weight * peer_update(h[: x_pos.shape[0]], running_mean, ff)[0] if ff.peer_weight > 0 else 0.0)
 
 
-def layer_step(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | None = None, layer: int | None = None) -> LayerStep:
+def layer_step(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | None = None, layer: int | None = None,
+               labels: np.ndarray | None = None) -> LayerStep:
     n, obj = x_pos.shape[0], objective(ff)
     xn, z, h = layer_forward(np.concatenate([x_pos, x_neg]), w, b, ff, layer)
     p, rows, k = obj.params(ff.objective_params), objective_rows(h, ff, layer), ff.positions(layer)
     g = image_scores(obj.goodness(rows, ff, p), ff, layer)
-    loss = obj.loss(rows, k * n, ff, p, x_pos.shape[1])
-    dh = rows_back(obj.grad_h(rows, k * n, ff, p, x_pos.shape[1]), ff, layer)
+    kw = label_args(ff, labels)
+    loss = obj.loss(rows, k * n, ff, p, x_pos.shape[1], **kw)
+    dh = rows_back(obj.grad_h(rows, k * n, ff, p, x_pos.shape[1], **kw), ff, layer)
     spec = ff.conv_layer(layer)
     if spec is not None:
         dw, db, _ = conv.layer_backward(dh, xn, z, w, spec, ff.relu_grad)
@@ -231,9 +238,13 @@ def first_layer_all_labels(x: np.ndarray, w: np.ndarray, b: np.ndarray, ff: FFSp
 def label_scores(x: np.ndarray, params, ff: FFSpec, layers: list[int]) -> np.ndarray:
     """(N, 10): the summed layer-objective score (`LayerObjective.score`; logistic: goodness,
     negated for min_ssq) over `layers` with each label overlaid: higher means "more positive".
-    Rows are label-major inside: label 0's N rows, then label 1's, ..."""
+    Rows are label-major inside: label 0's N rows, then label 1's, ... An objective that
+    `scores_classes` (cwc): the sum of its `class_scores` over `layers`, from one pass of x."""
     obj = objective(ff)
     p = obj.params(ff.objective_params)
+    if obj.scores_classes:
+        hs = forward_stack(x, params[: max(layers) + 1], ff)
+        return sum(obj.class_scores(hs[i], ff, p) for i in layers)
     h = first_layer_all_labels(x, *params[0], ff).reshape(NUM_CLASSES * len(x), -1)
     score = image_scores(obj.score(objective_rows(h, ff, 0), ff, p), ff, 0) if 0 in layers else 0.0
     for i, (w, b) in enumerate(params[1: max(layers) + 1], start=1):
@@ -264,11 +275,12 @@ def ff_init_state(params, opt_spec: OptimizerSpec) -> FFState:
 
 
 def simultaneous_step(state: FFState, x_pos, x_neg, ff: FFSpec, opt_spec: OptimizerSpec,
-                      lr: float) -> tuple[FFState, list[LayerStep]]:
-    """One simultaneous step of every layer on one batch (labels already overlaid)."""
+                      lr: float, labels: np.ndarray | None = None) -> tuple[FFState, list[LayerStep]]:
+    """One simultaneous step of every layer on one batch (labels already overlaid; `labels`:
+    the positives' classes, for a `labelled` objective)."""
     steps = []
     for i, ((w, b), r) in enumerate(zip(state.params, state.running_means)):
-        st = layer_step(x_pos, x_neg, w, b, ff, r, i)
+        st = layer_step(x_pos, x_neg, w, b, ff, r, i, labels)
         steps.append(st)
         x_pos, x_neg = st.h_pos, st.h_neg
     flat = [p for wb in state.params for p in wb]

@@ -29,7 +29,7 @@ def ff_simultaneous_epoch(state: ff.FFState, x: np.ndarray, y: np.ndarray, trial
     for idx, neg in zip(bs, negs):
         xb = augment.batch_images(trial, x, idx, epoch)
         x_pos, x_neg = ff.overlay(xb, y[idx], spec), negatives.negative_inputs(trial, x, xb, idx, neg, epoch)
-        state, steps = ff.simultaneous_step(state, x_pos, x_neg, spec, trial.optimizer, lr)
+        state, steps = ff.simultaneous_step(state, x_pos, x_neg, spec, trial.optimizer, lr, y[idx])
         losses.append([s.loss for s in steps])
     return state, np.mean(losses, axis=0)
 
@@ -80,7 +80,7 @@ def ff_greedy_layer_epoch(params, opt_state: optim.OptState, running, layer: int
         x_pos, x_neg = ff.overlay(xb, y[idx], spec), negatives.negative_inputs(trial, x, xb, idx, neg, epoch)
         for i, (w, b) in enumerate(params[:layer]):
             x_pos, x_neg = ff.layer_forward(x_pos, w, b, spec, i)[2], ff.layer_forward(x_neg, w, b, spec, i)[2]
-        st = ff.layer_step(x_pos, x_neg, *params[layer], spec, running[layer], layer)
+        st = ff.layer_step(x_pos, x_neg, *params[layer], spec, running[layer], layer, y[idx])
         (w, b), opt_state = _pairs(optim.update(trial.optimizer, [st.dw, st.db], opt_state, list(params[layer]), lr))
         params[layer], running[layer] = (w, b), st.running_mean
         losses.append(st.loss)

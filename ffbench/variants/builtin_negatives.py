@@ -119,3 +119,24 @@ class ClassSplit(BuiltIn):
 
     def inputs(self, trial, x, xb, idx, neg, epoch):
         return x[neg]
+
+
+class NoNegatives(BuiltIn):
+    name = "none"
+    description = "no negative data: the objective learns from the positives' labels (cwc); no label in the input"
+    supervised = False
+    makes_negatives = False
+    check_objective = "cwc"
+    backends = _backends("NoNegatives")
+
+    def validate(self, trial) -> None:
+        from ffbench.variants.objectives import objective
+        if not objective(trial.ff).labelled:
+            raise ValueError(f"ff.negatives: none leaves ff.objective: {trial.ff.objective} nothing to contrast: "
+                             "it needs an objective that learns from the labels (cwc)")
+
+    def sample(self, draw: Draw) -> np.ndarray:
+        return np.asarray(draw.y, np.int64)  # unused: nothing is drawn
+
+    def inputs(self, trial, x, xb, idx, neg, epoch):
+        return xb[:0]

@@ -1,4 +1,5 @@
-"""The built-in layer objectives: the paper's logistic loss on goodness, and SymBa's."""
+"""The built-in layer objectives: the paper's logistic loss on goodness, SymBa's, and CwComp's
+channel-wise competitive cross-entropy."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Annotated, ClassVar
 import numpy as np
 from pydantic import Field
 
+from ffbench.spec import NUM_CLASSES
 from ffbench.strict import Strict
 from ffbench.variants.objectives import LayerObjective
 
@@ -90,3 +92,60 @@ class SymBa(LayerObjective):
         dd = -params.alpha * _sigmoid(-params.alpha * self._separation(h, n_pos, ff)) / n_pos
         dg = np.concatenate([dd, -dd])
         return dg[:, None] * 2.0 * h / (h.shape[1] if ff.goodness == "mean" else 1.0)
+
+
+class CwC(LayerObjective):
+    """CwComp's channel-wise competitive loss (Papachristodoulou et al., AAAI 2024;
+    andreaspapac/CwComp, src/Layer_cnn.py, its default `CwC_CE`). A layer's C channels are 10
+    class groups of C/10 consecutive channels; group k's goodness is the mean of h^2 over its
+    channels and positions, gf (rows, 10) (on a flat C x H x W row: the mean over the k-th of
+    10 equal consecutive slices; a dense layer's units group the same way). The loss is the
+    cross-entropy of gf as logits against the positives' labels: no negative data
+    (`ff.negatives: none`), no label in the input, and prediction is the argmax of the summed
+    gf of the prediction layers (CwComp's GF predictor reads the last layer)."""
+
+    name = "cwc"
+    description = "CwComp: cross-entropy of the 10 class groups' mean squared activity, no negatives"
+    reads: ClassVar[tuple[str, ...]] = ()
+    labelled = True
+    scores_classes = True
+    requires = {"negatives": "none", "goodness_over": "map"}
+    check_trial = {"hidden": [40, 30, 30]}  # 10 class groups per layer
+    backends = {fw: f"ffbench_backends.{fw}.objectives:CwC" for fw in ("torch", "jax", "keras")}
+
+    def validate(self, trial) -> None:
+        super().validate(trial)
+        widths = [layer.output.channels for layer in trial.conv_layers()] if trial.conv is not None else trial.hidden
+        bad = [w for w in widths if w % NUM_CLASSES]
+        if bad:
+            unit = "channels" if trial.conv is not None else "units"
+            raise ValueError(f"ff.objective: cwc splits each layer's {unit} into {NUM_CLASSES} class groups: "
+                             f"{bad} are not multiples of {NUM_CLASSES}")
+
+    def class_scores(self, h, ff, params):
+        return (h * h).reshape(len(h), NUM_CLASSES, -1).mean(axis=2)
+
+    def goodness(self, h, ff, params):
+        return (h * h).mean(axis=1)  # the mean of the class groups' goodness
+
+    def _check(self, h, n_pos, labels):
+        if len(h) != n_pos or labels is None or len(labels) != n_pos:
+            raise ValueError(f"cwc learns from the positives' labels alone: got {len(h)} rows, {n_pos} positives, "
+                             f"{None if labels is None else len(labels)} labels")
+
+    def loss(self, h, n_pos, ff, params, fan_in, labels=None):
+        self._check(h, n_pos, labels)
+        gf = self.class_scores(h, ff, params)
+        shifted = gf - gf.max(axis=1, keepdims=True)
+        logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return float(-logp[np.arange(len(h)), labels].mean())
+
+    def grad_h(self, h, n_pos, ff, params, fan_in, labels=None):
+        # d CE / d gf = (softmax(gf) - onehot) / N; gf_k = mean over group k of h^2: d gf_k / d h = 2h / |group|
+        self._check(h, n_pos, labels)
+        gf = self.class_scores(h, ff, params)
+        p = np.exp(gf - gf.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        p[np.arange(len(h)), labels] -= 1.0
+        size = h.shape[1] // NUM_CLASSES
+        return np.repeat(p / len(h), size, axis=1) * 2.0 * h / size

@@ -75,6 +75,11 @@ class NegativeStrategy(Variant):
     # True: the negatives are the training images outside `data.classes` (`pool`), so the
     # trial must set data.classes; no other strategy may.
     needs_rest: ClassVar[bool] = False
+    # False: no negative data at all (`none`: for objectives that learn from the labels, `cwc`);
+    # `inputs` gives zero rows, and each step is its positives alone.
+    makes_negatives: ClassVar[bool] = True
+    # The layer objective `ffbench check` trains this strategy with (None: the check's own).
+    check_objective: ClassVar[str | None] = None
 
     def validate(self, trial) -> None:
         """Refuse a trial this strategy cannot define (raise ValueError with a one-line reason)."""
@@ -107,7 +112,8 @@ class NegativeStrategy(Variant):
 NEGATIVES: Registry[NegativeStrategy] = Registry("negative strategy", "ffbench.negatives", NegativeStrategy, {
     name: f"ffbench.variants.builtin_negatives:{cls}" for name, cls in (
         ("wrong_label", "WrongLabel"), ("permuted_label", "PermutedLabel"), ("hard_label", "HardLabel"),
-        ("hard_label_top2", "HardLabelTop2"), ("hybrid_image", "HybridImage"), ("class_split", "ClassSplit"))})
+        ("hard_label_top2", "HardLabelTop2"), ("hybrid_image", "HybridImage"), ("class_split", "ClassSplit"),
+        ("none", "NoNegatives"))})
 
 
 def strategy(ff) -> NegativeStrategy:
