@@ -172,3 +172,31 @@ def test_bp_twin_gradients_match_central_differences():
             return bp.loss_and_grads(x, y, [tuple(p) for p in pp], conv=layers)[0]
         np.testing.assert_allclose(grads[i][0], central_difference(f, w), rtol=1e-5, atol=1e-9)
         np.testing.assert_allclose(grads[i][1], central_difference(lambda v, i=i: f(v, i, 1), b), rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("stride,padding,groups", [(1, 1, 1), (2, 0, 2), (1, 2, 4)])
+def test_jax_cpu_conv_as_matmul_is_xla_convolution(stride, padding, groups):
+    """The jax backend's CPU form (im2col, then one contraction) against XLA's own convolution
+    and the reference, values and the kernel's and input's gradients."""
+    jax = pytest.importorskip("jax")
+    from ffbench_backends.jax.ops import HIGHEST, conv_as_matmul
+    from jax import lax
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(3, 4, 9, 8)).astype(np.float32)
+    w = rng.normal(size=(8, 4 // groups, 3, 3)).astype(np.float32)
+
+    def xla(x, w):
+        return lax.conv_general_dilated(x, w, (stride, stride), ((padding, padding),) * 2, precision=HIGHEST,
+                                        dimension_numbers=("NCHW", "OIHW", "NCHW"), feature_group_count=groups)
+
+    def ours(x, w):
+        return conv_as_matmul(x, w, stride, padding, groups, HIGHEST)
+
+    ref = C.conv2d(x.astype(np.float64), w.astype(np.float64), np.zeros(8), stride, padding, groups)
+    np.testing.assert_allclose(np.asarray(ours(x, w)), ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(xla(x, w)), ref, rtol=1e-5, atol=1e-5)
+    dz = rng.normal(size=ref.shape).astype(np.float32)
+    loss = lambda f: lambda x, w: (f(x, w) * dz).sum()  # noqa: E731
+    for a, b in zip(jax.grad(loss(ours), argnums=(0, 1))(x, w), jax.grad(loss(xla), argnums=(0, 1))(x, w)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
+    assert ours(np.zeros((0, 4, 9, 8), np.float32), w).shape == (0, 8, *ref.shape[2:])  # a step with no negatives

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -179,17 +177,39 @@ def effective_weights(w: jax.Array, ff: FFSpec) -> jax.Array:
     return w if ff.receptive_field is None else w * local_mask(*w.shape, ff.receptive_field, ff.image)
 
 
+def conv_as_matmul(x4: jax.Array, w: jax.Array, stride: int, padding: int, groups: int, precision) -> jax.Array:
+    """`reference.conv.conv2d` in its own im2col form: the k*k shifted, strided views of the
+    padded input stacked as (N, g, C/g * k * k, Ho, Wo), then one contraction with the kernel
+    (no bias). XLA's CPU convolution computes the kernel's gradient slowly (jax-ml/jax#23783,
+    openxla/xla#34273: about 70x torch's on this net); the gradient of this form is a matmul."""
+    k, (n, c, h, wd) = w.shape[2], x4.shape
+    ho, wo = (h + 2 * padding - k) // stride + 1, (wd + 2 * padding - k) // stride + 1
+    xp = jnp.pad(x4, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    cols = jnp.stack([xp[:, :, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+                      for i in range(k) for j in range(k)], axis=2)  # (N, C, k*k, Ho, Wo): OIHW's (I, H, W) order
+    cols = cols.reshape(n, groups, c // groups * k * k, ho, wo)  # explicit sizes: a batch may have 0 rows
+    z = jnp.einsum("ngfyx,gof->ngoyx", cols, w.reshape(groups, w.shape[0] // groups, -1), precision=precision)
+    return z.reshape(n, w.shape[0], ho, wo)
+
+
+def conv2d(x4: jax.Array, w: jax.Array, spec, precision) -> jax.Array:
+    """`reference.conv.conv2d` without the bias: XLA's convolution, or on a CPU `conv_as_matmul`."""
+    if jax.default_backend() == "cpu":
+        return conv_as_matmul(x4, w, spec.stride, spec.padding, spec.groups, precision)
+    p = spec.padding
+    return lax.conv_general_dilated(x4, w, (spec.stride, spec.stride), ((p, p), (p, p)), precision=precision,
+                                    dimension_numbers=("NCHW", "OIHW", "NCHW"), feature_group_count=spec.groups)
+
+
 def conv_layer(x: jax.Array, w: jax.Array, b: jax.Array, spec, relu_grad: str = "standard",
                precision: str = "fp32") -> jax.Array:
     """`reference.conv.layer`: pool(relu(conv(x))) of flat rows x, as flat rows. bf16: the
     conv's operands and result in bfloat16, as `linear`'s."""
-    x4, p = x.reshape(x.shape[0], *spec.input), spec.padding
-    conv = partial(lax.conv_general_dilated, window_strides=(spec.stride, spec.stride), padding=((p, p), (p, p)),
-                   dimension_numbers=("NCHW", "OIHW", "NCHW"), feature_group_count=spec.groups)
+    x4 = x.reshape(x.shape[0], *spec.input)
     if precision == "bf16":
-        z = conv(x4.astype(jnp.bfloat16), w.astype(jnp.bfloat16)).astype(jnp.float32)
+        z = conv2d(x4.astype(jnp.bfloat16), w.astype(jnp.bfloat16), spec, None).astype(jnp.float32)
     else:
-        z = conv(x4, w, precision=MATMUL_PRECISION[precision])
+        z = conv2d(x4, w, spec, MATMUL_PRECISION[precision])
     a, q = relu(z + b[:, None, None], relu_grad), (1, 1, spec.pool_size, spec.pool_size)
     if spec.pool == "max":
         a = lax.reduce_window(a, -jnp.inf, lax.max, q, q, "VALID")

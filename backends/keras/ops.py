@@ -228,6 +228,33 @@ def from_kernel(k: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(k.T if k.ndim == 2 else k.transpose(3, 2, 0, 1))
 
 
+@functools.cache
+def on_cpu() -> bool:
+    """Whether the Keras backend computes on the CPU (no GPU visible to it)."""
+    import keras
+    if keras.backend.backend() == "jax":
+        import jax
+        return jax.default_backend() == "cpu"
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+        return not tf.config.list_physical_devices("GPU")
+    return True
+
+
+def conv_as_matmul(xp, kernel, stride: int, groups: int):
+    """A valid conv of the padded channels-last `xp` with a (k, k, C/g, C_out) kernel in the
+    reference's im2col form (`ffbench_backends.jax.ops.conv_as_matmul`, channels-last): the k*k
+    shifted, strided views stacked, then one contraction. XLA's CPU convolution (TensorFlow's
+    jit_compile, Keras on JAX) computes the kernel's gradient slowly; this form's is a matmul."""
+    k, (n, h, w, c), co = kernel.shape[0], ops.shape(xp), kernel.shape[3]
+    ho, wo = (h - k) // stride + 1, (w - k) // stride + 1
+    cols = ops.stack([xp[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride, :]
+                      for i in range(k) for j in range(k)], axis=3)  # (N, Ho, Wo, k*k, C): the kernel's (k, k, C) order
+    cols = ops.reshape(cols, (n, ho, wo, k * k, groups, c // groups))
+    z = ops.einsum("nyxfgc,fcgo->nyxgo", cols, ops.reshape(kernel, (k * k, c // groups, groups, co // groups)))
+    return ops.reshape(z, (n, ho, wo, co))
+
+
 def conv_layer(x, kernel, bias, spec, relu_grad: str = "standard"):
     """`reference.conv.layer`: pool(relu(conv(x))) of flat (C, H, W) rows, as flat rows;
     computed channels-last (the layout Keras's conv and pooling run on every backend's CPU)."""
@@ -235,7 +262,8 @@ def conv_layer(x, kernel, bias, spec, relu_grad: str = "standard"):
     x4 = ops.transpose(ops.reshape(x, (n, *spec.input)), (0, 2, 3, 1))
     if p:
         x4 = ops.pad(x4, ((0, 0), (p, p), (p, p), (0, 0)))
-    z = ops.conv(x4, kernel, strides=spec.stride, padding="valid", data_format="channels_last") + bias
+    z = (conv_as_matmul(x4, kernel, spec.stride, spec.groups) if on_cpu()
+         else ops.conv(x4, kernel, strides=spec.stride, padding="valid", data_format="channels_last")) + bias
     a = ops.relu(z)
     if relu_grad == "straight_through":
         a = z + ops.stop_gradient(a - z)
