@@ -15,11 +15,17 @@ from ffbench.spec import NEGATIVES, parse_trial
 
 
 def test_every_strategy_is_listed_and_valid():
-    assert set(NEGATIVES) == {"wrong_label", "permuted_label", "hard_label", "hard_label_top2", "hybrid_image", "class_split"}
-    for name in NEGATIVES:
+    assert set(NEGATIVES) == {"wrong_label", "permuted_label", "hard_label", "hard_label_top2", "hybrid_image", "class_split",
+                              "none"}
+    for name in set(NEGATIVES) - {"none"}:
         parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [4], "epochs": 1,
                      "ff": {"negatives": name, "prediction": "softmax"},
                      "data": {"classes": [0, 1, 2, 3, 4]} if name == "class_split" else {}})
+    cwc = parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [40], "epochs": 1,
+                       "ff": {"negatives": "none", "objective": "cwc", "goodness_over": "map", "norm": "none"}})
+    assert (cwc.ff.negatives, cwc.ff.prediction) == ("none", "goodness")
+    with pytest.raises(ValueError, match="ff.negatives: none leaves ff.objective: logistic nothing to contrast"):
+        parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [40], "epochs": 1, "ff": {"negatives": "none"}})
     with pytest.raises(ValueError, match="set both, or neither"):
         parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [4], "epochs": 1,
                      "ff": {"negatives": "class_split", "prediction": "softmax"}})
