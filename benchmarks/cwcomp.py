@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                              "validation_size": 10000}}
     peer_s: list[float] = []
     ours: dict[str, list[float]] = {b: [] for b in backends}
-    meta: dict = {}
+    versions: dict[str, str] = {}  # every backend's frameworks, merged
+    device = ""
     with tempfile.TemporaryDirectory(prefix="ffbench-cwcomp-") as tmp:
         # the images ffbench trains on: synthetic_rgb32's first training images (`train_subset` keeps the first N),
         # as ffbench scales them (pixel_scale unit: x / 255)
@@ -126,10 +127,11 @@ def main(argv: list[str] | None = None) -> int:
             for b in backends:
                 r = run(OURS, [b, json.dumps({**spec, "backend": b}), str(args.epochs)], env, "OURS")
                 ours[b].append(r["epoch_seconds"])
-                meta = r
+                versions.update(r["versions"])
+                device = r["device_name"].split(" (")[0]
                 print(f"run {k + 1}: ffbench {b} {r['epoch_seconds']:.2f} s/epoch", file=sys.stderr, flush=True)
     peer = statistics.median(peer_s)
-    lines = [f"{meta['device_name']}, {threads} threads; " + ", ".join(f"{k} {v}" for k, v in sorted(meta["versions"].items()))
+    lines = [f"{device}, {threads} threads; " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
              + f"; {args.train_subset} synthetic_rgb32 images per epoch, batch 128, {args.repeats} alternating runs "
              f"of {args.epochs} timed epochs after a warm-up; the peer's BatchNorm2d: {args.peer_bn}.", "",
              "| code | s / epoch (each run) | median s / epoch | extrapolated to 50,000 images, s | "
