@@ -180,8 +180,8 @@ def effective_weights(w: jax.Array, ff: FFSpec) -> jax.Array:
 def conv_as_matmul(x4: jax.Array, w: jax.Array, stride: int, padding: int, groups: int, precision) -> jax.Array:
     """`reference.conv.conv2d` in its own im2col form: the k*k shifted, strided views of the
     padded input stacked as (N, g, C/g * k * k, Ho, Wo), then one contraction with the kernel
-    (no bias). XLA's CPU convolution computes the kernel's gradient slowly (jax-ml/jax#23783,
-    openxla/xla#34273: about 70x torch's on this net); the gradient of this form is a matmul."""
+    (no bias). XLA's CPU convolution computes the kernel's gradient slowly (jax-ml/jax#31662,
+    openxla/xla#34273: ff-conv took 65x torch's epoch on this CPU); the gradient of this form is a matmul."""
     k, (n, c, h, wd) = w.shape[2], x4.shape
     ho, wo = (h + 2 * padding - k) // stride + 1, (wd + 2 * padding - k) // stride + 1
     xp = jnp.pad(x4, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
