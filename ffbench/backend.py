@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from ffbench import frozen
+from ffbench import frozen, layer_windows
 from ffbench.data import Dataset
 from ffbench.reference.negatives import negatives_epoch
 from ffbench.spec import BPTrial, FFTrial, OptimizerSpec
@@ -246,7 +246,10 @@ class FFSchedule:
 
     def phases(self) -> list[Phase]:
         ff, opt, depth = self.trial.ff, self.trial.optimizer, len(self.trial.hidden)
-        if ff.schedule == "simultaneous":
+        if ff.layer_epochs is not None:
+            phases = [Phase(layer_windows.phase_name(layers), end - start, opt, layers)
+                      for start, end, layers in layer_windows.stretches(ff.layer_epochs, self.trial.epochs)]
+        elif ff.schedule == "simultaneous":
             phases = [Phase("ff", self.trial.epochs, opt, tuple(range(depth)))]
         elif ff.episodes == 1:
             phases = [Phase(f"ff.layer{i}", self.trial.epochs, opt, (i,)) for i in range(depth)]
@@ -259,6 +262,13 @@ class FFSchedule:
                 return [p for layer in phases for p in (layer, readout)]
             phases.append(readout)
         return phases
+
+    @property
+    def per_layer_optimizers(self) -> bool:
+        """Whether each layer keeps its own optimiser state (and step count) across phases
+        (`ff.layer_epochs`); else a phase's layers share one, kept for a later phase of the same
+        layers (greedy episodes)."""
+        return self.trial.ff.layer_epochs is not None
 
     @property
     def readout_layers(self) -> tuple[int, ...]:

@@ -216,15 +216,21 @@ def layer_checks(add, probe, label: str, trial: FFTrial, x, y, other_images: boo
               else conv_init(trial.seed, ff.conv_layers, ff.init))
     got = probe.ff_layers(params, x_pos, x_neg, ff, **({"labels": y} if OBJECTIVES.get(ff.objective).labelled else {}))
     h_pos, h_neg = x_pos.astype(np.float64), x_neg.astype(np.float64)
-    for i, (w, b) in enumerate(params):
-        st = RF.layer_step(h_pos, h_neg, w.astype(np.float64), b.astype(np.float64), ff, None, i, y)
+    for i, p in enumerate(params):
+        w, b, *gamma_beta = (a.astype(np.float64) for a in p)
+        st = RF.layer_step(h_pos, h_neg, w, b, ff, None, i, y, tuple(gamma_beta) or None)
+        bn = bool(gamma_beta)  # a batch-normalised layer: its bias's gradient cancels (`parity.TOLERANCES`)
         add(f"{label}.layer{i}.g_pos", "goodness", got[i]["g_pos"], st.g_pos)
         add(f"{label}.layer{i}.g_neg", "goodness", got[i]["g_neg"], st.g_neg)
         add(f"{label}.layer{i}.loss", "loss", got[i]["loss"], st.loss)
         if ff.peer_weight:
             add(f"{label}.layer{i}.peer_loss", "loss", got[i]["peer_loss"], st.peer_loss)
         add(f"{label}.layer{i}.dW", grad, got[i]["dW"], st.dw)
-        add(f"{label}.layer{i}.db", grad, got[i]["db"], st.db)
+        add(f"{label}.layer{i}.db", "grad/bn" if bn else grad, got[i]["db"], st.db)
+        for key, g_got, g_ref in zip(("dgamma", "dbeta"), got[i].get("dbn", ()), st.dbn):
+            add(f"{label}.layer{i}.{key}", grad, g_got, g_ref)
+        if len(st.dbn) != len(got[i].get("dbn", ())):
+            add(f"{label}.layer{i}.dbn", grad, np.full(0, np.nan), np.concatenate(st.dbn))  # missing: fails
         h_pos, h_neg = st.h_pos, st.h_neg
 
 
@@ -234,6 +240,8 @@ CHECK_CONV = {"channels": [4, 6], "pool": ["max", "avg"], "stride": [1, 2], "gro
 # its CFSE blocks), no normalisation of the layer inputs, no negatives.
 CHECK_CONV_CWC = {"channels": [10, 20], "pool": ["none", "max"], "groups": [1, 10]}
 CWC = {"objective": "cwc", "negatives": "none", "norm": "none"}
+# ... and with its batch normalisation after each layer's pooling (eps 1e-4, as CwComp's).
+CHECK_CONV_CWC_BN = {**CHECK_CONV_CWC, "norm": "batch", "bn_eps": 1e-4}
 # One SGD step this long makes the step (W_0 - W_1) / lr the gradient, nearly free of W_0's rounding.
 GRAD_LR = 100.0
 
@@ -257,23 +265,35 @@ def conv_checks(backend, probe, name: str, trial: FFTrial, xs, ys, optimizers) -
              ("position", {"goodness_over": "position"}, strict, ("simultaneous",), CHECK_CONV),
              ("position.symba", {"goodness_over": "position", "objective": "symba", "negatives": "hybrid_image",
                                  "prediction": "softmax"}, strict, ("simultaneous",), CHECK_CONV),
-             ("map.cwc", CWC, optimizers, ("simultaneous", "greedy"), CHECK_CONV_CWC))
+             ("map.cwc", CWC, optimizers, ("simultaneous", "greedy"), CHECK_CONV_CWC),
+             # SGD only: batch norm after a ReLU that passes a channel's whole map removes the conv
+             # bias's effect, whose gradient is then rounding alone, and Adam turns that into lr-sized steps
+             ("map.cwc.bn", CWC, strict, ("simultaneous", "greedy"), CHECK_CONV_CWC_BN))
     x_test, y_test = synthetic_batch(100, seed=trial.seed + 2)
     for case, spec, opts, schedules, conv in cases:
         label, net = f"ff.conv[{case}]", {**base, "conv": conv}
         t = parse_trial({**net, "ff": spec})
+        bn = t.conv.norm is not None  # batch norm's looser float32 tolerance of N steps (`parity.TOLERANCES`)
         layer_checks(add, probe, label, t, xs[:bsz], ys[:bsz], other_images=True, grad="grad/conv")
         for opt_label, opt in opts.items():
             for schedule in schedules:
                 ts = parse_trial({**net, "optimizer": opt.model_dump(mode="json"), "ff": {**spec, "schedule": schedule}})
                 compare_trained(out, backend, name, f"{label}.{schedule}[{opt_label}]", ts, xs, ys,
-                                "params@N/adam" if opt.name == "adam" else "params@N")
-        trained = ref_train(t, xs, ys)
+                                "params@N/adam" if opt.name == "adam" else "params@N/bn" if bn else "params@N")
+        trained = ref_train(t, xs, ys, with_running=True)
         if t.ff.embeds_labels or OBJECTIVES.get(t.ff.objective).scores_classes:
             out.append(compare_predictions(backend, name, f"{label}.predict.goodness", t, trained, x_test, y_test))
         ts = parse_trial({**net, "ff": {**spec, "prediction": "softmax"}})
         readout = np.random.default_rng(trial.seed).normal(size=(10, ts.hidden[1])).astype(np.float32)
         out.append(compare_predictions(backend, name, f"{label}.predict.softmax", ts, trained, x_test, y_test, readout))
+    # per-layer epoch windows (ff.layer_epochs, CwComp's ILT): layer 1 starts an epoch after layer
+    # 0 and trains on alone after it stops, each with its own optimiser state and step count
+    for case, conv, opts in (("map.cwc.windows", CHECK_CONV_CWC, optimizers), ("map.cwc.bn.windows", CHECK_CONV_CWC_BN, strict)):
+        for opt_label, opt in opts.items():
+            ts = parse_trial({**base, "epochs": 3, "conv": conv, "optimizer": opt.model_dump(mode="json"),
+                              "ff": {**CWC, "layer_epochs": [[0, 2], [1, 3]]}})
+            kind = "params@N/adam" if opt.name == "adam" else "params@N/bn" if conv is CHECK_CONV_CWC_BN else "params@N"
+            compare_trained(out, backend, name, f"ff.conv[{case}][{opt_label}]", ts, xs, ys, kind)
     bp = {**base, "algorithm": "bp", "epochs": 1}
     one = parse_trial({**bp, "batch_size": bsz, "optimizer": {"name": "sgd", "lr": GRAD_LR}})
     init = [(w.astype(np.float64), b.astype(np.float64)) for w, b in bp_init(one, xs.shape[1], 10)]

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, PrivateAttr, TypeAdapter, ValidationInfo, field_validator, model_validator
 
-from ffbench import registry
+from ffbench import layer_windows, registry
 from ffbench.geometry import Geometry
 from ffbench.spec_conv import ConvLayer, ConvSpec, architecture, check_conv
 from ffbench.spec_recurrent import RecurrentSpec, check_recurrent
@@ -160,6 +160,9 @@ class FFSpec(Strict):
     # episodes); `epochs` is then per layer per episode, and each layer keeps its optimiser
     # state from one episode to the next.
     episodes: Annotated[int, Field(gt=0, le=MAX_EPOCHS)] = 1
+    # simultaneous only: each layer's [start, end) epochs (CwComp's ILT), one per layer;
+    # `ffbench.layer_windows` defines them. None: every layer trains in every epoch.
+    layer_epochs: list[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2, max_length=2)]] | None = None
     # greedy only: grow the net while it improves. After each layer the validation error of
     # the layers so far is measured (softmax prediction: after a read-out trained afresh on
     # the prediction layers so far, `readout_epochs` long); training stops after
@@ -426,6 +429,8 @@ class FFTrial(TrialBase):
             check_conv(self)
         elif ff.goodness_over != "map":
             raise ValueError("ff.goodness_over: position is per position of a conv layer's map: it needs conv")
+        if ff.layer_epochs is not None:
+            layer_windows.check(self)
         if ff.episodes > 1 and ff.schedule != "greedy":
             raise ValueError("ff.episodes repeats the greedy layer-wise pass: it needs ff.schedule: greedy")
         if ff.episodes > 1 and self.optimizer.cooldown_start is not None:
@@ -443,6 +448,9 @@ class BPTrial(TrialBase):
         check_local(self.bp.receptive_field, self.hidden, self.data.image, "bp.receptive_field")
         if self.conv is not None and self.bp.receptive_field is not None:
             raise ValueError("bp.receptive_field is a dense-net choice: it does not combine with conv")
+        if self.conv is not None and self.conv.norm is not None:
+            raise ValueError("conv.norm: batch normalisation is implemented for FF conv nets only so far, "
+                             "not for their BP twins")
         return self
 
     @property

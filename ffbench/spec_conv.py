@@ -2,8 +2,10 @@
 
 Each layer: conv (kernel k, stride s, zero padding p on every side, groups g) -> ReLU -> pool
 (none, max or average over non-overlapping size x size windows, floor at the border, as
-torch's MaxPool2d / AvgPool2d). In FF the layer's input is first normalised (`ff.norm`), and
-its activities (what its objective, the next layer and the read-out see) are the pooled map.
+torch's MaxPool2d / AvgPool2d) -> norm (none, or `batch`: BatchNorm2d with a learned scale and
+shift per channel, `bn_eps`, `bn_momentum`; CwComp's place for it). In FF the layer's input is
+first normalised (`ff.norm`), and its activities (what its objective, the next layer and the
+read-out see) are the pooled map, batch-normalised where its norm is `batch`.
 The BP twin is the same layers without the normalisation, then a linear 10-way classifier on
 the last map. `ffbench.reference.conv` defines every op.
 
@@ -21,9 +23,11 @@ from pydantic import Field, model_validator
 
 from ffbench.geometry import Geometry
 from ffbench.strict import Strict
+from ffbench.variants import NEGATIVES
 
 MAX_CHANNELS = 10_000
 Pool = Literal["none", "max", "avg"]
+Norm = Literal["none", "batch"]
 Small = Annotated[int, Field(ge=0, le=15)]
 Positive = Annotated[int, Field(ge=1, le=15)]
 
@@ -40,6 +44,13 @@ class ConvLayer(NamedTuple):
     groups: int
     pool: str
     pool_size: int
+    norm: str = "none"  # "batch": BatchNorm2d after pooling (`reference.conv.batch_norm`)
+    bn_eps: float = 1e-5
+    bn_momentum: float = 0.1
+
+    @property
+    def batch_norm(self) -> bool:
+        return self.norm == "batch"
 
     @property
     def conv_shape(self) -> Geometry:
@@ -80,6 +91,14 @@ class ConvSpec(Strict):
     groups: list[Positive]
     pool: list[Pool]
     pool_size: Annotated[int, Field(ge=2, le=8)] = 2
+    # Each layer's normalisation after pooling; the normal form of no normalisation anywhere is
+    # None (left out), so the trial_ids of nets without it did not change when it came.
+    norm: list[Norm] | None = None
+    # BatchNorm2d's (torch's defaults): y = gamma (a - mean) / sqrt(var + eps) + beta over the
+    # batch's N x H x W values of a channel in training; running mean and (unbiased) variance
+    # r = (1 - momentum) r + momentum * batch value, read by frozen layers and at evaluation.
+    bn_eps: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-5
+    bn_momentum: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
 
     @model_validator(mode="before")
     @classmethod
@@ -88,11 +107,13 @@ class ConvSpec(Strict):
         if not isinstance(data, dict) or not isinstance(data.get("channels"), list):
             return data
         n, data = len(data["channels"]), dict(data)
-        for field, default in LAYER_DEFAULTS.items():
-            v = data.get(field, default)
+        for field, default in {**LAYER_DEFAULTS, "norm": "none"}.items():
+            v = default if data.get(field) is None else data[field]  # None: a dumped spec's left-out norm
             if isinstance(v, list) and len(v) != n:
                 raise ValueError(f"{field}: expected one value per layer ({n}, as channels) or one for all; got {len(v)}")
             data[field] = v if isinstance(v, list) else [v] * n
+        if data["norm"] == ["none"] * n:
+            data["norm"] = None
         return data
 
     def layers(self, image: Geometry) -> list[ConvLayer]:
@@ -100,7 +121,7 @@ class ConvSpec(Strict):
         out, shape = [], image
         for i, c in enumerate(self.channels):
             layer = ConvLayer(i, shape, c, self.kernel[i], self.stride[i], self.padding[i], self.groups[i], self.pool[i],
-                              self.pool_size)
+                              self.pool_size, "none" if self.norm is None else self.norm[i], self.bn_eps, self.bn_momentum)
             if shape.channels % layer.groups or c % layer.groups:
                 raise ValueError(f"conv layer {i}: groups {layer.groups} must divide its input channels "
                                  f"({shape.channels}) and its channels ({c})")
@@ -140,6 +161,9 @@ def check_conv(trial) -> None:
             raise ValueError(f"{field} is a dense-net choice: it does not combine with conv")
     if ff.peer_weight > 0:
         raise ValueError("ff.peer_weight: peer normalisation is defined on dense layers: it does not combine with conv")
+    if trial.conv.norm is not None and NEGATIVES.get(ff.negatives).scored:
+        raise ValueError(f"ff.negatives: {ff.negatives} scores labels at the current weights, which with conv.norm: "
+                         "batch would read the running statistics mid-epoch: not defined yet")
     if ff.relu_grad != "standard" and "max" in trial.conv.pool:
         raise ValueError("ff.relu_grad: straight_through passes gradient through zeroed activities, whose ties make "
                          "a max pool's gradient undefined: use pool: avg or none")

@@ -29,7 +29,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_origin
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
@@ -84,8 +84,14 @@ def _mark(value: Any, path: Path_, src: Path_, origin: dict[Path_, Path_]) -> No
             _mark(v, path + (k,), src + (k,), origin)
 
 
-def _is_list_type(ann: Any) -> bool:
-    return get_origin(unwrap(ann)) is list
+def _list_depth(ann: Any) -> int:
+    """How deeply a field's values nest lists: 0 for a value, 1 for list[int], 2 for list[list[int]]."""
+    ann = unwrap(ann)
+    return 1 + _list_depth(get_args(ann)[0]) if get_origin(ann) is list else 0
+
+
+def _value_depth(v: Any) -> int:
+    return 1 + min((_value_depth(x) for x in v), default=0) if isinstance(v, list) and v else int(isinstance(v, list))
 
 
 def _axes(d: dict[str, Any], fields: dict[str, Any], path: Path_ = ()) -> list[Path_]:
@@ -99,7 +105,7 @@ def _axes(d: dict[str, Any], fields: dict[str, Any], path: Path_ = ()) -> list[P
             ann = fields.get(".".join(map(str, p)))
             if ann is None:
                 continue  # unknown field: validation reports it
-            if not _is_list_type(ann) or (v and all(isinstance(x, list) for x in v)):
+            if _value_depth(v) > _list_depth(ann):  # one more level of lists than the field takes: an axis
                 axes.append(p)
     return axes
 

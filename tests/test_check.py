@@ -25,6 +25,12 @@ def test_every_backend_passes(backend):
     recurrent = {"ff.recurrent[hard_label, sgd-strict].params@N.W1", "ff.recurrent[wrong_label, adam].params@N.W0",
                  "ff.recurrent.local.params@N.W1", "ff.recurrent.local.predict", "ff.recurrent.softmax.predict"}
     assert recurrent <= quantities, recurrent - quantities  # the recurrent net (paper sec. 3.4) is held to the reference
+    bn = {"ff.conv[map.cwc.bn].layer0.dgamma", "ff.conv[map.cwc.bn].layer1.dbeta",
+          "ff.conv[map.cwc.bn].greedy[sgd-strict].params@N.gamma1", "ff.conv[map.cwc.bn].simultaneous[sgd-strict].params@N.bn1",
+          "ff.conv[map.cwc.bn].predict.goodness", "ff.conv[map.cwc.bn].predict.softmax",
+          "ff.conv[map.cwc.windows][adam].params@N.W1",
+          "ff.conv[map.cwc.bn.windows][sgd-strict].params@N.bn1"}
+    assert bn <= quantities, bn - quantities  # CwComp's batch norm: its gradients, running statistics and predictions
     for name in NEGATIVES:  # every registered variant, with its gradients against finite differences
         assert f"ff.negatives[{name}].params@N.W0" in quantities
     for name in OBJECTIVES:
@@ -129,7 +135,7 @@ def test_a_perturbed_backend_fails(monkeypatch, capsys):
     # net's (its second conv layer's kernel)
     assert sorted(c.quantity for c in seen if not c.passed) == sorted(["ff.layer1.dW"] + [
         f"ff.objective[{name}].layer1.{q}" for name in ("logistic", "symba", "cwc") for q in ("dW", "fd.dW")] + [
-        f"ff.conv[{case}].layer1.dW" for case in ("map", "position", "position.symba", "map.cwc")])
+        f"ff.conv[{case}].layer1.dW" for case in ("map", "position", "position.symba", "map.cwc", "map.cwc.bn")])
     out = capsys.readouterr().out
     assert "FAIL" in out and "11 failed" in out
 

@@ -128,7 +128,7 @@ def test_a_cached_torch_step_runs_only_the_trained_layer(monkeypatch):
     x, y = tr.splits["train"]
     neg = RN.sample_negatives(trial, data.train.x, data.train.y, 0, None, 0)  # episode 0's draw (refresh: episode)
     for half, labels in enumerate((y, torch.as_tensor(neg))):
-        expect = tff.frozen_input(tr.params[:1], ops.overlay(x, labels, tr.ff), tr.ff, "fp32")
+        expect = tff.frozen_input(tr.params[:1], tr.running[:1], ops.overlay(x, labels, tr.ff), tr.ff, "fp32")
         np.testing.assert_allclose(tr._rows[half * 300:(half + 1) * 300].numpy(), expect.numpy(), rtol=1e-6, atol=1e-6)
     assert frozen.row_index(torch.arange(300), 300, True, torch.cat) is None  # a full batch: all rows, as they are
     assert frozen.row_index(torch.tensor([4, 1]), 300, True, torch.cat).tolist() == [4, 1, 304, 301]

@@ -193,7 +193,7 @@ def test_softmax_readout_gradient_matches_reference():
     with torch.no_grad():
         tr.readout.copy_(torch.tensor(np.random.default_rng(0).normal(size=tr.readout.shape).astype(np.float32)))
     x, y = torch.tensor(data.train.x[:10]), torch.tensor(data.train.y[:10])
-    loss = readout_objective(tr.params, tr.readout, x, y, ff=trial.ff, active=tr.readout_layers, widths=trial.hidden,
+    loss = readout_objective(tr.params, tr.running, tr.readout, x, y, ff=trial.ff, active=tr.readout_layers, widths=trial.hidden,
                              precision="fp32")[0]
     loss.backward()
     params = [(w.detach().numpy().astype(np.float64), b.detach().numpy().astype(np.float64)) for w, b in tr.params]

@@ -42,6 +42,7 @@ def test_same_seed_same_result(tmp_path):
 
 QUICK = ["--set", "epochs=1", "--set", "data.train_subset=2000", "--set", "seed=0", "--set", "data.validation_size=0",
          "--set", "data.test_subset=500"]
+QUICK_KEEP_EPOCHS = QUICK[2:]
 
 
 # implementations: keras-io is 250 episodes x 2 layers of one-epoch phases even at epochs=1, so
@@ -61,11 +62,13 @@ EXTRA = {"mnist_paper": [["--skip", "recurrent", "--set", "data.train_subset=600
                             "--set", "data.test_subset=10", "--set", "eval_batch_size=10", "--set", "backend=jax",
                             "--set", "eval_every=0"]],
          # variants: every row on the synthetic data of its geometry, on torch alone, one step of 32
-         # images (on all three backends with 64 images it took 1187 s: the CwComp net's 61,440-wide
+         # images per epoch (on all three backends with 64 images it took 1187 s: the CwComp net's 61,440-wide
          # CIFAR-10 layers and the compiled backends' conv programs; `ffbench check` holds jax and
          # keras to the reference on conv nets)
-         "variants": [[*geometry, "--set", "data.train_subset=32", "--set", "batch_size=32", "--set", "data.test_subset=20",
-                       "--set", "eval_batch_size=20", "--set", "eval_every=0", "--set", "backend=torch"]
+         # Every row keeps its epochs (one step each): CwComp's per-layer windows span its 5 and 20.
+         "variants": [(QUICK_KEEP_EPOCHS, [*geometry, "--set", "data.train_subset=32", "--set", "batch_size=32", "--set",
+                                           "data.test_subset=20", "--set", "eval_batch_size=20", "--set", "eval_every=0",
+                                           "--set", "backend=torch"])
                       for geometry in (["--only", "gray28", "--set", "data.name=synthetic_gray28"],
                                        ["--only", "rgb32", "--set", "data.name=synthetic_rgb32"])],
          "implementations": [
@@ -82,7 +85,8 @@ def test_every_shipped_suite_runs_end_to_end_in_a_quick_pass(suite, tmp_path):
     from ffbench.suites import load_suite, select
     out, trials = tmp_path / suite, []
     for extra in EXTRA.get(suite, [[]]):  # one run, or several into the same folder
-        quick = QUICK + extra
+        base, extra = extra if isinstance(extra, tuple) else (QUICK, extra)
+        quick = base + extra
         assert main(["run", str(ROOT / "suites" / f"{suite}.yaml"), "--out", str(out), "--quiet", "--executor", "local",
                      *quick]) == 0
         sets = [quick[i + 1] for i, a in enumerate(quick) if a == "--set"]
@@ -108,7 +112,7 @@ def test_every_shipped_suite_runs_end_to_end_in_a_quick_pass(suite, tmp_path):
         assert len(conv) and {tuple(c) for c in conv["spec.conv.channels"]} == {(20, 80, 240, 480)}
         assert set(conv["algorithm"]) == {"ff", "bp"}
         methods = tables.methods_table(df)
-        assert set(methods["method"]) == {"BP", "FF (Hinton 2022)", "SymBa"}
+        assert set(methods["method"]) == {"BP", "FF (Hinton 2022)", "SymBa", "CwComp"}
         assert set(methods["architecture"]) == {"conv 20-80-240-480", "2000x2000x2000"}
         assert {"synthetic_gray28", "synthetic_rgb32 ref"} <= set(methods.columns)
     if suite == "implementations":  # the greedy full-batch episodes ran as specified

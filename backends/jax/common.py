@@ -32,9 +32,9 @@ class JaxTrainer(Trainer):
         self.batch_size = batch_size_for(trial, self.n)
         self.steps_per_epoch = self.n // self.batch_size  # the last incomplete batch is dropped
 
-    def to_device(self, arrays) -> list[tuple[jax.Array, jax.Array]]:
-        """(W, b) pairs of host arrays on the device."""
-        return [(jax.device_put(jnp.asarray(w), self.device), jax.device_put(jnp.asarray(b), self.device)) for w, b in arrays]
+    def to_device(self, arrays) -> list[tuple[jax.Array, ...]]:
+        """Each layer's host arrays ((W, b), or a batch-normalised layer's (W, b, gamma, beta)) on the device."""
+        return [tuple(jax.device_put(jnp.asarray(a), self.device) for a in p) for p in arrays]
 
     @abc.abstractmethod
     def setup_phase(self, phase: Phase) -> tuple[object, Callable]:

@@ -21,7 +21,7 @@ from ffbench import frozen
 from ffbench.backend import FFSchedule, Phase, bound_objective
 from ffbench.data import Dataset
 from ffbench.reference import rng
-from ffbench.reference.ff import PEER_INIT
+from ffbench.reference.ff import STATE_KEYS, frozen_bn, initial_running
 from ffbench.reference.init import ff_init
 from ffbench.reference.negatives import negatives_epoch, score_layers, training_images
 from ffbench.reference.optim import lr_at
@@ -35,7 +35,7 @@ class FFTrainer(FFSchedule, JaxTrainer):
         super().__init__(trial, data, device, share)
         self.init_schedule("jax", data)
         self.params = self.to_device(ff_init(trial.seed, data.train.x.shape[1], trial.hidden, self.ff))
-        self.running = [jnp.full((h,), PEER_INIT, jnp.float32) for h in trial.hidden]
+        self.running = [jax.device_put(jnp.asarray(r), device) for r in initial_running(self.ff, trial.hidden)]
         self.readout = None
         if self.ff.prediction == "softmax":
             feats = sum(trial.hidden[i] for i in self.ff.prediction_layers)
@@ -54,13 +54,19 @@ class FFTrainer(FFSchedule, JaxTrainer):
     # ------------------------------------------------------------------ phases
     def setup_phase(self, phase: Phase):
         if self.phase is not None and self.phase.layers:
-            self._layer_states[self.phase.layers] = self.opt_state
+            if self.per_layer_optimizers:  # each layer's own state (`ff.layer_epochs`)
+                self._layer_states.update({(i,): s for i, s in self.opt_state.items()})
+            else:
+                self._layer_states[self.phase.layers] = self.opt_state
         self.enter_phase(phase)
         main_has_readout = phase.name == "readout" or (self.joint_readout and not self.separate_readout)
         if phase.name == "readout":  # each read-out phase starts from zero
             self.readout = jnp.zeros_like(self.readout)
         self.tx = jopt.transform(phase.optimizer)
-        if phase.layers in self._layer_states:
+        if self.per_layer_optimizers and phase.layers:
+            self.opt_state = {i: self._layer_states[(i,)] if (i,) in self._layer_states else self.tx.init(self.params[i])
+                              for i in phase.layers}
+        elif phase.layers in self._layer_states:
             self.opt_state = self._layer_states[phase.layers]
         else:
             self.opt_state = self.tx.init({"layers": {i: self.params[i] for i in phase.layers},
@@ -89,7 +95,8 @@ class FFTrainer(FFSchedule, JaxTrainer):
         if ("frozen", below) not in self._scorers:
             self._scorers[("frozen", below)] = jax.jit(partial(_frozen_rows, self.ff, self.trial.precision))
         fn = self._scorers[("frozen", below)]
-        return jnp.concatenate([fn(self.params[:below], x[i:i + step], None if labels is None else labels[i:i + step])
+        return jnp.concatenate([fn(self.params[:below], self.running[:below], x[i:i + step],
+                                   None if labels is None else labels[i:i + step])
                                 for i in range(0, self.n, step)])
 
     def cached_rows(self):
@@ -139,7 +146,7 @@ class FFTrainer(FFSchedule, JaxTrainer):
         layers, step = tuple(score_layers(self.ff, self.score_upto(phase))), self.trial.eval_batch_size
         if layers not in self._scorers:
             self._scorers[layers] = jax.jit(partial(_label_scores, self.ff, self.objective_fn, self.trial.precision, layers))
-        return jnp.concatenate([self._scorers[layers](self.params, x[i:i + step]) for i in range(0, self.n, step)])
+        return jnp.concatenate([self._scorers[layers](self.params, self.running, x[i:i + step]) for i in range(0, self.n, step)])
 
     def epoch_losses(self, device_losses) -> dict[str, float | dict[int, float]]:
         ff_loss, peer, readout, collisions = (np.asarray(v, dtype=np.float64) for v in device_losses)
@@ -149,15 +156,16 @@ class FFTrainer(FFSchedule, JaxTrainer):
         jax.block_until_ready((self.params, self.readout))
 
     def state(self) -> dict:
-        out = {f"{k}{i}": np.asarray(t) for i, wb in enumerate(self.params) for k, t in zip("Wb", wb)}
+        out = {f"{k}{i}": np.asarray(t) for i, wb in enumerate(self.params) for k, t in zip(STATE_KEYS, wb)}
+        out |= {f"bn{i}": np.asarray(self.running[i]) for i, p in enumerate(self.params) if len(p) > 2}
         if self.readout is not None:
             out["readout"] = np.asarray(self.readout)
         return out
 
     def load_state(self, state: dict) -> None:
-        self.params = [(jax.device_put(jnp.asarray(state[f"W{i}"]), self.device),
-                        jax.device_put(jnp.asarray(state[f"b{i}"]), self.device))
-                       for i in range(len(self.params))]
+        put = lambda key: jax.device_put(jnp.asarray(state[key]), self.device)  # noqa: E731
+        self.params = [tuple(put(f"{k}{i}") for k in STATE_KEYS[:len(p)]) for i, p in enumerate(self.params)]
+        self.running = [put(f"bn{i}") if len(p) > 2 else r for i, (p, r) in enumerate(zip(self.params, self.running))]
         if self.readout is not None:
             self.readout = jax.device_put(jnp.asarray(state["readout"]), self.device)
         self.trained, self.readout_trained = set(range(len(self.params))), True
@@ -168,18 +176,18 @@ class FFTrainer(FFSchedule, JaxTrainer):
             tuple(i for i in self.ff.prediction_layers if i in self.trained)
         if layers not in self._predictors:
             self._predictors[layers] = jax.jit(partial(_predict, self.ff, self.objective_fn, self.trial.precision, layers))
-        return self._predictors[layers](self.params, self.readout, x)
+        return self._predictors[layers](self.params, self.running, self.readout, x)
 
 
-def features(ff, prec, params, x, active=None):
+def features(ff, prec, params, running, x, active=None):
     """Normalised activities of the prediction layers on the neutral-label pass (no gradient);
     zeros for a prediction layer not in `active` (`reference.ff.readout_features`)."""
     if ff.recurrent is not None:
         return recurrent.features(ff, prec, params, x)
     active = ff.prediction_layers if active is None else active
     h, feats = ops.overlay(x, None, ff), {}
-    for i, (w, b) in enumerate(params[: max(active) + 1]):
-        h = ops.layer_forward(h, w, b, ff, prec, layer=i)
+    for i, q in enumerate(params[: max(active) + 1]):
+        h = ops.layer_forward(h, q[0], q[1], ff, prec, layer=i, bn=frozen_bn(q, running[i]))
         if i in active:
             feats[i] = ops.normalize(h, ff.norm, ff.norm_eps)
     width = lambda i: params[i][0].shape[0] if ff.conv_layers is None else ff.conv_layer(i).output.size  # noqa: E731
@@ -188,39 +196,42 @@ def features(ff, prec, params, x, active=None):
          for i in ff.prediction_layers], axis=1))
 
 
-def _label_scores(ff, objective, prec, layers, params, x):
+def _label_scores(ff, objective, prec, layers, params, running, x):
     """(B, 10) summed objective scores over `layers` with each label overlaid (`reference.ff.label_scores`)."""
     if ff.recurrent is not None:
         return recurrent.label_scores(ff, objective, prec, layers, params, x)
     obj, p = objective
     if scores_classes(ff):  # one label-free pass (`reference.ff.label_scores`)
         h, score = x, 0.0
-        for i, (w, b) in enumerate(params[: max(layers) + 1]):
-            h = ops.layer_forward(h, w, b, ff, prec, layer=i)
+        for i, q in enumerate(params[: max(layers) + 1]):
+            h = ops.layer_forward(h, q[0], q[1], ff, prec, layer=i, bn=frozen_bn(q, running[i]))
             if i in layers:
                 score = score + obj.class_scores(h, ff, p)
         return score
-    h = ops.first_layer_all_labels(x, *params[0], ff, prec).reshape(NUM_CLASSES * x.shape[0], -1)
+    first = params[0]
+    h = ops.first_layer_all_labels(x, first[0], first[1], ff, prec,
+                                   frozen_bn(first, running[0])).reshape(NUM_CLASSES * x.shape[0], -1)
     score = ops.image_scores(obj.score(ops.objective_rows(h, ff, 0), ff, p), ff, 0) if 0 in layers else 0.0
-    for i, (w, b) in enumerate(params[1: max(layers) + 1], start=1):
-        h = ops.layer_forward(h, w, b, ff, prec, layer=i)
+    for i, q in enumerate(params[1: max(layers) + 1], start=1):
+        h = ops.layer_forward(h, q[0], q[1], ff, prec, layer=i, bn=frozen_bn(q, running[i]))
         if i in layers:
             score = score + ops.image_scores(obj.score(ops.objective_rows(h, ff, i), ff, p), ff, i)
     return score.reshape(NUM_CLASSES, x.shape[0]).T
 
 
-def _predict(ff, objective, prec, layers, params, readout, x):
+def _predict(ff, objective, prec, layers, params, running, readout, x):
     if readout is not None:
-        return ops.linear(features(ff, prec, params, x, layers), readout, None, prec).argmax(axis=1)
-    return _label_scores(ff, objective, prec, layers, params, x).argmax(axis=1)
+        return ops.linear(features(ff, prec, params, running, x, layers), readout, None, prec).argmax(axis=1)
+    return _label_scores(ff, objective, prec, layers, params, running, x).argmax(axis=1)
 
 
-def _frozen_rows(ff, prec, params, x, labels, normalized=True):
-    """`x` (with `labels` overlaid; None: as it is) through the frozen layers `params`; with
-    `normalized`, normalised as the next layer's input (`ffbench.frozen`)."""
+def _frozen_rows(ff, prec, params, running, x, labels, normalized=True):
+    """`x` (with `labels` overlaid; None: as it is) through the frozen layers `params` (batch
+    norm on the `running` statistics); with `normalized`, normalised as the next layer's input
+    (`ffbench.frozen`)."""
     h = x if labels is None else ops.overlay(x, labels, ff)
-    for i, (w, b) in enumerate(params):
-        h = ops.layer_forward(h, w, b, ff, prec, layer=i)
+    for i, q in enumerate(params):
+        h = ops.layer_forward(h, q[0], q[1], ff, prec, layer=i, bn=frozen_bn(q, running[i]))
     return ops.normalize(h, ff.norm, ff.norm_eps) if normalized else h
 
 
@@ -229,7 +240,8 @@ def _order(n, used, key):
 
 
 def ff_step_losses(ff, prec, layers, trainable, params, running, pos, neg, xb, yb, objective=None, rows=None):
-    """Total objective of one step, and (per-layer FF losses, per-layer peer losses, read-out loss, new running means).
+    """Total objective of one step, and (per-layer FF losses, per-layer peer losses, read-out loss,
+    new carried statistics: running means, or a batch-normalised layer's running statistics).
 
     `trainable` holds the layers being trained and, for a joint read-out, its weights; the
     read-out reads the pre-update layers and its gradient never reaches them. `rows`: the
@@ -243,13 +255,14 @@ def ff_step_losses(ff, prec, layers, trainable, params, running, pos, neg, xb, y
     ff_losses, peer_losses, running = [jnp.zeros(())] * depth, [jnp.zeros(())] * depth, list(running)
     total, below = jnp.zeros(()), params[: min(layers)]
     if rows is None:  # the frozen layers, over both halves at once
-        h = jax.lax.stop_gradient(_frozen_rows(ff, prec, below, jnp.concatenate([pos, neg]), None, normalized=False))
+        h = jax.lax.stop_gradient(_frozen_rows(ff, prec, below, running, jnp.concatenate([pos, neg]), None, normalized=False))
     else:
-        h = rows if both else jnp.concatenate([rows, jax.lax.stop_gradient(_frozen_rows(ff, prec, below, neg, None))])
+        h = rows if both else jnp.concatenate([rows, jax.lax.stop_gradient(_frozen_rows(ff, prec, below, running, neg, None))])
+    readout_running = list(running)  # a joint read-out reads the pre-update statistics, as the pre-update layers
     for i in range(min(layers), max(layers) + 1):
         width = h.shape[1]
-        h = ops.layer_forward(jax.lax.stop_gradient(h), *params[i], ff, prec, normalized=rows is not None and i == min(layers),
-                              layer=i)
+        h, running[i] = ops.trained_layer(jax.lax.stop_gradient(h), params[i], running[i], ff, prec,
+                                          normalized=rows is not None and i == min(layers), layer=i)
         ff_losses[i] = obj.loss(ops.objective_rows(h, ff, i), n * ff.positions(i), ff, p, width, **label_args(ff, yb))
         total = total + ff_losses[i]
         if ff.peer_weight > 0:
@@ -257,7 +270,8 @@ def ff_step_losses(ff, prec, layers, trainable, params, running, pos, neg, xb, y
             total = total + ff.peer_weight * peer_losses[i]
     readout_loss = jnp.zeros(())
     if trainable["readout"] is not None:
-        readout_loss = ops.cross_entropy(ops.linear(features(ff, prec, params, xb), trainable["readout"], None, prec), yb)
+        readout_loss = ops.cross_entropy(ops.linear(features(ff, prec, params, readout_running, xb), trainable["readout"], None,
+                                                    prec), yb)
         total = total + readout_loss
     return total, (jnp.stack(ff_losses), jnp.stack(peer_losses), readout_loss, running)
 
@@ -272,7 +286,7 @@ def _ff_epoch(tr: FFTrainer, layers, readout_only, active, kept, state, x, y, or
         params, readout, running, opt_state, ropt_state = carry
         xb, yb = ops.batch_images(x, idx, jitter_key, jitter, tr.image), y[idx]
         loss, grad = jax.value_and_grad(
-            lambda w: ops.cross_entropy(ops.linear(features(ff, prec, params, xb, active), w, None, prec), yb))(readout)
+            lambda w: ops.cross_entropy(ops.linear(features(ff, prec, params, running, xb, active), w, None, prec), yb))(readout)
         direction, opt_state = tr.tx.update({"layers": {}, "readout": grad}, opt_state, {"layers": {}, "readout": readout})
         readout = jopt.apply(readout, direction["readout"], lr)
         zeros = jnp.zeros(len(params))
@@ -303,8 +317,13 @@ def _ff_epoch(tr: FFTrainer, layers, readout_only, active, kept, state, x, y, or
             rdir, ropt_state = tr.rtx.update(grads["readout"], ropt_state, readout)
             readout = jopt.apply(readout, rdir, readout_lr)
             trainable, grads = ({**t, "readout": None} for t in (trainable, grads))
-        direction, opt_state = tr.tx.update(grads, opt_state, trainable)
-        trainable = jopt.apply(trainable, direction, lr)
+        if tr.per_layer_optimizers:  # each layer's own state and step count (`ff.layer_epochs`; no joint read-out)
+            steps = {i: tr.tx.update(grads["layers"][i], opt_state[i], trainable["layers"][i]) for i in layers}
+            opt_state = {i: s for i, (_, s) in steps.items()}
+            trainable = {**trainable, "layers": {i: jopt.apply(trainable["layers"][i], d, lr) for i, (d, _) in steps.items()}}
+        else:
+            direction, opt_state = tr.tx.update(grads, opt_state, trainable)
+            trainable = jopt.apply(trainable, direction, lr)
         params = [trainable["layers"].get(i, p) for i, p in enumerate(params)]
         if trainable["readout"] is not None:
             readout = trainable["readout"]

@@ -202,9 +202,35 @@ def conv2d(x4: jax.Array, w: jax.Array, spec, precision) -> jax.Array:
 
 
 def conv_layer(x: jax.Array, w: jax.Array, b: jax.Array, spec, relu_grad: str = "standard",
-               precision: str = "fp32") -> jax.Array:
-    """`reference.conv.layer`: pool(relu(conv(x))) of flat rows x, as flat rows. bf16: the
-    conv's operands and result in bfloat16, as `linear`'s."""
+               precision: str = "fp32", bn=None) -> jax.Array:
+    """`reference.conv.layer`: pool(relu(conv(x))) of flat rows x, as flat rows; a batch-normalised
+    layer then normalised by `bn` = (gamma, beta, running (2, C)), frozen. bf16: the conv's
+    operands and result in bfloat16, as `linear`'s."""
+    a = _conv_pool(x, w, b, spec, relu_grad, precision)
+    if spec.batch_norm:
+        gamma, beta, running = bn
+        a = _affine(a, gamma * lax.rsqrt(running[1] + spec.bn_eps), running[0], beta)
+    return a.reshape(x.shape[0], spec.output.size)  # explicit: a step of no negatives has 0 rows
+
+
+def conv_layer_train(x: jax.Array, w: jax.Array, b: jax.Array, gamma, beta, running: jax.Array, spec,
+                     relu_grad: str = "standard", precision: str = "fp32") -> tuple[jax.Array, jax.Array]:
+    """`reference.conv.layer_train`: a batch-normalised layer on its batch's statistics, as flat
+    rows, and its new running statistics."""
+    a = _conv_pool(x, w, b, spec, relu_grad, precision)
+    mean, var = a.mean(axis=(0, 2, 3)), a.var(axis=(0, 2, 3))
+    count = a.size // a.shape[1]
+    y = _affine(a, gamma * lax.rsqrt(var + spec.bn_eps), mean, beta)
+    batch = lax.stop_gradient(jnp.stack([mean, var * count / (count - 1)]))
+    return y.reshape(x.shape[0], spec.output.size), (1.0 - spec.bn_momentum) * running + spec.bn_momentum * batch
+
+
+def _affine(a: jax.Array, scale: jax.Array, mean: jax.Array, beta: jax.Array) -> jax.Array:
+    """scale (a - mean) + beta, per channel of (N, C, H, W) maps."""
+    return scale[:, None, None] * (a - mean[:, None, None]) + beta[:, None, None]
+
+
+def _conv_pool(x: jax.Array, w: jax.Array, b: jax.Array, spec, relu_grad: str, precision: str) -> jax.Array:
     x4 = x.reshape(x.shape[0], *spec.input)
     if precision == "bf16":
         z = conv2d(x4.astype(jnp.bfloat16), w.astype(jnp.bfloat16), spec, None).astype(jnp.float32)
@@ -215,18 +241,29 @@ def conv_layer(x: jax.Array, w: jax.Array, b: jax.Array, spec, relu_grad: str = 
         a = lax.reduce_window(a, -jnp.inf, lax.max, q, q, "VALID")
     elif spec.pool == "avg":
         a = lax.reduce_window(a, 0.0, lax.add, q, q, "VALID") / (spec.pool_size * spec.pool_size)
-    return a.reshape(x.shape[0], spec.output.size)  # explicit: a step of no negatives has 0 rows
+    return a
 
 
 def layer_forward(x: jax.Array, w: jax.Array, b: jax.Array, ff: FFSpec, precision: str = "fp32",
-                  normalized: bool = False, layer: int | None = None) -> jax.Array:
+                  normalized: bool = False, layer: int | None = None, bn=None) -> jax.Array:
     """relu(W normalize(x) + b), or layer `layer`'s conv (a conv net's ops need the index);
-    `normalized`: `x` is normalised already (`ffbench.frozen`)."""
+    `normalized`: `x` is normalised already (`ffbench.frozen`); `bn`: a batch-normalised
+    layer's `reference.ff.frozen_bn`."""
     xn = x if normalized else normalize(x, ff.norm, ff.norm_eps)
     spec = ff.conv_layer(layer)
     if spec is not None:
-        return conv_layer(xn, w, b, spec, ff.relu_grad, precision)
+        return conv_layer(xn, w, b, spec, ff.relu_grad, precision, bn)
     return relu(linear(xn, effective_weights(w, ff), b, precision), ff.relu_grad)
+
+
+def trained_layer(x: jax.Array, p: tuple, running: jax.Array, ff: FFSpec, precision: str = "fp32",
+                  normalized: bool = False, layer: int | None = None) -> tuple[jax.Array, jax.Array]:
+    """(output, carried statistics) of layer `layer` (params `p`) where it trains: a batch-normalised
+    conv layer on its batch's statistics (`reference.ff._train_forward`), else `layer_forward`."""
+    if len(p) == 2:
+        return layer_forward(x, *p, ff, precision, normalized=normalized, layer=layer), running
+    xn = x if normalized else normalize(x, ff.norm, ff.norm_eps)
+    return conv_layer_train(xn, *p, running, ff.conv_layer(layer), ff.relu_grad, precision)
 
 
 def objective_rows(h: jax.Array, ff: FFSpec, layer: int | None) -> jax.Array:
@@ -241,12 +278,13 @@ def image_scores(s: jax.Array, ff: FFSpec, layer: int | None) -> jax.Array:
     return s if k == 1 else s.reshape(-1, k).mean(axis=1)
 
 
-def first_layer_all_labels(x: jax.Array, w: jax.Array, b: jax.Array, ff: FFSpec, precision: str = "fp32") -> jax.Array:
+def first_layer_all_labels(x: jax.Array, w: jax.Array, b: jax.Array, ff: FFSpec, precision: str = "fp32",
+                           bn=None) -> jax.Array:
     """(10, B, H): layer 0's activation with each label overlaid, from one matmul
     (`reference.ff.first_layer_all_labels`: z_c = base @ W.T + b + a W_c); a conv layer: each overlay in turn."""
     if ff.conv_layers is not None:
-        return jnp.stack([layer_forward(overlay(x, jnp.full(x.shape[0], c, jnp.int32), ff), w, b, ff, precision, layer=0)
-                          for c in range(NUM_CLASSES)])
+        return jnp.stack([layer_forward(overlay(x, jnp.full(x.shape[0], c, jnp.int32), ff), w, b, ff, precision, layer=0,
+                                        bn=bn) for c in range(NUM_CLASSES)])
     n, groups = x.shape[0], label_groups(ff)
     xn = normalize(overlay(x, jnp.zeros(n, jnp.int32), ff), ff.norm, ff.norm_eps)
     w = effective_weights(w, ff)

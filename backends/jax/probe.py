@@ -11,12 +11,12 @@ from ffbench_backends.jax.bp import logits as bp_logits
 from ffbench_backends.jax.ff import ff_step_losses
 
 from ffbench.backend import bound_objective
-from ffbench.reference.ff import PEER_INIT
+from ffbench.reference.ff import probe_running
 from ffbench.spec import FFSpec, OptimizerSpec
 
 
 def _arrays(params):
-    return [(jnp.asarray(w, jnp.float32), jnp.asarray(b, jnp.float32)) for w, b in params]
+    return [tuple(jnp.asarray(a, jnp.float32) for a in q) for q in params]
 
 
 def _grads(p, running, pos, neg, ff, labels=None):
@@ -30,23 +30,23 @@ def _grads(p, running, pos, neg, ff, labels=None):
 def ff_layers(params, x_pos, x_neg, ff: FFSpec, labels=None) -> list[dict]:
     p = _arrays(params)
     pos, neg = jnp.asarray(x_pos), jnp.asarray(x_neg)
-    running = [jnp.full((w.shape[0],), PEER_INIT, jnp.float32) for w, _ in p]
+    running = [jnp.asarray(r) for r in probe_running(params, ff)]
     (_, (losses, peers, _, _)), grads = _grads(p, running, pos, neg, ff, labels)
     out, h, n = [], jnp.concatenate([pos, neg]), pos.shape[0]
     obj, obj_params = bound_objective(ff, "jax")
-    for i, (w, b) in enumerate(p):
-        h = ops.layer_forward(h, w, b, ff, layer=i)
+    for i, q in enumerate(p):
+        h = ops.trained_layer(h, q, running[i], ff, layer=i)[0]
         g = np.asarray(ops.image_scores(obj.goodness(ops.objective_rows(h, ff, i), ff, obj_params), ff, i))
-        dw, db = grads["layers"][i]
+        dw, db, *dbn = grads["layers"][i]
         out.append({"g_pos": g[:n], "g_neg": g[n:], "loss": float(losses[i]), "peer_loss": float(peers[i]),
-                    "dW": np.asarray(dw), "db": np.asarray(db)})
+                    "dW": np.asarray(dw), "db": np.asarray(db), "dbn": [np.asarray(t) for t in dbn]})
     return out
 
 
 def ff_steps(params, x_pos, x_neg, ff: FFSpec, opt: OptimizerSpec, steps: int) -> list[tuple[np.ndarray, np.ndarray]]:
     p = _arrays(params)
     pos, neg = jnp.asarray(x_pos), jnp.asarray(x_neg)
-    running = [jnp.full((w.shape[0],), PEER_INIT, jnp.float32) for w, _ in p]
+    running = [jnp.asarray(r) for r in probe_running(params, ff)]
     tx = jopt.transform(opt)
     trainable = {"layers": dict(enumerate(p)), "readout": None}
     state = tx.init(trainable)

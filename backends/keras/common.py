@@ -66,10 +66,12 @@ class KerasTrainer(Trainer):
         return kcompile.function(ordered, self.steps_per_epoch * self.batch_size)(self.order_key(epoch), self.index)
 
     @staticmethod
-    def variables(params, name: str) -> list[tuple[keras.Variable, keras.Variable]]:
-        """The reference's initial weights as Keras variables: the kernel (`ops.to_kernel`), the bias."""
-        return [(keras.Variable(kops.to_kernel(w), name=f"{name}{i}_kernel"), keras.Variable(b, name=f"{name}{i}_bias"))
-                for i, (w, b) in enumerate(params)]
+    def variables(params, name: str) -> list[tuple[keras.Variable, ...]]:
+        """The reference's initial weights as Keras variables: the kernel (`ops.to_kernel`), the bias
+        (and a batch-normalised layer's gamma, beta)."""
+        return [(keras.Variable(kops.to_kernel(p[0]), name=f"{name}{i}_kernel"),
+                 *(keras.Variable(a, name=f"{name}{i}_{k}") for k, a in zip(("bias", "gamma", "beta"), p[1:])))
+                for i, p in enumerate(params)]
 
     @abc.abstractmethod
     def predict(self, x):

@@ -15,14 +15,14 @@ import numpy as np
 from ffbench_backends.keras import compile as kcompile
 from ffbench_backends.keras import ops as kops
 from ffbench_backends.keras.common import EpochPlan, KerasTrainer, ordered
-from ffbench_backends.keras.optim import SpecOptimizer
+from ffbench_backends.keras.optim import LayerOptimizers, SpecOptimizer
 from keras import ops
 
 from ffbench import frozen
 from ffbench.backend import FFSchedule, Phase
 from ffbench.data import Dataset
 from ffbench.reference import rng
-from ffbench.reference.ff import PEER_INIT
+from ffbench.reference.ff import STATE_KEYS, frozen_bn, initial_running
 from ffbench.reference.init import ff_init
 from ffbench.reference.negatives import negatives_epoch, score_layers, training_images
 from ffbench.reference.optim import lr_at
@@ -41,8 +41,8 @@ class FFTrainer(FFSchedule, KerasTrainer):
             pool = training_images(self.ff, data)  # class_split: the training images + the pool
             self.images = self.splits["train"][0] if pool is None else ops.convert_to_tensor(pool)
         self.params = self.variables(ff_init(trial.seed, data.train.x.shape[1], trial.hidden, self.ff), "ff")
-        self.running = [keras.Variable(np.full((h,), PEER_INIT, np.float32), name=f"running{i}", trainable=False)
-                        for i, h in enumerate(trial.hidden)]
+        self.running = [keras.Variable(r, name=f"running{i}", trainable=False)
+                        for i, r in enumerate(initial_running(self.ff, trial.hidden))]
         self.readout = None
         if self.ff.prediction == "softmax":
             feats = sum(trial.hidden[i] for i in self.ff.prediction_layers)
@@ -61,9 +61,16 @@ class FFTrainer(FFSchedule, KerasTrainer):
         self._rows = None  # the phase's cached, normalised input of its first layer (`ffbench.frozen`)
         if alone and phase.layers:
             self.plan_frozen(phase)
-        self.opt = self._layer_opts[phase.layers] if phase.layers in self._layer_opts else SpecOptimizer(phase.optimizer)
-        if phase.layers:
-            self._layer_opts[phase.layers] = self.opt
+        if self.per_layer_optimizers and phase.layers:  # each layer's own, across phases (`ff.layer_epochs`)
+            for i in phase.layers:
+                if (i,) not in self._layer_opts:
+                    self._layer_opts[(i,)] = SpecOptimizer(phase.optimizer)
+            self.opt = LayerOptimizers([self._layer_opts[(i,)] for i in phase.layers],
+                                       [len(self.params[i]) for i in phase.layers])
+        else:
+            self.opt = self._layer_opts[phase.layers] if phase.layers in self._layer_opts else SpecOptimizer(phase.optimizer)
+            if phase.layers:
+                self._layer_opts[phase.layers] = self.opt
         self.readout_opt = SpecOptimizer(self.ff.readout_optimizer) if self.joint_readout and self.ff.readout_optimizer else None
         if phase.name == "readout":  # each read-out phase starts from zero
             self.readout.assign(np.zeros(self.readout.shape, np.float32))
@@ -100,8 +107,8 @@ class FFTrainer(FFSchedule, KerasTrainer):
 
         def rows(xb, lb):
             h = xb if lb is None else kops.overlay(xb, lb, self.ff)
-            for i, (kernel, bias) in enumerate(self.params[:below]):
-                h = kops.layer_forward(h, kernel, bias, self.ff, layer=i)
+            for i, q in enumerate(self.params[:below]):
+                h = kops.layer_forward(h, q[0], q[1], self.ff, layer=i, bn=frozen_bn(q, self.running[i]))
             return kops.normalize(h, self.ff.norm, self.ff.norm_eps)
         fn = self.reader(("frozen", below), rows)
         return ops.concatenate([fn(x[i:i + step], None if labels is None else labels[i:i + step])
@@ -192,22 +199,23 @@ class FFTrainer(FFSchedule, KerasTrainer):
         grads, variables = [], []
         kept = self.kept()  # h_pos: the cached, normalised input of the first layer (both halves: h_neg is None)
         for i in range(max(layers) + 1):
-            kernel, bias = self.params[i]
+            p = self.params[i]
             if i not in layers:  # frozen (greedy)
-                h_pos = h_pos if kept else kops.layer_forward(h_pos, kernel, bias, ff, layer=i)
-                h_neg = h_neg if kept == "both" else kops.layer_forward(h_neg, kernel, bias, ff, layer=i)
+                bn = frozen_bn(p, self.running[i])
+                h_pos = h_pos if kept else kops.layer_forward(h_pos, p[0], p[1], ff, layer=i, bn=bn)
+                h_neg = h_neg if kept == "both" else kops.layer_forward(h_neg, p[0], p[1], ff, layer=i, bn=bn)
                 continue
             x_pos, xn = h_pos, None  # xn: the cached input, normalised (both halves: x_pos is not read)
             if kept and i == min(layers):
                 x_pos, xn = (None, h_pos) if kept == "both" else (
                     h_pos, ops.concatenate([h_pos, kops.normalize(h_neg, ff.norm, ff.norm_eps)], axis=0))
-            ff_loss[i], peer, _, h, dk, db, running = kops.layer_step(x_pos, h_neg, kernel, bias, ff, self.running[i],
-                                                                        self.objective_fn, xn, i, **label_args(ff, yb))
-            if ff.peer_weight > 0:
+            ff_loss[i], peer, _, h, layer_grads, running = kops.layer_step(x_pos, h_neg, p, ff, self.running[i],
+                                                                             self.objective_fn, xn, i, **label_args(ff, yb))
+            if ff.peer_weight > 0 or len(p) > 2:
                 self.running[i].assign(running)
                 peer_loss[i] = peer
-            grads += [dk, db]
-            variables += [kernel, bias]
+            grads += layer_grads
+            variables += list(p)
             h_pos, h_neg = h[: xb.shape[0]], h[xb.shape[0]:]
         readout_loss = self.apply_step(grads, variables, readout_grad)
         return ops.stack(ff_loss + peer_loss + [readout_loss])
@@ -234,8 +242,8 @@ class FFTrainer(FFSchedule, KerasTrainer):
         """`reference.ff.readout_features` of `readout_layers` (zeros for the other prediction layers)."""
         ff, active, feats = self.ff, self.readout_layers, {}
         h = kops.overlay(xb, None, ff)
-        for i, (kernel, bias) in enumerate(self.params[: max(active) + 1]):
-            h = kops.layer_forward(h, kernel, bias, ff, layer=i)
+        for i, q in enumerate(self.params[: max(active) + 1]):
+            h = kops.layer_forward(h, q[0], q[1], ff, layer=i, bn=frozen_bn(q, self.running[i]))
             if i in active:
                 feats[i] = kops.normalize(h, ff.norm, ff.norm_eps)
         return ops.concatenate([feats[i] if i in feats else ops.zeros((ops.shape(xb)[0], self.trial.hidden[i]))
@@ -254,16 +262,23 @@ class FFTrainer(FFSchedule, KerasTrainer):
         return self.epoch_record(stats[:depth], stats[depth:2 * depth], stats[-1], collisions)
 
     def state(self) -> dict:
-        out = {}
-        for i, (k, b) in enumerate(self.params):
-            out[f"W{i}"], out[f"b{i}"] = kops.from_kernel(np.array(ops.convert_to_numpy(k))), np.array(ops.convert_to_numpy(b))
+        out, host = {}, lambda t: np.array(ops.convert_to_numpy(t))  # noqa: E731
+        for i, p in enumerate(self.params):
+            out[f"W{i}"] = kops.from_kernel(host(p[0]))
+            out.update({f"{k}{i}": host(t) for k, t in zip(STATE_KEYS[1:], p[1:])})
+            if len(p) > 2:
+                out[f"bn{i}"] = host(self.running[i])
         if self.readout is not None:
             out["readout"] = np.asarray(ops.convert_to_numpy(self.readout)).T.copy()
         return out
 
     def load_state(self, state: dict) -> None:
-        for i, (k, b) in enumerate(self.params):
-            k.assign(kops.to_kernel(state[f"W{i}"])), b.assign(state[f"b{i}"])
+        for i, p in enumerate(self.params):
+            p[0].assign(kops.to_kernel(state[f"W{i}"]))
+            for k, t in zip(STATE_KEYS[1:], p[1:]):
+                t.assign(state[f"{k}{i}"])
+            if len(p) > 2:
+                self.running[i].assign(state[f"bn{i}"])
         if self.readout is not None:
             self.readout.assign(state["readout"].T)
         self.trained, self.readout_trained = set(range(len(self.params))), True
@@ -273,15 +288,17 @@ class FFTrainer(FFSchedule, KerasTrainer):
         ff, (obj, p) = self.ff, self.objective_fn
         if scores_classes(ff):  # one label-free pass (`reference.ff.label_scores`)
             h, score = xb, 0.0
-            for i, (kernel, bias) in enumerate(self.params[: max(layers) + 1]):
-                h = kops.layer_forward(h, kernel, bias, ff, layer=i)
+            for i, q in enumerate(self.params[: max(layers) + 1]):
+                h = kops.layer_forward(h, q[0], q[1], ff, layer=i, bn=frozen_bn(q, self.running[i]))
                 if i in layers:
                     score = score + obj.class_scores(h, ff, p)
             return score
-        h = ops.reshape(kops.first_layer_all_labels(xb, *self.params[0], ff), (NUM_CLASSES * xb.shape[0], -1))
+        first = self.params[0]
+        h = ops.reshape(kops.first_layer_all_labels(xb, first[0], first[1], ff, frozen_bn(first, self.running[0])),
+                        (NUM_CLASSES * xb.shape[0], -1))
         score = kops.image_scores(obj.score(kops.objective_rows(h, ff, 0), ff, p), ff, 0) if 0 in layers else 0.0
-        for i, (kernel, bias) in enumerate(self.params[1: max(layers) + 1], start=1):
-            h = kops.layer_forward(h, kernel, bias, ff, layer=i)
+        for i, q in enumerate(self.params[1: max(layers) + 1], start=1):
+            h = kops.layer_forward(h, q[0], q[1], ff, layer=i, bn=frozen_bn(q, self.running[i]))
             if i in layers:
                 score = score + kops.image_scores(obj.score(kops.objective_rows(h, ff, i), ff, p), ff, i)
         return ops.transpose(ops.reshape(score, (NUM_CLASSES, xb.shape[0])))

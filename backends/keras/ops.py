@@ -255,9 +255,68 @@ def conv_as_matmul(xp, kernel, stride: int, groups: int):
     return ops.reshape(z, (n, ho, wo, co))
 
 
-def conv_layer(x, kernel, bias, spec, relu_grad: str = "standard"):
-    """`reference.conv.layer`: pool(relu(conv(x))) of flat (C, H, W) rows, as flat rows;
-    computed channels-last (the layout Keras's conv and pooling run on every backend's CPU)."""
+def conv_layer(x, kernel, bias, spec, relu_grad: str = "standard", bn=None):
+    """`reference.conv.layer`: pool(relu(conv(x))) of flat (C, H, W) rows, as flat rows; a
+    batch-normalised layer then normalised by `bn` = (gamma, beta, running (2, C)), frozen.
+    Computed channels-last (the layout Keras's conv and pooling run on every backend's CPU)."""
+    a = _conv_pool(x, kernel, bias, spec, relu_grad)
+    if spec.batch_norm:
+        gamma, beta, running = bn
+        a = (a - running[0]) * (gamma * ops.rsqrt(running[1] + spec.bn_eps)) + beta
+    return _flat(a, spec)
+
+
+def conv_layer_train(x, kernel, bias, gamma, beta, running, spec, relu_grad: str = "standard"):
+    """`reference.conv.layer_train`: a batch-normalised layer on its batch's statistics, as flat
+    rows, and its new running statistics."""
+    a = _conv_pool(x, kernel, bias, spec, relu_grad)
+    y = _batch_norm(spec.bn_eps)(a, gamma, beta)
+    frozen = ops.stop_gradient(a)
+    mean = _channel_mean(frozen)
+    var = _channel_mean(ops.square(frozen - mean))
+    count = ops.shape(a)[0] * spec.output.pixels
+    batch = ops.stack([mean, var * (count / (count - 1))])
+    return _flat(y, spec), (1.0 - spec.bn_momentum) * running + spec.bn_momentum * batch
+
+
+@functools.lru_cache(maxsize=8)
+def _batch_norm(eps: float):
+    """Training-mode batch norm of channels-last maps, (a, gamma, beta) -> y, with the
+    reference's gradient (`reference.conv.batch_norm_backward`) and every per-channel sum taken
+    an axis at a time (`_channel_mean`): TensorFlow's autodiff of the forward sums a broadcast's
+    gradient over all three axes at once, and its float32 rounding moved a 2-epoch run's
+    weights by up to 1e-3 (relative) from the reference's."""
+    @ops.custom_gradient
+    def bn(a, gamma, beta):
+        xc = a - _channel_mean(a)
+        inv = ops.rsqrt(_channel_mean(ops.square(xc)) + eps)
+        xhat = xc * inv
+
+        def grad(*args, upstream=None):
+            dy = args[0] if upstream is None else upstream
+            dxhat = dy * gamma
+            da = inv * (dxhat - _channel_mean(dxhat) - xhat * _channel_mean(dxhat * xhat))
+            return da, _channel_sum(dy * xhat), _channel_sum(dy)
+        return xhat * gamma + beta, grad
+    return bn
+
+
+def _channel_mean(a):
+    """Per channel of channels-last maps, the mean over images and positions, an axis at a time:
+    TensorFlow's float32 CPU reduction over all three at once was 1e-6 off the float64 mean (and
+    5e-5 off the variance) on a 16 x 28 x 28 batch; axis by axis, 1e-7 (and 2e-6)."""
+    return ops.mean(ops.mean(ops.mean(a, axis=2), axis=1), axis=0)
+
+
+def _channel_sum(a):
+    return ops.sum(ops.sum(ops.sum(a, axis=2), axis=1), axis=0)
+
+
+def _flat(a, spec):
+    return ops.reshape(ops.transpose(a, (0, 3, 1, 2)), (ops.shape(a)[0], spec.output.size))  # explicit: 0 rows of no negatives
+
+
+def _conv_pool(x, kernel, bias, spec, relu_grad: str):
     n, p, q = ops.shape(x)[0], spec.padding, spec.pool_size
     x4 = ops.transpose(ops.reshape(x, (n, *spec.input)), (0, 2, 3, 1))
     if p:
@@ -271,7 +330,7 @@ def conv_layer(x, kernel, bias, spec, relu_grad: str = "standard"):
         a = ops.max_pool(a, q, q, padding="valid", data_format="channels_last")
     elif spec.pool == "avg":
         a = ops.average_pool(a, q, q, padding="valid", data_format="channels_last")
-    return ops.reshape(ops.transpose(a, (0, 3, 1, 2)), (n, spec.output.size))  # explicit: 0 rows of no negatives
+    return a
 
 
 def objective_rows(h, ff: FFSpec, layer: int | None):
@@ -302,22 +361,23 @@ def effective_kernel(kernel, ff: FFSpec):
     return kernel if ff.receptive_field is None else kernel * local_mask(*kernel.shape, ff.receptive_field, ff.image)
 
 
-def layer_forward(x, kernel, bias, ff: FFSpec, normalized: bool = False, layer: int | None = None):
+def layer_forward(x, kernel, bias, ff: FFSpec, normalized: bool = False, layer: int | None = None, bn=None):
     """relu(normalize(x) K + b), or layer `layer`'s conv (a conv net's ops need the index);
-    `normalized`: `x` is normalised already (`ffbench.frozen`)."""
+    `normalized`: `x` is normalised already (`ffbench.frozen`); `bn`: a batch-normalised
+    layer's `reference.ff.frozen_bn`."""
     xn = x if normalized else normalize(x, ff.norm, ff.norm_eps)
     spec = ff.conv_layer(layer)
     if spec is not None:
-        return conv_layer(xn, kernel, bias, spec, ff.relu_grad)
+        return conv_layer(xn, kernel, bias, spec, ff.relu_grad, bn)
     return ops.relu(ops.matmul(xn, effective_kernel(kernel, ff)) + bias)
 
 
-def first_layer_all_labels(x, kernel, bias, ff: FFSpec):
+def first_layer_all_labels(x, kernel, bias, ff: FFSpec, bn=None):
     """(10, B, H): layer 0's activation with each label overlaid, from one matmul
     (`reference.ff.first_layer_all_labels`: z_c = base @ W.T + b + a W_c); a conv layer: each overlay in turn."""
     if ff.conv_layers is not None:
         return ops.stack([layer_forward(overlay(x, ops.full((ops.shape(x)[0],), c, dtype="int32"), ff), kernel, bias, ff,
-                                        layer=0) for c in range(NUM_CLASSES)])
+                                        layer=0, bn=bn) for c in range(NUM_CLASSES)])
     n, groups = ops.shape(x)[0], label_groups(ff)
     xn = normalize(overlay(x, ops.zeros((n,), dtype="int32"), ff), ff.norm, ff.norm_eps)
     kernel = effective_kernel(kernel, ff)
@@ -328,33 +388,38 @@ def first_layer_all_labels(x, kernel, bias, ff: FFSpec):
     return ops.relu((ops.matmul(base, kernel) + bias)[None] + xn[None, :, :1] * kc[:, None, :])
 
 
-def layer_step(x_pos, x_neg, kernel, bias, ff: FFSpec, running, objective, xn=None, layer: int | None = None,
+def layer_step(x_pos, x_neg, p, ff: FFSpec, running, objective, xn=None, layer: int | None = None,
                labels=None):
-    """reference.ff.layer_step: (loss, peer loss, goodness, h, d kernel, d bias, new running
-    mean). `objective`: (the layer objective's Keras implementation, its parameters). `xn`:
+    """reference.ff.layer_step of the layer with params `p` ((kernel, bias), or a batch-normalised
+    layer's (kernel, bias, gamma, beta)): (loss, peer loss, goodness, h, [the gradient of each
+    of p], new carried statistics: the peer running mean, or the batch norm's running
+    statistics). `objective`: (the layer objective's Keras implementation, its parameters). `xn`:
     the normalised [x_pos; x_neg] where it is cached (`ffbench.frozen`; `x_pos`, `x_neg` unread).
     `labels`: the positives' classes, for a `labelled` objective (else None).
     A conv layer's gradients are the backend's autodiff through the conv and the pooling."""
-    obj, p = objective
+    obj, obj_params = objective
     kw = {} if labels is None else {"labels": labels}
     if xn is None:
         xn = normalize(ops.concatenate([x_pos, x_neg], axis=0), ff.norm, ff.norm_eps)
     n = xn.shape[0] // 2 if x_pos is None else x_pos.shape[0]
-    spec = ff.conv_layer(layer)
+    spec, kernel, bias = ff.conv_layer(layer), p[0], p[1]
     if spec is not None:
         k = ff.positions(layer)
 
-        def f(kern, b):
-            h = conv_layer(xn, kern, b, spec, ff.relu_grad)
-            return obj.loss(objective_rows(h, ff, layer), n * k, ff, p, xn.shape[1], **kw), h
-        (loss, h), (dk, db) = value_and_grads(f, kernel, bias)
-        g = image_scores(obj.goodness(objective_rows(h, ff, layer), ff, p), ff, layer)
-        return loss, ops.zeros(()), g, h, dk, db, running
+        def f(*q):
+            if spec.batch_norm:
+                h, r = conv_layer_train(xn, *q, running, spec, ff.relu_grad)
+            else:
+                h, r = conv_layer(xn, *q, spec, ff.relu_grad), running
+            return obj.loss(objective_rows(h, ff, layer), n * k, ff, obj_params, xn.shape[1], **kw), (h, r)
+        (loss, (h, new_running)), grads = value_and_grads(f, *p)
+        g = image_scores(obj.goodness(objective_rows(h, ff, layer), ff, obj_params), ff, layer)
+        return loss, ops.zeros(()), g, h, list(grads), new_running
     z = ops.matmul(xn, effective_kernel(kernel, ff)) + bias
     h = ops.relu(z)
     units = h.shape[1]
-    g = obj.goodness(h, ff, p)
-    loss, dh = grad_h(lambda v: obj.loss(v, n, ff, p, xn.shape[1], **kw), h)
+    g = obj.goodness(h, ff, obj_params)
+    loss, dh = grad_h(lambda v: obj.loss(v, n, ff, obj_params, xn.shape[1], **kw), h)
     peer_loss = ops.zeros(())
     if ff.peer_weight > 0:
         running = ff.peer_momentum * running + (1 - ff.peer_momentum) * ops.mean(h[:n], axis=0)
@@ -366,7 +431,7 @@ def layer_step(x_pos, x_neg, kernel, bias, ff: FFSpec, running, objective, xn=No
     dk = ops.matmul(ops.transpose(xn), dz)
     if ff.receptive_field is not None:
         dk = dk * local_mask(*kernel.shape, ff.receptive_field, ff.image)
-    return loss, peer_loss, g, h, dk, ops.sum(dz, axis=0), running
+    return loss, peer_loss, g, h, [dk, ops.sum(dz, axis=0)], running
 
 
 def softmax_xent(logits, labels):

@@ -48,3 +48,40 @@ class SpecOptimizer(keras.optimizers.Optimizer):
 
     def set_lr(self, lr: float) -> None:
         self.learning_rate = lr
+
+
+class LayerOptimizers:
+    """One `SpecOptimizer` per layer behind the interface the FF trainer uses (`ff.layer_epochs`:
+    each layer keeps its own state and step count across the phases it trains in). `sizes`: how
+    many of the phase's variables (and gradients), in order, are each member's layer's."""
+
+    def __init__(self, members: list[SpecOptimizer], sizes: list[int]):
+        self.members, self.sizes = members, sizes
+
+    @property
+    def built(self) -> bool:
+        return all(opt.built for opt in self.members)
+
+    def build(self, variables) -> None:
+        for opt, part in zip(self.members, self._split(list(variables))):
+            if not opt.built:
+                opt.build(part)
+
+    @property
+    def variables(self) -> list:
+        return [v for opt in self.members for v in opt.variables]
+
+    def apply(self, grads, variables) -> None:
+        for opt, g, v in zip(self.members, self._split(list(grads)), self._split(list(variables))):
+            opt.apply(g, v)
+
+    def set_lr(self, lr: float) -> None:
+        for opt in self.members:
+            opt.set_lr(lr)
+
+    def _split(self, items: list) -> list[list]:
+        out, at = [], 0
+        for n in self.sizes:
+            out.append(items[at:at + n])
+            at += n
+        return out

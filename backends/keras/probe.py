@@ -9,7 +9,7 @@ from ffbench_backends.keras.optim import SpecOptimizer
 from keras import ops
 
 from ffbench.backend import bound_objective
-from ffbench.reference.ff import PEER_INIT
+from ffbench.reference.ff import probe_running
 from ffbench.spec import FFSpec, OptimizerSpec
 
 
@@ -21,8 +21,8 @@ def _stack(params, x_pos, x_neg, ff, running, labels=None):
     h_pos, h_neg, out = ops.convert_to_tensor(x_pos), ops.convert_to_tensor(x_neg), []
     objective = bound_objective(ff, "keras")
     labels = None if labels is None else ops.convert_to_tensor(labels)
-    for i, (k, b) in enumerate(params):
-        step = kops.layer_step(h_pos, h_neg, k, b, ff, running[i], objective, None, i, labels)
+    for i, q in enumerate(params):
+        step = kops.layer_step(h_pos, h_neg, q, ff, running[i], objective, None, i, labels)
         out.append(step)
         h = step[3]
         h_pos, h_neg = h[: x_pos.shape[0]], h[x_pos.shape[0]:]
@@ -30,22 +30,23 @@ def _stack(params, x_pos, x_neg, ff, running, labels=None):
 
 
 def ff_layers(params, x_pos, x_neg, ff: FFSpec, labels=None) -> list[dict]:
-    p = [(ops.convert_to_tensor(kops.to_kernel(w)), ops.convert_to_tensor(b)) for w, b in params]
-    running = [ops.full((w.shape[0],), PEER_INIT, dtype="float32") for w, _ in params]
+    p = [(ops.convert_to_tensor(kops.to_kernel(q[0])), *(ops.convert_to_tensor(a) for a in q[1:])) for q in params]
+    running = [ops.convert_to_tensor(r) for r in probe_running(params, ff)]
     n = x_pos.shape[0]
     steps = _stack(p, x_pos, x_neg, ff, running, labels)
     return [{"g_pos": _np(g)[:n], "g_neg": _np(g)[n:], "loss": float(_np(loss)), "peer_loss": float(_np(peer)),
-             "dW": kops.from_kernel(_np(dk)), "db": _np(db)} for loss, peer, g, _, dk, db, _ in steps]
+             "dW": kops.from_kernel(_np(grads[0])), "db": _np(grads[1]), "dbn": [_np(t) for t in grads[2:]]}
+            for loss, peer, g, _, grads, _ in steps]
 
 
 def ff_steps(params, x_pos, x_neg, ff: FFSpec, opt: OptimizerSpec, steps: int) -> list[tuple[np.ndarray, np.ndarray]]:
     p = [(keras.Variable(w.T), keras.Variable(b)) for w, b in params]
-    running = [ops.full((w.shape[0],), PEER_INIT, dtype="float32") for w, _ in params]
+    running = [ops.convert_to_tensor(r) for r in probe_running(params, ff)]
     optimizer = SpecOptimizer(opt)
     for _ in range(steps):
         out = _stack(p, x_pos, x_neg, ff, running)
-        running = [o[6] for o in out]
-        optimizer.apply([g for o in out for g in (o[4], o[5])], [v for kb in p for v in kb])
+        running = [o[5] for o in out]
+        optimizer.apply([g for o in out for g in o[4]], [v for kb in p for v in kb])
     return [(_np(k).T.copy(), _np(b)) for k, b in p]
 
 

@@ -55,10 +55,10 @@ class TorchTrainer(Trainer):
         self.batch_size = batch_size_for(trial, self.n)
         self.steps_per_epoch = self.n // self.batch_size  # the last incomplete batch is dropped
 
-    def leaves(self, arrays) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(W, b) pairs of host arrays as leaf tensors on the device."""
-        return [(torch.tensor(w, device=self.device, requires_grad=True), torch.tensor(b, device=self.device, requires_grad=True))
-                for w, b in arrays]
+    def leaves(self, arrays) -> list[tuple[torch.Tensor, ...]]:
+        """Each layer's host arrays ((W, b), or a batch-normalised layer's (W, b, gamma, beta)) as
+        leaf tensors on the device."""
+        return [tuple(torch.tensor(a, device=self.device, requires_grad=True) for a in p) for p in arrays]
 
     def example_batch(self, lead: tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor]:
         """A throw-away batch (zeros) of a step's shapes, (*lead, batch, 784) images and their
@@ -126,8 +126,8 @@ class PackedTorchTrainer(PackedTrainer):
     member axis: the trained ones (`STACKED`: weights, read-out) as leaf tensors the pack's
     optimiser updates in place, each member keeping views of its slice (so its evaluation
     and `state()` read the pack's weights); the carried ones (`CARRIED`: running means,
-    replaced every step) held by the pack alone. Each step gathers every member's batch
-    from its own plan at once and runs the step objective under `torch.func.vmap`."""
+    replaced every step) held by the pack, each member given its slice again after every epoch.
+    Each step gathers every member's batch from its own plan at once and runs the step objective under `torch.func.vmap`."""
 
     def __init__(self, members: list[Any]):
         self.members = members
@@ -138,8 +138,7 @@ class PackedTorchTrainer(PackedTrainer):
             setattr(self.stack, name, stacked)
             for k, m in enumerate(members):
                 with torch.no_grad():  # views that share the stacked storage, outside autograd
-                    setattr(m, name,
-                            tree_map(lambda t, k=k: None if t is None else t[k], stacked) if name in lead.STACKED else None)
+                    setattr(m, name, tree_map(lambda t, k=k: None if t is None else t[k], stacked))
 
     def begin_phase(self, phase: Phase) -> None:
         lead = self.members[0]
@@ -150,6 +149,8 @@ class PackedTorchTrainer(PackedTrainer):
     def train_epoch(self, phase: Phase, epoch: int, lrs: list[float]) -> list[Any]:
         plan = EpochPlan.stack([m.epoch_plan(phase, epoch) for m in self.members])
         sums = self.members[0].run_epoch(phase, plan, self.stack, self._objective, lrs)
-        for m in self.members:
+        for k, m in enumerate(self.members):
+            for name in m.CARRIED:  # the epoch's last carried values (batch norm's statistics: read by evaluation)
+                setattr(m, name, tree_map(lambda t, k=k: None if t is None else t[k], getattr(self.stack, name)))
             m.end_epoch(phase)
         return [{name: v[k] for name, v in sums.items()} for k in range(len(self.members))]

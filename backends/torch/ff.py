@@ -15,12 +15,12 @@ from ffbench_backends.torch import ops
 from ffbench_backends.torch.common import EpochPlan, TorchTrainer, backward, to_numpy
 from ffbench_backends.torch.compile import compiled, warm_up
 from ffbench_backends.torch.compile import enabled as compiling
-from ffbench_backends.torch.optim import Optimizer
+from ffbench_backends.torch.optim import LayerOptimizers, Optimizer
 
 from ffbench import frozen
 from ffbench.backend import FFSchedule, Phase, bound_objective
 from ffbench.data import Dataset
-from ffbench.reference.ff import PEER_INIT
+from ffbench.reference.ff import STATE_KEYS, frozen_bn, initial_running
 from ffbench.reference.init import ff_init
 from ffbench.reference.negatives import negatives_epoch, score_layers, training_images
 from ffbench.reference.optim import lr_at
@@ -35,8 +35,9 @@ def ff_objective(params, running, pos, neg, ff: FFSpec, layers, precision: str =
     """The FF objective of one step for `layers` (a contiguous range), on overlaid batches.
     `labels`: the positives' classes, given to a `labelled` objective (None: not one).
 
-    Returns (total, FF loss per layer, peer loss per layer, new running means); layers below
-    `layers` are run frozen (greedy), each trained layer sees the detached output below it.
+    Returns (total, FF loss per layer, peer loss per layer, new carried statistics: running
+    means, or a batch-normalised layer's running statistics); layers below `layers` are run
+    frozen (greedy), each trained layer sees the detached output below it.
     `rows`: the step's rows of the phase's cached, normalised input of its first layer
     (`ffbench.frozen`): of both halves (then `pos`, `neg` are not read) or of the positives.
     """
@@ -46,15 +47,16 @@ def ff_objective(params, running, pos, neg, ff: FFSpec, layers, precision: str =
     obj, p = objective or bound_objective(ff, "torch")
     ff_losses, peer_losses = {}, {}
     if rows is None:  # the frozen layers, over both halves at once
-        h = frozen_forward(params[:first], torch.cat([pos, neg]), ff, precision)
+        h = frozen_forward(params[:first], running[:first], torch.cat([pos, neg]), ff, precision)
     elif both:
         h = rows
     else:
-        h = torch.cat([rows, frozen_input(params[:first], neg, ff, precision)])
+        h = torch.cat([rows, frozen_input(params[:first], running[:first], neg, ff, precision)])
     total = h.new_zeros(())
     for i in range(first, max(layers) + 1):
         width = h.shape[1]
-        h = ops.layer_forward(h.detach(), *params[i], ff, precision, normalized=rows is not None and i == first, layer=i)
+        h, running[i] = ops.trained_layer(h.detach(), params[i], running[i], ff, precision,
+                                          normalized=rows is not None and i == first, layer=i)
         ff_losses[i] = obj.loss(ops.objective_rows(h, ff, i), n * ff.positions(i), ff, p, width,
                                 **({} if labels is None else {"labels": labels}))
         total = total + ff_losses[i]
@@ -64,35 +66,36 @@ def ff_objective(params, running, pos, neg, ff: FFSpec, layers, precision: str =
     return total, ff_losses, peer_losses, running
 
 
-def frozen_forward(params, h: torch.Tensor, ff: FFSpec, precision: str) -> torch.Tensor:
-    """`h` through the frozen layers `params` (no gradient)."""
+def frozen_forward(params, running, h: torch.Tensor, ff: FFSpec, precision: str) -> torch.Tensor:
+    """`h` through the frozen layers `params` (no gradient; batch norm on the `running` statistics)."""
     with torch.no_grad():
-        for i, (w, b) in enumerate(params):
-            h = ops.layer_forward(h, w, b, ff, precision, layer=i)
+        for i, p in enumerate(params):
+            h = ops.layer_forward(h, p[0], p[1], ff, precision, layer=i, bn=frozen_bn(p, running[i]))
     return h
 
 
-def frozen_input(params, h: torch.Tensor, ff: FFSpec, precision: str) -> torch.Tensor:
+def frozen_input(params, running, h: torch.Tensor, ff: FFSpec, precision: str) -> torch.Tensor:
     """The normalised input of the layer above the frozen layers `params` (`ffbench.frozen`)."""
     with torch.no_grad():
-        return ops.normalize(frozen_forward(params, h, ff, precision), ff.norm, ff.norm_eps)
+        return ops.normalize(frozen_forward(params, running, h, ff, precision), ff.norm, ff.norm_eps)
 
 
-def features(params, xb, ff: FFSpec, active, widths, precision: str = "fp32") -> torch.Tensor:
+def features(params, running, xb, ff: FFSpec, active, widths, precision: str = "fp32") -> torch.Tensor:
     """`reference.ff.readout_features`: the normalised activities of the prediction layers on
     the neutral-label pass, zeros for those not in `active` (`FFSchedule.readout_layers`)."""
     h, feats = ops.overlay(xb, None, ff), {}
     with torch.no_grad():
-        for i, (w, b) in enumerate(params[: max(active) + 1]):
-            h = ops.layer_forward(h, w, b, ff, precision, layer=i)
+        for i, p in enumerate(params[: max(active) + 1]):
+            h = ops.layer_forward(h, p[0], p[1], ff, precision, layer=i, bn=frozen_bn(p, running[i]))
             if i in active:
                 feats[i] = ops.normalize(h, ff.norm, ff.norm_eps)
     return torch.cat([feats[i] if i in feats else h.new_zeros(xb.shape[0], widths[i]) for i in ff.prediction_layers], dim=1)
 
 
-def readout_objective(params, readout, xb, yb, *, ff: FFSpec, active, widths, precision: str):
+def readout_objective(params, running, readout, xb, yb, *, ff: FFSpec, active, widths, precision: str):
     """(the read-out's cross-entropy,): its gradient reaches the read-out only."""
-    return (F.cross_entropy(ops.linear(features(params, xb, ff, active, widths, precision), readout, None, precision), yb),)
+    feats = features(params, running, xb, ff, active, widths, precision)
+    return (F.cross_entropy(ops.linear(feats, readout, None, precision), yb),)
 
 
 def step_objective(params, running, readout, xb, yb, negb, rows=None, *, ff: FFSpec, layers, joint: bool, active, widths,
@@ -105,11 +108,13 @@ def step_objective(params, running, readout, xb, yb, negb, rows=None, *, ff: FFS
     both = rows is not None and rows.shape[0] == 2 * yb.shape[0]  # then `xb` is read by a joint read-out only
     pos = None if rows is not None else ops.overlay(xb, yb, ff)
     neg = None if both else (ops.overlay(xb, negb, ff) if ff.embeds_labels else negb)
+    before = running  # a joint read-out reads the pre-update statistics, as the pre-update layers
     total, ff_losses, peer_losses, running = ff_objective(params, running, pos, neg, ff, layers, precision, objective, rows,
                                                           yb if labelled else None)
     readout_loss = total.new_zeros(())
     if joint:
-        readout_loss = readout_objective(params, readout, xb, yb, ff=ff, active=active, widths=widths, precision=precision)[0]
+        readout_loss = readout_objective(params, before, readout, xb, yb, ff=ff, active=active, widths=widths,
+                                         precision=precision)[0]
         total = total + readout_loss
     return total, ff_losses, peer_losses, readout_loss, running
 
@@ -128,7 +133,7 @@ class FFTrainer(FFSchedule, TorchTrainer):
             pool = training_images(self.ff, data)  # class_split: the training images + the pool
             self.images = self.splits["train"][0] if pool is None else torch.as_tensor(pool, device=device)
         self.params = self.leaves(ff_init(trial.seed, data.train.x.shape[1], trial.hidden, self.ff))
-        self.running = [torch.full((h,), PEER_INIT, device=device) for h in trial.hidden]
+        self.running = [torch.as_tensor(r, device=device) for r in initial_running(self.ff, trial.hidden)]
         self.readout = None
         if self.ff.prediction == "softmax":
             feats = sum(trial.hidden[i] for i in self.ff.prediction_layers)
@@ -151,7 +156,7 @@ class FFTrainer(FFSchedule, TorchTrainer):
         x, step, below = self.splits["train"][0], self.trial.eval_batch_size, self.frozen.below
         for i in range(0, self.n, step):
             h = x[i:i + step] if labels is None else ops.overlay(x[i:i + step], labels[i:i + step], self.ff)
-            out[i:i + step] = frozen_input(self.params[:below], h, self.ff, self.trial.precision)
+            out[i:i + step] = frozen_input(self.params[:below], self.running[:below], h, self.ff, self.trial.precision)
         return out
 
     def cached_rows(self) -> torch.Tensor | None:
@@ -188,6 +193,12 @@ class FFTrainer(FFSchedule, TorchTrainer):
             holder.readout_opt = Optimizer(self.ff.readout_optimizer, [holder.readout], members)
         elif self.joint_readout:
             params.append(holder.readout)
+        if self.per_layer_optimizers and phase.layers:  # each layer's own, across phases (`ff.layer_epochs`)
+            for i in phase.layers:
+                if (i,) not in holder.layer_opts:
+                    holder.layer_opts[(i,)] = Optimizer(phase.optimizer, list(holder.params[i]), members)
+            holder.opt = LayerOptimizers([holder.layer_opts[(i,)] for i in phase.layers])
+            return
         holder.opt = holder.layer_opts.get(phase.layers) or Optimizer(phase.optimizer, params, members)
         if phase.layers:
             holder.layer_opts[phase.layers] = holder.opt
@@ -209,7 +220,7 @@ class FFTrainer(FFSchedule, TorchTrainer):
         xb, yb = self.example_batch(lead)
         trained = [p for wb in holder.params for p in wb] + ([holder.readout] if holder.readout is not None else [])
         if phase.name == "readout":
-            warm_up(objective, (holder.params, holder.readout, xb, yb), trained)
+            warm_up(objective, (holder.params, holder.running, holder.readout, xb, yb), trained)
         else:
             negb = yb.clone() if self.ff.embeds_labels else xb.clone()  # not the same tensor: torch.compile guards aliasing
             rows = []  # the phase's cached layer input, where it keeps one
@@ -257,7 +268,7 @@ class FFTrainer(FFSchedule, TorchTrainer):
             yb = y[idx]
             xb = None if skip_images else ops.batch_images(x, idx, plan.jitter_key, jitter, self.image)
             if phase.name == "readout":
-                loss = objective(holder.params, holder.readout, xb, yb)[0]
+                loss = objective(holder.params, holder.running, holder.readout, xb, yb)[0]
                 sums["readout_loss"][..., 0] += loss.detach()
             else:
                 negb = plan.negatives[..., at]
@@ -305,16 +316,21 @@ class FFTrainer(FFSchedule, TorchTrainer):
 
     def state(self) -> dict:
         out = {}
-        for i, (w, b) in enumerate(self.params):
-            out[f"W{i}"], out[f"b{i}"] = to_numpy(w), to_numpy(b)
+        for i, p in enumerate(self.params):
+            out.update({f"{k}{i}": to_numpy(t) for k, t in zip(STATE_KEYS, p)})
+            if len(p) > 2:
+                out[f"bn{i}"] = to_numpy(self.running[i])
         if self.readout is not None:
             out["readout"] = to_numpy(self.readout)
         return out
 
     def load_state(self, state: dict) -> None:
         with torch.no_grad():
-            for i, (w, b) in enumerate(self.params):
-                w.copy_(torch.as_tensor(state[f"W{i}"])), b.copy_(torch.as_tensor(state[f"b{i}"]))
+            for i, p in enumerate(self.params):
+                for k, t in zip(STATE_KEYS, p):
+                    t.copy_(torch.as_tensor(state[f"{k}{i}"]))
+                if len(p) > 2:
+                    self.running[i] = torch.as_tensor(state[f"bn{i}"], device=self.device)
             if self.readout is not None:
                 self.readout.copy_(torch.as_tensor(state["readout"]))
         self.trained, self.readout_trained = set(range(len(self.params))), True
@@ -326,15 +342,17 @@ class FFTrainer(FFSchedule, TorchTrainer):
         ff, (obj, p) = self.ff, self.objective_fn
         if scores_classes(ff):  # one label-free pass (`reference.ff.label_scores`)
             h, score = xb, 0.0
-            for i, (w, b) in enumerate(self.params[: max(layers) + 1]):
-                h = ops.layer_forward(h, w, b, ff, self.trial.precision, layer=i)
+            for i, q in enumerate(self.params[: max(layers) + 1]):
+                h = ops.layer_forward(h, q[0], q[1], ff, self.trial.precision, layer=i, bn=frozen_bn(q, self.running[i]))
                 if i in layers:
                     score = score + obj.class_scores(h, ff, p)
             return score
-        h = ops.first_layer_all_labels(xb, *self.params[0], ff, self.trial.precision).reshape(NUM_CLASSES * xb.shape[0], -1)
+        first = self.params[0]
+        h = ops.first_layer_all_labels(xb, first[0], first[1], ff, self.trial.precision,
+                                       frozen_bn(first, self.running[0])).reshape(NUM_CLASSES * xb.shape[0], -1)
         score = ops.image_scores(obj.score(ops.objective_rows(h, ff, 0), ff, p), ff, 0) if 0 in layers else 0.0
-        for i, (w, b) in enumerate(self.params[1: max(layers) + 1], start=1):
-            h = ops.layer_forward(h, w, b, ff, self.trial.precision, layer=i)
+        for i, q in enumerate(self.params[1: max(layers) + 1], start=1):
+            h = ops.layer_forward(h, q[0], q[1], ff, self.trial.precision, layer=i, bn=frozen_bn(q, self.running[i]))
             if i in layers:
                 score = score + ops.image_scores(obj.score(ops.objective_rows(h, ff, i), ff, p), ff, i)
         return score.view(NUM_CLASSES, xb.shape[0]).T
@@ -342,6 +360,7 @@ class FFTrainer(FFSchedule, TorchTrainer):
     @torch.no_grad()
     def predict(self, xb: torch.Tensor) -> torch.Tensor:
         if self.readout is not None:
-            feats = features(self.params, xb, self.ff, self.readout_layers, self.trial.hidden, self.trial.precision)
+            feats = features(self.params, self.running, xb, self.ff, self.readout_layers, self.trial.hidden,
+                             self.trial.precision)
             return ops.linear(feats, self.readout, None, self.trial.precision).argmax(dim=1)
         return self.label_scores(xb, [i for i in self.ff.prediction_layers if i in self.trained]).argmax(dim=1)

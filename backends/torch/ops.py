@@ -203,9 +203,28 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None, prec
 
 
 def conv_layer(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, spec, relu_grad: str = "standard",
-               precision: str = "fp32") -> torch.Tensor:
-    """`reference.conv.layer`: pool(relu(conv(x))) of flat rows x, as flat rows. bf16: the
-    conv's operands and result in bfloat16, as `linear`'s."""
+               precision: str = "fp32", bn=None) -> torch.Tensor:
+    """`reference.conv.layer`: pool(relu(conv(x))) of flat rows x, as flat rows; a batch-normalised
+    layer then normalised by `bn` = (gamma, beta, running (2, C)), frozen. bf16: the conv's
+    operands and result in bfloat16, as `linear`'s."""
+    a = _conv_pool(x, w, b, spec, relu_grad, precision)
+    if spec.batch_norm:
+        gamma, beta, running = bn
+        a = F.batch_norm(a, running[0], running[1], gamma, beta, False, 0.0, spec.bn_eps)
+    return a.reshape(x.shape[0], spec.output.size)  # explicit: a step of no negatives has 0 rows
+
+
+def conv_layer_train(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, gamma, beta, running: torch.Tensor, spec,
+                     relu_grad: str = "standard", precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
+    """`reference.conv.layer_train`: a batch-normalised layer on its batch's statistics, as flat
+    rows, and its new running statistics (torch's BatchNorm2d updates copies of them)."""
+    a = _conv_pool(x, w, b, spec, relu_grad, precision)
+    mean, var = running[0].clone(), running[1].clone()
+    y = F.batch_norm(a, mean, var, gamma, beta, True, spec.bn_momentum, spec.bn_eps)
+    return y.reshape(x.shape[0], spec.output.size), torch.stack([mean, var])
+
+
+def _conv_pool(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, spec, relu_grad: str, precision: str) -> torch.Tensor:
     x4 = x.reshape(x.shape[0], *spec.input)
     if precision == "bf16":
         z = F.conv2d(x4.to(torch.bfloat16), w.to(torch.bfloat16), None, spec.stride, spec.padding, 1, spec.groups)
@@ -217,18 +236,29 @@ def conv_layer(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, spec, relu_gra
         a = F.max_pool2d(a, spec.pool_size)
     elif spec.pool == "avg":
         a = F.avg_pool2d(a, spec.pool_size)
-    return a.reshape(x.shape[0], spec.output.size)  # explicit: a step of no negatives has 0 rows
+    return a
 
 
 def layer_forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, ff: FFSpec, precision: str = "fp32",
-                  normalized: bool = False, layer: int | None = None) -> torch.Tensor:
+                  normalized: bool = False, layer: int | None = None, bn=None) -> torch.Tensor:
     """relu(W normalize(x) + b), or layer `layer`'s conv (a conv net's ops need the index);
-    `normalized`: `x` is normalised already (`ffbench.frozen`)."""
+    `normalized`: `x` is normalised already (`ffbench.frozen`); `bn`: a batch-normalised
+    layer's `reference.ff.frozen_bn`."""
     xn = x if normalized else normalize(x, ff.norm, ff.norm_eps)
     spec = ff.conv_layer(layer)
     if spec is not None:
-        return conv_layer(xn, w, b, spec, ff.relu_grad, precision)
+        return conv_layer(xn, w, b, spec, ff.relu_grad, precision, bn)
     return relu(linear(xn, effective_weights(w, ff), b, precision), ff.relu_grad)
+
+
+def trained_layer(x: torch.Tensor, p: tuple, running: torch.Tensor, ff: FFSpec, precision: str = "fp32",
+                  normalized: bool = False, layer: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(output, carried statistics) of layer `layer` (params `p`) where it trains: a batch-normalised
+    conv layer on its batch's statistics (`reference.ff._train_forward`), else `layer_forward`."""
+    if len(p) == 2:
+        return layer_forward(x, *p, ff, precision, normalized=normalized, layer=layer), running
+    xn = x if normalized else normalize(x, ff.norm, ff.norm_eps)
+    return conv_layer_train(xn, *p, running, ff.conv_layer(layer), ff.relu_grad, precision)
 
 
 def objective_rows(h: torch.Tensor, ff: FFSpec, layer: int | None) -> torch.Tensor:
@@ -244,12 +274,12 @@ def image_scores(s: torch.Tensor, ff: FFSpec, layer: int | None) -> torch.Tensor
 
 
 def first_layer_all_labels(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, ff: FFSpec,
-                           precision: str = "fp32") -> torch.Tensor:
+                           precision: str = "fp32", bn=None) -> torch.Tensor:
     """(10, B, H): layer 0's activation with each label overlaid, from one matmul
     (`reference.ff.first_layer_all_labels`: z_c = base @ W.T + b + a W_c); a conv layer: each overlay in turn."""
     if ff.conv_layers is not None:
         return torch.stack([layer_forward(overlay(x, x.new_full((x.shape[0],), c, dtype=torch.int64), ff), w, b, ff, precision,
-                                          layer=0) for c in range(NUM_CLASSES)])
+                                          layer=0, bn=bn) for c in range(NUM_CLASSES)])
     n, groups = x.shape[0], label_groups(ff)
     xn = normalize(overlay(x, x.new_zeros(n, dtype=torch.int64), ff), ff.norm, ff.norm_eps)
     a = xn[:, :1].clone()

@@ -94,6 +94,26 @@ class Optimizer:
             self._update(self.spec, params, [torch.zeros_like(p) for p in params], m, v, self.coef.clone())
 
 
+class LayerOptimizers:
+    """One `Optimizer` per layer behind `Optimizer`'s interface (`ff.layer_epochs`: each layer
+    keeps its own state and step count across the phases it trains in)."""
+
+    def __init__(self, members: list[Optimizer]):
+        self.members = members
+
+    def plan_epoch(self, lr: float | list[float], steps: int) -> None:
+        for opt in self.members:
+            opt.plan_epoch(lr, steps)
+
+    def step(self) -> None:
+        for opt in self.members:
+            opt.step()
+
+    def warm_up(self) -> None:
+        for opt in self.members:
+            opt.warm_up()
+
+
 @torch.no_grad()
 def fused_update(spec: OptimizerSpec, t: int, params, grads, m, v, lr: torch.Tensor, count: torch.Tensor) -> None:
     """In place, step `t` (`count` holds it on the device): the spec's Adam or SGD as one

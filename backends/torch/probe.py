@@ -10,33 +10,33 @@ from ffbench_backends.torch.ff import ff_objective
 from ffbench_backends.torch.optim import Optimizer
 
 from ffbench.backend import bound_objective
-from ffbench.reference.ff import PEER_INIT
+from ffbench.reference.ff import probe_running
 from ffbench.spec import FFSpec, OptimizerSpec
 
 
 def _leaves(params):
-    return [(torch.tensor(np.asarray(w, np.float32), requires_grad=True),
-             torch.tensor(np.asarray(b, np.float32), requires_grad=True))
-            for w, b in params]
+    return [tuple(torch.tensor(np.asarray(a, np.float32), requires_grad=True) for a in p) for p in params]
 
 
 def ff_layers(params, x_pos, x_neg, ff: FFSpec, labels=None) -> list[dict]:
-    """Per layer, at the given weights: goodness of positives and negatives, loss, peer loss, dW, db.
-    `labels`: the positives' classes, for a `labelled` objective."""
+    """Per layer, at the given weights: goodness of positives and negatives, loss, peer loss, dW,
+    db (and a batch-normalised layer's dgamma, dbeta as dbn). `labels`: the positives' classes,
+    for a `labelled` objective."""
     p = _leaves(params)
     pos, neg = torch.tensor(x_pos), torch.tensor(x_neg)
-    running = [torch.full((w.shape[0],), PEER_INIT) for w, _ in p]
+    running = [torch.as_tensor(r) for r in probe_running(params, ff)]
     total, losses, peers, _ = ff_objective(p, running, pos, neg, ff, tuple(range(len(p))),
                                            labels=None if labels is None else torch.as_tensor(labels))
     total.backward()
     out, h, n = [], torch.cat([pos, neg]), pos.shape[0]
     obj, obj_params = bound_objective(ff, "torch")
     with torch.no_grad():
-        for i, (w, b) in enumerate(p):
-            h = ops.layer_forward(h, w, b, ff, layer=i)
+        for i, q in enumerate(p):
+            h = ops.trained_layer(h, q, running[i], ff, layer=i)[0]
             g = ops.image_scores(obj.goodness(ops.objective_rows(h, ff, i), ff, obj_params), ff, i)
             out.append({"g_pos": g[:n].numpy(), "g_neg": g[n:].numpy(), "loss": losses[i].item(),
-                        "peer_loss": peers[i].item() if i in peers else 0.0, "dW": w.grad.numpy(), "db": b.grad.numpy()})
+                        "peer_loss": peers[i].item() if i in peers else 0.0, "dW": q[0].grad.numpy(), "db": q[1].grad.numpy(),
+                        "dbn": [t.grad.numpy() for t in q[2:]]})
     return out
 
 
@@ -44,7 +44,7 @@ def ff_steps(params, x_pos, x_neg, ff: FFSpec, opt: OptimizerSpec, steps: int) -
     """`steps` simultaneous steps on one fixed (overlaid) batch."""
     p = _leaves(params)
     pos, neg = torch.tensor(x_pos), torch.tensor(x_neg)
-    running = [torch.full((w.shape[0],), PEER_INIT) for w, _ in p]
+    running = [torch.as_tensor(r) for r in probe_running(params, ff)]
     optimizer = Optimizer(opt, [t for wb in p for t in wb])
     optimizer.plan_epoch(opt.lr, steps)
     for _ in range(steps):

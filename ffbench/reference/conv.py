@@ -9,6 +9,11 @@ pool:  non-overlapping q x q windows, the last rows and columns that fill no win
        its gradient goes to the window's maximal entries, split evenly among ties (a tie of
        positive ReLU outputs has probability zero; one of zeros gets no gradient through ReLU).
        avg: the window's mean.
+batch norm (a layer's norm `batch`, after pooling; torch's BatchNorm2d): per channel c, over
+       the N x H x W values of the batch, mean m and biased variance v; in training
+       y = gamma (a - m) / sqrt(v + eps) + beta, and the running statistics move to
+       (1 - momentum) r + momentum * (m, v * M / (M - 1)), M = N x H x W (torch's unbiased
+       running variance); frozen and evaluated, y = gamma (a - r_mean) / sqrt(r_var + eps) + beta.
 """
 
 from __future__ import annotations
@@ -80,10 +85,58 @@ def pool_backward(dp: np.ndarray, a: np.ndarray, kind: str, q: int) -> np.ndarra
     return da
 
 
-def layer(x: np.ndarray, w: np.ndarray, b: np.ndarray, spec) -> tuple[np.ndarray, np.ndarray]:
-    """(z, pool(relu(z))) of a conv layer (`spec_conv.ConvLayer`) on flat rows x; both (N, C, H, W)."""
+def _channel(v: np.ndarray) -> np.ndarray:
+    return v[None, :, None, None]
+
+
+def batch_norm(a: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float):
+    """Training mode on maps a (N, C, H, W): (y, (xhat, 1 / sqrt(v + eps)), batch mean, unbiased batch variance)."""
+    count = a.size // a.shape[1]
+    if count < 2:
+        raise ValueError(f"batch norm needs more than one value per channel in a batch; got {count}")
+    m, v = a.mean(axis=(0, 2, 3)), a.var(axis=(0, 2, 3))
+    inv = 1.0 / np.sqrt(v + eps)
+    xhat = (a - _channel(m)) * _channel(inv)
+    return _channel(gamma) * xhat + _channel(beta), (xhat, inv), m, v * count / (count - 1)
+
+
+def batch_norm_backward(dy: np.ndarray, cache, gamma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(da, dgamma, dbeta) of `batch_norm` in training mode given dL/dy (the batch statistics differentiated)."""
+    xhat, inv = cache
+    count = dy.size // dy.shape[1]
+    dxhat = dy * _channel(gamma)
+    s1, s2 = dxhat.sum(axis=(0, 2, 3)), (dxhat * xhat).sum(axis=(0, 2, 3))
+    da = _channel(inv / count) * (count * dxhat - _channel(s1) - xhat * _channel(s2))
+    return da, (dy * xhat).sum(axis=(0, 2, 3)), dy.sum(axis=(0, 2, 3))
+
+
+def batch_norm_frozen(a: np.ndarray, gamma, beta, mean, var, eps: float) -> np.ndarray:
+    """Evaluation (and a frozen layer): the running statistics in place of the batch's."""
+    return _channel(gamma / np.sqrt(var + eps)) * (a - _channel(mean)) + _channel(beta)
+
+
+def running_update(running: np.ndarray, mean: np.ndarray, var: np.ndarray, momentum: float) -> np.ndarray:
+    """(2, C) running [mean; variance] after one training batch."""
+    return (1.0 - momentum) * running + momentum * np.stack([mean, var])
+
+
+def layer(x: np.ndarray, w: np.ndarray, b: np.ndarray, spec, bn=None) -> tuple[np.ndarray, np.ndarray]:
+    """(z, pool(relu(z))) of a conv layer (`spec_conv.ConvLayer`) on flat rows x; both (N, C, H, W).
+    A batch-normalised layer: then normalised with `bn` = (gamma, beta, running (2, C)), as evaluated."""
     z = conv2d(x.reshape(len(x), *spec.input), w, b, spec.stride, spec.padding, spec.groups)
-    return z, pool(np.maximum(z, 0), spec.pool, spec.pool_size)
+    a = pool(np.maximum(z, 0), spec.pool, spec.pool_size)
+    if spec.batch_norm:
+        gamma, beta, running = bn
+        a = batch_norm_frozen(a, gamma, beta, running[0], running[1], spec.bn_eps)
+    return z, a
+
+
+def layer_train(x: np.ndarray, w: np.ndarray, b: np.ndarray, spec, gamma, beta, running: np.ndarray):
+    """A batch-normalised conv layer in training: (z, pre-norm map, output map, norm cache, new running)."""
+    z = conv2d(x.reshape(len(x), *spec.input), w, b, spec.stride, spec.padding, spec.groups)
+    a = pool(np.maximum(z, 0), spec.pool, spec.pool_size)
+    y, cache, m, v = batch_norm(a, gamma, beta, spec.bn_eps)
+    return z, a, y, cache, running_update(running, m, v, spec.bn_momentum)
 
 
 def layer_backward(dh: np.ndarray, x: np.ndarray, z: np.ndarray, w: np.ndarray, spec, relu_grad: str = "standard",

@@ -4,7 +4,9 @@ One layer, given its (detached) input x:
     xn = x / (sqrt(reduce(x^2)) + eps)          reduce = sum (l2) or mean (rms), per row
     z  = xn @ W.T + b;   h = relu(z)                 (W masked by `local_mask` with ff.receptive_field)
     a conv layer (the trial's `conv`): z = conv(xn as a C x H x W map), h = pool(relu(z)) as a
-    flat row (`reference.conv`); with ff.goodness_over: position the objective sees each
+    flat row (`reference.conv`), batch-normalised where the layer's norm is `batch` (its params
+    are then (W, b, gamma, beta) and its running statistics (2, C) ride where a dense layer's
+    peer running mean does); with ff.goodness_over: position the objective sees each
     position's C activities as a row of its own (`objective_rows`)
     loss  = objective.loss(h, N, ...)            the layer objective (`ffbench.variants.OBJECTIVES`); the
                                                  paper's `logistic`: g = reduce'(h^2), logit = s * (g - threshold),
@@ -13,7 +15,9 @@ One layer, given its (detached) input x:
     objective = loss + peer_weight * peer
 The running mean r starts at 0.5 and is carried between steps (its old value is a constant).
 Simultaneous training: every layer is updated on the output of the layer below computed
-with that layer's pre-update weights of the same step.
+with that layer's pre-update weights of the same step. A batch-normalised layer uses its
+batch's statistics (positives and negatives together) where it trains, its running ones
+where it is frozen (greedy) and at evaluation.
 """
 
 from __future__ import annotations
@@ -28,6 +32,45 @@ from ffbench.spec import NUM_CLASSES, FFSpec, OptimizerSpec
 from ffbench.variants.objectives import label_args, objective
 
 PEER_INIT = 0.5
+STATE_KEYS = ("W", "b", "gamma", "beta")  # a layer's params in a trainer's `state()`: W0, b0, gamma0, ...; its
+# running statistics (a batch-normalised layer's) are bn0, ...
+
+
+def initial_running(ff: FFSpec, hidden: list[int]) -> list[np.ndarray]:
+    """Each layer's carried statistics before training: a batch-normalised conv layer's running
+    [mean; variance] (2, C) = [0; 1] (torch's BatchNorm2d), else the peer running mean (h,)."""
+    out = []
+    for i, h in enumerate(hidden):
+        spec = ff.conv_layer(i) if ff.conv_layers is not None else None
+        if spec is not None and spec.batch_norm:
+            out.append(np.stack([np.zeros(spec.channels), np.ones(spec.channels)]).astype(np.float32))
+        else:
+            out.append(np.full((h,), PEER_INIT, np.float32))
+    return out
+
+
+def probe_running(params: list[tuple], ff: FFSpec) -> list[np.ndarray]:
+    """`initial_running` of a net given by its params (what `ffbench check`'s probes start from)."""
+    conv_net = ff.conv_layers is not None
+    return initial_running(ff, [ff.conv_layer(i).output.size if conv_net else p[0].shape[0] for i, p in enumerate(params)])
+
+
+def frozen_bn(p: tuple, running) -> tuple | None:
+    """(gamma, beta, running) of a batch-normalised layer with params `p` (W, b, gamma, beta), as
+    its frozen and evaluated forward pass reads them (running None: the initial [0; 1]); None
+    for any other layer. Arithmetic only: the backends call it on their own arrays."""
+    if len(p) == 2:
+        return None
+    return p[2], p[3], running
+
+
+def regroup(flat: list, like: list[tuple]) -> list[tuple]:
+    """`flat` (the parameters of `like`'s layers in order) cut back into per-layer tuples."""
+    out, at = [], 0
+    for p in like:
+        out.append(tuple(flat[at:at + len(p)]))
+        at += len(p)
+    return out
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -85,13 +128,14 @@ def effective_weights(w: np.ndarray, ff: FFSpec) -> np.ndarray:
 
 
 def layer_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, ff: FFSpec,
-                  layer: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  layer: int | None = None, bn=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(normalised input, pre-activation, activation) of layer `layer` (a conv net's ops need
-    the index; a conv layer's pre-activation is its (N, C, H, W) map before ReLU and pooling)."""
+    the index; a conv layer's pre-activation is its (N, C, H, W) map before ReLU and pooling).
+    `bn`: a batch-normalised layer's `frozen_bn` (its running statistics: frozen or evaluated)."""
     xn = normalize(x, ff.norm, ff.norm_eps)
     spec = ff.conv_layer(layer)
     if spec is not None:
-        z, h = conv.layer(xn, w, b, spec)
+        z, h = conv.layer(xn, w, b, spec, _running_or_initial(bn, spec))
         return xn, z, h.reshape(len(x), spec.output.size)
     z = xn @ effective_weights(w, ff).T + b
     return xn, z, np.maximum(z, 0)
@@ -132,7 +176,32 @@ class LayerStep:
     db: np.ndarray
     h_pos: np.ndarray  # this layer's outputs: the next layer's inputs
     h_neg: np.ndarray
-    running_mean: np.ndarray
+    running_mean: np.ndarray  # a batch-normalised layer's: its running statistics (2, C)
+    dbn: tuple[np.ndarray, ...] = ()  # a batch-normalised layer's (dgamma, dbeta)
+
+    @property
+    def grads(self) -> tuple[np.ndarray, ...]:
+        return (self.dw, self.db, *self.dbn)
+
+
+def _running_or_initial(bn, spec):
+    """`bn` with a running None replaced by the initial [0; 1] (a layer never trained)."""
+    if bn is None or not spec.batch_norm or bn[2] is not None:
+        return bn
+    return bn[0], bn[1], np.stack([np.zeros(spec.channels), np.ones(spec.channels)])
+
+
+def _train_forward(x: np.ndarray, w, b, ff: FFSpec, layer, bn, running):
+    """`layer_forward` of a layer being trained: a batch-normalised layer on its batch's statistics.
+    Returns (xn, z, h, backward of the norm (or None), new running)."""
+    spec = ff.conv_layer(layer)
+    if spec is None or not spec.batch_norm:
+        return (*layer_forward(x, w, b, ff, layer), None, running)
+    gamma, beta = bn
+    running = _running_or_initial((gamma, beta, running), spec)[2]
+    xn = normalize(x, ff.norm, ff.norm_eps)
+    z, _, y, cache, running = conv.layer_train(xn, w, b, spec, gamma, beta, running)
+    return xn, z, y.reshape(len(x), -1), (lambda dh: conv.batch_norm_backward(dh.reshape(y.shape), cache, gamma)), running
 
 
 def peer_update(h_pos: np.ndarray, running_mean: np.ndarray | None, ff: FFSpec) -> tuple[float, np.ndarray]:
@@ -143,12 +212,13 @@ def peer_update(h_pos: np.ndarray, running_mean: np.ndarray | None, ff: FFSpec) 
 
 
 def layer_objective(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | None = None, layer: int | None = None,
-                    labels: np.ndarray | None = None) -> float:
+                    labels: np.ndarray | None = None, bn=None) -> float:
     """The value one layer minimises in one step: objective loss + peer_weight * peer loss
     (forward only: `ffbench check` differentiates it by central differences). `labels`: the
-    positives' classes (read by a `labelled` objective only)."""
+    positives' classes (read by a `labelled` objective only). `bn`: a batch-normalised layer's
+    (gamma, beta), on the batch's statistics."""
     obj = objective(ff)
-    h = layer_forward(np.concatenate([x_pos, x_neg]), w, b, ff, layer)[2]
+    h = _train_forward(np.concatenate([x_pos, x_neg]), w, b, ff, layer, bn, running_mean)[2]
     k = ff.positions(layer)
     loss = obj.loss(objective_rows(h, ff, layer), k * x_pos.shape[0], ff, obj.params(ff.objective_params), x_pos.shape[1],
                     **label_args(ff, labels))
@@ -156,9 +226,10 @@ def layer_objective(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | N
 
 
 def layer_step(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | None = None, layer: int | None = None,
-               labels: np.ndarray | None = None) -> LayerStep:
+               labels: np.ndarray | None = None, bn=None) -> LayerStep:
+    """One layer's step at its current weights; `bn`: a batch-normalised layer's (gamma, beta)."""
     n, obj = x_pos.shape[0], objective(ff)
-    xn, z, h = layer_forward(np.concatenate([x_pos, x_neg]), w, b, ff, layer)
+    xn, z, h, bn_back, bn_running = _train_forward(np.concatenate([x_pos, x_neg]), w, b, ff, layer, bn, running_mean)
     p, rows, k = obj.params(ff.objective_params), objective_rows(h, ff, layer), ff.positions(layer)
     g = image_scores(obj.goodness(rows, ff, p), ff, layer)
     kw = label_args(ff, labels)
@@ -166,8 +237,11 @@ def layer_step(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | None =
     dh = rows_back(obj.grad_h(rows, k * n, ff, p, x_pos.shape[1], **kw), ff, layer)
     spec = ff.conv_layer(layer)
     if spec is not None:
+        dbn = ()
+        if bn_back is not None:
+            dh, *dbn = bn_back(dh)
         dw, db, _ = conv.layer_backward(dh, xn, z, w, spec, ff.relu_grad)
-        return LayerStep(float(loss), 0.0, g[:n], g[n:], dw, db, h[:n], h[n:], running_mean)
+        return LayerStep(float(loss), 0.0, g[:n], g[n:], dw, db, h[:n], h[n:], bn_running, tuple(dbn))
     peer_loss, r = 0.0, running_mean
     if ff.peer_weight > 0:
         peer_loss, r = peer_update(h[:n], running_mean, ff)
@@ -178,11 +252,12 @@ def layer_step(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | None =
     return LayerStep(float(loss), peer_loss, g[:n], g[n:], dw, dz.sum(axis=0), h[:n], h[n:], r)
 
 
-def forward_stack(x: np.ndarray, params: list[tuple[np.ndarray, np.ndarray]], ff: FFSpec) -> list[np.ndarray]:
-    """Activations h of every layer for inputs x (labels already overlaid)."""
-    hs = []
-    for i, (w, b) in enumerate(params):
-        x = layer_forward(x, w, b, ff, i)[2]
+def forward_stack(x: np.ndarray, params: list[tuple], ff: FFSpec, running=None) -> list[np.ndarray]:
+    """Activations h of every layer for inputs x (labels already overlaid), batch-normalised
+    layers on their `running` statistics (None: every layer's initial ones)."""
+    hs, running = [], running or [None] * len(params)
+    for i, p in enumerate(params):
+        x = layer_forward(x, p[0], p[1], ff, i, frozen_bn(p, running[i]))[2]
         hs.append(x)
     return hs
 
@@ -206,14 +281,14 @@ def softmax_xent(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndar
 
 
 def readout_step(x: np.ndarray, labels: np.ndarray, params, w_out: np.ndarray, ff: FFSpec,
-                 layers: list[int] | None = None) -> tuple[float, np.ndarray]:
+                 layers: list[int] | None = None, running=None) -> tuple[float, np.ndarray]:
     """Read-out loss and gradient (no bias; W_out is (10, features)) on the neutral-label pass."""
-    feats = readout_features(forward_stack(overlay(x, None, ff), params, ff), ff, layers)
+    feats = readout_features(forward_stack(overlay(x, None, ff), params, ff, running), ff, layers)
     loss, dlogits = softmax_xent(feats @ w_out.T, labels)
     return loss, dlogits.T @ feats
 
 
-def first_layer_all_labels(x: np.ndarray, w: np.ndarray, b: np.ndarray, ff: FFSpec) -> np.ndarray:
+def first_layer_all_labels(x: np.ndarray, w: np.ndarray, b: np.ndarray, ff: FFSpec, bn=None) -> np.ndarray:
     """(10, N, H): layer 0's activation with each label overlaid, from one (N, D) matmul.
 
     The overlays of x differ only in which of values 0-9 of each label group holds the on
@@ -224,7 +299,7 @@ def first_layer_all_labels(x: np.ndarray, w: np.ndarray, b: np.ndarray, ff: FFSp
     one matmul for the ten labels instead of ten (equal to `layer_forward` of each overlay up to
     the order of a sum; tests/test_reference.py checks it). A conv layer: each overlay in turn."""
     if ff.conv_layers is not None:
-        return np.stack([layer_forward(overlay(x, np.full(len(x), c), ff), w, b, ff, 0)[2] for c in range(NUM_CLASSES)])
+        return np.stack([layer_forward(overlay(x, np.full(len(x), c), ff), w, b, ff, 0, bn)[2] for c in range(NUM_CLASSES)])
     n, g = len(x), label_groups(ff)
     xn = normalize(overlay(x, np.zeros(n, np.int64), ff), ff.norm, ff.norm_eps)
     a = xn[:, 0].copy()
@@ -235,39 +310,42 @@ def first_layer_all_labels(x: np.ndarray, w: np.ndarray, b: np.ndarray, ff: FFSp
     return np.maximum(z, 0)
 
 
-def label_scores(x: np.ndarray, params, ff: FFSpec, layers: list[int]) -> np.ndarray:
+def label_scores(x: np.ndarray, params, ff: FFSpec, layers: list[int], running=None) -> np.ndarray:
     """(N, 10): the summed layer-objective score (`LayerObjective.score`; logistic: goodness,
     negated for min_ssq) over `layers` with each label overlaid: higher means "more positive".
     Rows are label-major inside: label 0's N rows, then label 1's, ... An objective that
     `scores_classes` (cwc): the sum of its `class_scores` over `layers`, from one pass of x."""
     obj = objective(ff)
     p = obj.params(ff.objective_params)
+    running = running or [None] * len(params)
     if obj.scores_classes:
-        hs = forward_stack(x, params[: max(layers) + 1], ff)
+        hs = forward_stack(x, params[: max(layers) + 1], ff, running)
         return sum(obj.class_scores(hs[i], ff, p) for i in layers)
-    h = first_layer_all_labels(x, *params[0], ff).reshape(NUM_CLASSES * len(x), -1)
+    h = first_layer_all_labels(x, *params[0][:2], ff, frozen_bn(params[0], running[0])).reshape(NUM_CLASSES * len(x), -1)
     score = image_scores(obj.score(objective_rows(h, ff, 0), ff, p), ff, 0) if 0 in layers else 0.0
-    for i, (w, b) in enumerate(params[1: max(layers) + 1], start=1):
-        h = layer_forward(h, w, b, ff, i)[2]
+    for i, q in enumerate(params[1: max(layers) + 1], start=1):
+        h = layer_forward(h, q[0], q[1], ff, i, frozen_bn(q, running[i]))[2]
         if i in layers:
             score = score + image_scores(obj.score(objective_rows(h, ff, i), ff, p), ff, i)
     return score.reshape(NUM_CLASSES, len(x)).T
 
 
-def predict(x: np.ndarray, params, ff: FFSpec, w_out: np.ndarray | None = None, layers: list[int] | None = None) -> np.ndarray:
+def predict(x: np.ndarray, params, ff: FFSpec, w_out: np.ndarray | None = None, layers: list[int] | None = None,
+            running=None) -> np.ndarray:
     """Predicted classes, by summed goodness over `layers` (default `ff.prediction_layers`) with
-    each label, or by the softmax read-out of `readout_features(..., layers)`."""
+    each label, or by the softmax read-out of `readout_features(..., layers)`; batch-normalised
+    layers on their `running` statistics."""
     if ff.prediction == "softmax":
-        feats = readout_features(forward_stack(overlay(x, None, ff), params, ff), ff, layers)
+        feats = readout_features(forward_stack(overlay(x, None, ff), params, ff, running), ff, layers)
         return (feats @ w_out.T).argmax(axis=1)
-    return label_scores(x, params, ff, ff.prediction_layers if layers is None else layers).argmax(axis=1)
+    return label_scores(x, params, ff, ff.prediction_layers if layers is None else layers, running).argmax(axis=1)
 
 
 @dataclass
 class FFState:
-    params: list[tuple[np.ndarray, np.ndarray]]
+    params: list[tuple[np.ndarray, ...]]
     opt: optim.OptState
-    running_means: list[np.ndarray | None]
+    running_means: list[np.ndarray | None]  # per layer: the peer running mean or the batch norm's statistics
 
 
 def ff_init_state(params, opt_spec: OptimizerSpec) -> FFState:
@@ -279,12 +357,11 @@ def simultaneous_step(state: FFState, x_pos, x_neg, ff: FFSpec, opt_spec: Optimi
     """One simultaneous step of every layer on one batch (labels already overlaid; `labels`:
     the positives' classes, for a `labelled` objective)."""
     steps = []
-    for i, ((w, b), r) in enumerate(zip(state.params, state.running_means)):
-        st = layer_step(x_pos, x_neg, w, b, ff, r, i, labels)
+    for i, (p, r) in enumerate(zip(state.params, state.running_means)):
+        st = layer_step(x_pos, x_neg, p[0], p[1], ff, r, i, labels, p[2:] or None)
         steps.append(st)
         x_pos, x_neg = st.h_pos, st.h_neg
     flat = [p for wb in state.params for p in wb]
-    grads = [g for st in steps for g in (st.dw, st.db)]
+    grads = [g for st in steps for g in st.grads]
     new, opt_state = optim.update(opt_spec, grads, state.opt, flat, lr)
-    params = [(new[2 * i], new[2 * i + 1]) for i in range(len(state.params))]
-    return FFState(params, opt_state, [st.running_mean for st in steps]), steps
+    return FFState(regroup(new, state.params), opt_state, [st.running_mean for st in steps]), steps

@@ -53,7 +53,8 @@ def conv_init(seed: int, layers, scheme: str, dense_out: int | None = None) -> l
     rng, out = init_rng(seed), []
     for layer in layers:
         w, b = layer_init(rng, layer.fan_in, layer.channels, scheme, layer.kernel * layer.kernel)
-        out.append((w.reshape(layer.weight_shape), b))
+        bn = (np.ones(layer.channels, np.float32), np.zeros(layer.channels, np.float32)) if layer.batch_norm else ()
+        out.append((w.reshape(layer.weight_shape), b, *bn))
     if dense_out is not None:
         out.append(layer_init(rng, layers[-1].output.size, dense_out, scheme))
     return out

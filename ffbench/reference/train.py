@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ffbench import layer_windows
 from ffbench.reference import augment, bp, ff, negatives, optim, recurrent, rng
 from ffbench.spec import BPTrial, FFTrial, batch_size_for
 
@@ -78,18 +79,21 @@ def ff_greedy_layer_epoch(params, opt_state: optim.OptState, running, layer: int
     for idx, neg in zip(bs, negs):
         xb = augment.batch_images(trial, x, idx, epoch)
         x_pos, x_neg = ff.overlay(xb, y[idx], spec), negatives.negative_inputs(trial, x, xb, idx, neg, epoch)
-        for i, (w, b) in enumerate(params[:layer]):
-            x_pos, x_neg = ff.layer_forward(x_pos, w, b, spec, i)[2], ff.layer_forward(x_neg, w, b, spec, i)[2]
-        st = ff.layer_step(x_pos, x_neg, *params[layer], spec, running[layer], layer, y[idx])
-        (w, b), opt_state = _pairs(optim.update(trial.optimizer, [st.dw, st.db], opt_state, list(params[layer]), lr))
-        params[layer], running[layer] = (w, b), st.running_mean
+        for i, p in enumerate(params[:layer]):
+            bn = ff.frozen_bn(p, running[i])
+            x_pos, x_neg = ff.layer_forward(x_pos, *p[:2], spec, i, bn)[2], ff.layer_forward(x_neg, *p[:2], spec, i, bn)[2]
+        p = params[layer]
+        st = ff.layer_step(x_pos, x_neg, p[0], p[1], spec, running[layer], layer, y[idx], p[2:] or None)
+        new, opt_state = optim.update(trial.optimizer, list(st.grads), opt_state, list(p), lr)
+        params[layer], running[layer] = tuple(new), st.running_mean
         losses.append(st.loss)
     return params, opt_state, running, float(np.mean(losses))
 
 
-def ff_greedy_run(params, x: np.ndarray, y: np.ndarray, trial: FFTrial):
+def ff_greedy_run(params, x: np.ndarray, y: np.ndarray, trial: FFTrial, with_running: bool = False):
     """The whole greedy schedule: for each episode, each layer in turn for `epochs` epochs. A
-    layer's optimiser state carries over from one episode to its next; returns the params."""
+    layer's optimiser state carries over from one episode to its next; returns the params
+    (and with `with_running`, each layer's carried statistics)."""
     depth, opt = len(params), trial.optimizer
     running, states, draws, epoch = [None] * depth, {}, negatives.Draws(trial, x, y), 0
     for episode in range(trial.ff.episodes):
@@ -101,9 +105,37 @@ def ff_greedy_run(params, x: np.ndarray, y: np.ndarray, trial: FFTrial):
                                                                optim.lr_at(opt, e, trial.epochs), draws, upto)
                 epoch += 1
             states[layer] = st
-    return params
+    return (params, running) if with_running else params
 
 
-def _pairs(update):
-    new, state = update
-    return (new[0], new[1]), state
+
+def ff_windowed_run(params, x: np.ndarray, y: np.ndarray, trial: FFTrial):
+    """Per-layer epoch windows (`ffbench.layer_windows`): in each epoch the layers whose window
+    holds it train as the simultaneous schedule trains (each on the output of the one below at
+    the step's pre-update weights), the layers below run frozen (batch norm on its running
+    statistics), those above are not computed; each layer has its own optimiser state and step
+    count, kept across the epochs it trains in. Returns (params, carried statistics)."""
+    spec, opt, depth = trial.ff, trial.optimizer, len(params)
+    params, running, draws = list(params), [None] * depth, negatives.Draws(trial, x, y)
+    states = [optim.init(opt, list(p)) for p in params]
+    for start, end, layers in layer_windows.stretches(spec.layer_epochs, trial.epochs):
+        lo, hi = layers[0], layers[-1]
+        for epoch in range(start, end):
+            lr = optim.lr_at(opt, epoch - start, end - start)
+            bs = batches(trial.seed, epoch, len(y), batch_size_for(trial, len(y)))
+            for idx, neg in zip(bs, draws.epoch(epoch, bs, params, hi)):
+                xb = augment.batch_images(trial, x, idx, epoch)
+                x_pos, x_neg = ff.overlay(xb, y[idx], spec), negatives.negative_inputs(trial, x, xb, idx, neg, epoch)
+                for i, p in enumerate(params[:lo]):
+                    bn = ff.frozen_bn(p, running[i])
+                    x_pos, x_neg = (ff.layer_forward(h, *p[:2], spec, i, bn)[2] for h in (x_pos, x_neg))
+                steps = []
+                for i in layers:
+                    p = params[i]
+                    st = ff.layer_step(x_pos, x_neg, p[0], p[1], spec, running[i], i, y[idx], p[2:] or None)
+                    steps.append(st)
+                    x_pos, x_neg = st.h_pos, st.h_neg
+                for i, st in zip(layers, steps):
+                    new, states[i] = optim.update(opt, list(st.grads), states[i], list(params[i]), lr)
+                    params[i], running[i] = tuple(new), st.running_mean
+    return params, running
