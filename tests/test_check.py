@@ -137,7 +137,7 @@ def test_a_perturbed_backend_fails(monkeypatch, capsys):
         f"ff.objective[{name}].layer1.{q}" for name in ("logistic", "symba", "cwc") for q in ("dW", "fd.dW")] + [
         f"ff.conv[{case}].layer1.dW" for case in ("map", "position", "position.symba", "map.cwc", "map.cwc.bn")])
     out = capsys.readouterr().out
-    assert "FAIL" in out and "11 failed" in out
+    assert "FAIL" in out and "12 failed" in out
 
 
 def test_check_cli_passes_and_names_unknown_backends(capsys):
