@@ -167,7 +167,7 @@ def state_of(params, running) -> dict[str, np.ndarray]:
     for i, (p, r) in enumerate(zip(params, running)):
         out.update({f"{k}{i}": a for k, a in zip(RF.STATE_KEYS, p)})
         if len(p) > 2:
-            out[f"bn{i}"] = r if r is not None else np.stack([np.zeros(len(p[2])), np.ones(len(p[2]))])
+            out[f"bn{i}"] = r if r is not None else RF.bn_initial(len(p[2]))
     return out
 
 

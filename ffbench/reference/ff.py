@@ -36,6 +36,11 @@ STATE_KEYS = ("W", "b", "gamma", "beta")  # a layer's params in a trainer's `sta
 # running statistics (a batch-normalised layer's) are bn0, ...
 
 
+def bn_initial(channels: int, dtype=np.float64) -> np.ndarray:
+    """A batch-normalised layer's running [mean; variance] before training: [0; 1] (torch's BatchNorm2d)."""
+    return np.stack([np.zeros(channels, dtype), np.ones(channels, dtype)])
+
+
 def initial_running(ff: FFSpec, hidden: list[int]) -> list[np.ndarray]:
     """Each layer's carried statistics before training: a batch-normalised conv layer's running
     [mean; variance] (2, C) = [0; 1] (torch's BatchNorm2d), else the peer running mean (h,)."""
@@ -43,7 +48,7 @@ def initial_running(ff: FFSpec, hidden: list[int]) -> list[np.ndarray]:
     for i, h in enumerate(hidden):
         spec = ff.conv_layer(i) if ff.conv_layers is not None else None
         if spec is not None and spec.batch_norm:
-            out.append(np.stack([np.zeros(spec.channels), np.ones(spec.channels)]).astype(np.float32))
+            out.append(bn_initial(spec.channels, np.float32))
         else:
             out.append(np.full((h,), PEER_INIT, np.float32))
     return out
@@ -188,7 +193,7 @@ def _running_or_initial(bn, spec):
     """`bn` with a running None replaced by the initial [0; 1] (a layer never trained)."""
     if bn is None or not spec.batch_norm or bn[2] is not None:
         return bn
-    return bn[0], bn[1], np.stack([np.zeros(spec.channels), np.ones(spec.channels)])
+    return bn[0], bn[1], bn_initial(spec.channels)
 
 
 def _train_forward(x: np.ndarray, w, b, ff: FFSpec, layer, bn, running):
