@@ -21,6 +21,7 @@ from ffbench.parity import (
     compare,
     compare_predictions,
     compare_trained,
+    dataset,
     pairs,
     ref_train,
     synthetic_batch,
@@ -147,7 +148,7 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
     bp_params = stack_init(trial.seed, [x.shape[1], *trial.hidden, 10], "uniform_fan_in")
     bp64 = [(w.astype(np.float64), b.astype(np.float64)) for w, b in bp_params]
     got_bp = probe.bp_grads(bp_params, x, y)
-    ref_loss, ref_grads = RB.loss_and_grads(x.astype(np.float64), y, bp64)
+    ref_loss, ref_grads, _ = RB.loss_and_grads(x.astype(np.float64), y, bp64)
     add("bp.logits", "logits", got_bp["logits"], RB.forward(x.astype(np.float64), bp64)[0])
     add("bp.loss", "loss", got_bp["loss"], ref_loss)
     for i, ((gw, gb), (rw, rb)) in enumerate(zip(got_bp["grads"], ref_grads)):
@@ -158,11 +159,11 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
                                | {"algorithm": "bp", "optimizer": opt.model_dump(mode="json")})
         got_bp_state = pairs(train(backend, bp_trial, xs, ys), depth + 1)
         st = optim.init(opt, [p for wb in bp64 for p in wb])
-        ref_bp, st, _ = RT.bp_epoch(bp64, st, xs.astype(np.float64), ys, bp_trial, 0, opt.lr)
+        ref_bp, st, _, _ = RT.bp_epoch(bp64, st, xs.astype(np.float64), ys, bp_trial, 0, opt.lr)
         if opt.name == "sgd":  # and once more with jittered images
             jt = bp_trial.model_copy(update={"data": jittered})
             st = optim.init(opt, [p for wb in bp64 for p in wb])
-            ref_j, _, _ = RT.bp_epoch(bp64, st, xs.astype(np.float64), ys, jt, 0, opt.lr)
+            ref_j, *_ = RT.bp_epoch(bp64, st, xs.astype(np.float64), ys, jt, 0, opt.lr)
             for i, ((gw, gb), (rw, rb)) in enumerate(zip(pairs(train(backend, jt, xs, ys), depth + 1), ref_j)):
                 add(f"bp.jitter.params@N.W{i}", "params@N", gw, rw)
                 add(f"bp.jitter.params@N.b{i}", "params@N", gb, rb)
@@ -182,7 +183,7 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
                           "bp": {"receptive_field": 5}})
         init = [(w.astype(np.float64), b.astype(np.float64))
                 for w, b in stack_init(lt.seed, [rows.shape[1], *widths, 10], lt.bp.init)]
-        ref, _, _ = RT.bp_epoch(init, optim.init(lt.optimizer, [p for wb in init for p in wb]), rows.astype(np.float64),
+        ref, *_ = RT.bp_epoch(init, optim.init(lt.optimizer, [p for wb in init for p in wb]), rows.astype(np.float64),
                                 ys, lt, 0, lt.optimizer.lr)
         for i, ((gw, gb), (rw, rb)) in enumerate(zip(pairs(train(backend, lt, rows, ys), len(widths) + 1), ref)):
             add(f"{label}.params@N.W{i}", "params@N", gw, rw)
@@ -294,21 +295,45 @@ def conv_checks(backend, probe, name: str, trial: FFTrial, xs, ys, optimizers) -
                               "ff": {**CWC, "layer_epochs": [[0, 2], [1, 3]]}})
             kind = "params@N/adam" if opt.name == "adam" else "params@N/bn" if conv is CHECK_CONV_CWC_BN else "params@N"
             compare_trained(out, backend, name, f"ff.conv[{case}][{opt_label}]", ts, xs, ys, kind)
-    bp = {**base, "algorithm": "bp", "epochs": 1}
-    one = parse_trial({**bp, "batch_size": bsz, "optimizer": {"name": "sgd", "lr": GRAD_LR}})
-    init = [(w.astype(np.float64), b.astype(np.float64)) for w, b in bp_init(one, xs.shape[1], 10)]
-    ref_loss, ref_grads = RB.loss_and_grads(xs[:bsz].astype(np.float64), ys[:bsz], init, conv=one.conv_layers())
-    got = pairs(train(backend, one, xs[:bsz], ys[:bsz]), len(init))
-    for i, ((gw, gb), (w0, b0), (rw, rb)) in enumerate(zip(got, init, ref_grads)):
-        add(f"bp.conv.dW{i}", "grad/conv", (w0 - gw) / GRAD_LR, rw)
-        add(f"bp.conv.db{i}", "grad/conv", (b0 - gb) / GRAD_LR, rb)
+    # the BP twins: the plain conv net (every optimiser) and CwComp's batch-normalised one (strict
+    # SGD, as its FF case): gradients (one long SGD step), then N steps (params and running statistics)
+    for label, conv, opts in (("bp.conv", CHECK_CONV, optimizers), ("bp.conv.bn", CHECK_CONV_CWC_BN, strict)):
+        out += bp_conv_checks(backend, name, {**base, "algorithm": "bp", "epochs": 1, "conv": conv}, label, opts, xs, ys)
+    return out
+
+
+def bp_conv_checks(backend, name: str, spec: dict[str, Any], label: str, optimizers, xs, ys) -> list[Comparison]:
+    """A conv BP twin (`spec`) against `reference.bp`: every parameter's gradient from one long SGD
+    step on the first batch, every parameter (and batch norm's running statistics) after an
+    epoch with each optimiser, and the predictions of the trained net (running statistics)."""
+    out: list[Comparison] = []
+    bsz = spec["batch_size"]
+    one = parse_trial({**spec, "optimizer": {"name": "sgd", "lr": GRAD_LR}})
+    init = [tuple(a.astype(np.float64) for a in p) for p in bp_init(one, xs.shape[1], 10)]
+    bn = one.conv.norm is not None
+    _, ref_grads, _ = RB.loss_and_grads(xs[:bsz].astype(np.float64), ys[:bsz], init, conv=one.conv_layers())
+    got = train(backend, one, xs[:bsz], ys[:bsz])
+    for i, (p0, gs) in enumerate(zip(init, ref_grads)):
+        for key, a0, g in zip(RF.STATE_KEYS, p0, gs):
+            kind = "grad/bn" if bn and key == "b" and i < len(init) - 1 else "grad/conv"  # the conv bias before a norm
+            out.append(compare(name, f"{label}.d{key}{i}", kind, (a0 - got.get(f"{key}{i}", np.nan)) / GRAD_LR, g))
+    trained = None
     for opt_label, opt in optimizers.items():
-        t = parse_trial({**bp, "optimizer": opt.model_dump(mode="json")})
-        ref, _, _ = RT.bp_epoch(init, optim.init(opt, [p for wb in init for p in wb]), xs.astype(np.float64), ys, t, 0, opt.lr)
-        kind = "params@N/adam" if opt.name == "adam" else "params@N"
-        for i, ((gw, gb), (rw, rb)) in enumerate(zip(pairs(train(backend, t, xs, ys), len(init)), ref)):
-            add(f"bp.conv[{opt_label}].params@N.W{i}", kind, gw, rw)
-            add(f"bp.conv[{opt_label}].params@N.b{i}", kind, gb, rb)
+        t = parse_trial({**spec, "optimizer": opt.model_dump(mode="json")})
+        st = optim.init(opt, [p for ps in init for p in ps])
+        ref, _, _, running = RT.bp_epoch(init, st, xs.astype(np.float64), ys, t, 0, opt.lr)
+        kind = "params@N/adam" if opt.name == "adam" else "params@N/bn" if bn else "params@N"
+        got = train(backend, t, xs, ys)
+        for key, r in RF.state_of(ref, running).items():
+            out.append(compare(name, f"{label}[{opt_label}].params@N.{key}", kind, got.get(key, np.full(0, np.nan)), r))
+        trained = (t, ref, running)
+    t, ref, running = trained
+    x_test, y_test = synthetic_batch(100, seed=t.seed + 2)
+    tr = backend.trainer(t, dataset(x_test, y_test, None, t.data.image, t.data.name))
+    tr.load_state({k: v.astype(np.float32) for k, v in RF.state_of(ref, running).items()})
+    got = np.asarray(tr.predict(tr.splits["test"][0]))
+    want = RB.predict(x_test.astype(np.float64), ref, conv=t.conv_layers(), running=running)
+    out.append(Comparison(name, f"{label}.predict", "predict", float(np.sum(got != want)), float(np.mean(got != want))))
     return out
 
 

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
-from ffbench.spec_conv import architecture
+from ffbench.spec_conv import architecture, conv_label
 from ffbench.stderr_guard import OWN
 
 _err, _out = Console(file=OWN), Console()  # OWN: the real stderr, also while framework chatter is dropped
@@ -24,7 +24,7 @@ out = _out if _out.is_terminal else Console(width=150)
 
 def _label(spec: dict[str, Any]) -> str:
     return (f"{spec['meta']['experiment'] or spec['algorithm']} {spec['backend']} "
-            f"{architecture(spec['hidden'], (spec.get('conv') or {}).get('channels'))} seed {spec['seed']}")
+            f"{architecture(spec['hidden'], **conv_label(spec.get('conv')))} seed {spec['seed']}")
 
 
 class Progress:
@@ -123,6 +123,11 @@ class Progress:
         self.logged.pop(p.trial_id, None)
 
 
+def _net(row: dict[str, Any]) -> str:
+    """A planned row's architecture label (`spec_conv.architecture`)."""
+    return architecture(row["hidden"], row["channels"], row.get("spec.conv.groups"), row.get("spec.conv.norm"))
+
+
 def print_plan(name: str, rows: list[dict[str, Any]]) -> None:
     t = Table(title=f"suite {name}: {len(rows)} trial(s)")
     for col in ("trial_id", "experiment", "algorithm", "backend", "hidden", "epochs", "negatives", "seed", "reference", "done"):
@@ -130,7 +135,7 @@ def print_plan(name: str, rows: list[dict[str, Any]]) -> None:
     for r in rows:
         ref = f"{100 * r['reference_error']:.2f}%" if r["reference_error"] is not None else ""
         t.add_row(r["trial_id"], r["experiment"] or "", r["algorithm"], r["backend"],
-                  architecture(r["hidden"], r.get("channels")), str(r["epochs"]), r["negatives"] or "", str(r["seed"]), ref,
+                  _net(r), str(r["epochs"]), r["negatives"] or "", str(r["seed"]), ref,
                   "yes" if r["done"] else "")
     out.print(t)
 

@@ -160,22 +160,11 @@ def ref_train(trial: FFTrial, x, y, with_running: bool = False):
     return (params, running) if with_running else params
 
 
-def state_of(params, running) -> dict[str, np.ndarray]:
-    """A trainer's `state()` keys (`reference.ff.STATE_KEYS`) of reference params and carried
-    statistics: a batch-normalised layer's running statistics as bn{i} (initial where never trained)."""
-    out = {}
-    for i, (p, r) in enumerate(zip(params, running)):
-        out.update({f"{k}{i}": a for k, a in zip(RF.STATE_KEYS, p)})
-        if len(p) > 2:
-            out[f"bn{i}"] = r if r is not None else RF.bn_initial(len(p[2]))
-    return out
-
-
 def compare_trained(out: list[Comparison], backend, name: str, label: str, trial: FFTrial, x, y,
                     kind: str = "params@N") -> None:
     """Train `trial` on the backend and on the reference; compare every layer's W and b (and a
     batch-normalised layer's gamma, beta and running statistics)."""
-    got, ref = train(backend, trial, x, y), state_of(*ref_train(trial, x, y, with_running=True))
+    got, ref = train(backend, trial, x, y), RF.state_of(*ref_train(trial, x, y, with_running=True))
     for key, r in ref.items():
         out.append(compare(name, f"{label}.{kind.split('/')[0]}.{key}", kind, got.get(key, np.full(0, np.nan)), r))
 
@@ -188,7 +177,7 @@ def compare_predictions(backend, name: str, quantity: str, trial: FFTrial, train
     running = None
     if isinstance(trained, tuple):  # (params, running): `ref_train(..., with_running=True)`
         trained, running = trained
-    state = {k: v.astype(np.float32) for k, v in state_of(trained, running or [None] * len(trained)).items()}
+    state = {k: v.astype(np.float32) for k, v in RF.state_of(trained, running).items()}
     if readout is not None:
         state["readout"] = readout
     tr.load_state(state)

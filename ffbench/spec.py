@@ -373,8 +373,9 @@ class TrialBase(Strict):
 
     @property
     def architecture(self) -> str:
-        """A short name for reports: `conv 20-80-240-480`, or the dense widths `2000x2000`."""
-        return architecture(self.hidden, None if self.conv is None else self.conv.channels)
+        """A short name for reports: `conv 20-80-240-480` (`spec_conv.architecture`), or the dense widths `2000x2000`."""
+        conv = self.conv
+        return architecture(self.hidden, *(() if conv is None else (conv.channels, conv.groups, conv.norm)))
 
 
 class FFTrial(TrialBase):
@@ -448,9 +449,6 @@ class BPTrial(TrialBase):
         check_local(self.bp.receptive_field, self.hidden, self.data.image, "bp.receptive_field")
         if self.conv is not None and self.bp.receptive_field is not None:
             raise ValueError("bp.receptive_field is a dense-net choice: it does not combine with conv")
-        if self.conv is not None and self.conv.norm is not None:
-            raise ValueError("conv.norm: batch normalisation is implemented for FF conv nets only so far, "
-                             "not for their BP twins")
         return self
 
     @property

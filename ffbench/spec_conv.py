@@ -145,12 +145,32 @@ class ConvSpec(Strict):
         return self
 
 
-def architecture(hidden, channels=None) -> str:
-    """A net as tables and progress lines show it: `conv 20-80-240-480` (conv channels, where
-    `channels` is a sequence), else the dense widths `2000x2000`."""
-    if channels is not None and not isinstance(channels, (str, float)) and len(channels):  # a null column reads as NaN
-        return "conv " + "-".join(map(str, channels))
-    return "x".join(map(str, hidden))
+def _listed(value) -> list | None:
+    """A per-layer conv field as a spec dict, a ConvSpec or a results column holds it: a list,
+    an array, or None / NaN where the net has none."""
+    return None if value is None or isinstance(value, (str, float)) or not len(value) else list(value)
+
+
+def architecture(hidden, channels=None, groups=None, norm=None) -> str:
+    """A net as tables and progress lines show it: a conv net (`channels` a sequence) as its conv
+    channels, a layer of grouped channels with its groups, a batch-normalised one with `bn`:
+    `conv 20-80-240-480`, `conv 20-80g10-240-480g10 bn` (every layer normalised); else the dense
+    widths `2000x2000`."""
+    channels = _listed(channels)
+    if channels is None:
+        return "x".join(map(str, hidden))
+    n = len(channels)
+    groups, norm = _listed(groups) or [1] * n, _listed(norm) or ["none"] * n
+    every = all(v == "batch" for v in norm)
+    layers = [f"{c}" + (f"g{g}" if g > 1 else "") + ("bn" if v == "batch" and not every else "")
+              for c, g, v in zip(channels, groups, norm)]
+    return "conv " + "-".join(layers) + (" bn" if every else "")
+
+
+def conv_label(conv) -> dict:
+    """`architecture`'s conv arguments from a spec's `conv` dict (None: a dense net)."""
+    conv = conv or {}
+    return {k: conv.get(k) for k in ("channels", "groups", "norm")}
 
 
 def check_conv(trial) -> None:

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from ffbench import registry
+from ffbench.reference import bp as RB
 from ffbench.reference import conv as RC
 from ffbench.reference import ff as RF
 from ffbench.reference.finite_diff import central_difference
-from ffbench.reference.init import ff_init
+from ffbench.reference.init import bp_init, ff_init
 from ffbench.spec import parse_trial, trial_id
 
 BASE = {"algorithm": "ff", "backend": "torch", "seed": 0, "epochs": 1, "batch_size": 8,
@@ -123,7 +124,6 @@ def test_normal_form_and_identity():
     ({"conv": {**NET, "norm": ["batch"]}}, "norm: expected one value per layer"),
     ({"conv": {**NET, "norm": "layer"}}, "Input should be 'none' or 'batch'"),
     ({"conv": {**NET, "bn_eps": 0}}, "greater than 0"),
-    ({"algorithm": "bp", "ff": None}, "batch normalisation is implemented for FF conv nets only so far"),
     ({"ff": {"negatives": "hard_label", "norm": "none"}}, "with conv.norm: batch"),
 ])
 def test_refusals(change, message):
@@ -132,3 +132,62 @@ def test_refusals(change, message):
         raw.pop("ff")
     with pytest.raises(ValueError, match=message):
         parse_trial(raw)
+
+
+def _bp_twin():
+    bp = {k: v for k, v in BASE.items() if k != "ff"}
+    t = parse_trial({**bp, "algorithm": "bp", "conv": {**NET, "norm": ["batch", "none"]}})
+    g = np.random.default_rng(3)
+    params = [tuple(a.astype(np.float64) for a in p) for p in bp_init(t, 784, 10)]
+    params[0] = (*params[0][:2], params[0][2] * 1.5, params[0][3] + 0.25)  # gamma, beta away from 1, 0
+    return t, params, g.random((6, 784)), g.integers(0, 10, 6)
+
+
+def test_bp_twin_gradients_through_the_batch_statistics_equal_central_differences():
+    t, params, x, y = _bp_twin()
+    layers = t.conv_layers()
+    assert [len(p) for p in params] == [4, 2, 2]  # batch-normalised layer 0, plain layer 1, the dense output
+    loss, grads, running = RB.loss_and_grads(x, y, params, conv=layers)
+    assert running[1] is None and running[0].shape == (2, 10)
+
+    def f(v, i, slot):
+        pp = [list(p) for p in params]
+        pp[i][slot] = v
+        return RB.loss_and_grads(x, y, [tuple(p) for p in pp], conv=layers)[0]
+    for i, p in enumerate(params):
+        for slot, a in enumerate(p):
+            at = np.argsort(-np.abs(grads[i][slot]).reshape(-1))[:10]
+            fd = central_difference(lambda v, i=i, s=slot: f(v, i, s), a, at)
+            np.testing.assert_allclose(grads[i][slot].reshape(-1)[at], fd, rtol=1e-5, atol=1e-9, err_msg=f"layer {i} slot {slot}")
+
+
+@pytest.mark.skipif(not registry.status("torch")[0], reason="torch is not installed")
+def test_the_bp_twin_is_torchs_conv_bn_net_in_training_and_evaluation():
+    """torch.nn modules (Conv2d, BatchNorm2d, max pooling, Linear) in float64 as an independent
+    oracle of `reference.bp`: the step's loss, every gradient, the running statistics, and the
+    evaluated logits on those statistics."""
+    import torch
+
+    t, params, x, y = _bp_twin()
+    (w0, b0, g0, be0), (w1, b1), (wo, bo) = params
+    c0, bn, c1 = torch.nn.Conv2d(1, 10, 3, padding=1).double(), torch.nn.BatchNorm2d(10, eps=1e-4).double(), \
+        torch.nn.Conv2d(10, 20, 3, padding=1, groups=10).double()
+    out = torch.nn.Linear(wo.shape[1], 10).double()
+    with torch.no_grad():
+        for m, vals in ((c0, (w0, b0)), (bn, (g0, be0)), (c1, (w1, b1)), (out, (wo, bo))):
+            m.weight.copy_(torch.as_tensor(vals[0])), m.bias.copy_(torch.as_tensor(vals[1]))
+    net = lambda v: out(torch.nn.functional.max_pool2d(torch.relu(c1(bn(torch.relu(c0(v))))), 2).flatten(1))  # noqa: E731
+    inp = torch.as_tensor(x.reshape(6, 1, 28, 28))
+    loss = torch.nn.functional.cross_entropy(net(inp), torch.as_tensor(y))
+    loss.backward()
+    ref_loss, grads, running = RB.loss_and_grads(x, y, params, conv=t.conv_layers())
+    assert ref_loss == pytest.approx(loss.item(), rel=1e-12)
+    want = [(c0.weight, c0.bias, bn.weight, bn.bias), (c1.weight, c1.bias), (out.weight, out.bias)]
+    for got, ws in zip(grads, want):
+        for g_, w_ in zip(got, ws):
+            np.testing.assert_allclose(g_, w_.grad.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(running[0], np.stack([bn.running_mean.numpy(), bn.running_var.numpy()]), rtol=1e-10)
+    bn.eval()
+    evaluated = RB.forward(x, params, conv=t.conv_layers(), running=running)[0]
+    np.testing.assert_allclose(evaluated, net(inp).detach().numpy(), rtol=1e-10, atol=1e-12)
+    assert not np.allclose(evaluated, RB.forward(x, params, conv=t.conv_layers())[0])  # the initial statistics differ

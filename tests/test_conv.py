@@ -24,7 +24,7 @@ def test_widths_follow_from_the_layers():
     t = trial({"channels": [20, 80, 240, 480], "pool": ["none", "max", "none", "max"], "groups": [1, 10, 1, 10]})
     # 28x28 stays 28x28 (k3 p1 s1); the max pools halve it: 20x28x28, 80x14x14, 240x14x14, 480x7x7
     assert t.hidden == [20 * 784, 80 * 196, 240 * 196, 480 * 49]
-    assert t.architecture == "conv 20-80-240-480" and parse_trial({**BASE, "hidden": [500, 200]}).architecture == "500x200"
+    assert t.architecture == "conv 20-80g10-240-480g10" and parse_trial({**BASE, "hidden": [500, 200]}).architecture == "500x200"
     layer = t.ff.conv_layer(1)
     assert layer.input == Geometry(20, 28, 28) and layer.weight_shape == (80, 2, 3, 3) and layer.fan_in == 18
     strided = trial({"channels": [4], "kernel": 5, "stride": 2, "padding": 0})
@@ -164,7 +164,7 @@ def test_bp_twin_gradients_match_central_differences():
     assert [w.shape for w, _ in params] == [(3, 1, 3, 3), (4, 3, 3, 3), (10, t.hidden[-1])]
     rng = np.random.default_rng(4)
     x, y = rng.random((5, 784)), rng.integers(0, 10, 5)
-    loss, grads = bp.loss_and_grads(x, y, params, conv=layers)
+    loss, grads, _ = bp.loss_and_grads(x, y, params, conv=layers)
     for i, (w, b) in enumerate(params):
         def f(v, i=i, slot=0):
             pp = [list(p) for p in params]

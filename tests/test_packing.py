@@ -66,6 +66,9 @@ CASES = {
     "joint-readout-permuted": dict(ff={"negatives": "permuted_label", "prediction": "softmax",
                                        "readout_optimizer": {"name": "sgd", "lr": 0.05}}),
     "bp-jitter": dict(algorithm="bp", data={"jitter": 1}),
+    # a batch-normalised conv BP twin: each member's running statistics carried through the pack
+    "bp-conv-bn": dict(algorithm="bp", hidden=None,
+                       conv={"channels": [4, 6], "pool": ["max", "none"], "norm": ["batch", "none"]}),
 }
 
 

@@ -172,7 +172,7 @@ def test_bp_gradients_match_finite_differences():
     rng = np.random.default_rng(4)
     params = [(rng.normal(size=(6, 5)), rng.normal(size=6)), (rng.normal(size=(4, 6)), rng.normal(size=4))]
     x, y = rng.normal(size=(7, 5)), rng.integers(0, 4, size=7)
-    loss, grads = bp.loss_and_grads(x, y, params)
+    loss, grads, _ = bp.loss_and_grads(x, y, params)
     eps = 1e-6
     for layer in range(2):
         for idx in [(0, 0), (2, 3)]:
@@ -282,7 +282,7 @@ def test_locally_connected_bp_gradients_by_central_differences_and_its_spec():
     g = np.random.default_rng(0)
     params = [(g.normal(size=(24, 24)), g.normal(size=24)), (g.normal(size=(10, 24)), g.normal(size=10))]
     x, y = g.random((5, 24)), g.integers(0, 10, 5)
-    loss, grads = bp.loss_and_grads(x, y, params, (3, image))
+    loss, grads, _ = bp.loss_and_grads(x, y, params, (3, image))
     mask = ff.local_mask(24, 24, 3, image)
     for i, j in [(3, 7), (0, 23), (5, 5), (11, 1)]:
         def f(e, i=i, j=j):

@@ -164,7 +164,7 @@ def test_bp_epochs_match_reference_training():
     st = optim.init(trial.optimizer, [p for wb in params for p in wb])
     for epoch in range(2):
         loss = tr.epoch_losses(tr.train_epoch(phase, epoch, 0.01))["bp_loss"]
-        params, st, ref_loss = RT.bp_epoch(params, st, data.train.x.astype(np.float64), data.train.y, trial, epoch, 0.01)
+        params, st, ref_loss, _ = RT.bp_epoch(params, st, data.train.x.astype(np.float64), data.train.y, trial, epoch, 0.01)
         assert loss == pytest.approx(ref_loss, rel=1e-4)
     for (w, b), (rw, rb) in zip(tr.params, params):
         np.testing.assert_allclose(w.detach().numpy(), rw, rtol=1e-3, atol=2e-5)

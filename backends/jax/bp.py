@@ -13,21 +13,27 @@ from ffbench_backends.jax.common import JaxTrainer
 
 from ffbench.backend import Phase
 from ffbench.data import Dataset
+from ffbench.reference.bp import initial_running
+from ffbench.reference.ff import STATE_KEYS, frozen_bn
 from ffbench.reference.init import bp_init
 from ffbench.reference.rng import STREAM_JITTER, STREAM_ORDER, stream_key
 from ffbench.spec import NUM_CLASSES, BPTrial
 
 
-def logits(params, x, local=None, conv=None):
-    """`local`: (k, image) of locally connected hidden layers (`reference.bp`), or None;
-    `conv`: the conv layers of a conv net, or None."""
-    for i, (w, b) in enumerate(params[:-1]):
-        if conv is not None:
-            x = ops.conv_layer(x, w, b, conv[i])
-            continue
-        w = w if local is None else w * ops.local_mask(*w.shape, *local)
-        x = jax.nn.relu(ops.linear(x, w, b))
-    return ops.linear(x, *params[-1])
+def logits(params, x, local=None, conv=None, running=None, train: bool = False):
+    """(logits, new running statistics). `local`: (k, image) of locally connected hidden layers
+    (`reference.bp`), or None; `conv`: the conv layers of a conv net, or None. A batch-normalised
+    conv layer normalises by the batch's statistics in training (`train`), else by `running`."""
+    running = [None] * (len(params) - 1) if running is None else list(running)
+    for i, p in enumerate(params[:-1]):
+        if conv is not None and train and conv[i].batch_norm:
+            x, running[i] = ops.conv_layer_train(x, *p, running[i], conv[i])
+        elif conv is not None:
+            x = ops.conv_layer(x, *p[:2], conv[i], bn=frozen_bn(p, running[i]))
+        else:
+            w = p[0] if local is None else p[0] * ops.local_mask(*p[0].shape, *local)
+            x = jax.nn.relu(ops.linear(x, w, p[1]))
+    return ops.linear(x, *params[-1]), running
 
 
 class BPTrainer(JaxTrainer):
@@ -36,6 +42,8 @@ class BPTrainer(JaxTrainer):
         self.params = self.to_device(bp_init(trial, data.train.x.shape[1], NUM_CLASSES))
         conv = trial.conv_layers()
         self.net = (trial.local, None if conv is None else tuple(conv))  # static: how the hidden layers compute
+        self.running = [None if r is None else jax.device_put(jnp.asarray(r, jnp.float32), device)
+                        for r in initial_running(conv) or [None] * len(trial.hidden)]
 
     def phases(self) -> list[Phase]:
         return [Phase("bp", self.trial.epochs, self.trial.optimizer)]
@@ -47,15 +55,16 @@ class BPTrainer(JaxTrainer):
                              self.net)
 
     def example_args(self):
-        return ((self.params, self.opt_state), *self.splits["train"], jnp.uint32(0), jnp.uint32(0), jnp.float32(0))
+        return ((self.params, self.opt_state, self.running), *self.splits["train"], jnp.uint32(0), jnp.uint32(0),
+                jnp.float32(0))
 
     def epoch_args(self, phase: Phase, epoch: int, lr: float):
         key = jnp.uint32(stream_key(self.trial.seed, STREAM_ORDER, epoch))
         jitter_key = jnp.uint32(stream_key(self.trial.seed, STREAM_JITTER, epoch))
-        return ((self.params, self.opt_state), *self.splits["train"], key, jitter_key, jnp.float32(lr))
+        return ((self.params, self.opt_state, self.running), *self.splits["train"], key, jitter_key, jnp.float32(lr))
 
     def take_state(self, state) -> None:
-        self.params, self.opt_state = state
+        self.params, self.opt_state, self.running = state
 
     def epoch_losses(self, device_losses) -> dict[str, float]:
         return {"bp_loss": float(np.asarray(device_losses))}
@@ -64,34 +73,40 @@ class BPTrainer(JaxTrainer):
         return True
 
     def predict(self, x):
-        return _predict(self.params, x, self.net)
+        return _predict(self.params, self.running, x, self.net)
 
     def sync(self) -> None:
         jax.block_until_ready(self.params)
 
     def state(self) -> dict:
-        return {f"{k}{i}": np.asarray(t) for i, wb in enumerate(self.params) for k, t in zip("Wb", wb)}
+        """Each layer's params (`reference.ff.STATE_KEYS`) and a batch-normalised layer's running statistics (bn{i})."""
+        out = {f"{k}{i}": np.asarray(t) for i, p in enumerate(self.params) for k, t in zip(STATE_KEYS, p)}
+        return out | {f"bn{i}": np.asarray(r) for i, r in enumerate(self.running) if r is not None}
 
     def load_state(self, state: dict) -> None:
-        self.params = [(jax.device_put(jnp.asarray(state[f"W{i}"]), self.device),
-                        jax.device_put(jnp.asarray(state[f"b{i}"]), self.device))
-                       for i in range(len(self.params))]
+        put = lambda key: jax.device_put(jnp.asarray(state[key]), self.device)  # noqa: E731
+        self.params = [tuple(put(f"{k}{i}") for k in STATE_KEYS[:len(p)]) for i, p in enumerate(self.params)]
+        self.running = [None if r is None else put(f"bn{i}") for i, r in enumerate(self.running)]
 
 
-@partial(jax.jit, static_argnums=2)
-def _predict(params, x, net):
-    return logits(params, x, *net).argmax(axis=1)
+@partial(jax.jit, static_argnums=3)
+def _predict(params, running, x, net):
+    return logits(params, x, *net, running)[0].argmax(axis=1)
 
 
 def _bp_epoch(tx, bsz, steps, jitter, image, net, state, x, y, key, jitter_key, lr):
     order = ops.epoch_order(key, x.shape[0])[: steps * bsz].reshape(steps, bsz)
 
     def step(carry, idx):
-        params, opt_state = carry
+        params, opt_state, running = carry
         xb = ops.batch_images(x, idx, jitter_key, jitter, image)
-        loss, grads = jax.value_and_grad(lambda p: ops.cross_entropy(logits(p, xb, *net), y[idx]))(params)
+
+        def loss_fn(p):
+            out, new = logits(p, xb, *net, running, train=True)
+            return ops.cross_entropy(out, y[idx]), new
+        (loss, running), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         direction, opt_state = tx.update(grads, opt_state, params)
-        return (jopt.apply(params, direction, lr), opt_state), loss
+        return (jopt.apply(params, direction, lr), opt_state, running), loss
 
     state, losses = jax.lax.scan(step, state, order)
     return state, losses.mean()

@@ -61,6 +61,6 @@ def ff_steps(params, x_pos, x_neg, ff: FFSpec, opt: OptimizerSpec, steps: int) -
 def bp_grads(params, x, y) -> dict:
     p = _arrays(params)
     x, y = jnp.asarray(x), jnp.asarray(y, jnp.int32)
-    loss, grads = jax.value_and_grad(lambda q: ops.cross_entropy(bp_logits(q, x), y))(p)
-    return {"logits": np.asarray(bp_logits(p, x)), "loss": float(loss),
+    loss, grads = jax.value_and_grad(lambda q: ops.cross_entropy(bp_logits(q, x)[0], y))(p)
+    return {"logits": np.asarray(bp_logits(p, x)[0]), "loss": float(loss),
             "grads": [(np.asarray(w), np.asarray(b)) for w, b in grads]}

@@ -20,6 +20,8 @@ from keras import ops
 from ffbench.backend import Phase
 from ffbench.data import Dataset
 from ffbench.reference import rng
+from ffbench.reference.bp import initial_running
+from ffbench.reference.ff import STATE_KEYS, bn_initial, state_of
 from ffbench.reference.init import bp_init
 from ffbench.spec import NUM_CLASSES, BPTrial
 
@@ -41,31 +43,51 @@ def hidden_layer(units: int, local):
     return keras.layers.Dense(units, activation="relu") if local is None else LocalDense(units, *local)
 
 
-def conv_layers(layers) -> list[keras.layers.Layer]:
-    """The conv net's hidden layers (`reference.bp`), channels-last between a flat row's
-    (C, H, W) map and the flat (C, H, W) row the output layer reads."""
-    out = [keras.layers.Reshape(tuple(layers[0].input)), keras.layers.Permute((2, 3, 1))]
-    for spec in layers:
-        if spec.padding:
-            out.append(keras.layers.ZeroPadding2D(spec.padding))
-        out.append(keras.layers.Conv2D(spec.channels, spec.kernel, strides=spec.stride, groups=spec.groups, activation="relu"))
-        if spec.pool != "none":
-            pool = keras.layers.MaxPooling2D if spec.pool == "max" else keras.layers.AveragePooling2D
-            out.append(pool(spec.pool_size))
-    return out + [keras.layers.Permute((3, 1, 2)), keras.layers.Flatten()]
+class ConvBlock(keras.layers.Layer):
+    """One conv layer of the BP twin (`reference.bp`) as the FF layers compute it (`kops.conv_layer`:
+    flat (C, H, W) rows in and out, conv -> ReLU -> pool, on a CPU in im2col form). A
+    batch-normalised layer (`norm: batch`) in training normalises by the batch's statistics and
+    moves its running ones (`kops.conv_layer_train`), else it reads the running ones."""
+
+    def __init__(self, spec, **kw):
+        super().__init__(**kw)
+        self.spec = spec
+
+    def build(self, input_shape):
+        s = self.spec
+        self.kernel = self.add_weight(shape=(s.kernel, s.kernel, s.input.channels // s.groups, s.channels), name="kernel")
+        self.bias = self.add_weight(shape=(s.channels,), initializer="zeros", name="bias")
+        if s.batch_norm:
+            self.gamma = self.add_weight(shape=(s.channels,), initializer="ones", name="gamma")
+            self.beta = self.add_weight(shape=(s.channels,), initializer="zeros", name="beta")
+            self.running = self.add_weight(shape=(2, s.channels), initializer=lambda shape, dtype=None: bn_initial(shape[1]),
+                                           trainable=False, name="running")
+
+    def call(self, x, training=False):
+        s = self.spec
+        if not s.batch_norm:
+            return kops.conv_layer(x, self.kernel, self.bias, s)
+        if training:
+            y, running = kops.conv_layer_train(x, self.kernel, self.bias, self.gamma, self.beta, self.running, s)
+            self.running.assign(running)
+            return y
+        return kops.conv_layer(x, self.kernel, self.bias, s, bn=(self.gamma, self.beta, self.running))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.spec.output.size)
 
 
 class BPTrainer(KerasTrainer):
     def __init__(self, trial: BPTrial, data: Dataset, share: BPTrainer | None = None):
         super().__init__(trial, data, share)
         conv = trial.conv_layers()
-        hidden = [hidden_layer(h, trial.local) for h in trial.hidden] if conv is None else conv_layers(conv)
+        hidden = [hidden_layer(h, trial.local) for h in trial.hidden] if conv is None else [ConvBlock(s) for s in conv]
         self.model = keras.Sequential([keras.Input((data.train.x.shape[1],)), *hidden, keras.layers.Dense(NUM_CLASSES)])
-        for layer, (w, b) in zip(self.weighted(), bp_init(trial, data.train.x.shape[1], NUM_CLASSES)):
-            layer.set_weights([kops.to_kernel(w), b])
+        self.load_state(state_of(bp_init(trial, data.train.x.shape[1], NUM_CLASSES), initial_running(conv)))
 
     def weighted(self) -> list[keras.layers.Layer]:
-        """The model's layers with weights: the reference's (W, b) pairs, in order."""
+        """The model's layers with weights, in the reference's order: each holds W, b (a
+        batch-normalised conv layer: then gamma, beta and its running statistics)."""
         return [layer for layer in self.model.layers if layer.weights]
 
     def phases(self) -> list[Phase]:
@@ -134,12 +156,14 @@ class BPTrainer(KerasTrainer):
         return ops.cast(ops.argmax(self.model(x, training=False), axis=1), "int32")
 
     def state(self) -> dict:
+        """Each layer's params (`reference.ff.STATE_KEYS`) and a batch-normalised layer's running statistics (bn{i})."""
         out = {}
         for i, layer in enumerate(self.weighted()):
-            k, b = layer.get_weights()
-            out[f"W{i}"], out[f"b{i}"] = kops.from_kernel(k), b
+            k, *rest = layer.get_weights()
+            out |= dict(zip((f"{key}{i}" for key in (*STATE_KEYS, "bn")), (kops.from_kernel(k), *rest)))
         return out
 
     def load_state(self, state: dict) -> None:
         for i, layer in enumerate(self.weighted()):
-            layer.set_weights([kops.to_kernel(state[f"W{i}"]), state[f"b{i}"]])
+            keys = [f"{key}{i}" for key in (*STATE_KEYS, "bn")][:len(layer.weights)]
+            layer.set_weights([kops.to_kernel(state[keys[0]]), *(state[k] for k in keys[1:])])

@@ -69,6 +69,19 @@ def frozen_bn(p: tuple, running) -> tuple | None:
     return p[2], p[3], running
 
 
+def state_of(params, running=None) -> dict[str, np.ndarray]:
+    """A trainer's `state()` of params and carried statistics (each layer's `STATE_KEYS`, W0, b0,
+    ...), with a batch-normalised layer's running statistics as bn{i} (the initial ones where
+    `running` has none for it: None, or shorter than `params`, as a BP net's output layer)."""
+    out = {}
+    for i, p in enumerate(params):
+        out.update({f"{k}{i}": a for k, a in zip(STATE_KEYS, p)})
+        if len(p) > 2:
+            r = running[i] if running is not None and i < len(running) else None
+            out[f"bn{i}"] = r if r is not None else bn_initial(len(p[2]))
+    return out
+
+
 def regroup(flat: list, like: list[tuple]) -> list[tuple]:
     """`flat` (the parameters of `like`'s layers in order) cut back into per-layer tuples."""
     out, at = [], 0

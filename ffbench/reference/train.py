@@ -52,17 +52,20 @@ def ff_recurrent_epoch(params, opt_state: optim.OptState, x: np.ndarray, y: np.n
     return params, opt_state, np.mean(losses, axis=0)
 
 
-def bp_epoch(params, opt_state: optim.OptState, x: np.ndarray, y: np.ndarray, trial: BPTrial, epoch: int, lr: float):
-    """One epoch of the backprop baseline; returns (params, opt_state, mean loss)."""
-    losses = []
+def bp_epoch(params, opt_state: optim.OptState, x: np.ndarray, y: np.ndarray, trial: BPTrial, epoch: int, lr: float,
+             running=None):
+    """One epoch of the backprop baseline; returns (params, opt_state, mean loss, running
+    statistics: a batch-normalised conv layer's, carried in and out; None: the initial ones)."""
+    conv, losses = trial.conv_layers(), []
+    running = bp.initial_running(conv) if running is None else running
     for idx in batches(trial.seed, epoch, len(y), batch_size_for(trial, len(y))):
         xb = augment.batch_images(trial, x, idx, epoch)
-        loss, grads = bp.loss_and_grads(xb, y[idx], params, trial.local, trial.conv_layers())
-        flat = [p for wb in params for p in wb]
-        new, opt_state = optim.update(trial.optimizer, [g for wb in grads for g in wb], opt_state, flat, lr)
-        params = [(new[2 * i], new[2 * i + 1]) for i in range(len(params))]
+        loss, grads, running = bp.loss_and_grads(xb, y[idx], params, trial.local, conv, running)
+        new, opt_state = optim.update(trial.optimizer, [g for gs in grads for g in gs], opt_state,
+                                      [p for ps in params for p in ps], lr)
+        params = ff.regroup(new, params)
         losses.append(loss)
-    return params, opt_state, float(np.mean(losses))
+    return params, opt_state, float(np.mean(losses)), running
 
 
 def ff_greedy_layer_epoch(params, opt_state: optim.OptState, running, layer: int, x: np.ndarray, y: np.ndarray,

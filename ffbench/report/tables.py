@@ -48,11 +48,12 @@ def default_config(df: pd.DataFrame) -> list[str]:
 
 def prepare(df: pd.DataFrame) -> pd.DataFrame:
     """Result rows with the configuration columns a report groups by."""
-    channels = df["spec.conv.channels"] if "spec.conv.channels" in df else pd.Series(None, index=df.index, dtype=object)
+    conv = {k: df[f"spec.conv.{k}"] if f"spec.conv.{k}" in df else pd.Series(None, index=df.index, dtype=object)
+            for k in ("channels", "groups", "norm")}
     return df.assign(
         dataset=df["dataset"].fillna("") if "dataset" in df else "",
         experiment=df["experiment"].fillna(""),
-        hidden=[architecture(h, c) for h, c in zip(df["spec.hidden"], channels)],
+        hidden=[architecture(h, *c) for h, *c in zip(df["spec.hidden"], conv["channels"], conv["groups"], conv["norm"])],
         depth=df["spec.hidden"].map(len),
         negatives=_variant(df, "negatives"),
         objective=_variant(df, "objective"),
