@@ -144,6 +144,18 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
     # 3g. conv nets
     out += conv_checks(backend, probe, name, trial, xs, ys, optimizers)
 
+    # 3h. SCFF's recipe (self-contrastive pairs read with shared weights, standardised layer
+    #     inputs, triangle activities, per-layer thresholds): layer 0 then layer 1 (per-layer
+    #     windows, as its greedy runs) and both at once, 2 epochs of strict SGD; the read-out's
+    #     predictions from both layers' activities on the pairs [x | x]
+    scff = {**trial.model_dump(mode="json", exclude={"meta"}), "hidden": [32, 24], "epochs": 2, "optimizer": STRICT_OPT,
+            "ff": SCFF}
+    for label, windows in (("windows", [[0, 1], [1, 2]]), ("simultaneous", None)):
+        t = parse_trial({**scff, "ff": {**SCFF, "layer_epochs": windows}})
+        compare_trained(out, backend, name, f"ff.scff[{label}]", t, xs, ys)
+    readout = np.random.default_rng(trial.seed).normal(size=(10, 56)).astype(np.float32)
+    out.append(compare_predictions(backend, name, "ff.scff.predict.softmax", t, ref_train(t, xs, ys), xs, ys, readout))
+
     # 4. the BP baseline of the same widths: forward, loss, gradients, and N steps of training
     bp_params = stack_init(trial.seed, [x.shape[1], *trial.hidden, 10], "uniform_fan_in")
     bp64 = [(w.astype(np.float64), b.astype(np.float64)) for w, b in bp_params]
@@ -243,6 +255,10 @@ CHECK_CONV_CWC = {"channels": [10, 20], "pool": ["none", "max"], "groups": [1, 1
 CWC = {"objective": "cwc", "negatives": "none", "norm": "none"}
 # ... and with its batch normalisation after each layer's pooling (eps 1e-4, as CwComp's).
 CHECK_CONV_CWC_BN = {**CHECK_CONV_CWC, "norm": "batch", "bn_eps": 1e-4}
+# SCFF's MNIST recipe in small (neurophysics-cnrsthales/contrastive-forward-forward: its config.json's thresholds)
+SCFF = {"negatives": "self_contrastive", "norm": "std", "norm_eps": 1e-10, "activation": "triangle", "objective": "scff",
+        "objective_params": {"pos_threshold": [4, 1], "neg_threshold": [6, 1], "penalty": [1e-4, 0]},
+        "prediction": "softmax", "prediction_layers": [0, 1], "readout_phase": "after", "readout_epochs": 1}
 # One SGD step this long makes the step (W_0 - W_1) / lr the gradient, nearly free of W_0's rounding.
 GRAD_LR = 100.0
 

@@ -12,7 +12,8 @@ over the batch's (positive, negative) pairs, which the order does not change. Th
 numbers are those of recomputing: the same ops on the same rows, summed in another order.
 
 It does not apply, and the step computes its input as before, in a phase of one step
-(nothing to reuse), where the positives change from epoch to epoch (jittered images), in
+(nothing to reuse), where the positives change from epoch to epoch (jittered images, the
+views of `self_contrastive`'s pairs), in
 the recurrent net and the simultaneous schedule (no layer's input is fixed), and (torch,
 keras) in packs, whose members run one program on the lead member's inputs. The negatives
 alone are computed at every step where they are drawn per position of each epoch's order,
@@ -79,8 +80,9 @@ def plan(trial: FFTrial, phase: Phase, n: int, width: int, by_position: bool, bu
     below, rows = min(phase.layers), n * width * itemsize
     if steps < 2:
         return FrozenPlan(below, width, False, False, 0, "a phase of one step has nothing to reuse")
-    if trial.data.jitter:
-        return FrozenPlan(below, width, False, False, 0, "jittered positives change every epoch")
+    if trial.data.jitter or ff.pairs:
+        what = "the strategy's pairs" if ff.pairs else "jittered positives"
+        return FrozenPlan(below, width, False, False, 0, f"{what} change every epoch")
     why = None
     negatives = ff.embeds_labels and not by_position and ff.negatives_refresh != "epoch"
     if not negatives:

@@ -133,11 +133,15 @@ class FFSpec(Strict):
     label_on_mode: Literal["constant", "image_max"] = "constant"  # ...or label_on * the image's max
     label_neutral: float = 0.1  # the neutral label puts this in each of the 10 pixels
     # Each layer's input (the raw image included) is x / (sqrt(reduce(x^2)) + norm_eps).
-    # none: x as it is (CwComp's layers, which normalise nothing between them).
-    norm: Literal["l2", "rms", "none"] = "rms"  # reduce = sum (l2) or mean (rms)
+    # none: x as it is (CwComp's layers, which normalise nothing between them); std: standardised,
+    # (x - mean(x)) / (unbiased std(x) + norm_eps) (SCFF's layers).
+    norm: Literal["l2", "rms", "none", "std"] = "rms"  # reduce = sum (l2) or mean (rms)
     norm_eps: PositiveFloat = 1e-8
     # standard: d relu(z)/dz = [z > 0].  straight_through (loeweX): the gradient passes as if identity.
     relu_grad: Literal["standard", "straight_through"] = "standard"
+    # What a dense layer passes on (to the next layer and the read-out): relu(z), or triangle:
+    # relu(z - mean over its units of z) (SCFF's). Its objective reads relu(z) either way.
+    activation: Literal["relu", "triangle"] = "relu"
     # The layer objective: how a layer turns its activities on positives and negatives into a
     # loss (`ffbench.variants.OBJECTIVES`), and its own parameters. logistic (the paper's):
     # goodness = sum or mean of squared ReLU activities; p(positive) = sigmoid(s * (goodness - threshold)).
@@ -268,6 +272,12 @@ class FFSpec(Strict):
     def threshold_for(self, fan_in: int) -> float:
         """The threshold of a layer with `fan_in` inputs."""
         return self.threshold * fan_in if self.threshold_scale == "input_width" else self.threshold
+
+    @property
+    def pairs(self) -> bool:
+        """Whether the inputs are pairs [a | b] that the first layer reads with shared weights
+        (the negative strategy's `pairs`: `self_contrastive`)."""
+        return NEGATIVES.get(self.negatives).pairs
 
     @property
     def embeds_labels(self) -> bool:
@@ -432,6 +442,10 @@ class FFTrial(TrialBase):
             raise ValueError("ff.goodness_over: position is per position of a conv layer's map: it needs conv")
         if ff.layer_epochs is not None:
             layer_windows.check(self)
+        if ff.activation != "relu" and (self.conv is not None or ff.recurrent is not None or ff.prediction != "softmax"):
+            raise ValueError("ff.activation: triangle is defined on feed-forward dense layers read by a softmax read-out "
+                             "(its goodness is of relu(z), its activities of z - mean z): it needs no conv, no "
+                             "ff.recurrent and ff.prediction: softmax")
         if ff.episodes > 1 and ff.schedule != "greedy":
             raise ValueError("ff.episodes repeats the greedy layer-wise pass: it needs ff.schedule: greedy")
         if ff.episodes > 1 and self.optimizer.cooldown_start is not None:

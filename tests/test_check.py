@@ -134,10 +134,10 @@ def test_a_perturbed_backend_fails(monkeypatch, capsys):
     # gradient against central differences of the reference's forward objective, and each conv
     # net's (its second conv layer's kernel)
     assert sorted(c.quantity for c in seen if not c.passed) == sorted(["ff.layer1.dW"] + [
-        f"ff.objective[{name}].layer1.{q}" for name in ("logistic", "symba", "cwc") for q in ("dW", "fd.dW")] + [
+        f"ff.objective[{name}].layer1.{q}" for name in ("logistic", "symba", "cwc", "scff") for q in ("dW", "fd.dW")] + [
         f"ff.conv[{case}].layer1.dW" for case in ("map", "position", "position.symba", "map.cwc", "map.cwc.bn")])
     out = capsys.readouterr().out
-    assert "FAIL" in out and "12 failed" in out
+    assert "FAIL" in out and "14 failed" in out
 
 
 def test_check_cli_passes_and_names_unknown_backends(capsys):

@@ -16,10 +16,11 @@ from ffbench.spec import NEGATIVES, parse_trial
 
 def test_every_strategy_is_listed_and_valid():
     assert set(NEGATIVES) == {"wrong_label", "permuted_label", "hard_label", "hard_label_top2", "hybrid_image", "class_split",
-                              "none"}
+                              "none", "self_contrastive"}
     for name in set(NEGATIVES) - {"none"}:
         parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [4], "epochs": 1,
-                     "ff": {"negatives": name, "prediction": "softmax"},
+                     "ff": {"negatives": name, "prediction": "softmax"} | (
+                         {"readout_phase": "after", "readout_epochs": 1} if name == "self_contrastive" else {}),
                      "data": {"classes": [0, 1, 2, 3, 4]} if name == "class_split" else {}})
     cwc = parse_trial({"algorithm": "ff", "backend": "torch", "seed": 0, "hidden": [40], "epochs": 1,
                        "ff": {"negatives": "none", "objective": "cwc", "goodness_over": "map", "norm": "none"}})

@@ -115,7 +115,8 @@ def test_shipped_suites_load():
     assert by_name["jax-example"].ff.negatives_refresh == "episode" and by_name["five-digits-100"].data.classes == [0, 1, 2, 3, 4]
     _, negs = load_suite(SUITES / "negatives.yaml")
     from ffbench.spec import NEGATIVES
-    assert {t.ff.negatives for t in negs if t.algorithm == "ff"} == set(NEGATIVES) - {"class_split", "none"}  # 5 classes; cwc
+    # not swept: class_split (5 classes), none (cwc), self_contrastive (SCFF's own recipe, variants.yaml)
+    assert {t.ff.negatives for t in negs if t.algorithm == "ff"} == set(NEGATIVES) - {"class_split", "none", "self_contrastive"}
     assert {t.epochs for t in negs if t.algorithm == "bp"} == {t.epochs for t in negs if t.algorithm == "ff"} == {10, 30, 60}
 
 
@@ -130,7 +131,7 @@ def test_shipped_suites_load():
     ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiments:\n  - algorithm: ff\n"
      "    ff: {negatives: random}\n",
      "s.yaml:4: experiments[0].ff.negatives: unknown negative strategy 'random'; expected one of: class_split, "
-     "hard_label, hard_label_top2, hybrid_image, none, permuted_label, wrong_label"),
+     "hard_label, hard_label_top2, hybrid_image, none, permuted_label, self_contrastive, wrong_label"),
     ("defaults: {backend: torch, hidden: [10], epochs: 1, seed: 0}\nexperiment:\n  - algorithm: ff\n",
      "s.yaml:2: experiment: unknown top-level key (did you mean 'experiments'?)"),
     ("defaults: {backend: torch, hidden: [10\nexperiments: []\n", "s.yaml:2: invalid YAML"),

@@ -49,7 +49,7 @@ def test_builtins_are_listed_without_importing_them():
     code = ("import sys, ffbench.variants as v; print(len(v.NEGATIVES.names()), len(v.OBJECTIVES.names()),"
             "any(m.startswith('ffbench.variants.builtin') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["7", "3", "False"]
+    assert out == ["8", "4", "False"]
 
 
 def test_logistic_gradient_equals_central_differences_of_its_loss():

@@ -27,7 +27,7 @@ from ffbench.reference.negatives import negatives_epoch, score_layers, training_
 from ffbench.reference.optim import lr_at
 from ffbench.spec import NUM_CLASSES, FFTrial
 from ffbench.variants import Batch
-from ffbench.variants.objectives import label_args, scores_classes
+from ffbench.variants.objectives import objective_args, scores_classes
 
 
 class FFTrainer(FFSchedule, JaxTrainer):
@@ -185,7 +185,7 @@ def features(ff, prec, params, running, x, active=None):
     if ff.recurrent is not None:
         return recurrent.features(ff, prec, params, x)
     active = ff.prediction_layers if active is None else active
-    h, feats = ops.overlay(x, None, ff), {}
+    h, feats = ops.eval_rows(x, ff), {}
     for i, q in enumerate(params[: max(active) + 1]):
         h = ops.layer_forward(h, q[0], q[1], ff, prec, layer=i, bn=frozen_bn(q, running[i]))
         if i in active:
@@ -261,12 +261,13 @@ def ff_step_losses(ff, prec, layers, trainable, params, running, pos, neg, xb, y
     readout_running = list(running)  # a joint read-out reads the pre-update statistics, as the pre-update layers
     for i in range(min(layers), max(layers) + 1):
         width = h.shape[1]
-        h, running[i] = ops.trained_layer(jax.lax.stop_gradient(h), params[i], running[i], ff, prec,
-                                          normalized=rows is not None and i == min(layers), layer=i)
-        ff_losses[i] = obj.loss(ops.objective_rows(h, ff, i), n * ff.positions(i), ff, p, width, **label_args(ff, yb))
+        seen, h, running[i] = ops.trained_layer(jax.lax.stop_gradient(h), params[i], running[i], ff, prec,
+                                                normalized=rows is not None and i == min(layers), layer=i)
+        ff_losses[i] = obj.loss(ops.objective_rows(seen, ff, i), n * ff.positions(i), ff, p, width,
+                                **objective_args(ff, yb, i))
         total = total + ff_losses[i]
         if ff.peer_weight > 0:
-            peer_losses[i], running[i] = ops.peer_loss(h[:n], running[i], ff)
+            peer_losses[i], running[i] = ops.peer_loss(seen[:n], running[i], ff)
             total = total + ff.peer_weight * peer_losses[i]
     readout_loss = jnp.zeros(())
     if trainable["readout"] is not None:
@@ -308,8 +309,9 @@ def _ff_epoch(tr: FFTrainer, layers, readout_only, active, kept, state, x, y, or
                 pos = neg = None
             elif ff.embeds_labels:
                 pos, neg = ops.overlay(xb, yb, ff), ops.overlay(xb, negb, ff)
-            else:  # the strategy's own negative images (x: the training images, and any pool)
-                pos, neg = xb, tr.strategy.inputs(tr, Batch(x, xb, yb, idx, negb, mask_key, jitter_key))
+            else:  # the strategy's own negative images (x: the training images, and any pool), and pairs
+                batch = Batch(x, xb, yb, idx, negb, mask_key, jitter_key)
+                pos, neg = tr.strategy.positives(tr, batch) if ff.pairs else xb, tr.strategy.inputs(tr, batch)
             grad_fn = jax.value_and_grad(ff_step_losses, argnums=3, has_aux=True)
             (_, (ffl, peer, rl, running)), grads = grad_fn(ff, prec, layers, trainable, params, running, pos, neg, xb, yb,
                                                            tr.objective_fn, rows)

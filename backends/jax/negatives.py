@@ -101,3 +101,29 @@ class NoNegatives:
 
     def inputs(self, tr, b: Batch):
         return b.xb[:0]
+
+
+class SelfContrastive:
+    """`reference.negatives.views` and `pair_offsets`; the draw's key is the batch's `mask_key`."""
+
+    def sample_by_position(self, tr, key: int, order: jax.Array) -> jax.Array:
+        return _pair_partners(tr.steps_per_epoch, tr.batch_size, _key(tr, rng.STREAM_PAIRING, key), order)
+
+    def _view(self, tr, b: Batch, x: jax.Array, index: jax.Array, view: int) -> jax.Array:
+        s = tr.variant_params.max_shift
+        h = ops.sample_hash(b.mask_key, 2 * index + view)
+        dy, dx = (ops.below(h, 4 * s) + 1) // 2 - s, (ops.below(ops.lowbias32(h), 4 * s) + 1) // 2 - s
+        return ops.shift_images(x, dy, dx, tr.image)
+
+    def positives(self, tr, b: Batch) -> jax.Array:
+        return ops.pair_rows(self._view(tr, b, b.xb, b.idx, 0), self._view(tr, b, b.xb, b.idx, 1))
+
+    def inputs(self, tr, b: Batch) -> jax.Array:
+        return ops.pair_rows(self._view(tr, b, b.xb, b.idx, 0), self._view(tr, b, b.images[b.negb], b.negb, 1))
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _pair_partners(steps, batch_size, key, order):
+    k = 1 + ops.below(ops.sample_hash(key, jnp.arange(steps, dtype=jnp.uint32)), batch_size - 1)
+    at = (jnp.arange(batch_size)[None, :] + k[:, None]) % batch_size
+    return jnp.take_along_axis(order.reshape(steps, batch_size), at, axis=1).reshape(-1)

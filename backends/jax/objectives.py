@@ -1,4 +1,4 @@
-"""The built-in layer objectives in JAX (`ffbench.variants.builtin_objectives`: Logistic, SymBa, CwC); their
+"""The built-in layer objectives in JAX (`ffbench.variants.builtin_objectives`: Logistic, SymBa, CwC, SCFF); their
 gradients are `jax.grad`'s."""
 
 from __future__ import annotations
@@ -45,3 +45,14 @@ class CwC:
     def loss(self, h: jax.Array, n_pos: int, ff, params, fan_in: int, labels=None) -> jax.Array:
         logp = jax.nn.log_softmax(self.class_scores(h, ff, params), axis=1)
         return -jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=1).mean()
+
+
+class SCFF:
+    """`ffbench.variants.builtin_objectives.SCFF`: softplus(th+ - g+), softplus(g- - th-), + lamda g+, per layer."""
+
+    goodness = Logistic.goodness
+    score = Logistic.goodness
+
+    def loss(self, h: jax.Array, n_pos: int, ff, params, fan_in: int, layer=None) -> jax.Array:
+        g, (pos, neg, lam) = self.goodness(h, ff, params), params.at(0 if layer is None else layer)
+        return jax.nn.softplus(pos - g[:n_pos]).mean() + jax.nn.softplus(g[n_pos:] - neg).mean() + lam * g[:n_pos].mean()

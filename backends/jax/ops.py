@@ -8,6 +8,7 @@ from jax import lax
 
 from ffbench.geometry import Geometry
 from ffbench.reference.ff import label_groups
+from ffbench.reference.negatives import VIEW_EPS
 from ffbench.reference.rng import MUL1, MUL2
 from ffbench.spec import NUM_CLASSES, FFSpec
 
@@ -145,6 +146,9 @@ def overlay(x: jax.Array, labels: jax.Array | None, ff: FFSpec) -> jax.Array:
 def normalize(x: jax.Array, kind: str, eps: float) -> jax.Array:
     if kind == "none":
         return x
+    if kind == "std":  # over the last axis, as torch's (`pair_rows`)
+        c = x - x.mean(axis=-1, keepdims=True)
+        return c / (jnp.sqrt((c * c).sum(axis=-1, keepdims=True) / (x.shape[-1] - 1)) + eps)
     sq = x * x
     r = jnp.sqrt(sq.sum(axis=1, keepdims=True) if kind == "l2" else sq.mean(axis=1, keepdims=True))
     return x / (r + eps)
@@ -244,26 +248,56 @@ def _conv_pool(x: jax.Array, w: jax.Array, b: jax.Array, spec, relu_grad: str, p
     return a
 
 
+def dense(xn: jax.Array, w: jax.Array, b: jax.Array, ff: FFSpec, precision: str) -> jax.Array:
+    """A dense layer's pre-activation z; rows twice its fan-in wide are pairs (`reference.ff.pair_sum`)."""
+    w, d = effective_weights(w, ff), w.shape[1]
+    if xn.shape[1] == 2 * d:
+        return linear(xn[:, :d] + xn[:, d:], w, None, precision) + 2.0 * b
+    return linear(xn, w, b, precision)
+
+
+def activate(z: jax.Array, ff: FFSpec) -> jax.Array:
+    """`reference.ff.activate`: relu(z), or relu(z - mean z) (ff.activation: triangle)."""
+    return relu(z, ff.relu_grad) if ff.activation == "relu" else jax.nn.relu(z - z.mean(axis=1, keepdims=True))
+
+
 def layer_forward(x: jax.Array, w: jax.Array, b: jax.Array, ff: FFSpec, precision: str = "fp32",
                   normalized: bool = False, layer: int | None = None, bn=None) -> jax.Array:
-    """relu(W normalize(x) + b), or layer `layer`'s conv (a conv net's ops need the index);
+    """activate(W normalize(x) + b), or layer `layer`'s conv (a conv net's ops need the index);
     `normalized`: `x` is normalised already (`ffbench.frozen`); `bn`: a batch-normalised
     layer's `reference.ff.frozen_bn`."""
     xn = x if normalized else normalize(x, ff.norm, ff.norm_eps)
     spec = ff.conv_layer(layer)
     if spec is not None:
         return conv_layer(xn, w, b, spec, ff.relu_grad, precision, bn)
-    return relu(linear(xn, effective_weights(w, ff), b, precision), ff.relu_grad)
+    return activate(dense(xn, w, b, ff, precision), ff)
 
 
 def trained_layer(x: jax.Array, p: tuple, running: jax.Array, ff: FFSpec, precision: str = "fp32",
-                  normalized: bool = False, layer: int | None = None) -> tuple[jax.Array, jax.Array]:
-    """(output, carried statistics) of layer `layer` (params `p`) where it trains: a batch-normalised
-    conv layer on its batch's statistics (`reference.ff._train_forward`), else `layer_forward`."""
-    if len(p) == 2:
-        return layer_forward(x, *p, ff, precision, normalized=normalized, layer=layer), running
+                  normalized: bool = False, layer: int | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(what its objective reads, its output, carried statistics) of layer `layer` (params `p`)
+    where it trains: a batch-normalised conv layer on its batch's statistics
+    (`reference.ff._train_forward`), else `layer_forward`; a triangle layer's objective reads
+    relu(z) (`reference.ff.objective_activities`)."""
     xn = x if normalized else normalize(x, ff.norm, ff.norm_eps)
-    return conv_layer_train(xn, *p, running, ff.conv_layer(layer), ff.relu_grad, precision)
+    if len(p) > 2:
+        h, running = conv_layer_train(xn, *p, running, ff.conv_layer(layer), ff.relu_grad, precision)
+        return h, h, running
+    if ff.activation == "relu" or ff.conv_layer(layer) is not None:
+        h = layer_forward(xn, *p, ff, precision, normalized=True, layer=layer)
+        return h, h, running
+    z = dense(xn, *p, ff, precision)
+    return relu(z, ff.relu_grad), activate(z, ff), running
+
+
+def eval_rows(x: jax.Array, ff: FFSpec) -> jax.Array:
+    """`reference.ff.eval_rows`: the neutral-label overlay, or a pairing strategy's own rows."""
+    return pair_rows(x, x) if ff.pairs else overlay(x, None, ff)
+
+
+def pair_rows(a: jax.Array, b: jax.Array) -> jax.Array:
+    """[a | b] of two views, each standardised on its own (`reference.negatives.views`)."""
+    return jnp.concatenate([normalize(a, "std", VIEW_EPS), normalize(b, "std", VIEW_EPS)], axis=-1)
 
 
 def objective_rows(h: jax.Array, ff: FFSpec, layer: int | None) -> jax.Array:

@@ -35,8 +35,8 @@ def ff_layers(params, x_pos, x_neg, ff: FFSpec, labels=None) -> list[dict]:
     out, h, n = [], jnp.concatenate([pos, neg]), pos.shape[0]
     obj, obj_params = bound_objective(ff, "jax")
     for i, q in enumerate(p):
-        h = ops.trained_layer(h, q, running[i], ff, layer=i)[0]
-        g = np.asarray(ops.image_scores(obj.goodness(ops.objective_rows(h, ff, i), ff, obj_params), ff, i))
+        seen, h, _ = ops.trained_layer(h, q, running[i], ff, layer=i)
+        g = np.asarray(ops.image_scores(obj.goodness(ops.objective_rows(seen, ff, i), ff, obj_params), ff, i))
         dw, db, *dbn = grads["layers"][i]
         out.append({"g_pos": g[:n], "g_neg": g[n:], "loss": float(losses[i]), "peer_loss": float(peers[i]),
                     "dW": np.asarray(dw), "db": np.asarray(db), "dbn": [np.asarray(t) for t in dbn]})

@@ -149,8 +149,11 @@ class FFTrainer(FFSchedule, KerasTrainer):
                 return {"stats": sums["stats"] + apply(cached, None, xb, yb), "collisions": collisions}
             if ff.embeds_labels:
                 h_neg = kops.overlay(xb, negb, ff)
-            else:  # the strategy's own negative images
-                h_neg = self.strategy.inputs(self, Batch(d["images"], xb, yb, idx, negb, d["mask_key"], d["jitter_key"]))
+            else:  # the strategy's own negative images (and a pairing strategy's positives)
+                batch = Batch(d["images"], xb, yb, idx, negb, d["mask_key"], d["jitter_key"])
+                h_neg = self.strategy.inputs(self, batch)
+                if ff.pairs:
+                    xb = self.strategy.positives(self, batch)
             h_pos = cached if kept else kops.overlay(xb, yb, ff)
             return {"stats": sums["stats"] + apply(h_pos, h_neg, xb, yb), "collisions": collisions}
         return body
@@ -241,7 +244,7 @@ class FFTrainer(FFSchedule, KerasTrainer):
     def features(self, xb):
         """`reference.ff.readout_features` of `readout_layers` (zeros for the other prediction layers)."""
         ff, active, feats = self.ff, self.readout_layers, {}
-        h = kops.overlay(xb, None, ff)
+        h = kops.eval_rows(xb, ff)
         for i, q in enumerate(self.params[: max(active) + 1]):
             h = kops.layer_forward(h, q[0], q[1], ff, layer=i, bn=frozen_bn(q, self.running[i]))
             if i in active:

@@ -92,3 +92,34 @@ class NoNegatives:
 
     def inputs(self, tr, b: Batch):
         return b.xb[:0]
+
+
+class SelfContrastive:
+    """`reference.negatives.views` and `pair_offsets`; the draw's key is the batch's `mask_key`."""
+
+    def sample_by_position(self, tr, key: int, epoch: int):
+        """(the epoch's order, each position's partner in its batch), from one compiled call."""
+        return kcompile.function(_pair_partners, tr.steps_per_epoch, tr.batch_size)(
+            tr.order_key(epoch), _key(tr, rng.STREAM_PAIRING, key), tr.index)
+
+    def _view(self, tr, b: Batch, x, index, view: int):
+        s = tr.variant_params.max_shift
+        h = kops.sample_hash(b.mask_key, ops.cast(2 * index + view, "uint32"))
+        dy, dx = (kops.below(h, 4 * s) + 1) // 2 - s, (kops.below(kops.lowbias32(h), 4 * s) + 1) // 2 - s
+        return kops.shift_images(x, dy, dx, tr.image)
+
+    def positives(self, tr, b: Batch):
+        return kops.pair_rows(self._view(tr, b, b.xb, b.idx, 0), self._view(tr, b, b.xb, b.idx, 1))
+
+    def inputs(self, tr, b: Batch):
+        images = ops.take(b.images, b.negb, axis=0)
+        return kops.pair_rows(self._view(tr, b, b.xb, b.idx, 0), self._view(tr, b, images, b.negb, 1))
+
+
+def _pair_partners(steps: int, batch_size: int, order_key, pairing_key, index):
+    """The epoch's order, and as each position's negative the dataset index of the position k
+    after it in its batch (`reference.negatives.pair_offsets`)."""
+    order = ops.reshape(ordered(steps * batch_size, order_key, index), (steps, batch_size))
+    k = 1 + kops.below(kops.sample_hash(pairing_key, kops._arange_u32(steps)), batch_size - 1)
+    at = ops.mod(ops.arange(batch_size)[None, :] + ops.cast(k, "int32")[:, None], batch_size)
+    return ops.reshape(order, (-1,)), ops.reshape(ops.take_along_axis(order, at, axis=1), (-1,))

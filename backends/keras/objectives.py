@@ -1,4 +1,4 @@
-"""The built-in layer objectives in `keras.ops` (`ffbench.variants.builtin_objectives`: Logistic, SymBa, CwC);
+"""The built-in layer objectives in `keras.ops` (`ffbench.variants.builtin_objectives`: Logistic, SymBa, CwC, SCFF);
 their gradients with respect to the activities are the Keras backend's autodiff (`ops.grad_h`)."""
 
 from __future__ import annotations
@@ -45,3 +45,15 @@ class CwC:
     def loss(self, h, n_pos: int, ff, params, fan_in: int, labels=None):
         logp = ops.log_softmax(self.class_scores(h, ff, params), axis=1)
         return -ops.mean(ops.sum(logp * ops.one_hot(labels, 10, dtype=logp.dtype), axis=1))
+
+
+class SCFF:
+    """`ffbench.variants.builtin_objectives.SCFF`: softplus(th+ - g+), softplus(g- - th-), + lamda g+, per layer."""
+
+    goodness = Logistic.goodness
+    score = Logistic.goodness
+
+    def loss(self, h, n_pos: int, ff, params, fan_in: int, layer=None):
+        g, (pos, neg, lam) = self.goodness(h, ff, params), params.at(0 if layer is None else layer)
+        return (ops.mean(ops.softplus(pos - g[:n_pos])) + ops.mean(ops.softplus(g[n_pos:] - neg))
+                + lam * ops.mean(g[:n_pos]))

@@ -17,8 +17,10 @@ from keras import ops
 from ffbench.geometry import Geometry
 from ffbench.reference.ff import label_groups
 from ffbench.reference.ff import local_mask as reference_local_mask
+from ffbench.reference.negatives import VIEW_EPS
 from ffbench.reference.rng import MUL1, MUL2
 from ffbench.spec import NUM_CLASSES, FFSpec
+from ffbench.variants.objectives import objective_args
 
 
 # ---------------------------------------------------------------- rng.py
@@ -188,6 +190,9 @@ def overlay(x, labels, ff: FFSpec):
 def normalize(x, kind: str, eps: float):
     if kind == "none":
         return x
+    if kind == "std":  # over the last axis, as torch's (`pair_rows`)
+        c = x - ops.mean(x, axis=-1, keepdims=True)
+        return c / (ops.sqrt(ops.sum(c * c, axis=-1, keepdims=True) / (x.shape[-1] - 1)) + eps)
     sq = x * x
     r = ops.sqrt(ops.sum(sq, axis=1, keepdims=True) if kind == "l2" else ops.mean(sq, axis=1, keepdims=True))
     return x / (r + eps)
@@ -361,15 +366,39 @@ def effective_kernel(kernel, ff: FFSpec):
     return kernel if ff.receptive_field is None else kernel * local_mask(*kernel.shape, ff.receptive_field, ff.image)
 
 
+def pair_sum(xn, kernel):
+    """`reference.ff.pair_sum` in the kernel layout (in, out): (what the kernel multiplies, the bias's factor)."""
+    d = kernel.shape[0]
+    if xn.shape[1] == 2 * d:
+        return xn[:, :d] + xn[:, d:], 2.0
+    return xn, 1.0
+
+
+def activate(z, ff: FFSpec):
+    """`reference.ff.activate`: relu(z), or relu(z - mean z) (ff.activation: triangle)."""
+    return ops.relu(z if ff.activation == "relu" else z - ops.mean(z, axis=1, keepdims=True))
+
+
 def layer_forward(x, kernel, bias, ff: FFSpec, normalized: bool = False, layer: int | None = None, bn=None):
-    """relu(normalize(x) K + b), or layer `layer`'s conv (a conv net's ops need the index);
+    """activate(normalize(x) K + b), or layer `layer`'s conv (a conv net's ops need the index);
     `normalized`: `x` is normalised already (`ffbench.frozen`); `bn`: a batch-normalised
     layer's `reference.ff.frozen_bn`."""
     xn = x if normalized else normalize(x, ff.norm, ff.norm_eps)
     spec = ff.conv_layer(layer)
     if spec is not None:
         return conv_layer(xn, kernel, bias, spec, ff.relu_grad, bn)
-    return ops.relu(ops.matmul(xn, effective_kernel(kernel, ff)) + bias)
+    xs, scale = pair_sum(xn, kernel)
+    return activate(ops.matmul(xs, effective_kernel(kernel, ff)) + scale * bias, ff)
+
+
+def eval_rows(x, ff: FFSpec):
+    """`reference.ff.eval_rows`: the neutral-label overlay, or a pairing strategy's own rows."""
+    return pair_rows(x, x) if ff.pairs else overlay(x, None, ff)
+
+
+def pair_rows(a, b):
+    """[a | b] of two views, each standardised on its own (`reference.negatives.views`)."""
+    return ops.concatenate([normalize(a, "std", VIEW_EPS), normalize(b, "std", VIEW_EPS)], axis=-1)
 
 
 def first_layer_all_labels(x, kernel, bias, ff: FFSpec, bn=None):
@@ -391,14 +420,14 @@ def first_layer_all_labels(x, kernel, bias, ff: FFSpec, bn=None):
 def layer_step(x_pos, x_neg, p, ff: FFSpec, running, objective, xn=None, layer: int | None = None,
                labels=None):
     """reference.ff.layer_step of the layer with params `p` ((kernel, bias), or a batch-normalised
-    layer's (kernel, bias, gamma, beta)): (loss, peer loss, goodness, h, [the gradient of each
-    of p], new carried statistics: the peer running mean, or the batch norm's running
-    statistics). `objective`: (the layer objective's Keras implementation, its parameters). `xn`:
+    layer's (kernel, bias, gamma, beta)): (loss, peer loss, goodness, h (its output, the next
+    layer's input), [the gradient of each of p], new carried statistics: the peer running mean,
+    or the batch norm's running statistics). `objective`: (the layer objective's Keras implementation, its parameters). `xn`:
     the normalised [x_pos; x_neg] where it is cached (`ffbench.frozen`; `x_pos`, `x_neg` unread).
     `labels`: the positives' classes, for a `labelled` objective (else None).
     A conv layer's gradients are the backend's autodiff through the conv and the pooling."""
     obj, obj_params = objective
-    kw = {} if labels is None else {"labels": labels}
+    kw = objective_args(ff, labels, layer)
     if xn is None:
         xn = normalize(ops.concatenate([x_pos, x_neg], axis=0), ff.norm, ff.norm_eps)
     n = xn.shape[0] // 2 if x_pos is None else x_pos.shape[0]
@@ -415,8 +444,9 @@ def layer_step(x_pos, x_neg, p, ff: FFSpec, running, objective, xn=None, layer: 
         (loss, (h, new_running)), grads = value_and_grads(f, *p)
         g = image_scores(obj.goodness(objective_rows(h, ff, layer), ff, obj_params), ff, layer)
         return loss, ops.zeros(()), g, h, list(grads), new_running
-    z = ops.matmul(xn, effective_kernel(kernel, ff)) + bias
-    h = ops.relu(z)
+    xs, scale = pair_sum(xn, kernel)
+    z = ops.matmul(xs, effective_kernel(kernel, ff)) + scale * bias
+    h = ops.relu(z)  # what the objective reads; the layer passes on `activate(z)`
     units = h.shape[1]
     g = obj.goodness(h, ff, obj_params)
     loss, dh = grad_h(lambda v: obj.loss(v, n, ff, obj_params, xn.shape[1], **kw), h)
@@ -428,10 +458,10 @@ def layer_step(x_pos, x_neg, p, ff: FFSpec, running, objective, xn=None, layer: 
         push = ops.broadcast_to(ff.peer_weight * (1 - ff.peer_momentum) * dr / n, (n, units))
         dh = dh + ops.concatenate([push, ops.zeros((h.shape[0] - n, units), h.dtype)], axis=0)
     dz = dh if ff.relu_grad == "straight_through" else dh * ops.cast(z > 0, h.dtype)
-    dk = ops.matmul(ops.transpose(xn), dz)
+    dk = ops.matmul(ops.transpose(xs), dz)
     if ff.receptive_field is not None:
         dk = dk * local_mask(*kernel.shape, ff.receptive_field, ff.image)
-    return loss, peer_loss, g, h, [dk, ops.sum(dz, axis=0)], running
+    return loss, peer_loss, g, h if ff.activation == "relu" else activate(z, ff), [dk, scale * ops.sum(dz, axis=0)], running
 
 
 def softmax_xent(logits, labels):

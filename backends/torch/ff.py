@@ -27,7 +27,7 @@ from ffbench.reference.optim import lr_at
 from ffbench.reference.rng import STREAM_JITTER, STREAM_MASK, stream_key
 from ffbench.spec import NUM_CLASSES, FFSpec, FFTrial
 from ffbench.variants import OBJECTIVES, Batch
-from ffbench.variants.objectives import scores_classes
+from ffbench.variants.objectives import objective_args, scores_classes
 
 
 def ff_objective(params, running, pos, neg, ff: FFSpec, layers, precision: str = "fp32", objective=None, rows=None,
@@ -55,13 +55,13 @@ def ff_objective(params, running, pos, neg, ff: FFSpec, layers, precision: str =
     total = h.new_zeros(())
     for i in range(first, max(layers) + 1):
         width = h.shape[1]
-        h, running[i] = ops.trained_layer(h.detach(), params[i], running[i], ff, precision,
-                                          normalized=rows is not None and i == first, layer=i)
-        ff_losses[i] = obj.loss(ops.objective_rows(h, ff, i), n * ff.positions(i), ff, p, width,
-                                **({} if labels is None else {"labels": labels}))
+        seen, h, running[i] = ops.trained_layer(h.detach(), params[i], running[i], ff, precision,
+                                                normalized=rows is not None and i == first, layer=i)
+        ff_losses[i] = obj.loss(ops.objective_rows(seen, ff, i), n * ff.positions(i), ff, p, width,
+                                **objective_args(ff, labels, i))
         total = total + ff_losses[i]
         if ff.peer_weight > 0:
-            peer_losses[i], running[i] = ops.peer_loss(h[:n], running[i], ff)
+            peer_losses[i], running[i] = ops.peer_loss(seen[:n], running[i], ff)
             total = total + ff.peer_weight * peer_losses[i]
     return total, ff_losses, peer_losses, running
 
@@ -83,7 +83,7 @@ def frozen_input(params, running, h: torch.Tensor, ff: FFSpec, precision: str) -
 def features(params, running, xb, ff: FFSpec, active, widths, precision: str = "fp32") -> torch.Tensor:
     """`reference.ff.readout_features`: the normalised activities of the prediction layers on
     the neutral-label pass, zeros for those not in `active` (`FFSchedule.readout_layers`)."""
-    h, feats = ops.overlay(xb, None, ff), {}
+    h, feats = ops.eval_rows(xb, ff), {}
     with torch.no_grad():
         for i, p in enumerate(params[: max(active) + 1]):
             h = ops.layer_forward(h, p[0], p[1], ff, precision, layer=i, bn=frozen_bn(p, running[i]))
@@ -275,7 +275,10 @@ class FFTrainer(FFSchedule, TorchTrainer):
                 if self.reports_collisions:
                     sums["collisions"][..., 0] += (negb == yb).sum(dim=-1)
                 if not self.ff.embeds_labels:  # the negative images themselves
-                    negb = self.strategy.inputs(self, Batch(self.images, xb, yb, idx, negb, plan.mask_key, plan.jitter_key))
+                    batch = Batch(self.images, xb, yb, idx, negb, plan.mask_key, plan.jitter_key)
+                    negb = self.strategy.inputs(self, batch)
+                    if self.ff.pairs:  # the positives too: the strategy's pairs
+                        xb = self.strategy.positives(self, batch)
                 at = None if cached is None else frozen.row_index(idx, self.n, cached.shape[0] == 2 * self.n, torch.cat)
                 rows = [] if cached is None else [cached if at is None else cached[at]]
                 loss, ff_losses, peer_losses, readout_loss, holder.running = objective(

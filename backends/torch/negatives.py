@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from ffbench_backends.torch import ops
 
+from ffbench.reference.rng import STREAM_PAIRING, stream_key
 from ffbench.variants.negatives import Batch
 
 
@@ -58,3 +59,26 @@ class NoNegatives:
 
     def inputs(self, tr, b: Batch):
         return b.xb[:0]
+
+
+class SelfContrastive:
+    """`reference.negatives.views` and `pair_offsets`; the draw's key is the batch's `mask_key`."""
+
+    def sample_by_position(self, tr, key: int, order: torch.Tensor) -> torch.Tensor:
+        steps, b = tr.steps_per_epoch, tr.batch_size
+        k = 1 + ops.below(ops.sample_hash(stream_key(tr.trial.seed, STREAM_PAIRING, key),
+                                          torch.arange(steps, device=order.device)), b - 1)
+        at = (torch.arange(b, device=order.device)[None, :] + k[:, None]) % b
+        return torch.gather(order.view(steps, b), 1, at).reshape(-1)
+
+    def _view(self, tr, b: Batch, x: torch.Tensor, index: torch.Tensor, view: int) -> torch.Tensor:
+        s = tr.variant_params.max_shift
+        h = ops.sample_hash(b.mask_key, 2 * index + view)
+        dy, dx = (ops.below(h, 4 * s) + 1) // 2 - s, (ops.below(ops.lowbias32(h), 4 * s) + 1) // 2 - s
+        return ops.shift_images(x, dy, dx, tr.image)
+
+    def positives(self, tr, b: Batch) -> torch.Tensor:
+        return ops.pair_rows(self._view(tr, b, b.xb, b.idx, 0), self._view(tr, b, b.xb, b.idx, 1))
+
+    def inputs(self, tr, b: Batch) -> torch.Tensor:
+        return ops.pair_rows(self._view(tr, b, b.xb, b.idx, 0), self._view(tr, b, b.images[b.negb], b.negb, 1))

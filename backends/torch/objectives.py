@@ -1,4 +1,4 @@
-"""The built-in layer objectives in torch (`ffbench.variants.builtin_objectives`: Logistic, SymBa, CwC);
+"""The built-in layer objectives in torch (`ffbench.variants.builtin_objectives`: Logistic, SymBa, CwC, SCFF);
 their gradients are autograd's."""
 
 from __future__ import annotations
@@ -46,3 +46,14 @@ class CwC:
 
     def loss(self, h: torch.Tensor, n_pos: int, ff, params, fan_in: int, labels=None) -> torch.Tensor:
         return F.cross_entropy(self.class_scores(h, ff, params), labels)
+
+
+class SCFF:
+    """`ffbench.variants.builtin_objectives.SCFF`: softplus(th+ - g+), softplus(g- - th-), + lamda g+, per layer."""
+
+    goodness = Logistic.goodness
+    score = Logistic.goodness
+
+    def loss(self, h: torch.Tensor, n_pos: int, ff, params, fan_in: int, layer=None) -> torch.Tensor:
+        g, (pos, neg, lam) = self.goodness(h, ff, params), params.at(0 if layer is None else layer)
+        return F.softplus(pos - g[:n_pos]).mean() + F.softplus(g[n_pos:] - neg).mean() + lam * g[:n_pos].mean()

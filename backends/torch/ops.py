@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from ffbench.geometry import Geometry
 from ffbench.reference.ff import label_groups
+from ffbench.reference.negatives import VIEW_EPS
 from ffbench.reference.rng import (
     MASK32,
     MUL1,
@@ -170,6 +171,9 @@ def overlay(x: torch.Tensor, labels: torch.Tensor | None, ff: FFSpec) -> torch.T
 def normalize(x: torch.Tensor, kind: str, eps: float) -> torch.Tensor:
     if kind == "none":
         return x
+    if kind == "std":  # over the last axis: a pack's views have a leading member axis (`pair_rows`)
+        c = x - x.mean(dim=-1, keepdim=True)
+        return c / (torch.sqrt((c * c).sum(dim=-1, keepdim=True) / (x.shape[-1] - 1)) + eps)
     sq = x * x
     r = torch.sqrt(sq.sum(dim=1, keepdim=True) if kind == "l2" else sq.mean(dim=1, keepdim=True))
     return x / (r + eps)
@@ -229,6 +233,8 @@ def _conv_pool(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, spec, relu_gra
     if precision == "bf16":
         z = F.conv2d(x4.to(torch.bfloat16), w.to(torch.bfloat16), None, spec.stride, spec.padding, 1, spec.groups)
         z = z.float() + b[:, None, None]
+    elif spec.batch_norm:  # the bias added apart: its gradient, a sum that batch norm cancels to ~0, summed by autograd
+        z = F.conv2d(x4, w, None, spec.stride, spec.padding, 1, spec.groups) + b[:, None, None]
     else:
         z = F.conv2d(x4, w, b, spec.stride, spec.padding, 1, spec.groups)
     a = relu(z, relu_grad)
@@ -239,26 +245,56 @@ def _conv_pool(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, spec, relu_gra
     return a
 
 
+def dense(xn: torch.Tensor, w: torch.Tensor, b: torch.Tensor, ff: FFSpec, precision: str) -> torch.Tensor:
+    """A dense layer's pre-activation z; rows twice its fan-in wide are pairs (`reference.ff.pair_sum`)."""
+    w, d = effective_weights(w, ff), w.shape[1]
+    if xn.shape[1] == 2 * d:
+        return linear(xn[:, :d] + xn[:, d:], w, None, precision) + 2.0 * b
+    return linear(xn, w, b, precision)
+
+
+def activate(z: torch.Tensor, ff: FFSpec) -> torch.Tensor:
+    """`reference.ff.activate`: relu(z), or relu(z - mean z) (ff.activation: triangle)."""
+    return relu(z, ff.relu_grad) if ff.activation == "relu" else torch.relu(z - z.mean(dim=1, keepdim=True))
+
+
 def layer_forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, ff: FFSpec, precision: str = "fp32",
                   normalized: bool = False, layer: int | None = None, bn=None) -> torch.Tensor:
-    """relu(W normalize(x) + b), or layer `layer`'s conv (a conv net's ops need the index);
+    """activate(W normalize(x) + b), or layer `layer`'s conv (a conv net's ops need the index);
     `normalized`: `x` is normalised already (`ffbench.frozen`); `bn`: a batch-normalised
     layer's `reference.ff.frozen_bn`."""
     xn = x if normalized else normalize(x, ff.norm, ff.norm_eps)
     spec = ff.conv_layer(layer)
     if spec is not None:
         return conv_layer(xn, w, b, spec, ff.relu_grad, precision, bn)
-    return relu(linear(xn, effective_weights(w, ff), b, precision), ff.relu_grad)
+    return activate(dense(xn, w, b, ff, precision), ff)
 
 
 def trained_layer(x: torch.Tensor, p: tuple, running: torch.Tensor, ff: FFSpec, precision: str = "fp32",
-                  normalized: bool = False, layer: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(output, carried statistics) of layer `layer` (params `p`) where it trains: a batch-normalised
-    conv layer on its batch's statistics (`reference.ff._train_forward`), else `layer_forward`."""
-    if len(p) == 2:
-        return layer_forward(x, *p, ff, precision, normalized=normalized, layer=layer), running
+                  normalized: bool = False, layer: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(what its objective reads, its output, carried statistics) of layer `layer` (params `p`)
+    where it trains: a batch-normalised conv layer on its batch's statistics
+    (`reference.ff._train_forward`), else `layer_forward`; a triangle layer's objective reads
+    relu(z) (`reference.ff.objective_activities`)."""
     xn = x if normalized else normalize(x, ff.norm, ff.norm_eps)
-    return conv_layer_train(xn, *p, running, ff.conv_layer(layer), ff.relu_grad, precision)
+    if len(p) > 2:
+        h, running = conv_layer_train(xn, *p, running, ff.conv_layer(layer), ff.relu_grad, precision)
+        return h, h, running
+    if ff.activation == "relu" or ff.conv_layer(layer) is not None:
+        h = layer_forward(xn, *p, ff, precision, normalized=True, layer=layer)
+        return h, h, running
+    z = dense(xn, *p, ff, precision)
+    return relu(z, ff.relu_grad), activate(z, ff), running
+
+
+def eval_rows(x: torch.Tensor, ff: FFSpec) -> torch.Tensor:
+    """`reference.ff.eval_rows`: the neutral-label overlay, or a pairing strategy's own rows."""
+    return pair_rows(x, x) if ff.pairs else overlay(x, None, ff)
+
+
+def pair_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """[a | b] of two views, each standardised on its own (`reference.negatives.views`)."""
+    return torch.cat([normalize(a, "std", VIEW_EPS), normalize(b, "std", VIEW_EPS)], dim=-1)
 
 
 def objective_rows(h: torch.Tensor, ff: FFSpec, layer: int | None) -> torch.Tensor:

@@ -32,8 +32,8 @@ def ff_layers(params, x_pos, x_neg, ff: FFSpec, labels=None) -> list[dict]:
     obj, obj_params = bound_objective(ff, "torch")
     with torch.no_grad():
         for i, q in enumerate(p):
-            h = ops.trained_layer(h, q, running[i], ff, layer=i)[0]
-            g = ops.image_scores(obj.goodness(ops.objective_rows(h, ff, i), ff, obj_params), ff, i)
+            seen, h, _ = ops.trained_layer(h, q, running[i], ff, layer=i)
+            g = ops.image_scores(obj.goodness(ops.objective_rows(seen, ff, i), ff, obj_params), ff, i)
             out.append({"g_pos": g[:n].numpy(), "g_neg": g[n:].numpy(), "loss": losses[i].item(),
                         "peer_loss": peers[i].item() if i in peers else 0.0, "dW": q[0].grad.numpy(), "db": q[1].grad.numpy(),
                         "dbn": [t.grad.numpy() for t in q[2:]]})

@@ -29,7 +29,8 @@ import numpy as np
 from ffbench.geometry import Geometry
 from ffbench.reference import conv, optim
 from ffbench.spec import NUM_CLASSES, FFSpec, OptimizerSpec
-from ffbench.variants.objectives import label_args, objective
+from ffbench.variants.negatives import NEGATIVES
+from ffbench.variants.objectives import objective, objective_args
 
 PEER_INIT = 0.5
 STATE_KEYS = ("W", "b", "gamma", "beta")  # a layer's params in a trainer's `state()`: W0, b0, gamma0, ...; its
@@ -121,9 +122,22 @@ def overlay(x: np.ndarray, labels: np.ndarray | None, ff: FFSpec) -> np.ndarray:
     return out
 
 
+def eval_rows(x: np.ndarray, ff: FFSpec) -> np.ndarray:
+    """What the net reads of images x outside training (the softmax read-out's pass, its
+    training included): the neutral-label overlay, or a strategy's own rows (`pairs`:
+    `self_contrastive`'s pair of the standardised image with itself)."""
+    strat = NEGATIVES.get(ff.negatives)
+    return strat.eval_inputs(ff, x) if strat.pairs else overlay(x, None, ff)
+
+
 def normalize(x: np.ndarray, kind: str, eps: float) -> np.ndarray:
+    """Each row x / (sqrt(reduce(x^2)) + eps) (l2: the sum, rms: the mean), x itself (none), or
+    standardised, (x - mean(x)) / (std(x) + eps) with the unbiased std (std: SCFF's stdnorm)."""
     if kind == "none":
         return x
+    if kind == "std":
+        c = x - x.mean(axis=1, keepdims=True)
+        return c / (np.sqrt((c * c).sum(axis=1, keepdims=True) / (x.shape[1] - 1)) + eps)
     sq = x * x
     r = np.sqrt(sq.sum(axis=1, keepdims=True) if kind == "l2" else sq.mean(axis=1, keepdims=True))
     return x / (r + eps)
@@ -145,6 +159,23 @@ def effective_weights(w: np.ndarray, ff: FFSpec) -> np.ndarray:
     return w if ff.receptive_field is None else w * local_mask(*w.shape, ff.receptive_field, ff.image).astype(w.dtype)
 
 
+def pair_sum(xn: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, float]:
+    """What a dense layer with weights `w` (out, in) multiplies, and its bias's factor: rows of
+    width `in` as they are (1); rows of twice that width are pairs [a | b] read with shared
+    weights, W a + W b + 2 bias (SCFF's layer on its pairs: `self_contrastive`), so (a + b, 2)."""
+    d = w.shape[1]
+    if xn.shape[1] == 2 * d:
+        return xn[:, :d] + xn[:, d:], 2.0
+    return xn, 1.0
+
+
+def activate(z: np.ndarray, ff: FFSpec) -> np.ndarray:
+    """A dense layer's activities (what the next layer, the read-out and predictions read): relu(z),
+    or with ff.activation: triangle relu(z - mean over the layer's units of z) (SCFF's). The
+    layer objective always reads relu(z) (`objective_activities`)."""
+    return np.maximum(z - z.mean(axis=1, keepdims=True) if ff.activation == "triangle" else z, 0)
+
+
 def layer_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, ff: FFSpec,
                   layer: int | None = None, bn=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(normalised input, pre-activation, activation) of layer `layer` (a conv net's ops need
@@ -155,8 +186,15 @@ def layer_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, ff: FFSpec,
     if spec is not None:
         z, h = conv.layer(xn, w, b, spec, _running_or_initial(bn, spec))
         return xn, z, h.reshape(len(x), spec.output.size)
-    z = xn @ effective_weights(w, ff).T + b
-    return xn, z, np.maximum(z, 0)
+    xs, scale = pair_sum(xn, w)
+    z = xs @ effective_weights(w, ff).T + scale * b
+    return xn, z, activate(z, ff)
+
+
+def objective_activities(z: np.ndarray, h: np.ndarray, ff: FFSpec, layer: int | None) -> np.ndarray:
+    """What layer `layer`'s objective reads of its pre-activation z and activities h: h, or where a
+    dense layer's activities are not relu(z) (ff.activation: triangle), relu(z)."""
+    return h if ff.activation == "relu" or ff.conv_layer(layer) is not None else np.maximum(z, 0)
 
 
 def objective_rows(h: np.ndarray, ff: FFSpec, layer: int | None) -> np.ndarray:
@@ -236,10 +274,10 @@ def layer_objective(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | N
     positives' classes (read by a `labelled` objective only). `bn`: a batch-normalised layer's
     (gamma, beta), on the batch's statistics."""
     obj = objective(ff)
-    h = _train_forward(np.concatenate([x_pos, x_neg]), w, b, ff, layer, bn, running_mean)[2]
-    k = ff.positions(layer)
+    _, z, h, _, _ = _train_forward(np.concatenate([x_pos, x_neg]), w, b, ff, layer, bn, running_mean)
+    h, k = objective_activities(z, h, ff, layer), ff.positions(layer)
     loss = obj.loss(objective_rows(h, ff, layer), k * x_pos.shape[0], ff, obj.params(ff.objective_params), x_pos.shape[1],
-                    **label_args(ff, labels))
+                    **objective_args(ff, labels, layer))
     return float(loss) + (ff.peer_weight * peer_update(h[: x_pos.shape[0]], running_mean, ff)[0] if ff.peer_weight > 0 else 0.0)
 
 
@@ -247,10 +285,11 @@ def layer_step(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | None =
                labels: np.ndarray | None = None, bn=None) -> LayerStep:
     """One layer's step at its current weights; `bn`: a batch-normalised layer's (gamma, beta)."""
     n, obj = x_pos.shape[0], objective(ff)
-    xn, z, h, bn_back, bn_running = _train_forward(np.concatenate([x_pos, x_neg]), w, b, ff, layer, bn, running_mean)
+    xn, z, out, bn_back, bn_running = _train_forward(np.concatenate([x_pos, x_neg]), w, b, ff, layer, bn, running_mean)
+    h = objective_activities(z, out, ff, layer)
     p, rows, k = obj.params(ff.objective_params), objective_rows(h, ff, layer), ff.positions(layer)
     g = image_scores(obj.goodness(rows, ff, p), ff, layer)
-    kw = label_args(ff, labels)
+    kw = objective_args(ff, labels, layer)
     loss = obj.loss(rows, k * n, ff, p, x_pos.shape[1], **kw)
     dh = rows_back(obj.grad_h(rows, k * n, ff, p, x_pos.shape[1], **kw), ff, layer)
     spec = ff.conv_layer(layer)
@@ -266,8 +305,9 @@ def layer_step(x_pos, x_neg, w, b, ff: FFSpec, running_mean: np.ndarray | None =
         dr = 2.0 * (r - r.mean()) / h.shape[1]
         dh[:n] += ff.peer_weight * (1 - ff.peer_momentum) * dr / n
     dz = dh if ff.relu_grad == "straight_through" else dh * (z > 0)
-    dw = dz.T @ xn if ff.receptive_field is None else (dz.T @ xn) * local_mask(*w.shape, ff.receptive_field, ff.image)
-    return LayerStep(float(loss), peer_loss, g[:n], g[n:], dw, dz.sum(axis=0), h[:n], h[n:], r)
+    xs, scale = pair_sum(xn, w)
+    dw = dz.T @ xs if ff.receptive_field is None else (dz.T @ xs) * local_mask(*w.shape, ff.receptive_field, ff.image)
+    return LayerStep(float(loss), peer_loss, g[:n], g[n:], dw, scale * dz.sum(axis=0), out[:n], out[n:], r)
 
 
 def forward_stack(x: np.ndarray, params: list[tuple], ff: FFSpec, running=None) -> list[np.ndarray]:
@@ -301,7 +341,7 @@ def softmax_xent(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndar
 def readout_step(x: np.ndarray, labels: np.ndarray, params, w_out: np.ndarray, ff: FFSpec,
                  layers: list[int] | None = None, running=None) -> tuple[float, np.ndarray]:
     """Read-out loss and gradient (no bias; W_out is (10, features)) on the neutral-label pass."""
-    feats = readout_features(forward_stack(overlay(x, None, ff), params, ff, running), ff, layers)
+    feats = readout_features(forward_stack(eval_rows(x, ff), params, ff, running), ff, layers)
     loss, dlogits = softmax_xent(feats @ w_out.T, labels)
     return loss, dlogits.T @ feats
 
@@ -354,7 +394,7 @@ def predict(x: np.ndarray, params, ff: FFSpec, w_out: np.ndarray | None = None, 
     each label, or by the softmax read-out of `readout_features(..., layers)`; batch-normalised
     layers on their `running` statistics."""
     if ff.prediction == "softmax":
-        feats = readout_features(forward_stack(overlay(x, None, ff), params, ff, running), ff, layers)
+        feats = readout_features(forward_stack(eval_rows(x, ff), params, ff, running), ff, layers)
         return (feats @ w_out.T).argmax(axis=1)
     return label_scores(x, params, ff, ff.prediction_layers if layers is None else layers, running).argmax(axis=1)
 

@@ -32,6 +32,13 @@ in between, each sample keeps its draw (`Draws`).
   is used about once per draw. Evaluation is on the test images of `data.classes` only. Here
   `x` is the training images followed by the pool, and a negative is an index into it (>= n).
 
+- self_contrastive (unsupervised; SCFF, Chen et al. 2024): the inputs are pairs [a | b] of two
+  views of images, each view shifted by up to +-s pixels (`view_shifts`) and standardised on its
+  own; the positive of position j of a minibatch is [view 0 of its image | view 1 of its image],
+  its negative [view 0 of its image | view 1 of the image at position (j + k) mod B], one offset
+  k per minibatch (`pair_offsets`). A dense layer reads a pair with shared weights
+  (`ff.pair_sum`); outside training the net reads [x | x] of the standardised image.
+
 The hard strategies score the whole training set with the weights at the start of each epoch
 (`negatives_refresh: epoch`) or of each episode (`episode`, the JAX example's cadence): 10
 forward passes per training image, timed apart as `negatives_seconds`. Layers scored: `score_layers`.
@@ -42,8 +49,8 @@ from __future__ import annotations
 import numpy as np
 
 from ffbench.geometry import Geometry
-from ffbench.reference import recurrent, rng
-from ffbench.reference.ff import label_scores, overlay
+from ffbench.reference import augment, recurrent, rng
+from ffbench.reference.ff import label_scores, normalize, overlay
 from ffbench.spec import NUM_CLASSES, FFSpec
 from ffbench.variants.negatives import Draw, strategy
 
@@ -130,6 +137,34 @@ def hybrid_masks(seed: int, epoch: int, index: np.ndarray, passes: int, image: G
     return np.tile(m, (1, image.channels))
 
 
+# self_contrastive: each view is standardised on its own with this eps (SCFF's stdnorm, pre_std)
+VIEW_EPS = 1e-10
+
+
+def view_shifts(key: int, index: np.ndarray, view: int, s: int) -> tuple[np.ndarray, np.ndarray]:
+    """self_contrastive: (dy, dx) of view `view` (0 or 1) of samples `index`, keyed by the draw's
+    `key` (`rng.STREAM_MASK`'s of the epoch). Each is round(U(-s, s)), torchvision's RandomAffine
+    translation of SCFF's views (-s and s half as likely as each shift between), exactly: with t
+    uniform in 0..4s-1 from the sample's hash (dy) or its rehash (dx), ceil(t / 2) - s."""
+    h = rng.lowbias32(np.uint32(key) ^ (2 * np.asarray(index, np.int64) + view).astype(np.uint32))
+    n = 4 * s
+    return (rng.below(h, n) + 1) // 2 - s, (rng.below(rng.lowbias32(h), n) + 1) // 2 - s
+
+
+def views(key: int, x: np.ndarray, index: np.ndarray, view: int, s: int, image: Geometry) -> np.ndarray:
+    """View `view` of images x (dataset indices `index`): shifted (`view_shifts`, zeros shifted in),
+    then standardised on its own (`ff.normalize` std, eps `VIEW_EPS`)."""
+    return normalize(augment.shift_images(x, *view_shifts(key, index, view, s), image), "std", VIEW_EPS)
+
+
+def pair_offsets(seed: int, key_epoch: int, steps: int, batch_size: int) -> np.ndarray:
+    """self_contrastive: each of the epoch's `steps` minibatches' offset k, uniform in 1..B-1:
+    position j's negative pairs its first view with the second view of position (j + k) mod B
+    (SCFF's randperm(B - 1) + 1, one draw per batch)."""
+    h = rng.lowbias32(np.uint32(rng.stream_key(seed, rng.STREAM_PAIRING, key_epoch)) ^ np.arange(steps, dtype=np.uint32))
+    return 1 + rng.below(h, batch_size - 1)
+
+
 def negative_inputs(trial, x: np.ndarray, xb: np.ndarray, idx: np.ndarray, neg: np.ndarray, epoch: int) -> np.ndarray:
     """The negative inputs of one batch (images `xb` = the training images of `idx`): the images
     with labels `neg` overlaid (a supervised strategy), or the strategy's own (`NegativeStrategy.inputs`)."""
@@ -137,6 +172,20 @@ def negative_inputs(trial, x: np.ndarray, xb: np.ndarray, idx: np.ndarray, neg: 
     if strat.supervised:
         return overlay(xb, neg, trial.ff)
     return strat.inputs(trial, x, xb, idx, neg, epoch)
+
+
+def positive_inputs(trial, x: np.ndarray, xb: np.ndarray, idx: np.ndarray, y: np.ndarray, epoch: int) -> np.ndarray:
+    """The positive inputs of one batch (images `xb` of dataset indices `idx`, labels `y`): the
+    images with their labels overlaid, or (a strategy that pairs its inputs: `self_contrastive`)
+    the strategy's own (`NegativeStrategy.positive_inputs`)."""
+    strat = strategy(trial.ff)
+    return strat.positive_inputs(trial, x, xb, idx, epoch) if strat.pairs else overlay(xb, y, trial.ff)
+
+
+def batch_inputs(trial, x: np.ndarray, xb: np.ndarray, idx: np.ndarray, y: np.ndarray, neg: np.ndarray,
+                 epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """(positive inputs, negative inputs) of one batch: `positive_inputs`, `negative_inputs`."""
+    return positive_inputs(trial, x, xb, idx, y, epoch), negative_inputs(trial, x, xb, idx, neg, epoch)
 
 
 def sample_negatives(trial, x: np.ndarray, y: np.ndarray, key_epoch: int, params, upto: int) -> np.ndarray:

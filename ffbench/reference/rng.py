@@ -33,6 +33,7 @@ STREAM_HYBRID = 4  # hybrid_image: the partner image
 STREAM_MASK = 5  # hybrid_image: the mask's random bits
 STREAM_JITTER = 6  # data.jitter: each training image's shift
 STREAM_SPLIT = 7  # class_split: the order of the negatives' pool
+STREAM_PAIRING = 8  # self_contrastive: each minibatch's pairing offset
 
 
 def plugin_stream(name: str) -> int:

@@ -29,7 +29,7 @@ def ff_simultaneous_epoch(state: ff.FFState, x: np.ndarray, y: np.ndarray, trial
     losses = []
     for idx, neg in zip(bs, negs):
         xb = augment.batch_images(trial, x, idx, epoch)
-        x_pos, x_neg = ff.overlay(xb, y[idx], spec), negatives.negative_inputs(trial, x, xb, idx, neg, epoch)
+        x_pos, x_neg = negatives.batch_inputs(trial, x, xb, idx, y[idx], neg, epoch)
         state, steps = ff.simultaneous_step(state, x_pos, x_neg, spec, trial.optimizer, lr, y[idx])
         losses.append([s.loss for s in steps])
     return state, np.mean(losses, axis=0)
@@ -81,7 +81,7 @@ def ff_greedy_layer_epoch(params, opt_state: optim.OptState, running, layer: int
     params, running, losses = list(params), list(running), []
     for idx, neg in zip(bs, negs):
         xb = augment.batch_images(trial, x, idx, epoch)
-        x_pos, x_neg = ff.overlay(xb, y[idx], spec), negatives.negative_inputs(trial, x, xb, idx, neg, epoch)
+        x_pos, x_neg = negatives.batch_inputs(trial, x, xb, idx, y[idx], neg, epoch)
         for i, p in enumerate(params[:layer]):
             bn = ff.frozen_bn(p, running[i])
             x_pos, x_neg = ff.layer_forward(x_pos, *p[:2], spec, i, bn)[2], ff.layer_forward(x_neg, *p[:2], spec, i, bn)[2]
@@ -128,7 +128,7 @@ def ff_windowed_run(params, x: np.ndarray, y: np.ndarray, trial: FFTrial):
             bs = batches(trial.seed, epoch, len(y), batch_size_for(trial, len(y)))
             for idx, neg in zip(bs, draws.epoch(epoch, bs, params, hi)):
                 xb = augment.batch_images(trial, x, idx, epoch)
-                x_pos, x_neg = ff.overlay(xb, y[idx], spec), negatives.negative_inputs(trial, x, xb, idx, neg, epoch)
+                x_pos, x_neg = negatives.batch_inputs(trial, x, xb, idx, y[idx], neg, epoch)
                 for i, p in enumerate(params[:lo]):
                     bn = ff.frozen_bn(p, running[i])
                     x_pos, x_neg = (ff.layer_forward(h, *p[:2], spec, i, bn)[2] for h in (x_pos, x_neg))

@@ -3,12 +3,14 @@ reference (the math: `ffbench.reference.negatives`), and where each backend's tr
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from ffbench.reference import augment, rng
 from ffbench.reference import negatives as RN
+from ffbench.strict import Strict
 from ffbench.variants.negatives import Draw, NegativeStrategy
 
 
@@ -140,3 +142,60 @@ class NoNegatives(BuiltIn):
 
     def inputs(self, trial, x, xb, idx, neg, epoch):
         return xb[:0]
+
+
+class SelfContrastiveParams(Strict):
+    max_shift: Annotated[int, Field(ge=0, le=4)] = 2  # each view's shift, round(U(-s, s)) pixels (SCFF: 2/28 of 28)
+
+
+class SelfContrastive(BuiltIn):
+    """Self-Contrastive FF's pairs (Chen et al. 2024, arXiv:2409.11593; neurophysics-cnrsthales/
+    contrastive-forward-forward, ContrastFF_MNIST.py: `get_pos_neg_batch_imgcats` with p = 1, two
+    RandomAffine(translate=2/28) views, `pre_std`): the positive of a sample is the pair of two
+    shifted, standardised views of its image, its negative pairs its first view with the second
+    view of another image of the minibatch (`reference.negatives.views`, `pair_offsets`). The
+    first layer reads a pair with shared weights; the net is read by a linear probe."""
+
+    name = "self_contrastive"
+    description = "unsupervised (SCFF): pairs [view | view] of one image against [view | view of another image]"
+    supervised = False
+    pairs = True
+    Params = SelfContrastiveParams
+    check_objective = "scff"
+    backends = _backends("SelfContrastive")
+
+    def validate(self, trial) -> None:
+        ff = trial.ff
+        for field, value, plain in (("data.jitter", trial.data.jitter, 0), ("ff.negatives_refresh", ff.negatives_refresh,
+                                                                           "epoch"),
+                                    ("ff.readout_phase", ff.readout_phase, "after"), ("conv", trial.conv, None),
+                                    ("ff.recurrent", ff.recurrent, None)):
+            if value != plain and not (field == "ff.readout_phase" and ff.prediction != "softmax"):
+                raise ValueError(f"ff.negatives: self_contrastive draws new views and pairs every epoch and is defined on "
+                                 f"dense nets read after training: {field} must be {plain}")
+        if trial.batch_size != "full" and trial.batch_size < 2:
+            raise ValueError("ff.negatives: self_contrastive pairs images within a minibatch: batch_size must be at least 2")
+
+    def by_position(self, trial) -> bool:
+        return True
+
+    def sample_by_position(self, trial, y, key_epoch, batches):
+        k = RN.pair_offsets(trial.seed, key_epoch, len(batches), len(batches[0]))
+        return [idx[(np.arange(len(idx)) + k_s) % len(idx)] for idx, k_s in zip(batches, k)]
+
+    def _key(self, trial, epoch: int) -> int:
+        return rng.stream_key(trial.seed, rng.STREAM_MASK, RN.negatives_epoch(trial, epoch))
+
+    def _view(self, trial, x, index, view: int, epoch: int):
+        s = self.params(trial.ff.negatives_params).max_shift
+        return RN.views(self._key(trial, epoch), x, index, view, s, trial.data.image)
+
+    def positive_inputs(self, trial, x, xb, idx, epoch):
+        return np.concatenate([self._view(trial, xb, idx, 0, epoch), self._view(trial, xb, idx, 1, epoch)], axis=1)
+
+    def inputs(self, trial, x, xb, idx, neg, epoch):
+        return np.concatenate([self._view(trial, xb, idx, 0, epoch), self._view(trial, x[neg], neg, 1, epoch)], axis=1)
+
+    def eval_inputs(self, ff, x):
+        v = RN.normalize(x, "std", RN.VIEW_EPS)
+        return np.concatenate([v, v], axis=1)

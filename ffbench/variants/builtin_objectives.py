@@ -1,5 +1,5 @@
-"""The built-in layer objectives: the paper's logistic loss on goodness, SymBa's, and CwComp's
-channel-wise competitive cross-entropy."""
+"""The built-in layer objectives: the paper's logistic loss on goodness, SymBa's, CwComp's
+channel-wise competitive cross-entropy, and SCFF's two-threshold loss."""
 
 from __future__ import annotations
 
@@ -149,3 +149,74 @@ class CwC(LayerObjective):
         p[np.arange(len(h)), labels] -= 1.0
         size = h.shape[1] // NUM_CLASSES
         return np.repeat(p / len(h), size, axis=1) * 2.0 * h / size
+
+
+PerLayer = float | list[float]
+
+
+class SCFFParams(Strict):
+    """Each one value for every layer, or a list of one per layer. Defaults: SCFF's MNIST layer 1
+    (its config.json)."""
+
+    pos_threshold: PerLayer = 4.0  # th1: the positives' goodness is pushed above it
+    neg_threshold: PerLayer = 6.0  # th2: the negatives' below it
+    penalty: PerLayer = 1e-4  # lamda: the weight of the positives' mean goodness
+
+    def at(self, layer: int) -> tuple[float, float, float]:
+        """(pos_threshold, neg_threshold, penalty) of layer `layer`."""
+        pick = lambda v: v[layer] if isinstance(v, list) else v  # noqa: E731
+        return pick(self.pos_threshold), pick(self.neg_threshold), pick(self.penalty)
+
+
+class SCFF(LayerObjective):
+    """Self-Contrastive FF's layer loss (Chen et al. 2024, arXiv:2409.11593; neurophysics-cnrsthales/
+    contrastive-forward-forward, ContrastFF_MNIST.py, `loss1` with a = b = 1): with g = reduce(h^2)
+    (`ff.goodness`) and layer i's thresholds th+ and th- and penalty lamda,
+        loss = mean over positives of softplus(th+ - g) + mean over negatives of softplus(g - th-)
+               + lamda * mean over positives of g
+    (each mean over its own rows; the code's lamda * ||g||_2 of a single number is g). Separate
+    thresholds for the two halves; prediction ranks by goodness (SCFF itself reads its layers
+    with a linear probe: ff.prediction: softmax)."""
+
+    name = "scff"
+    description = "SCFF: softplus(th+ - g) on positives, softplus(g - th-) on negatives, + lamda g+, per-layer thresholds"
+    Params = SCFFParams
+    reads: ClassVar[tuple[str, ...]] = ("goodness",)
+    per_layer = True
+    backends = {fw: f"ffbench_backends.{fw}.objectives:SCFF" for fw in ("torch", "jax", "keras")}
+
+    def validate(self, trial) -> None:
+        super().validate(trial)
+        depth, p = len(trial.hidden), self.params(trial.ff.objective_params)
+        for field in ("pos_threshold", "neg_threshold", "penalty"):
+            v = getattr(p, field)
+            if isinstance(v, list) and len(v) != depth:
+                raise ValueError(f"ff.objective_params.{field}: expected one value for every layer or one per layer "
+                                 f"({depth}); got {len(v)}")
+        if trial.ff.recurrent is not None:
+            raise ValueError("ff.objective: scff has per-layer thresholds, defined for feed-forward nets: "
+                             "it does not combine with ff.recurrent")
+
+    def goodness(self, h, ff, params):
+        g = (h * h).sum(axis=1)
+        return g / h.shape[1] if ff.goodness == "mean" else g
+
+    def score(self, h, ff, params):
+        return self.goodness(h, ff, params)
+
+    def _parts(self, h, n_pos, ff, params, layer):
+        if not 0 < n_pos < len(h):
+            raise ValueError(f"scff needs positives and negatives: got {n_pos} positives, {len(h) - n_pos} negatives")
+        return self.goodness(h, ff, params), params.at(0 if layer is None else layer)
+
+    def loss(self, h, n_pos, ff, params, fan_in, layer=None):
+        g, (pos, neg, lam) = self._parts(h, n_pos, ff, params, layer)
+        gp, gn = g[:n_pos], g[n_pos:]
+        return float(_softplus(pos - gp).mean() + _softplus(gn - neg).mean() + lam * gp.mean())
+
+    def grad_h(self, h, n_pos, ff, params, fan_in, layer=None):
+        # d/dg: positives (-sigmoid(th+ - g) + lamda) / N+, negatives sigmoid(g - th-) / N-; dg/dh = 2h (/ units)
+        g, (pos, neg, lam) = self._parts(h, n_pos, ff, params, layer)
+        n_neg = len(h) - n_pos
+        dg = np.concatenate([(lam - _sigmoid(pos - g[:n_pos])) / n_pos, _sigmoid(g[n_pos:] - neg) / n_neg])
+        return dg[:, None] * 2.0 * h / (h.shape[1] if ff.goodness == "mean" else 1.0)

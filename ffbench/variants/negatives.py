@@ -8,6 +8,8 @@ the same two methods in its framework, with its trainer as the context:
 
     sample(trainer, key_epoch, phase) -> (n,) device array   each sample's negative
     inputs(trainer, batch) -> (B, D) device array            unsupervised only
+    positives(trainer, batch) -> (B, 2D) device array        `pairs` only: the positive pairs
+    eval_inputs(ff, x) -> (N, 2D) device array               `pairs` only: what the net reads outside training
 
 A draw is keyed by `key_epoch` (`reference.negatives.negatives_epoch`). A strategy of your own
 takes its random bits from `rng.plugin_stream(name)`, so it never shares a stream with
@@ -80,6 +82,10 @@ class NegativeStrategy(Variant):
     makes_negatives: ClassVar[bool] = True
     # The layer objective `ffbench check` trains this strategy with (None: the check's own).
     check_objective: ClassVar[str | None] = None
+    # True: the strategy builds the positives too, and every input is a pair [a | b] of two
+    # D-wide rows (`positive_inputs`, `inputs`, and `eval_inputs` outside training), which the
+    # first layer reads with shared weights (`reference.ff.pair_sum`; `self_contrastive`).
+    pairs: ClassVar[bool] = False
 
     def validate(self, trial) -> None:
         """Refuse a trial this strategy cannot define (raise ValueError with a one-line reason)."""
@@ -108,12 +114,20 @@ class NegativeStrategy(Variant):
         """Unsupervised strategies: the negative inputs of one batch."""
         raise NotImplementedError
 
+    def positive_inputs(self, trial, x: np.ndarray, xb: np.ndarray, idx: np.ndarray, epoch: int) -> np.ndarray:
+        """`pairs` strategies: the positive inputs of one batch."""
+        raise NotImplementedError
+
+    def eval_inputs(self, ff, x: np.ndarray) -> np.ndarray:
+        """`pairs` strategies: what the net reads of images x outside training (`reference.ff.eval_rows`)."""
+        raise NotImplementedError
+
 
 NEGATIVES: Registry[NegativeStrategy] = Registry("negative strategy", "ffbench.negatives", NegativeStrategy, {
     name: f"ffbench.variants.builtin_negatives:{cls}" for name, cls in (
         ("wrong_label", "WrongLabel"), ("permuted_label", "PermutedLabel"), ("hard_label", "HardLabel"),
         ("hard_label_top2", "HardLabelTop2"), ("hybrid_image", "HybridImage"), ("class_split", "ClassSplit"),
-        ("none", "NoNegatives"))})
+        ("none", "NoNegatives"), ("self_contrastive", "SelfContrastive"))})
 
 
 def strategy(ff) -> NegativeStrategy:

@@ -18,8 +18,9 @@ An objective that learns from the labels themselves rather than from negatives (
 CwComp's `cwc`) takes them as `loss(..., labels=y)`: the positives' classes, one per row. One
 that scores every class from a single label-free pass (`scores_classes`) has
 `class_scores(h, ff, params) -> (rows, 10)`, which `ff.prediction: goodness` sums over the
-prediction layers instead of overlaying each label. `requires` are the FF fields it needs
-(`ffbench check` sets them on its trial).
+prediction layers instead of overlaying each label. One whose parameters differ from layer to
+layer (`per_layer`: SCFF's thresholds) takes the layer's index as `loss(..., layer=i)`.
+`requires` are the FF fields it needs (`ffbench check` sets them on its trial).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class LayerObjective(Variant):
     reads: ClassVar[tuple[str, ...]] = ("goodness",)
     labelled: ClassVar[bool] = False  # loss takes labels=
     scores_classes: ClassVar[bool] = False  # class_scores ranks the classes from a label-free pass
+    per_layer: ClassVar[bool] = False  # loss takes layer= (the layer's index)
     requires: ClassVar[dict[str, Any]] = {}  # FF fields this objective needs
     check_trial: ClassVar[dict[str, Any]] = {}  # trial fields `ffbench check` sets for it (e.g. its widths)
 
@@ -76,12 +78,18 @@ class LayerObjective(Variant):
 
 OBJECTIVES: Registry[LayerObjective] = Registry("layer objective", "ffbench.objectives", LayerObjective, {
     "logistic": "ffbench.variants.builtin_objectives:Logistic", "symba": "ffbench.variants.builtin_objectives:SymBa",
-    "cwc": "ffbench.variants.builtin_objectives:CwC"})
+    "cwc": "ffbench.variants.builtin_objectives:CwC", "scff": "ffbench.variants.builtin_objectives:SCFF"})
 
 
 def scores_classes(ff) -> bool:
     """Whether the spec's objective ranks the classes from one label-free pass (`class_scores`)."""
     return OBJECTIVES.get(ff.objective).scores_classes
+
+
+def objective_args(ff, labels, layer: int | None) -> dict[str, Any]:
+    """The keyword arguments of a `loss` call beyond the original interface: the step's labels
+    (`label_args`) and, for a `per_layer` objective, the layer's index."""
+    return label_args(ff, labels) | ({"layer": layer} if OBJECTIVES.get(ff.objective).per_layer else {})
 
 
 def label_args(ff, labels) -> dict[str, Any]:
