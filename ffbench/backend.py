@@ -246,15 +246,16 @@ class FFSchedule:
 
     def phases(self) -> list[Phase]:
         ff, opt, depth = self.trial.ff, self.trial.optimizer, len(self.trial.hidden)
+        of = self.trial.layer_optimizer  # a phase's layers' optimiser (`ff.layer_optimizers`, else the trial's)
         if ff.layer_epochs is not None:
-            phases = [Phase(layer_windows.phase_name(layers), end - start, opt, layers)
+            phases = [Phase(layer_windows.phase_name(layers), end - start, of(layers), layers)
                       for start, end, layers in layer_windows.stretches(ff.layer_epochs, self.trial.epochs)]
         elif ff.schedule == "simultaneous":
-            phases = [Phase("ff", self.trial.epochs, opt, tuple(range(depth)))]
+            phases = [Phase("ff", self.trial.epochs, of(tuple(range(depth))), tuple(range(depth)))]
         elif ff.episodes == 1:
-            phases = [Phase(f"ff.layer{i}", self.trial.epochs, opt, (i,)) for i in range(depth)]
+            phases = [Phase(f"ff.layer{i}", self.trial.epochs, of((i,)), (i,)) for i in range(depth)]
         else:
-            phases = [Phase(f"ff.episode{k}.layer{i}", self.trial.epochs, opt, (i,))
+            phases = [Phase(f"ff.episode{k}.layer{i}", self.trial.epochs, of((i,)), (i,))
                       for k in range(ff.episodes) for i in range(depth)]
         if ff.prediction == "softmax" and ff.readout_phase == "after":
             readout = Phase("readout", ff.readout_epochs, ff.readout_optimizer or opt)

@@ -146,12 +146,13 @@ def check_backend(name: str, spec: dict[str, Any] | None = None, n_steps: int = 
 
     # 3h. SCFF's recipe (self-contrastive pairs read with shared weights, standardised layer
     #     inputs, triangle activities, per-layer thresholds): layer 0 then layer 1 (per-layer
-    #     windows, as its greedy runs) and both at once, 2 epochs of strict SGD; the read-out's
-    #     predictions from both layers' activities on the pairs [x | x]
-    scff = {**trial.model_dump(mode="json", exclude={"meta"}), "hidden": [32, 24], "epochs": 2, "optimizer": STRICT_OPT,
-            "ff": SCFF}
-    for label, windows in (("windows", [[0, 1], [1, 2]]), ("simultaneous", None)):
-        t = parse_trial({**scff, "ff": {**SCFF, "layer_epochs": windows}})
+    #     windows, as its greedy runs) with each layer's own AdamW and per-update decay, and both
+    #     at once with strict SGD stepped down at an epoch milestone and decayed per update; 2
+    #     epochs; the read-out's predictions from both layers' activities on the pairs [x | x]
+    scff = {**trial.model_dump(mode="json", exclude={"meta"}), "hidden": [32, 24], "epochs": 2, "ff": SCFF}
+    for label, ff_kw, opt in (("windows.adamw", {"layer_epochs": [[0, 1], [1, 2]], "layer_optimizers": SCFF_ADAMW}, STRICT_OPT),
+                              ("simultaneous.sgd", {}, {**STRICT_OPT, **SCHEDULES})):
+        t = parse_trial({**scff, "optimizer": opt, "ff": {**SCFF, **ff_kw}})
         compare_trained(out, backend, name, f"ff.scff[{label}]", t, xs, ys)
     readout = np.random.default_rng(trial.seed).normal(size=(10, 56)).astype(np.float32)
     out.append(compare_predictions(backend, name, "ff.scff.predict.softmax", t, ref_train(t, xs, ys), xs, ys, readout))
@@ -259,6 +260,13 @@ CHECK_CONV_CWC_BN = {**CHECK_CONV_CWC, "norm": "batch", "bn_eps": 1e-4}
 SCFF = {"negatives": "self_contrastive", "norm": "std", "norm_eps": 1e-10, "activation": "triangle", "objective": "scff",
         "objective_params": {"pos_threshold": [4, 1], "neg_threshold": [6, 1], "penalty": [1e-4, 0]},
         "prediction": "softmax", "prediction_layers": [0, 1], "readout_phase": "after", "readout_epochs": 1}
+# ... with its per-layer AdamW (decoupled weight decay) and lr decay every P updates; eps 1, so
+# that Adam does not blow float32 noise in near-zero gradients up to lr-sized steps and the check
+# can hold it to params@N
+SCFF_ADAMW = [{"name": "adam", "eps": 1.0, "lr": lr, "weight_decay": 0.01, "weight_decay_mode": "decoupled",
+               "decay_rate": rate, "decay_every": every} for lr, rate, every in ((0.03, 0.9, 3), (0.02, 0.6, 2))]
+# an epoch milestone and a per-update decay on top of any optimiser
+SCHEDULES = {"milestones": [1], "milestone_factor": 0.5, "decay_rate": 0.5, "decay_every": 3}
 # One SGD step this long makes the step (W_0 - W_1) / lr the gradient, nearly free of W_0's rounding.
 GRAD_LR = 100.0
 

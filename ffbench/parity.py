@@ -155,9 +155,10 @@ def ref_train(trial: FFTrial, x, y, with_running: bool = False):
     elif trial.ff.schedule == "greedy":
         params, running = RT.ff_greedy_run(params, x64, y, trial, with_running=True)
     else:
-        state, draws = RF.ff_init_state(params, trial.optimizer), RN.Draws(trial, x64, y)
+        opt = trial.layer_optimizer(tuple(range(len(params))))
+        state, draws = RF.ff_init_state(params, opt), RN.Draws(trial, x64, y)
         for e in range(trial.epochs):
-            state, _ = RT.ff_simultaneous_epoch(state, x64, y, trial, e, lr_at(trial.optimizer, e, trial.epochs), draws)
+            state, _ = RT.ff_simultaneous_epoch(state, x64, y, trial, e, lr_at(opt, e, trial.epochs), draws)
         params, running = state.params, state.running_means
     return (params, running) if with_running else params
 

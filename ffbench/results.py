@@ -31,6 +31,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import BaseModel
 
 from ffbench.errors import ConfigError, FFBenchError
 from ffbench.spec import MODELS, BPTrial, FFTrial, canonical_json, full_spec
@@ -120,7 +121,10 @@ def _arrow_type(annotation: Any) -> pa.DataType:
         kinds = {type(a) for a in get_args(annotation)}
         return {str: pa.string(), int: pa.int64(), bool: pa.bool_()}[kinds.pop()] if len(kinds) == 1 else pa.string()
     if origin is list:
-        return pa.list_(_arrow_type(get_args(annotation)[0]))
+        item = unwrap(get_args(annotation)[0])
+        if isinstance(item, type) and issubclass(item, BaseModel):  # e.g. ff.layer_optimizers: written as canonical JSON
+            return pa.string()
+        return pa.list_(_arrow_type(item))
     if origin is dict:  # a variant's parameters: written as canonical JSON
         return pa.string()
     return {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}[annotation]
@@ -141,7 +145,8 @@ def spec_columns() -> dict[str, pa.DataType]:
 
 TRIAL_SCHEMA = pa.schema(RESULT_FIELDS + list(spec_columns().items()))
 TEXT_COLUMNS = {k: t == pa.string() for k, t in spec_columns().items()}
-PARAMS_FIELDS = (("ff", "negatives_params"), ("ff", "objective_params"))
+# a variant's parameters and a list of specs (ff.layer_optimizers): one JSON column each, not one per field
+PARAMS_FIELDS = (("ff", "negatives_params"), ("ff", "objective_params"), ("ff", "layer_optimizers"))
 
 
 def spec_row(trial: FFTrial | BPTrial) -> dict[str, Any]:

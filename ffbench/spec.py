@@ -50,9 +50,14 @@ class OptimizerSpec(Strict):
           `eps_mode: after_bias_correction` (torch, optax):  p -= lr * m_hat / (sqrt(v_hat) + eps)
           `eps_mode: before_bias_correction` (Keras):        p -= lr * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)
     sgd:  buf = momentum * buf + g;  p -= lr * buf   (torch convention, no dampening)
-    Both: `weight_decay` is L2 added to the gradient before the moments (g += wd * p).
+    Both: `weight_decay` is L2 added to the gradient before the moments (g += wd * p); adam with
+    `weight_decay_mode: decoupled` (torch's AdamW) instead shrinks p first, p *= 1 - lr * wd.
     `cooldown_start` c: the learning rate is constant for the first floor(c*E) epochs of a
     phase of E epochs, then falls linearly: lr * (E - e) / (E - floor(c*E)) at epoch e.
+    `milestones` [m1, m2, ...]: times `milestone_factor` from each epoch m_i of the phase on
+    (torch's MultiStepLR). `decay_rate` r with `decay_every` P: the k-th update of this
+    optimiser (k = 1, 2, ...) uses lr * r^floor(k / P) (torch's ExponentialLR stepped every P
+    updates, after the update that completes P - 1 of them: SCFF's schedule).
     """
 
     name: Literal["adam", "sgd"] = "adam"
@@ -63,7 +68,12 @@ class OptimizerSpec(Strict):
     eps_mode: Literal["after_bias_correction", "before_bias_correction"] = "after_bias_correction"
     momentum: Fraction = 0.0
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    weight_decay_mode: Literal["l2", "decoupled"] = "l2"
     cooldown_start: Annotated[float, Field(gt=0, lt=1)] | None = None
+    milestones: list[Annotated[int, Field(gt=0, le=MAX_EPOCHS)]] | None = None
+    milestone_factor: Annotated[float, Field(gt=0, le=1)] = 0.1
+    decay_rate: Annotated[float, Field(gt=0, le=1)] | None = None
+    decay_every: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _only_relevant_fields(self) -> OptimizerSpec:
@@ -74,7 +84,19 @@ class OptimizerSpec(Strict):
             raise ValueError(f"{', '.join(adam_only)} applies to adam only, not sgd")
         if self.name == "adam" and self.momentum != defaults["momentum"]:
             raise ValueError("momentum applies to sgd only; adam uses beta1")
+        if self.weight_decay_mode == "decoupled" and self.name != "adam":
+            raise ValueError("weight_decay_mode: decoupled is adam's (torch's AdamW); sgd adds the decay to the gradient")
+        if (self.decay_rate is None) != (self.decay_every is None):
+            raise ValueError("decay_rate and decay_every go together (lr * decay_rate^floor(k / decay_every) at update k)")
+        if self.milestones is not None and (self.milestones != sorted(set(self.milestones)) or self.cooldown_start):
+            raise ValueError("milestones must be increasing epochs, and do not combine with cooldown_start")
+        if self.milestone_factor != defaults["milestone_factor"] and self.milestones is None:
+            raise ValueError("milestone_factor applies with milestones only")
         return self
+
+    def decay(self, k: int) -> float:
+        """The factor of update k (1, 2, ...): decay_rate^floor(k / decay_every), else 1."""
+        return 1.0 if self.decay_rate is None else self.decay_rate ** (k // self.decay_every)
 
 
 class DataSpec(Strict):
@@ -167,6 +189,10 @@ class FFSpec(Strict):
     # simultaneous only: each layer's [start, end) epochs (CwComp's ILT), one per layer;
     # `ffbench.layer_windows` defines them. None: every layer trains in every epoch.
     layer_epochs: list[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2, max_length=2)]] | None = None
+    # Each layer's own optimiser (SCFF's per-layer AdamW and decay), one per layer, for a schedule
+    # whose phases train one layer or layers of one optimiser (greedy, or `layer_epochs`); None:
+    # every layer the trial's `optimizer` (which the read-out uses unless `readout_optimizer`).
+    layer_optimizers: list[OptimizerSpec] | None = None
     # greedy only: grow the net while it improves. After each layer the validation error of
     # the layers so far is measured (softmax prediction: after a read-out trained afresh on
     # the prediction layers so far, `readout_epochs` long); training stops after
@@ -381,6 +407,14 @@ class TrialBase(Strict):
         """The conv layers resolved on the dataset's geometry, or None for a dense net."""
         return None if self.conv is None else self.conv.layers(self.data.image)
 
+    def layer_optimizer(self, layers: tuple[int, ...]) -> OptimizerSpec:
+        """The optimiser of a phase training `layers`: theirs (`ff.layer_optimizers`, one for all
+        of them), else the trial's."""
+        ff = getattr(self, "ff", None)
+        if ff is None or ff.layer_optimizers is None or not layers:
+            return self.optimizer
+        return ff.layer_optimizers[layers[0]]
+
     @property
     def architecture(self) -> str:
         """A short name for reports: `conv 20-80-240-480` (`spec_conv.architecture`), or the dense widths `2000x2000`."""
@@ -442,6 +476,8 @@ class FFTrial(TrialBase):
             raise ValueError("ff.goodness_over: position is per position of a conv layer's map: it needs conv")
         if ff.layer_epochs is not None:
             layer_windows.check(self)
+        if ff.layer_optimizers is not None:
+            check_layer_optimizers(self)
         if ff.activation != "relu" and (self.conv is not None or ff.recurrent is not None or ff.prediction != "softmax"):
             raise ValueError("ff.activation: triangle is defined on feed-forward dense layers read by a softmax read-out "
                              "(its goodness is of relu(z), its activities of z - mean z): it needs no conv, no "
@@ -452,6 +488,23 @@ class FFTrial(TrialBase):
             raise ValueError("optimizer.cooldown_start is per phase; with ff.episodes > 1 each layer has many phases: "
                              "use one or the other")
         return self
+
+
+def check_layer_optimizers(trial: FFTrial) -> None:
+    """One optimiser per layer, each phase's layers sharing theirs."""
+    ff, depth = trial.ff, len(trial.hidden)
+    if len(ff.layer_optimizers) != depth:
+        raise ValueError(f"ff.layer_optimizers: expected one per layer ({depth}); got {len(ff.layer_optimizers)}")
+    if ff.layer_epochs is not None:
+        groups = [layers for _, _, layers in layer_windows.stretches(ff.layer_epochs, trial.epochs)]
+    elif ff.schedule == "greedy" and ff.recurrent is None:
+        groups = [(i,) for i in range(depth)]
+    else:
+        groups = [tuple(range(depth))]
+    for layers in groups:
+        if any(ff.layer_optimizers[i] != ff.layer_optimizers[layers[0]] for i in layers):
+            raise ValueError(f"ff.layer_optimizers: layers {list(layers)} train together, with one optimiser and one "
+                             "learning rate: give them the same (or train them apart: ff.schedule: greedy, ff.layer_epochs)")
 
 
 class BPTrial(TrialBase):

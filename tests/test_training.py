@@ -112,8 +112,9 @@ def test_every_shipped_suite_runs_end_to_end_in_a_quick_pass(suite, tmp_path):
         assert len(conv) and {tuple(c) for c in conv["spec.conv.channels"]} == {(20, 80, 240, 480)}
         assert set(conv["algorithm"]) == {"ff", "bp"}
         methods = tables.methods_table(df)
-        assert set(methods["method"]) == {"BP", "FF (Hinton 2022)", "SymBa", "CwComp"}
-        assert set(methods["architecture"]) == {"conv 20-80-240-480", "conv 20-80g10-240-480g10 bn", "2000x2000x2000"}
+        assert set(methods["method"]) == {"BP", "FF (Hinton 2022)", "SymBa", "CwComp", "SCFF"}
+        assert set(methods["architecture"]) == {"conv 20-80-240-480", "conv 20-80g10-240-480g10 bn", "2000x2000x2000",
+                                                "2000x2000"}
         cwcomp_net = methods[methods["architecture"] == "conv 20-80g10-240-480g10 bn"]
         assert set(cwcomp_net["method"]) == {"BP", "CwComp"}  # CwComp against BP of its own net, a row each
         assert {"synthetic_gray28", "synthetic_rgb32 ref"} <= set(methods.columns)

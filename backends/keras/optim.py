@@ -1,7 +1,7 @@
 """The spec's optimisers as a Keras optimizer (`ffbench.reference.optim`'s formulas exactly).
 
 Keras' own Adam adds eps before the bias correction; this one follows `eps_mode`. Weight
-decay is L2 added to the gradient (not Keras' decoupled decay). Usable by `fit` and by the
+decay is L2 added to the gradient, or decoupled (`weight_decay_mode`, torch's AdamW). Usable by `fit` and by the
 custom FF step, on every Keras backend.
 """
 
@@ -28,8 +28,13 @@ class SpecOptimizer(keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         s, i = self.spec, self._get_variable_index(variable)
         lr = ops.cast(learning_rate, variable.dtype)
+        t = ops.cast(self.iterations + 1, variable.dtype)
+        if s.decay_rate is not None:  # `OptimizerSpec.decay`: the t-th update's factor
+            lr = lr * ops.power(ops.cast(s.decay_rate, variable.dtype), ops.floor(t / s.decay_every))
         g = ops.cast(gradient, variable.dtype)
-        if s.weight_decay:
+        if s.weight_decay and s.weight_decay_mode == "decoupled":  # torch's AdamW: shrink, then the Adam step
+            self.assign(variable, variable * (1.0 - lr * s.weight_decay))
+        elif s.weight_decay:
             g = g + s.weight_decay * variable
         m = self._m[i]
         if s.name == "sgd":
@@ -37,7 +42,6 @@ class SpecOptimizer(keras.optimizers.Optimizer):
             self.assign_sub(variable, lr * m)
             return
         v = self._v[i]
-        t = ops.cast(self.iterations + 1, variable.dtype)
         self.assign(m, s.beta1 * m + (1 - s.beta1) * g)
         self.assign(v, s.beta2 * v + (1 - s.beta2) * g * g)
         bc1, bc2 = 1 - ops.power(s.beta1, t), 1 - ops.power(s.beta2, t)

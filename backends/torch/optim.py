@@ -1,7 +1,7 @@
 """The spec's optimisers (`ffbench.reference.optim`) as PyTorch's fused in-place kernels.
 
-Adam is `torch._fused_adam_` and SGD with momentum `torch._fused_sgd_` (what
-`torch.optim.Adam(fused=True)` and `SGD(fused=True)` run): one kernel over every tensor a
+Adam is `torch._fused_adam_` (decoupled weight decay: `_fused_adamw_`) and SGD with momentum
+`torch._fused_sgd_` (what `torch.optim.Adam(fused=True)` and `SGD(fused=True)` run): one kernel over every tensor a
 step, where the same update as foreach ops took eight passes (784-1000-1000-1000 on a CPU:
 12.4 ms a step foreach, 1.7 ms fused). Both kernels' formulas are the reference's:
 weight decay added to the gradient, Adam's bias corrections from the step count
@@ -10,8 +10,8 @@ Keras's `before_bias_correction` is the same kernel with eps / sqrt(1 - beta2^t)
 float: p -= lr / bc1 * m / ((sqrt(v) + eps) / sqrt(bc2)).
 
 The learning rate and the step count are device tensors that the kernels read (`plan_epoch`
-fills the rate once an epoch, `step` the count), so no step reads a value back from the
-device. A pack's optimiser (`members` K) updates stacked tensors (K, ...), member by member
+fills the rate once an epoch and `step` again at an update of a new `decay_rate` factor, `step`
+the count), so no step reads a value back from the device. A pack's optimiser (`members` K) updates stacked tensors (K, ...), member by member
 (each a view), each with its own learning rate.
 
 `FFBENCH_TORCH_COMPILE=1` compiles the foreach form of the same update (`foreach_update`)
@@ -43,25 +43,35 @@ class Optimizer:
         self._update = compiled(foreach_update) if enabled() else None
         if self._update is None:  # the fused kernels read the rate and the step count t on the device
             self.lr, self.count = torch.zeros(lead, device=device), torch.zeros((), device=device)
-        else:  # the compiled foreach update reads (step size, denominator scale), a row of this epoch's table
-            self.coef = torch.zeros((*lead, 2), device=device)
+        else:  # the compiled foreach update reads (step size, denominator scale, decoupled shrink), a row of this epoch's table
+            self.coef = torch.zeros((*lead, 3), device=device)
             self._table: torch.Tensor | None = None  # (steps, *coef.shape)
         self._left = 0  # steps planned and not taken
+        self._rates: list[float] = []  # the epoch's rates (one per member), before an update's decay factor
+        self._factor = 1.0  # the decay factor the device's rate holds
 
     def plan_epoch(self, lr: float | list[float], steps: int) -> None:
         """The next `steps` steps, at `lr` (a pack: one per member)."""
         lrs = lr if self.members is not None else [lr]
-        if self._update is None and self.members is None:
-            self.lr.fill_(lr)  # no transfer
-        elif self._update is None:
-            self.lr.copy_(torch.tensor(lrs, dtype=torch.float32))
+        self._rates, self._factor = list(lrs), self.spec.decay(self.t + 1)
+        if self._update is None:
+            self._set_rate()
         else:
             rows = [[self._coefficients(self.t + s + 1, r) for r in lrs] for s in range(steps)]
             self._table = torch.tensor(rows, dtype=torch.float32).view(steps, *self.coef.shape).to(self.coef.device)
         self._left = steps
 
-    def _coefficients(self, t: int, lr: float) -> tuple[float, float]:
-        return adam_coefficients(self.spec, t, lr)[:2] if self.spec.name == "adam" else (lr, 0.0)
+    def _set_rate(self) -> None:
+        """The device's rate: the epoch's, times the next update's decay factor (`OptimizerSpec.decay`)."""
+        if self.members is None:
+            self.lr.fill_(self._rates[0] * self._factor)  # no transfer
+        else:
+            self.lr.copy_(torch.tensor([r * self._factor for r in self._rates], dtype=torch.float32))
+
+    def _coefficients(self, t: int, lr: float) -> tuple[float, float, float]:
+        lr = lr * self.spec.decay(t)
+        shrink = lr * self.spec.weight_decay if self.spec.weight_decay_mode == "decoupled" else 0.0
+        return (*adam_coefficients(self.spec, t, lr)[:2], shrink) if self.spec.name == "adam" else (lr, 0.0, 0.0)
 
     def step(self) -> None:
         if self._left <= 0:
@@ -69,6 +79,9 @@ class Optimizer:
         self.t += 1
         self._left -= 1
         grads = [p.grad for p in self.params]
+        if self._update is None and self.spec.decay(self.t) != self._factor:  # a decay step: a new rate from here
+            self._factor = self.spec.decay(self.t)
+            self._set_rate()
         if self._update is not None:
             self.coef.copy_(self._table[-1 - self._left])  # on the device: no host sync
             self._update(self.spec, self.params, grads, self.m, self.v, self.coef)
@@ -120,8 +133,9 @@ def fused_update(spec: OptimizerSpec, t: int, params, grads, m, v, lr: torch.Ten
     fused kernel (it may scale `grads` in place)."""
     if spec.name == "adam":
         eps = spec.eps if spec.eps_mode == "after_bias_correction" else spec.eps / math.sqrt(1.0 - spec.beta2**t)
-        torch._fused_adam_(params, grads, m, v, [], [count] * len(params), lr=lr, beta1=spec.beta1, beta2=spec.beta2,
-                           weight_decay=spec.weight_decay, eps=eps, amsgrad=False, maximize=False)
+        kernel = torch._fused_adamw_ if spec.weight_decay_mode == "decoupled" else torch._fused_adam_
+        kernel(params, grads, m, v, [], [count] * len(params), lr=lr, beta1=spec.beta1, beta2=spec.beta2,
+               weight_decay=spec.weight_decay, eps=eps, amsgrad=False, maximize=False)
     else:
         torch._fused_sgd_(params, grads, m if spec.momentum else [], weight_decay=spec.weight_decay, momentum=spec.momentum,
                           lr=lr, dampening=0.0, nesterov=False, maximize=False, is_first_step=False)
@@ -129,14 +143,17 @@ def fused_update(spec: OptimizerSpec, t: int, params, grads, m, v, lr: torch.Ten
 
 @torch.no_grad()
 def foreach_update(spec: OptimizerSpec, params, grads, m, v, coef: torch.Tensor) -> None:
-    """In place: Adam, p -= coef[0] * m / (sqrt(v) * coef[1] + eps) (`adam_coefficients`);
-    SGD with momentum, p -= coef[0] * m. `coef`: (2,), or (K, 2) for a pack, updated member by
-    member (one member's tensors stay in cache, and foreach keeps its fused path for a scalar)."""
+    """In place: Adam, p -= coef[0] * m / (sqrt(v) * coef[1] + eps) (`adam_coefficients`), after
+    p *= 1 - coef[2] (decoupled weight decay); SGD with momentum, p -= coef[0] * m. `coef`: (3,),
+    or (K, 3) for a pack, updated member by member (one member's tensors stay in cache, and
+    foreach keeps its fused path for a scalar)."""
     if coef.dim() == 2:
         for k in range(coef.shape[0]):
             foreach_update(spec, *([t[k] for t in ts] for ts in (params, grads, m, v)), coef[k])
         return
-    if spec.weight_decay:
+    if spec.weight_decay and spec.weight_decay_mode == "decoupled":
+        torch._foreach_mul_(params, 1.0 - coef[2])
+    elif spec.weight_decay:
         grads = torch._foreach_add(grads, params, alpha=spec.weight_decay)
     if spec.name == "adam":
         torch._foreach_lerp_(m, grads, 1 - spec.beta1)  # m = b1 m + (1-b1) g

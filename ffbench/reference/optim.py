@@ -23,7 +23,10 @@ class OptState:
 
 
 def lr_at(spec: OptimizerSpec, epoch: int, epochs: int) -> float:
-    """Learning rate for epoch `epoch` (0-based) of a phase of `epochs` epochs."""
+    """Learning rate for epoch `epoch` (0-based) of a phase of `epochs` epochs (an update's
+    `decay_rate` factor aside: `update`)."""
+    if spec.milestones is not None:
+        return spec.lr * spec.milestone_factor ** sum(m <= epoch for m in spec.milestones)
     if spec.cooldown_start is None:
         return spec.lr
     start = math.floor(spec.cooldown_start * epochs)
@@ -52,8 +55,12 @@ def adam_coefficients(spec: OptimizerSpec, t: int, lr: float) -> tuple[float, fl
 
 
 def update(spec: OptimizerSpec, grads: list[np.ndarray], state: OptState, params: list[np.ndarray], lr: float):
+    """One update at the epoch's rate `lr` (`lr_at`), times this update's `decay_rate` factor."""
     t = state.t + 1
-    if spec.weight_decay:
+    lr = lr * spec.decay(t)
+    if spec.weight_decay and spec.weight_decay_mode == "decoupled":  # torch's AdamW: shrink, then the Adam step
+        params = [p * (1.0 - lr * spec.weight_decay) for p in params]
+    elif spec.weight_decay:
         grads = [g + spec.weight_decay * p for g, p in zip(grads, params)]
     if spec.name == "adam":
         m = [spec.beta1 * m + (1 - spec.beta1) * g for m, g in zip(state.m, grads)]

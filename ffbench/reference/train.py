@@ -30,7 +30,8 @@ def ff_simultaneous_epoch(state: ff.FFState, x: np.ndarray, y: np.ndarray, trial
     for idx, neg in zip(bs, negs):
         xb = augment.batch_images(trial, x, idx, epoch)
         x_pos, x_neg = negatives.batch_inputs(trial, x, xb, idx, y[idx], neg, epoch)
-        state, steps = ff.simultaneous_step(state, x_pos, x_neg, spec, trial.optimizer, lr, y[idx])
+        state, steps = ff.simultaneous_step(state, x_pos, x_neg, spec, trial.layer_optimizer(tuple(range(len(state.params)))), lr,
+                                            y[idx])
         losses.append([s.loss for s in steps])
     return state, np.mean(losses, axis=0)
 
@@ -87,7 +88,7 @@ def ff_greedy_layer_epoch(params, opt_state: optim.OptState, running, layer: int
             x_pos, x_neg = ff.layer_forward(x_pos, *p[:2], spec, i, bn)[2], ff.layer_forward(x_neg, *p[:2], spec, i, bn)[2]
         p = params[layer]
         st = ff.layer_step(x_pos, x_neg, p[0], p[1], spec, running[layer], layer, y[idx], p[2:] or None)
-        new, opt_state = optim.update(trial.optimizer, list(st.grads), opt_state, list(p), lr)
+        new, opt_state = optim.update(trial.layer_optimizer((layer,)), list(st.grads), opt_state, list(p), lr)
         params[layer], running[layer] = tuple(new), st.running_mean
         losses.append(st.loss)
     return params, opt_state, running, float(np.mean(losses))
@@ -97,10 +98,11 @@ def ff_greedy_run(params, x: np.ndarray, y: np.ndarray, trial: FFTrial, with_run
     """The whole greedy schedule: for each episode, each layer in turn for `epochs` epochs. A
     layer's optimiser state carries over from one episode to its next; returns the params
     (and with `with_running`, each layer's carried statistics)."""
-    depth, opt = len(params), trial.optimizer
+    depth = len(params)
     running, states, draws, epoch = [None] * depth, {}, negatives.Draws(trial, x, y), 0
     for episode in range(trial.ff.episodes):
         for layer in range(depth):
+            opt = trial.layer_optimizer((layer,))
             st = states.get(layer) or optim.init(opt, list(params[layer]))
             for e in range(trial.epochs):
                 upto = layer if episode == 0 else depth - 1
@@ -118,11 +120,11 @@ def ff_windowed_run(params, x: np.ndarray, y: np.ndarray, trial: FFTrial):
     the step's pre-update weights), the layers below run frozen (batch norm on its running
     statistics), those above are not computed; each layer has its own optimiser state and step
     count, kept across the epochs it trains in. Returns (params, carried statistics)."""
-    spec, opt, depth = trial.ff, trial.optimizer, len(params)
+    spec, depth = trial.ff, len(params)
     params, running, draws = list(params), [None] * depth, negatives.Draws(trial, x, y)
-    states = [optim.init(opt, list(p)) for p in params]
+    states = [optim.init(trial.layer_optimizer((i,)), list(p)) for i, p in enumerate(params)]
     for start, end, layers in layer_windows.stretches(spec.layer_epochs, trial.epochs):
-        lo, hi = layers[0], layers[-1]
+        lo, hi, opt = layers[0], layers[-1], trial.layer_optimizer(layers)
         for epoch in range(start, end):
             lr = optim.lr_at(opt, epoch - start, end - start)
             bs = batches(trial.seed, epoch, len(y), batch_size_for(trial, len(y)))
