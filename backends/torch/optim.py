@@ -1,18 +1,19 @@
 """The spec's optimisers (`ffbench.reference.optim`) as PyTorch's fused in-place kernels.
 
 Adam is `torch._fused_adam_` (decoupled weight decay: `_fused_adamw_`) and SGD with momentum
-`torch._fused_sgd_` (what `torch.optim.Adam(fused=True)` and `SGD(fused=True)` run): one kernel over every tensor a
-step, where the same update as foreach ops took eight passes (784-1000-1000-1000 on a CPU:
-12.4 ms a step foreach, 1.7 ms fused). Both kernels' formulas are the reference's:
-weight decay added to the gradient, Adam's bias corrections from the step count
-(`adam_coefficients`, `after_bias_correction`), SGD's buffer `momentum * buf + g` from zero.
-Keras's `before_bias_correction` is the same kernel with eps / sqrt(1 - beta2^t), a host
-float: p -= lr / bc1 * m / ((sqrt(v) + eps) / sqrt(bc2)).
+`torch._fused_sgd_` (what `torch.optim.Adam(fused=True)` and `SGD(fused=True)` run): one
+kernel over every tensor a step, where the same update as foreach ops took eight passes
+(784-1000-1000-1000 on a CPU: 12.4 ms a step foreach, 1.7 ms fused). Both kernels' formulas
+are the reference's: weight decay added to the gradient (or decoupled), Adam's bias
+corrections from the step count (`adam_coefficients`, `after_bias_correction`), SGD's buffer
+`momentum * buf + g` from zero. Keras's `before_bias_correction` is the same kernel with
+eps / sqrt(1 - beta2^t), a host float: p -= lr / bc1 * m / ((sqrt(v) + eps) / sqrt(bc2)).
 
 The learning rate and the step count are device tensors that the kernels read (`plan_epoch`
-fills the rate once an epoch and `step` again at an update of a new `decay_rate` factor, `step`
-the count), so no step reads a value back from the device. A pack's optimiser (`members` K) updates stacked tensors (K, ...), member by member
-(each a view), each with its own learning rate.
+fills the rate once an epoch, and `step` again at an update of a new `decay_rate` factor;
+`step` the count), so no step reads a value back from the device. A pack's optimiser
+(`members` K) updates stacked tensors (K, ...), member by member (each a view), each with its
+own learning rate.
 
 `FFBENCH_TORCH_COMPILE=1` compiles the foreach form of the same update (`foreach_update`)
 instead, which inductor fuses: torch.compile cannot trace `_fused_adam_` with a tensor
