@@ -1,21 +1,22 @@
 """CwComp's own code next to ffbench's `cwc` objective on the same conv net, on this CPU.
 
-    python benchmarks/cwcomp.py --src ~/src/CwComp/src [--backend torch ...] \\
+    python benchmarks/cwcomp.py --src ~/src/CwComp/src [--backend torch ...] [--peer-bn keep|drop] [--cfse] \\
         [--train-subset 512] [--epochs 2] [--repeats 2] [--threads 2] [--out FILE]
 
 The authors' code (andreaspapac/CwComp, `src/`, Papachristodoulou et al., AAAI 2024) is not part
 of ffbench: give the path of your own checkout's `src` folder. Their model is built by their
 own `Models.CW_Comp([20, 80, 240, 480], batch_size=128, dataset='CIFAR', loss_='CwC_CE')` (CFSE
-off: every conv has one group; each layer its own Adam, lr 0.01) and trained by their own
+off: every conv has one group, or with `--cfse` its grouped convolutions; each layer its own Adam,
+lr 0.01) and trained by their own
 `Conv_Layer.forward_forward`, layer after layer on each batch from a shuffled torch DataLoader of
 128, as their `CW_Comp.train_` does at an epoch where every layer trains. Changes, all made in
 the peer's process and listed in the output: `.cuda()` is the identity (their code hard-codes it;
 this is a CPU), their `Datasets` module is left out (it imports torchvision and cv2 for the
-downloads only), and, by default, each layer's BatchNorm2d after pooling is an identity: ffbench
-has no batch normalisation yet, so that is the same work (`--peer-bn keep` times it as
-published; `train_` also trains a softmax classifier on the last layer, which is not timed).
-ffbench's side is `ffbench.bench.bench_backend` on the same net: objective `cwc`, negatives
-`none`, norm `none`, Adam lr 0.01, batch 128. Both sides see the same synthetic_rgb32 images
+downloads only). Each layer's BatchNorm2d after pooling is kept, as published, and ffbench's
+side has its batch norm too (`conv.norm: batch`, eps 1e-4); `--peer-bn drop` makes the peer's an
+identity and leaves ffbench's out (`train_` also trains a softmax classifier on the last layer,
+which is not timed). ffbench's side is `ffbench.bench.bench_backend` on the same net: objective
+`cwc`, negatives `none`, norm `none`, Adam lr 0.01, batch 128, its groups [1, 10, 1, 10] with `--cfse`. Both sides see the same synthetic_rgb32 images
 (3 x 32 x 32, scaled to [0, 1]) and the same thread count, one process per run, alternating
 (peer, then each backend, `--repeats` times); each time is the median epoch after one warm-up
 epoch. The table is Markdown, to paste into `benchmarks/RESULTS.md`.
@@ -42,14 +43,14 @@ PEER = r'''
 import json, statistics, sys, time, types
 import numpy as np
 import torch
-src, data, epochs, bn = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+src, data, epochs, bn, cfse = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 sys.path.insert(0, src)
 sys.modules["Datasets"] = types.ModuleType("Datasets")  # torchvision and cv2, for the downloads only
 torch.Tensor.cuda = lambda self, *a, **k: self
 torch.nn.Module.cuda = lambda self, *a, **k: self
 from Models import CW_Comp
 torch.manual_seed(0)
-model = CW_Comp(CHANNELS, batch_size=128, CFSE=False, sf_pred=False, dataset="CIFAR", ILT="Acc", loss_="CwC_CE")
+model = CW_Comp(CHANNELS, batch_size=128, CFSE=cfse == "cfse", sf_pred=False, dataset="CIFAR", ILT="Acc", loss_="CwC_CE")
 if bn == "drop":
     for layer in model.conv_layers:
         layer.conv_bn = torch.nn.Identity()
@@ -93,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=2, help="timed epochs after one warm-up, both sides")
     ap.add_argument("--repeats", type=int, default=2, help="alternating runs of each side")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--peer-bn", choices=["drop", "keep"], default="drop",
-                    help="the peer's BatchNorm2d: identity (the same work as ffbench) or as published")
+    ap.add_argument("--peer-bn", choices=["drop", "keep"], default="keep",
+                    help="the peer's BatchNorm2d as published and ffbench's conv.norm: batch, or neither")
+    ap.add_argument("--cfse", action="store_true", help="grouped convolutions (CwComp's CFSE blocks) on both sides")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     if not (args.src / "Models.py").is_file() or not (args.src / "Layer_cnn.py").is_file():
@@ -108,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     backends = args.backend or registry.installed()
     threads = str(args.threads)
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    spec = {**SPEC, "data": {"name": "synthetic_rgb32", "train_subset": args.train_subset, "test_subset": 128,
-                             "validation_size": 10000}}
+    conv = {**SPEC["conv"], **({"norm": "batch", "bn_eps": 1e-4} if args.peer_bn == "keep" else {}),
+            **({"groups": [1, 10, 1, 10]} if args.cfse else {})}
+    spec = {**SPEC, "conv": conv, "data": {"name": "synthetic_rgb32", "train_subset": args.train_subset, "test_subset": 128,
+                                           "validation_size": 10000}}
     peer_s: list[float] = []
     ours: dict[str, list[float]] = {b: [] for b in backends}
     versions: dict[str, str] = {}  # every backend's frameworks, merged
@@ -121,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         np.savez(np_path := Path(tmp) / "data.npz", x=d["x_train"][: args.train_subset].astype(np.float32) / 255.0,
                  y=d["y_train"][: args.train_subset].astype(np.int64))
         for k in range(args.repeats):
-            epochs = run(PEER, [str(args.src.resolve()), str(np_path), str(args.epochs), args.peer_bn], env, "PEER_EPOCH_SECONDS")
+            epochs = run(PEER, [str(args.src.resolve()), str(np_path), str(args.epochs), args.peer_bn,
+                                "cfse" if args.cfse else "plain"], env, "PEER_EPOCH_SECONDS")
             peer_s.append(statistics.median(epochs))
             print(f"run {k + 1}: CwComp's code {peer_s[-1]:.2f} s/epoch", file=sys.stderr, flush=True)
             for b in backends:
@@ -133,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     peer = statistics.median(peer_s)
     lines = [f"{device}, {threads} threads; " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
              + f"; {args.train_subset} synthetic_rgb32 images per epoch, batch 128, {args.repeats} alternating runs "
-             f"of {args.epochs} timed epochs after a warm-up; the peer's BatchNorm2d: {args.peer_bn}.", "",
+             f"of {args.epochs} timed epochs after a warm-up; batch norm: {args.peer_bn} (both sides); "
+             f"CFSE groups: {'on' if args.cfse else 'off'}.", "",
              "| code | s / epoch (each run) | median s / epoch | extrapolated to 50,000 images, s | "
              "ratio (ffbench / CwComp's code) |",
              "|---|---|---|---|---|",
