@@ -16,7 +16,8 @@ downloads only). Each layer's BatchNorm2d after pooling is kept, as published, a
 side has its batch norm too (`conv.norm: batch`, eps 1e-4); `--peer-bn drop` makes the peer's an
 identity and leaves ffbench's out (`train_` also trains a softmax classifier on the last layer,
 which is not timed). ffbench's side is `ffbench.bench.bench_backend` on the same net: objective
-`cwc`, negatives `none`, norm `none`, Adam lr 0.01, batch 128, its groups [1, 10, 1, 10] with `--cfse`. Both sides see the same synthetic_rgb32 images
+`cwc`, negatives `none`, norm `none`, Adam lr 0.01, batch 128, its groups [1, 10, 1, 10] with
+`--cfse`. Both sides see the same synthetic_rgb32 images
 (3 x 32 x 32, scaled to [0, 1]) and the same thread count, one process per run, alternating
 (peer, then each backend, `--repeats` times); each time is the median epoch after one warm-up
 epoch. The table is Markdown, to paste into `benchmarks/RESULTS.md`.
