@@ -141,7 +141,8 @@ def test_a_perturbed_backend_fails(monkeypatch, capsys):
 
 
 def test_check_cli_passes_and_names_unknown_backends(capsys):
-    assert main(["check", "--backends", "torch", "--no-e2e"]) == 0
+    # one variant's sections through the CLI (test_every_backend_passes runs the whole check)
+    assert main(["check", "--backends", "torch", "--no-e2e", "--variant", "wrong_label"]) == 0
     assert "all" in capsys.readouterr().out
     assert main(["check", "--backends", "tourch", "--no-e2e"]) == 3
 
@@ -150,7 +151,9 @@ def test_spec_file(tmp_path, capsys):
     p = tmp_path / "spec.yaml"
     p.write_text("algorithm: ff\nhidden: [20, 20]\nbatch_size: 8\nepochs: 1\n"
                  "optimizer: {name: sgd, lr: 0.1, momentum: 0.5}\nff: {goodness: sum, threshold: 5.0, norm: l2, sign: min_ssq}\n")
-    assert main(["check", "--backends", "torch", "--no-e2e", "--spec", str(p)]) == 0
+    # the spec's trial in the sections of its own objective and strategy (the whole check: test_every_backend_passes)
+    assert main(["check", "--backends", "torch", "--no-e2e", "--spec", str(p), "--variant", "logistic",
+                 "--variant", "wrong_label"]) == 0
     p.write_text("algorithm: ff\nhidden: [20, 20]\nepochs: 1\nff: {threshhold: 5.0}\n")
     assert main(["check", "--backends", "torch", "--no-e2e", "--spec", str(p)]) == 2
     assert "spec.yaml:4: ff.threshhold: unknown field (did you mean 'threshold'?)" in capsys.readouterr().err
