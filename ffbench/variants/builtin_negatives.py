@@ -166,11 +166,12 @@ class SelfContrastive(BuiltIn):
 
     def validate(self, trial) -> None:
         ff = trial.ff
-        for field, value, plain in (("data.jitter", trial.data.jitter, 0), ("ff.negatives_refresh", ff.negatives_refresh,
-                                                                           "epoch"),
-                                    ("ff.readout_phase", ff.readout_phase, "after"), ("conv", trial.conv, None),
-                                    ("ff.recurrent", ff.recurrent, None)):
-            if value != plain and not (field == "ff.readout_phase" and ff.prediction != "softmax"):
+        needs = {"data.jitter": (trial.data.jitter, 0), "ff.negatives_refresh": (ff.negatives_refresh, "epoch"),
+                 "conv": (trial.conv, None), "ff.recurrent": (ff.recurrent, None)}
+        if ff.prediction == "softmax":  # a read-out trained with the layers would read the training pairs
+            needs["ff.readout_phase"] = (ff.readout_phase, "after")
+        for field, (value, plain) in needs.items():
+            if value != plain:
                 raise ValueError(f"ff.negatives: self_contrastive draws new views and pairs every epoch and is defined on "
                                  f"dense nets read after training: {field} must be {plain}")
         if trial.batch_size != "full" and trial.batch_size < 2:
