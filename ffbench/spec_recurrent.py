@@ -7,9 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from ffbench.strict import Strict
-
-Fraction = Annotated[float, Field(ge=0, lt=1)]
+from ffbench.strict import Fraction, Strict
 
 
 class RecurrentSpec(Strict):

@@ -1,8 +1,22 @@
-"""The strict pydantic base of every config model: the trial spec's and every variant's parameters."""
+"""The strict pydantic base of every config model (the trial spec's and every variant's
+parameters), and the bounds they share."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Whole numbers stay far inside the int64 columns of the results (`ffbench.results`); the
+# sizes that allocate (widths, depth) and the counts that loop (epochs) have bounds of their
+# own, generous for any published net but refusing a typo that would exhaust memory or time.
+MAX_COUNT = 10**12
+MAX_WIDTH = 100_000
+MAX_DEPTH = 1_000
+MAX_EPOCHS = 1_000_000
+PositiveInt = Annotated[int, Field(gt=0, le=MAX_COUNT)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0, lt=1)]
 
 
 class Strict(BaseModel):
