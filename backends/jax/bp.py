@@ -43,7 +43,7 @@ class BPTrainer(JaxTrainer):
         conv = trial.conv_layers()
         self.net = (trial.local, None if conv is None else tuple(conv))  # static: how the hidden layers compute
         self.running = [None if r is None else jax.device_put(jnp.asarray(r, jnp.float32), device)
-                        for r in initial_running(conv) or [None] * len(trial.hidden)]
+                        for r in initial_running(trial)]
 
     def phases(self) -> list[Phase]:
         return [Phase("bp", self.trial.epochs, self.trial.optimizer)]

@@ -83,7 +83,7 @@ class BPTrainer(KerasTrainer):
         conv = trial.conv_layers()
         hidden = [hidden_layer(h, trial.local) for h in trial.hidden] if conv is None else [ConvBlock(s) for s in conv]
         self.model = keras.Sequential([keras.Input((data.train.x.shape[1],)), *hidden, keras.layers.Dense(NUM_CLASSES)])
-        self.load_state(state_of(bp_init(trial, data.train.x.shape[1], NUM_CLASSES), initial_running(conv)))
+        self.load_state(state_of(bp_init(trial, data.train.x.shape[1], NUM_CLASSES), initial_running(trial)))
 
     def weighted(self) -> list[keras.layers.Layer]:
         """The model's layers with weights, in the reference's order: each holds W, b (a

@@ -54,7 +54,7 @@ class BPTrainer(TorchTrainer):
         # a batch-normalised layer's running statistics; an empty placeholder for every other
         # (a pack stacks and vmaps them: `torch.func.vmap` maps tensors only)
         self.running = [torch.zeros(0, device=device) if r is None else torch.as_tensor(r, dtype=torch.float32, device=device)
-                        for r in initial_running(self.conv) or [None] * len(trial.hidden)]
+                        for r in initial_running(trial)]
 
     def phases(self) -> list[Phase]:
         return [Phase("bp", self.trial.epochs, self.trial.optimizer)]

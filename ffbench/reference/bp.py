@@ -20,10 +20,11 @@ from ffbench.reference import conv as C
 from ffbench.reference.ff import bn_initial, local_mask, softmax_xent
 
 
-def initial_running(conv) -> list[np.ndarray | None]:
+def initial_running(trial) -> list[np.ndarray | None]:
     """Each hidden layer's carried statistics before training: [0; 1] for a batch-normalised conv
-    layer (torch's BatchNorm2d), None for every other."""
-    return None if conv is None else [bn_initial(s.channels) if s.batch_norm else None for s in conv]
+    layer (torch's BatchNorm2d), None for every other (every layer of a dense net)."""
+    conv = trial.conv_layers()
+    return [None] * len(trial.hidden) if conv is None else [bn_initial(s.channels) if s.batch_norm else None for s in conv]
 
 
 def effective(params, local) -> list[np.ndarray]:

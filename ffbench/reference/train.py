@@ -58,7 +58,7 @@ def bp_epoch(params, opt_state: optim.OptState, x: np.ndarray, y: np.ndarray, tr
     """One epoch of the backprop baseline; returns (params, opt_state, mean loss, running
     statistics: a batch-normalised conv layer's, carried in and out; None: the initial ones)."""
     conv, losses = trial.conv_layers(), []
-    running = bp.initial_running(conv) if running is None else running
+    running = bp.initial_running(trial) if running is None else running
     for idx in batches(trial.seed, epoch, len(y), batch_size_for(trial, len(y))):
         xb = augment.batch_images(trial, x, idx, epoch)
         loss, grads, running = bp.loss_and_grads(xb, y[idx], params, trial.local, conv, running)
