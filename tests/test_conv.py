@@ -200,3 +200,61 @@ def test_jax_cpu_conv_as_matmul_is_xla_convolution(stride, padding, groups):
     for a, b in zip(jax.grad(loss(ours), argnums=(0, 1))(x, w), jax.grad(loss(xla), argnums=(0, 1))(x, w)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
     assert ours(np.zeros((0, 4, 9, 8), np.float32), w).shape == (0, 8, *ref.shape[2:])  # a step with no negatives
+
+
+@pytest.mark.parametrize("stride,padding,groups", [(1, 1, 1), (2, 0, 2), (1, 2, 4)])
+def test_keras_cpu_conv_as_matmul_is_the_reference_convolution(stride, padding, groups):
+    """Keras's channels-last, group-major im2col form against the reference (its gradients are
+    held to the reference by `ffbench check`'s conv sections)."""
+    from ffbench import registry
+    if not registry.status("keras")[0]:
+        pytest.skip(registry.status("keras")[1])
+    from ffbench_backends.keras.conv import conv_as_matmul
+    from keras import ops
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(3, 4, 9, 8)).astype(np.float32)
+    w = rng.normal(size=(8, 4 // groups, 3, 3)).astype(np.float32)
+    xp = np.pad(x.transpose(0, 2, 3, 1), ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    z = ops.convert_to_numpy(conv_as_matmul(ops.convert_to_tensor(xp), ops.convert_to_tensor(w.transpose(2, 3, 1, 0)),
+                                            stride, groups))
+    ref = C.conv2d(x.astype(np.float64), w.astype(np.float64), np.zeros(8), stride, padding, groups)
+    np.testing.assert_allclose(z.transpose(0, 3, 1, 2), ref, rtol=1e-5, atol=1e-5)
+
+
+def _tied_maps(rng, shape):
+    """ReLU-like maps with ties: zeros, and positive values drawn from {1, 2, 3}."""
+    return np.maximum(rng.integers(-2, 4, size=shape), 0).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape,q", [((2, 3, 8, 8), 2), ((2, 2, 7, 9), 2), ((1, 2, 9, 6), 3)])
+def test_jax_max_pool_is_the_reference_with_its_gradient_split_among_ties(shape, q):
+    jax = pytest.importorskip("jax")
+    from ffbench_backends.jax.ops import max_pool
+    rng = np.random.default_rng(5)
+    a = _tied_maps(rng, shape)
+    ref = C.pool(a.astype(np.float64), "max", q)
+    g = rng.normal(size=ref.shape).astype(np.float32)
+    out, vjp = jax.vjp(lambda t: max_pool(t, q), a)
+    np.testing.assert_array_equal(np.asarray(out), ref)
+    np.testing.assert_allclose(np.asarray(vjp(g)[0]), C.pool_backward(g.astype(np.float64), a.astype(np.float64), "max", q),
+                               rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("shape,q", [((2, 3, 8, 8), 2), ((2, 2, 7, 9), 2), ((1, 2, 9, 6), 3)])
+def test_keras_max_pool_is_the_reference_with_its_gradient_split_among_ties(shape, q):
+    from ffbench import registry
+    if not registry.status("keras")[0]:
+        pytest.skip(registry.status("keras")[1])
+    from ffbench_backends.keras.conv import max_pool
+    from ffbench_backends.keras.ops import value_and_grads
+    from keras import ops
+    rng = np.random.default_rng(5)
+    a = _tied_maps(rng, shape)
+    ref = C.pool(a.astype(np.float64), "max", q)
+    g = rng.normal(size=ref.shape).astype(np.float32)
+    to_last = lambda t: t.transpose(0, 2, 3, 1)  # noqa: E731
+    (_, out), (da,) = value_and_grads(lambda t: (ops.sum(max_pool(t, q) * to_last(g)), max_pool(t, q)),
+                                      ops.convert_to_tensor(to_last(a)))
+    np.testing.assert_array_equal(ops.convert_to_numpy(out), to_last(ref))
+    expected = C.pool_backward(g.astype(np.float64), a.astype(np.float64), "max", q)
+    np.testing.assert_allclose(ops.convert_to_numpy(da), to_last(expected), rtol=1e-6, atol=1e-7)

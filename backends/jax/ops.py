@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -182,18 +184,22 @@ def effective_weights(w: jax.Array, ff: FFSpec) -> jax.Array:
 
 
 def conv_as_matmul(x4: jax.Array, w: jax.Array, stride: int, padding: int, groups: int, precision) -> jax.Array:
-    """`reference.conv.conv2d` in its own im2col form: the k*k shifted, strided views of the
-    padded input stacked as (N, g, C/g * k * k, Ho, Wo), then one contraction with the kernel
-    (no bias). XLA's CPU convolution computes the kernel's gradient slowly (jax-ml/jax#31662,
-    openxla/xla#34273: ff-conv took 65x torch's epoch on this CPU); the gradient of this form is a matmul."""
-    k, (n, c, h, wd) = w.shape[2], x4.shape
-    ho, wo = (h + 2 * padding - k) // stride + 1, (wd + 2 * padding - k) // stride + 1
-    xp = jnp.pad(x4, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    cols = jnp.stack([xp[:, :, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
-                      for i in range(k) for j in range(k)], axis=2)  # (N, C, k*k, Ho, Wo): OIHW's (I, H, W) order
-    cols = cols.reshape(n, groups, c // groups * k * k, ho, wo)  # explicit sizes: a batch may have 0 rows
-    z = jnp.einsum("ngfyx,gof->ngoyx", cols, w.reshape(groups, w.shape[0] // groups, -1), precision=precision)
-    return z.reshape(n, w.shape[0], ho, wo)
+    """`reference.conv.conv2d` in its own im2col form (no bias), group-major and channels-last:
+    the input as (g, N, H, W, C/g), its k*k shifted, strided views concatenated along channels,
+    then one batched matmul (g, N*Ho*Wo, k*k*C/g) @ (g, k*k*C/g, O/g), whose operands need no
+    transpose. XLA's CPU convolution computes the kernel's gradient slowly (jax-ml/jax#31662,
+    openxla/xla#34273: ff-conv took 65x torch's epoch on this CPU); the gradient of this form is
+    a matmul. (The NCHW patches this replaced, contracted in the middle of their axes, took 1.3x
+    its time forward and backward on CwComp's grouped 480-channel layer: benchmarks/RESULTS.md.)"""
+    k, (n, c, h, wd), o = w.shape[2], x4.shape, w.shape[0]
+    ho, wo, cg = (h + 2 * padding - k) // stride + 1, (wd + 2 * padding - k) // stride + 1, c // groups
+    xg = x4.reshape(n, groups, cg, h, wd).transpose(1, 0, 3, 4, 2)
+    xp = jnp.pad(xg, ((0, 0), (0, 0), (padding, padding), (padding, padding), (0, 0)))
+    cols = jnp.concatenate([xp[:, :, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+                            for i in range(k) for j in range(k)], axis=-1)  # (g, N, Ho, Wo, k*k*C/g): (i, j, c) order
+    wk = w.reshape(groups, o // groups, cg, k, k).transpose(0, 3, 4, 2, 1).reshape(groups, k * k * cg, o // groups)
+    z = jnp.matmul(cols.reshape(groups, n * ho * wo, k * k * cg), wk, precision=precision)  # explicit sizes: N may be 0
+    return z.reshape(groups, n, ho, wo, o // groups).transpose(1, 0, 4, 2, 3).reshape(n, o, ho, wo)
 
 
 def conv2d(x4: jax.Array, w: jax.Array, spec, precision) -> jax.Array:
@@ -242,10 +248,44 @@ def _conv_pool(x: jax.Array, w: jax.Array, b: jax.Array, spec, relu_grad: str, p
         z = conv2d(x4, w, spec, MATMUL_PRECISION[precision])
     a, q = relu(z + b[:, None, None], relu_grad), (1, 1, spec.pool_size, spec.pool_size)
     if spec.pool == "max":
-        a = lax.reduce_window(a, -jnp.inf, lax.max, q, q, "VALID")
+        a = max_pool(a, spec.pool_size)
     elif spec.pool == "avg":
         a = lax.reduce_window(a, 0.0, lax.add, q, q, "VALID") / (spec.pool_size * spec.pool_size)
     return a
+
+
+def _pool_views(a: jax.Array, q: int) -> list[jax.Array]:
+    """The q*q strided views of `a`'s non-overlapping q x q windows (rows and columns that fill
+    no window dropped), window-entry-major: view i*q + j holds each window's entry (i, j)."""
+    a = a[:, :, : a.shape[2] // q * q, : a.shape[3] // q * q]
+    return [a[:, :, i::q, j::q] for i in range(q) for j in range(q)]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def max_pool(a: jax.Array, q: int) -> jax.Array:
+    """`reference.conv.pool(a, "max", q)` of (N, C, H, W) maps, with the reference's gradient
+    (split evenly among a window's maximal entries). Elementwise over the q*q strided views:
+    XLA's CPU gradient of `reduce_window` (select-and-scatter) took 4-5x as long forward and
+    backward on CwComp's pooled maps (benchmarks/RESULTS.md)."""
+    return functools.reduce(jnp.maximum, _pool_views(a, q))
+
+
+def _max_pool_fwd(a: jax.Array, q: int):
+    m = max_pool(a, q)
+    return m, (a, m)
+
+
+def _max_pool_bwd(q: int, res, g: jax.Array):
+    a, m = res
+    hits = [(v == m).astype(g.dtype) for v in _pool_views(a, q)]
+    share = g / functools.reduce(jnp.add, hits)
+    n, c, h, w = a.shape
+    d = jnp.stack([hit * share for hit in hits], axis=-1).reshape(n, c, h // q, w // q, q, q)
+    d = d.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // q * q, w // q * q)
+    return (jnp.pad(d, ((0, 0), (0, 0), (0, h - h // q * q), (0, w - w // q * q))),)
+
+
+max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 def dense(xn: jax.Array, w: jax.Array, b: jax.Array, ff: FFSpec, precision: str) -> jax.Array:
