@@ -6,6 +6,9 @@
 PYTHON ?= python3.11
 VENV   ?= .venv
 EXTRAS ?= all,test
+# pytest-xdist workers for `make test` (each peaks near 7 GB with every framework loaded; the
+# Ray tests share one worker, so one Ray cluster runs at a time). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 comma  := ,
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ffbench-installed-$(subst $(comma),-,$(EXTRAS))
@@ -35,7 +38,7 @@ smoke: setup
 
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest tests --durations=15 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

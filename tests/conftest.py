@@ -36,11 +36,13 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 def pytest_collection_modifyitems(config, items):
     import importlib.util
-    if importlib.util.find_spec("ray") is None:
-        skip = pytest.mark.skip(reason="Ray is not installed (pip install 'ffbench[ray]')")
-        for item in items:
-            if "ray" in item.keywords:
-                item.add_marker(skip)
+    has_ray = importlib.util.find_spec("ray") is not None
+    skip = pytest.mark.skip(reason="Ray is not installed (pip install 'ffbench[ray]')")
+    for item in items:
+        if "ray" in item.keywords:
+            # under pytest-xdist (`make test` runs two workers), one worker runs every Ray test in turn:
+            # never two Ray clusters at once on this machine
+            item.add_marker(pytest.mark.xdist_group("ray") if has_ray else skip)
 
 
 @pytest.fixture()
