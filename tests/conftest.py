@@ -34,14 +34,8 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
         monkeypatch.setenv(f"FFBENCH_{name}_MIRRORS", "http://127.0.0.1:9/")
 
 
-# The longest tests (minutes each on 2 cores), started first so that under pytest-xdist no
-# worker begins one of them while the other has nothing left to do
-LONG_FIRST = ("test_keras_on_jax.py::", "test_check.py::test_every_backend_passes", "test_training.py::test_every_shipped_suite")
-
-
 def pytest_collection_modifyitems(config, items):
     import importlib.util
-    items.sort(key=lambda item: next((i for i, name in enumerate(LONG_FIRST) if name in item.nodeid), len(LONG_FIRST)))
     has_ray = importlib.util.find_spec("ray") is not None
     skip = pytest.mark.skip(reason="Ray is not installed (pip install 'ffbench[ray]')")
     for item in items:
