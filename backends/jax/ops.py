@@ -189,7 +189,7 @@ def conv_as_matmul(x4: jax.Array, w: jax.Array, stride: int, padding: int, group
     then one batched matmul (g, N*Ho*Wo, k*k*C/g) @ (g, k*k*C/g, O/g), whose operands need no
     transpose. XLA's CPU convolution computes the kernel's gradient slowly (jax-ml/jax#31662,
     openxla/xla#34273: ff-conv took 65x torch's epoch on this CPU); the gradient of this form is
-    a matmul. (The NCHW patches this replaced, contracted in the middle of their axes, took 1.3x
+    a matmul. (The NCHW patches this replaced, contracted in the middle of their axes, took 1.5x
     its time forward and backward on CwComp's grouped 480-channel layer: benchmarks/RESULTS.md.)"""
     k, (n, c, h, wd), o = w.shape[2], x4.shape, w.shape[0]
     ho, wo, cg = (h + 2 * padding - k) // stride + 1, (wd + 2 * padding - k) // stride + 1, c // groups
