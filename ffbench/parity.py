@@ -18,12 +18,13 @@ from ffbench.data import Dataset, Split
 from ffbench.geometry import MNIST
 from ffbench.reference import ff as RF
 from ffbench.reference import negatives as RN
-from ffbench.reference import optim
+from ffbench.reference import optim, rng
 from ffbench.reference import recurrent as RR
 from ffbench.reference import train as RT
-from ffbench.reference.init import ff_init
+from ffbench.reference.init import conv_init, ff_init, stack_init
 from ffbench.reference.optim import lr_at
 from ffbench.spec import FFTrial
+from ffbench.variants import NEGATIVES, OBJECTIVES
 
 # quantity kind -> tolerance on max_rel (float32 against a float64 reference). Measured on
 # CPU (torch 2.13, jax 0.10): goodness/loss/grad/logits <= 5e-7, params@1 <= 9e-6,
@@ -38,10 +39,10 @@ TOLERANCES = {
     "grad/fd": 1e-5,
     # a conv layer's gradient sums products over every position of every image, of both signs;
     # the float32 rounding of the small sum is larger than a dense layer's: the reference itself
-    # in float32 is 1.0e-5 from float64 on `check.CHECK_CONV`'s second layer (SymBa per
+    # in float32 is 1.0e-5 from float64 on `check_conv.CHECK_CONV`'s second layer (SymBa per
     # position), the backends <= 2.0e-5.
     "grad/conv": 1e-4,
-    # a batch-normalised conv layer (`check.CHECK_CONV_CWC_BN`): batch norm removes a shift common
+    # a batch-normalised conv layer (`check_conv.CHECK_CONV_CWC_BN`): batch norm removes a shift common
     # to a channel's map, so where the ReLU passes a whole map the conv bias's gradient is a sum
     # that cancels to ~0, and what is left is float32 rounding; torch's float32 bias gradient of
     # its first layer is 2e-5 (its own float64 as the truth) to 2e-4 (the check's batch) of the
@@ -190,3 +191,36 @@ def compare_predictions(backend, name: str, quantity: str, trial: FFTrial, train
     ref = (RR.predict(x64, trained, trial.ff, w_out) if trial.ff.recurrent is not None
            else RF.predict(x64, trained, trial.ff, w_out, running=running))
     return Comparison(name, quantity, "predict", float(np.sum(got != ref)), float(np.mean(got != ref)))
+
+
+def layer_checks(add, probe, label: str, trial: FFTrial, x, y, other_images: bool = False, grad: str = "grad") -> None:
+    """Per layer of `trial` at its initial weights, on one batch with wrong-label negatives
+    (`other_images`: of the batch's images rolled by one, so that the negatives differ from
+    the positives everywhere, not only in the label's pixels): the probe's goodness, loss (and
+    peer loss) and gradients against the reference's. A strategy of no negatives (`none`): the
+    positives alone, and a `labelled` objective is given their labels."""
+    ff = trial.ff
+    wrong = rng.wrong_labels(trial.seed, 0, np.arange(len(y)), y)
+    x_pos, x_neg = RF.overlay(x, y, ff), RF.overlay(np.roll(x, 1, axis=0) if other_images else x, wrong, ff)
+    if not NEGATIVES.get(ff.negatives).makes_negatives:
+        x_neg = x_pos[:0]
+    params = (stack_init(trial.seed, [x.shape[1], *trial.hidden], ff.init) if ff.conv_layers is None
+              else conv_init(trial.seed, ff.conv_layers, ff.init))
+    got = probe.ff_layers(params, x_pos, x_neg, ff, **({"labels": y} if OBJECTIVES.get(ff.objective).labelled else {}))
+    h_pos, h_neg = x_pos.astype(np.float64), x_neg.astype(np.float64)
+    for i, p in enumerate(params):
+        w, b, *gamma_beta = (a.astype(np.float64) for a in p)
+        st = RF.layer_step(h_pos, h_neg, w, b, ff, None, i, y, tuple(gamma_beta) or None)
+        bn = bool(gamma_beta)  # a batch-normalised layer: its bias's gradient cancels (`parity.TOLERANCES`)
+        add(f"{label}.layer{i}.g_pos", "goodness", got[i]["g_pos"], st.g_pos)
+        add(f"{label}.layer{i}.g_neg", "goodness", got[i]["g_neg"], st.g_neg)
+        add(f"{label}.layer{i}.loss", "loss", got[i]["loss"], st.loss)
+        if ff.peer_weight:
+            add(f"{label}.layer{i}.peer_loss", "loss", got[i]["peer_loss"], st.peer_loss)
+        add(f"{label}.layer{i}.dW", grad, got[i]["dW"], st.dw)
+        add(f"{label}.layer{i}.db", "grad/bn" if bn else grad, got[i]["db"], st.db)
+        for key, g_got, g_ref in zip(("dgamma", "dbeta"), got[i].get("dbn", ()), st.dbn):
+            add(f"{label}.layer{i}.{key}", grad, g_got, g_ref)
+        if len(st.dbn) != len(got[i].get("dbn", ())):
+            add(f"{label}.layer{i}.dbn", grad, np.full(0, np.nan), np.concatenate(st.dbn))  # missing: fails
+        h_pos, h_neg = st.h_pos, st.h_neg
