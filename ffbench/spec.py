@@ -26,10 +26,14 @@ from ffbench.geometry import Geometry
 from ffbench.spec_conv import ConvLayer, ConvSpec, architecture, check_conv
 from ffbench.spec_ff import FFSpec
 from ffbench.spec_optim import OptimizerSpec
-from ffbench.spec_recurrent import check_recurrent
+from ffbench.spec_recurrent import RecurrentSpec, check_recurrent
 from ffbench.strict import MAX_DEPTH, MAX_EPOCHS, MAX_WIDTH, PositiveInt, Strict
 from ffbench.variants import DATASETS, NEGATIVES, OBJECTIVES
 from ffbench.variants.datasets import NUM_CLASSES
+
+__all__ = ["MODELS", "NUM_CLASSES", "SPEC_VERSION", "BPSpec", "BPTrial", "ConvSpec", "DataSpec", "FFSpec", "FFTrial",
+           "MetaSpec", "OptimizerSpec", "RecurrentSpec", "Resources", "batch_size_for", "canonical_json", "full_spec",
+           "normal_form", "parse_trial", "trial_id"]
 
 SPEC_VERSION = 1
 

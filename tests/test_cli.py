@@ -11,7 +11,7 @@ import pytest
 from ffbench import registry
 from ffbench.cli import main
 from ffbench.registry import BackendEntry
-from ffbench.spec import NEGATIVES
+from ffbench.variants import NEGATIVES
 
 ROOT = Path(__file__).resolve().parents[1]
 

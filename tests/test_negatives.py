@@ -11,7 +11,8 @@ from ffbench.geometry import MNIST, Geometry
 from ffbench.reference import negatives as N
 from ffbench.reference import rng
 from ffbench.reference.rng import STREAM_NEGATIVES, STREAM_PERMUTE, stream_key
-from ffbench.spec import NEGATIVES, parse_trial
+from ffbench.spec import parse_trial
+from ffbench.variants import NEGATIVES
 
 
 def test_every_strategy_is_listed_and_valid():

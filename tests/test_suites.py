@@ -114,7 +114,7 @@ def test_shipped_suites_load():
                                                                                                  list(range(6)))
     assert by_name["jax-example"].ff.negatives_refresh == "episode" and by_name["five-digits-100"].data.classes == [0, 1, 2, 3, 4]
     _, negs = load_suite(SUITES / "negatives.yaml")
-    from ffbench.spec import NEGATIVES
+    from ffbench.variants import NEGATIVES
     # not swept: class_split (5 classes), none (cwc), self_contrastive (SCFF's own recipe, variants.yaml)
     assert {t.ff.negatives for t in negs if t.algorithm == "ff"} == set(NEGATIVES) - {"class_split", "none", "self_contrastive"}
     assert {t.epochs for t in negs if t.algorithm == "bp"} == {t.epochs for t in negs if t.algorithm == "ff"} == {10, 30, 60}
