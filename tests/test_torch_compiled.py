@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ffbench import registry
+from ffbench.check import SCFF
 from ffbench.parity import dataset as _dataset
 from ffbench.reference.optim import lr_at
 from ffbench.spec import parse_trial
@@ -28,6 +29,12 @@ CASES = {
     # a conv net (its layers' geometry read per layer inside the step), goodness per position
     "conv": {**BASE, "algorithm": "ff", "hidden": None, "conv": {"channels": [4, 6], "pool": ["max", "none"]},
              "ff": {"goodness_over": "position"}},
+    # no negatives (the step's negatives have no rows): CwComp's grouped, batch-normalised layers and its loss
+    "conv-cwc": {**BASE, "algorithm": "ff", "hidden": None,
+                 "conv": {"channels": [10, 20], "pool": ["none", "max"], "groups": [1, 10], "norm": "batch", "bn_eps": 1e-4},
+                 "ff": {"objective": "cwc", "negatives": "none", "norm": "none"}},
+    # self-contrastive pairs (the positives are pairs too), SCFF's layers and objective, its read-out after
+    "scff": {**BASE, "algorithm": "ff", "ff": SCFF},
     # a pack of two (seeds 0 and 1): the vmapped objective and the stacked update, compiled
     "packed-greedy": {**BASE, "algorithm": "ff", "pack": 2,
                       "ff": {"schedule": "greedy", "negatives": "hybrid_image", "prediction": "softmax",

@@ -222,7 +222,13 @@ class FFTrainer(FFSchedule, TorchTrainer):
         if phase.name == "readout":
             warm_up(objective, (holder.params, holder.running, holder.readout, xb, yb), trained)
         else:
-            negb = yb.clone() if self.ff.embeds_labels else xb.clone()  # not the same tensor: torch.compile guards aliasing
+            negb = yb.clone()  # not the same tensor: torch.compile guards aliasing
+            if not self.ff.embeds_labels:  # the strategy's own negative images (none, pairs...), as `run_epoch` makes them
+                key = torch.zeros(lead, dtype=torch.int64, device=self.device) if lead else 0
+                batch = Batch(self.images, xb, yb, torch.zeros_like(yb), negb, key, key)
+                negb = self.strategy.inputs(self, batch)
+                if self.ff.pairs:
+                    xb = self.strategy.positives(self, batch)
             rows = []  # the phase's cached layer input, where it keeps one
             if holder is self and self.frozen is not None and self.frozen.positives:
                 rows = [xb.new_zeros((1 + self.frozen.negatives) * xb.shape[0], self.frozen.width)]
