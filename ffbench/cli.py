@@ -153,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--variant", dest="variants", action="append", metavar="NAME",
                    help="check only this registered negative strategy or layer objective (repeatable; "
                         "implies --no-e2e): a plugin author's quick check")
+    c.add_argument("--section", dest="sections", action="append", metavar="NAME",
+                   help="run only this section of the check (repeatable; implies --no-e2e): layers, schedules, "
+                        "variants, jitter, episodes, local, rgb, recurrent, conv, scff, bp, bp.local, predict")
     c.add_argument("--no-e2e", action="store_true", help="skip the end-to-end training agreement on MNIST")
     return p
 
@@ -257,9 +260,17 @@ def _check(args: argparse.Namespace) -> int:
         if unknown:
             raise FFBenchError(f"--variant: unknown {', '.join(map(repr, unknown))}; expected a negative strategy "
                                f"({', '.join(NEGATIVES)}) or a layer objective ({', '.join(OBJECTIVES)})")
-    comparisons = [c for name in names for c in check.check_backend(name, spec, variants=only)]
+    sections = None
+    if args.sections:
+        sections = set(args.sections)
+        if only is not None:
+            raise FFBenchError("--section and --variant: give one (a variant's check is its own sections)")
+        unknown = sorted(sections - set(check.SECTIONS))
+        if unknown:
+            raise FFBenchError(f"--section: unknown {', '.join(map(repr, unknown))}; expected one of {', '.join(check.SECTIONS)}")
+    comparisons = [c for name in names for c in check.check_backend(name, spec, variants=only, sections=sections)]
     print_check(comparisons, names, "each backend (float32) against the NumPy reference (float64)")
-    if not args.no_e2e and only is None:
+    if not args.no_e2e and only is None and sections is None:
         from ffbench.console import print_agreement
         e2e, errors = check.agreement(names, check.e2e_spec())
         comparisons += e2e

@@ -129,7 +129,8 @@ def test_a_perturbed_backend_fails(monkeypatch, capsys):
     monkeypatch.setattr(probe, "ff_layers", off_by_a_little)
     seen, real_check = [], check.check_backend
     monkeypatch.setattr(check, "check_backend", lambda *a, **k: seen.extend(real_check(*a, **k)) or seen)
-    assert main(["check", "--backends", "torch", "--no-e2e"]) == 1  # one run of the check, through the CLI
+    # one run of the check's sections that read the probe (the trainers never do), through the CLI
+    assert main(["check", "--backends", "torch", "--section", "layers", "--section", "variants", "--section", "conv"]) == 1
     # the spec's own layer check, in each built-in objective's section the same gradient and the
     # gradient against central differences of the reference's forward objective, and each conv
     # net's (its second conv layer's kernel)
@@ -145,6 +146,23 @@ def test_check_cli_passes_and_names_unknown_backends(capsys):
     assert main(["check", "--backends", "torch", "--no-e2e", "--variant", "wrong_label"]) == 0
     assert "all" in capsys.readouterr().out
     assert main(["check", "--backends", "tourch", "--no-e2e"]) == 3
+
+
+def test_sections_run_alone_and_an_unknown_one_is_one_line(capsys):
+    got = check.check_backend("torch", sections={"jitter", "bp.local"})
+    assert {c.quantity.split(".params")[0] for c in got} == {"ff.jitter", "bp.local", "bp.rgb.local"}
+    assert all(c.passed for c in got)
+    assert {c.quantity for c in got} == {c.quantity for c in check.check_backend("torch", sections={"jitter"})} | {
+        c.quantity for c in check.check_backend("torch", sections={"bp.local"})}
+    with pytest.raises(ValueError, match="unknown check sections"):
+        check.check_backend("torch", sections={"conv", "convs"})
+    capsys.readouterr()
+    assert main(["check", "--backends", "torch", "--section", "convs"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ffbench: error: --section: unknown 'convs'; expected one of layers, schedules,")
+    assert err.count("\n") == 1
+    assert main(["check", "--backends", "torch", "--section", "conv", "--variant", "symba"]) == 2
+    assert "--section and --variant: give one" in capsys.readouterr().err
 
 
 def test_spec_file(tmp_path, capsys):
