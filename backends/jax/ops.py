@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -183,11 +184,14 @@ def effective_weights(w: jax.Array, ff: FFSpec) -> jax.Array:
     return w if ff.receptive_field is None else w * local_mask(*w.shape, ff.receptive_field, ff.image)
 
 
-def conv_as_matmul(x4: jax.Array, w: jax.Array, stride: int, padding: int, groups: int, precision) -> jax.Array:
+def conv_as_matmul(x4: jax.Array, w: jax.Array, stride: int, padding: int, groups: int, precision,
+                   epilogue: Callable[[jax.Array], jax.Array] | None = None) -> jax.Array:
     """`reference.conv.conv2d` in its own im2col form (no bias), group-major and channels-last:
     the input as (g, N, H, W, C/g), its k*k shifted, strided views concatenated along channels,
     then one batched matmul (g, N*Ho*Wo, k*k*C/g) @ (g, k*k*C/g, O/g), whose operands need no
-    transpose. XLA's CPU convolution computes the kernel's gradient slowly (jax-ml/jax#31662,
+    transpose; `epilogue` (elementwise: the bias and ReLU) applied to that product, before its
+    transpose to NCHW (a CwComp epoch on 2 CPU threads: 2.53 s, against 2.63 s with them after it).
+    XLA's CPU convolution computes the kernel's gradient slowly (jax-ml/jax#31662,
     openxla/xla#34273: ff-conv took 65x torch's epoch on this CPU); the gradient of this form is
     a matmul. (The NCHW patches this replaced, contracted in the middle of their axes, took 1.5x
     its time forward and backward on CwComp's grouped 480-channel layer: benchmarks/RESULTS.md.)"""
@@ -199,6 +203,7 @@ def conv_as_matmul(x4: jax.Array, w: jax.Array, stride: int, padding: int, group
                             for i in range(k) for j in range(k)], axis=-1)  # (g, N, Ho, Wo, k*k*C/g): (i, j, c) order
     wk = w.reshape(groups, o // groups, cg, k, k).transpose(0, 3, 4, 2, 1).reshape(groups, k * k * cg, o // groups)
     z = jnp.matmul(cols.reshape(groups, n * ho * wo, k * k * cg), wk, precision=precision)  # explicit sizes: N may be 0
+    z = z if epilogue is None else epilogue(z)
     return z.reshape(groups, n, ho, wo, o // groups).transpose(1, 0, 4, 2, 3).reshape(n, o, ho, wo)
 
 
@@ -245,8 +250,14 @@ def _conv_pool(x: jax.Array, w: jax.Array, b: jax.Array, spec, relu_grad: str, p
     if precision == "bf16":
         z = conv2d(x4.astype(jnp.bfloat16), w.astype(jnp.bfloat16), spec, None).astype(jnp.float32)
     else:
-        z = conv2d(x4, w, spec, MATMUL_PRECISION[precision])
-    a, q = relu(z + b[:, None, None], relu_grad), (1, 1, spec.pool_size, spec.pool_size)
+        z = conv2d(x4, w, spec, MATMUL_PRECISION[precision]) if jax.default_backend() != "cpu" else None
+    if z is None:  # on a CPU: the bias (b's channels are group-major too) and ReLU on the im2col product
+        g = spec.groups
+        a = conv_as_matmul(x4, w, spec.stride, spec.padding, g, MATMUL_PRECISION[precision],
+                           lambda p: relu(p + b.reshape(g, 1, -1), relu_grad))
+    else:
+        a = relu(z + b[:, None, None], relu_grad)
+    q = (1, 1, spec.pool_size, spec.pool_size)
     if spec.pool == "max":
         a = max_pool(a, spec.pool_size)
     elif spec.pool == "avg":
