@@ -22,12 +22,14 @@ def on_cpu() -> bool:
     return True
 
 
-def conv_as_matmul(xp, kernel, stride: int, groups: int):
+def conv_as_matmul(xp, kernel, stride: int, groups: int, epilogue=None):
     """A valid conv of the padded channels-last `xp` with a (k, k, C/g, C_out) kernel in the
     reference's im2col form, group-major as `ffbench_backends.jax.ops.conv_as_matmul`: the input
     as (g, N, H, W, C/g), its k*k shifted, strided views concatenated along channels, then one
-    batched matmul whose operands need no transpose. XLA's CPU convolution (TensorFlow's
-    jit_compile, Keras on JAX) computes the kernel's gradient slowly; this form's is a matmul."""
+    batched matmul whose operands need no transpose; `epilogue` (elementwise: the bias and ReLU)
+    applied to that product, before its transpose to channels-last, as jax's. XLA's CPU
+    convolution (TensorFlow's jit_compile, Keras on JAX) computes the kernel's gradient slowly;
+    this form's is a matmul."""
     k, (n, h, w, c), co = kernel.shape[0], ops.shape(xp), kernel.shape[3]
     ho, wo, cg, og = (h - k) // stride + 1, (w - k) // stride + 1, c // groups, co // groups
     xg = ops.transpose(ops.reshape(xp, (n, h, w, groups, cg)), (3, 0, 1, 2, 4))
@@ -35,6 +37,7 @@ def conv_as_matmul(xp, kernel, stride: int, groups: int):
                             for i in range(k) for j in range(k)], axis=-1)  # (g, N, Ho, Wo, k*k*C/g): (i, j, c) order
     wk = ops.reshape(ops.transpose(ops.reshape(kernel, (k, k, cg, groups, og)), (3, 0, 1, 2, 4)), (groups, k * k * cg, og))
     z = ops.matmul(ops.reshape(cols, (groups, n * ho * wo, k * k * cg)), wk)
+    z = z if epilogue is None else epilogue(z)
     return ops.reshape(ops.transpose(ops.reshape(z, (groups, n, ho, wo, og)), (1, 2, 3, 0, 4)), (n, ho, wo, co))
 
 
@@ -104,16 +107,21 @@ def _conv_pool(x, kernel, bias, spec, relu_grad: str):
     x4 = ops.transpose(ops.reshape(x, (n, *spec.input)), (0, 2, 3, 1))
     if p:
         x4 = ops.pad(x4, ((0, 0), (p, p), (p, p), (0, 0)))
-    z = (conv_as_matmul(x4, kernel, spec.stride, spec.groups) if on_cpu()
-         else ops.conv(x4, kernel, strides=spec.stride, padding="valid", data_format="channels_last")) + bias
-    a = ops.relu(z)
-    if relu_grad == "straight_through":
-        a = z + ops.stop_gradient(a - z)
+    if on_cpu():  # the bias (its channels group-major too) and ReLU on the im2col product
+        g = spec.groups
+        a = conv_as_matmul(x4, kernel, spec.stride, g, lambda z: _relu(z + ops.reshape(bias, (g, 1, -1)), relu_grad))
+    else:
+        a = _relu(ops.conv(x4, kernel, strides=spec.stride, padding="valid", data_format="channels_last") + bias, relu_grad)
     if spec.pool == "max":
         a = max_pool(a, q)
     elif spec.pool == "avg":
         a = ops.average_pool(a, q, q, padding="valid", data_format="channels_last")
     return a
+
+
+def _relu(z, relu_grad: str):
+    a = ops.relu(z)
+    return z + ops.stop_gradient(a - z) if relu_grad == "straight_through" else a
 
 
 def _pool_views(a, q: int) -> list:
