@@ -249,14 +249,13 @@ def _conv_pool(x: jax.Array, w: jax.Array, b: jax.Array, spec, relu_grad: str, p
     x4 = x.reshape(x.shape[0], *spec.input)
     if precision == "bf16":
         z = conv2d(x4.astype(jnp.bfloat16), w.astype(jnp.bfloat16), spec, None).astype(jnp.float32)
-    else:
-        z = conv2d(x4, w, spec, MATMUL_PRECISION[precision]) if jax.default_backend() != "cpu" else None
-    if z is None:  # on a CPU: the bias (b's channels are group-major too) and ReLU on the im2col product
+        a = relu(z + b[:, None, None], relu_grad)
+    elif jax.default_backend() == "cpu":  # the bias (b's channels are group-major too) and ReLU on the im2col product
         g = spec.groups
         a = conv_as_matmul(x4, w, spec.stride, spec.padding, g, MATMUL_PRECISION[precision],
                            lambda p: relu(p + b.reshape(g, 1, -1), relu_grad))
     else:
-        a = relu(z + b[:, None, None], relu_grad)
+        a = relu(conv2d(x4, w, spec, MATMUL_PRECISION[precision]) + b[:, None, None], relu_grad)
     q = (1, 1, spec.pool_size, spec.pool_size)
     if spec.pool == "max":
         a = max_pool(a, spec.pool_size)
